@@ -1,0 +1,82 @@
+package cmd
+
+import (
+	"context"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fhirbulk/fhirbulk/pkg/dump"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/progress"
+	"github.com/fhirbulk/fhirbulk/pkg/sink"
+)
+
+// outputFlags are the flags of every command that writes an export.
+type outputFlags struct {
+	path  string
+	gzip  bool
+	force bool
+}
+
+func (o *outputFlags) register(c *cobra.Command) {
+	c.Flags().StringVarP(&o.path, "output", "o", "", "write to `PATH` (made atomically: complete or absent; .gz implies --gzip)")
+	c.Flags().BoolVar(&o.gzip, "gzip", false, "gzip the output")
+	c.Flags().BoolVar(&o.force, "force", false, "replace an existing --output file")
+}
+
+func (o *outputFlags) open(a *app) (*sink.Sink, error) {
+	return sink.Open(sink.Options{Path: o.path, Gzip: o.gzip, Force: o.force, Stdout: a.stdout})
+}
+
+func (a *app) dumpCmd() *cobra.Command {
+	var out outputFlags
+	var since string
+	c := &cobra.Command{
+		Use:   "dump TYPE",
+		Short: "Write every resource of a type as ndjson",
+		Long: `Write every resource of TYPE as ndjson (one JSON object per line) in Aidbox
+format, with resourceType, id and meta (versionId, lastUpdated, createdAt)
+put back, to stdout or to --output.`,
+		Example: `  fhirbulk dump Patient > patients.ndjson
+  fhirbulk dump Observation --since 2024-01-01 -o obs.ndjson.gz`,
+		Args: exactArgs(1, "one resource TYPE"),
+	}
+	out.register(c)
+	c.Flags().StringVar(&since, "since", "", "only resources created after `TIME` (RFC 3339 or YYYY-MM-DD, UTC)")
+	c.RunE = a.run(func(ctx context.Context, args []string) error {
+		opts := dump.Options{Type: args[0]}
+		if err := pg.ValidateType(opts.Type); err != nil {
+			return usageError{err}
+		}
+		if since != "" {
+			t, err := dump.ParseSince(since)
+			if err != nil {
+				return usagef("--since: %v", err)
+			}
+			opts.Since = t
+		}
+		s, err := out.open(a)
+		if err != nil {
+			return err
+		}
+		defer s.Abort()
+		conn, err := a.connect(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		show := progress.Enabled(a.stderr, a.quiet)
+		var total int64 = -1
+		if show {
+			total = pg.EstimateRows(ctx, conn, opts.Type)
+		}
+		bar := progress.New(a.stderr, show, total, "dump "+opts.Type, "rows")
+		_, err = dump.Dump(ctx, conn, opts, s, bar)
+		bar.Finish()
+		if err != nil {
+			return err
+		}
+		return s.Commit()
+	})
+	return c
+}

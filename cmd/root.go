@@ -1,0 +1,133 @@
+// Package cmd is fhirbulk's command line: it parses flags, opens the
+// connection and the input/output streams, and calls into pkg/. Errors are
+// printed here, once, as one line.
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"syscall"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
+
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
+)
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitInterrupted = 130
+	exitBrokenPipe  = 141 // as if killed by SIGPIPE, like `yes | head`
+)
+
+// app is one run of the command line: its streams, environment and global flags.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+
+	db    string
+	quiet bool
+
+	ran bool // a command's own code started (errors before it are usage errors)
+}
+
+// usageError is a mistake in the command line: exit status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// Main runs fhirbulk with args (without the program name) and returns the
+// exit status. The command tree is built anew on every call.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	root := a.rootCmd()
+	root.SetArgs(args)
+	c, err := root.ExecuteContextC(ctx)
+	switch {
+	case err == nil:
+		return exitOK
+	case ctx.Err() != nil:
+		fmt.Fprintln(stderr, "fhirbulk: interrupted")
+		return exitInterrupted
+	case errors.Is(err, syscall.EPIPE):
+		return exitBrokenPipe // the reader went away: nothing to say
+	}
+	var ue usageError
+	if errors.As(err, &ue) || !a.ran {
+		fmt.Fprintf(stderr, "fhirbulk: %s\nRun '%s --help' for usage.\n", oneLine(err.Error()), c.CommandPath())
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "fhirbulk: %s\n", oneLine(err.Error()))
+	return exitFailure
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.TrimSpace(s)), " ")
+}
+
+const rootLong = `fhirbulk moves FHIR resources in bulk between PostgreSQL (Aidbox storage
+layout) and ndjson streams.
+
+The database is --db URL, else $DATABASE_URL, else the libpq variables
+(PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, ~/.pgpass).
+
+Data goes to stdout, everything else to stderr. Progress bars are drawn
+only when stderr is a terminal.
+
+Exit status: 0 success, 1 failure, 2 usage error, 130 interrupted.`
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "fhirbulk",
+		Short:         "Bulk export and import of FHIR resources in PostgreSQL",
+		Long:          rootLong,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.CompletionOptions.DisableDefaultCmd = true
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.db, "db", "", "PostgreSQL connection URL (default $DATABASE_URL, else the PG* variables)")
+	pf.BoolVarP(&a.quiet, "quiet", "q", false, "no progress bars")
+	root.AddCommand(a.dumpCmd())
+	return root
+}
+
+// exactArgs is cobra.ExactArgs with a message that names what is missing.
+func exactArgs(n int, names string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("%s takes %s (got %d arguments)", c.Name(), names, len(args))
+		}
+		return nil
+	}
+}
+
+// run wraps a command's body: it marks that argument parsing is over (so its
+// errors are not usage errors unless they say so).
+func (a *app) run(body func(ctx context.Context, args []string) error) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, args []string) error {
+		a.ran = true
+		return body(c.Context(), args)
+	}
+}
+
+// connect opens the database the global flags and environment name.
+func (a *app) connect(ctx context.Context) (*pgx.Conn, error) {
+	return pg.Connect(ctx, pg.ResolveDSN(a.db, a.getenv))
+}

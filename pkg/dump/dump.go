@@ -1,0 +1,182 @@
+// Package dump streams resources out of PostgreSQL.
+package dump
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/progress"
+)
+
+// Options selects what Dump writes.
+type Options struct {
+	Type  string    // resource type, e.g. "Observation"
+	Since time.Time // when not zero: only resources created after it (cts > Since)
+}
+
+// ParseSince reads a --since value: RFC 3339, or YYYY-MM-DD meaning UTC midnight.
+func ParseSince(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("bad time %q: want RFC 3339 (2024-01-31T12:00:00Z) or a date (2024-01-31)", s)
+}
+
+// Dump writes every resource of opts.Type to w as ndjson in Aidbox format,
+// with resourceType, id and meta (versionId, lastUpdated, createdAt merged
+// into the stored meta) put back, and returns how many it wrote.
+//
+// The rows come from one COPY ... TO STDOUT (FORMAT binary) and each line is
+// spliced together from the row's bytes: the stored jsonb text is compacted
+// and the columns inserted, with no JSON decoding. Memory does not depend on
+// the table size. w should be buffered; Dump writes one line per call.
+func Dump(ctx context.Context, conn *pgx.Conn, opts Options, w io.Writer, bar *progress.Bar) (int64, error) {
+	if err := pg.ValidateType(opts.Type); err != nil {
+		return 0, err
+	}
+	query := "SELECT id, txid, ts, cts, resource FROM " + pg.Table(opts.Type)
+	if !opts.Since.IsZero() {
+		// COPY takes no parameters; the literal is formatted from a parsed
+		// time, never from the user's text.
+		query += " WHERE cts > '" + opts.Since.UTC().Format(time.RFC3339Nano) + "'::timestamptz"
+	}
+	sp := &splicer{w: w, bar: bar}
+	sp.prefix = append(sp.prefix, `{"resourceType":`...)
+	sp.prefix = ndjson.AppendString(sp.prefix, []byte(opts.Type))
+	sp.prefix = append(sp.prefix, `,"id":`...)
+	rows := &pg.BinaryRows{Row: sp.row}
+	_, err := conn.PgConn().CopyTo(ctx, rows, "COPY ("+query+") TO STDOUT (FORMAT binary)")
+	if err == nil {
+		err = rows.Close()
+	}
+	switch {
+	case err == nil:
+		return sp.n, nil
+	case ctx.Err() != nil:
+		return sp.n, ctx.Err()
+	case pg.IsUndefinedTable(err):
+		return 0, fmt.Errorf("no table for resource type %q", opts.Type)
+	case sp.werr != nil:
+		return sp.n, sp.werr // the writer failed (a closed pipe, a full disk): its own error
+	default:
+		return sp.n, fmt.Errorf("dump %s: %s", opts.Type, pg.ErrorLine(err))
+	}
+}
+
+// splicer turns binary rows (id, txid, ts, cts, resource) into ndjson lines.
+type splicer struct {
+	w       io.Writer
+	bar     *progress.Bar
+	prefix  []byte  // {"resourceType":"T","id":
+	compact []byte  // the stored resource, compacted
+	line    []byte  // the line being built
+	spans   [3]ndjson.Span
+	n       int64
+	werr    error
+}
+
+// topKeys are the members of a stored resource that the columns override:
+// meta is merged, and id/resourceType should never be stored (Aidbox leaves
+// them out) but are dropped rather than written twice if they are.
+var topKeys = []string{"meta", "id", "resourceType"}
+
+// metaKeys are the members of meta that come from the columns.
+var metaKeys = [][]byte{[]byte(`"versionId"`), []byte(`"lastUpdated"`), []byte(`"createdAt"`)}
+
+func (s *splicer) row(f [][]byte) error {
+	if len(f) != 5 || f[0] == nil || f[1] == nil || f[4] == nil {
+		return errors.New("row with a NULL id, txid or resource")
+	}
+	raw, err := pg.JSONB(f[4])
+	if err != nil {
+		return err
+	}
+	s.compact, err = ndjson.CompactObject(s.compact[:0], raw, topKeys, s.spans[:])
+	if err != nil {
+		return fmt.Errorf("resource %q: %w", f[0], err)
+	}
+	txid, err := pg.Int8(f[1])
+	if err != nil {
+		return err
+	}
+	b := append(s.line[:0], s.prefix...)
+	b = ndjson.AppendString(b, f[0])
+	b = append(b, `,"meta":{"versionId":"`...)
+	b = strconv.AppendInt(b, txid, 10)
+	b = append(b, '"')
+	if f[2] != nil {
+		b = append(b, `,"lastUpdated":"`...)
+		if b, err = pg.AppendTimestamptz(b, f[2]); err != nil {
+			return err
+		}
+		b = append(b, '"')
+	}
+	if f[3] != nil {
+		b = append(b, `,"createdAt":"`...)
+		if b, err = pg.AppendTimestamptz(b, f[3]); err != nil {
+			return err
+		}
+		b = append(b, '"')
+	}
+	if meta := s.spans[0]; meta.Found() {
+		b = appendStoredMeta(b, s.compact[meta.Start+len(`"meta":`):meta.End])
+	}
+	b = append(b, '}')
+	b = ndjson.AppendMembersExcept(b, s.compact, s.spans[:]...)
+	b = append(b, '}', '\n')
+	s.line = b
+	if _, err := s.w.Write(b); err != nil {
+		s.werr = err
+		return err
+	}
+	s.n++
+	s.bar.Add(1)
+	return nil
+}
+
+// appendStoredMeta appends the members of the stored meta object (compact)
+// after the column-made ones, each preceded by a comma, leaving out any that
+// the columns own. A meta that is not an object is not valid FHIR; it is
+// replaced by the column-made one.
+func appendStoredMeta(b, meta []byte) []byte {
+	if len(meta) <= 2 || meta[0] != '{' {
+		return b
+	}
+	owned := false
+	for _, k := range metaKeys {
+		if bytes.Contains(meta, k) {
+			owned = true
+			break
+		}
+	}
+	if !owned {
+		b = append(b, ',')
+		return append(b, meta[1:len(meta)-1]...)
+	}
+	// Rare: walk the members and skip the owned ones.
+	ndjson.Members(meta, func(key, value []byte) bool { //nolint:errcheck // meta is compact jsonb output
+		for _, k := range metaKeys {
+			if bytes.Equal(key, k[1:len(k)-1]) {
+				return true
+			}
+		}
+		b = append(b, ',', '"')
+		b = append(b, key...)
+		b = append(b, '"', ':')
+		b = append(b, value...)
+		return true
+	})
+	return b
+}

@@ -1,0 +1,311 @@
+// Package ndjson works on newline-delimited JSON at the byte level: it escapes
+// strings, removes insignificant whitespace and finds top-level members of an
+// object without decoding it, so that hot paths never build a map per line.
+//
+// The functions here trust their input to be well-formed JSON (as PostgreSQL's
+// jsonb output always is); on malformed input they return an error rather than
+// guessing, but they do not validate everything a full parser would.
+package ndjson
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+)
+
+// ErrMalformed reports JSON text the byte scanner cannot make sense of.
+var ErrMalformed = errors.New("malformed JSON")
+
+const hex = "0123456789abcdef"
+
+// AppendString appends s to dst as a JSON string literal. Only the quote, the
+// backslash and control characters are escaped; every other byte (non-ASCII
+// UTF-8 included) is copied unchanged.
+func AppendString(dst, s []byte) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		case '\b':
+			dst = append(dst, '\\', 'b')
+		case '\f':
+			dst = append(dst, '\\', 'f')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// stringEnd returns the index just past the closing quote of the JSON string
+// whose opening quote is at src[i].
+func stringEnd(src []byte, i int) (int, error) {
+	j := i + 1
+	for {
+		k := bytes.IndexByte(src[j:], '"')
+		if k < 0 {
+			return 0, fmt.Errorf("%w: unterminated string", ErrMalformed)
+		}
+		q := j + k
+		// A quote is escaped when an odd number of backslashes precede it.
+		bs := 0
+		for p := q - 1; p > i && src[p] == '\\'; p-- {
+			bs++
+		}
+		if bs%2 == 0 {
+			return q + 1, nil
+		}
+		j = q + 1
+	}
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\t' || c == '\r' }
+
+// Span is the position of one top-level member `"key":value` in a compact
+// object: Start is the key's opening quote, End is just past the value.
+// Start is -1 when the member is absent.
+type Span struct{ Start, End int }
+
+// Found reports whether the member exists.
+func (s Span) Found() bool { return s.Start >= 0 }
+
+// CompactObject appends the JSON object src to dst with all insignificant
+// whitespace removed, and reports in spans[k] where the top-level member
+// named keys[k] sits in the appended text (offsets into the returned slice;
+// a key given twice in src reports its last member). spans must be as long
+// as keys; it is passed in so the hot path does not allocate.
+//
+// It is one pass over src; strings are copied whole after a
+// bytes.IndexByte search, so it runs near memcpy speed on FHIR resources,
+// whose bytes are mostly inside strings.
+func CompactObject(dst, src []byte, keys []string, spans []Span) ([]byte, error) {
+	for k := range spans {
+		spans[k] = Span{Start: -1, End: -1}
+	}
+	i := 0
+	for i < len(src) && isSpace(src[i]) {
+		i++
+	}
+	if i == len(src) || src[i] != '{' {
+		return dst, fmt.Errorf("%w: not an object", ErrMalformed)
+	}
+	depth := 0
+	expectKey := false // at depth 1, the next string is a member's key
+	cur := -1          // index in keys of the member being copied, or -1
+	for ; i < len(src); i++ {
+		c := src[i]
+		switch c {
+		case ' ', '\n', '\t', '\r':
+			continue
+		case '"':
+			end, err := stringEnd(src, i)
+			if err != nil {
+				return dst, err
+			}
+			if expectKey {
+				expectKey = false
+				name := src[i+1 : end-1]
+				for k, key := range keys {
+					if len(name) == len(key) && string(name) == key {
+						spans[k].Start = len(dst)
+						cur = k
+						break
+					}
+				}
+			}
+			dst = append(dst, src[i:end]...)
+			i = end - 1
+			continue
+		case '{', '[':
+			depth++
+			if depth == 1 {
+				expectKey = true
+			}
+		case '}', ']':
+			if depth == 1 {
+				if cur >= 0 {
+					spans[cur].End = len(dst)
+				}
+				dst = append(dst, c)
+				for i++; i < len(src); i++ {
+					if !isSpace(src[i]) {
+						return dst, fmt.Errorf("%w: text after the object", ErrMalformed)
+					}
+				}
+				return dst, nil
+			}
+			depth--
+		case ',':
+			if depth == 1 {
+				if cur >= 0 {
+					spans[cur].End = len(dst)
+					cur = -1
+				}
+				expectKey = true
+			}
+		}
+		dst = append(dst, c)
+	}
+	return dst, fmt.Errorf("%w: unterminated object", ErrMalformed)
+}
+
+// AppendMembersExcept appends the members of the compact object obj (as made
+// by CompactObject) except those at the given spans, each kept run preceded
+// by a comma and without the object's braces: for obj `{"a":1,"b":2,"c":3}`
+// and the span of "b" it appends `,"a":1,"c":3`.
+func AppendMembersExcept(dst, obj []byte, spans ...Span) []byte {
+	// Order the found spans by position; there are only ever a few.
+	var order [8]Span
+	found := order[:0]
+	for _, s := range spans {
+		if !s.Found() {
+			continue
+		}
+		j := len(found)
+		found = append(found, s)
+		for j > 0 && found[j-1].Start > s.Start {
+			found[j] = found[j-1]
+			j--
+		}
+		found[j] = s
+	}
+	pos := 1
+	emit := func(seg []byte) {
+		if len(seg) > 0 && seg[0] == ',' {
+			seg = seg[1:]
+		}
+		if len(seg) > 0 && seg[len(seg)-1] == ',' {
+			seg = seg[:len(seg)-1]
+		}
+		if len(seg) > 0 {
+			dst = append(dst, ',')
+			dst = append(dst, seg...)
+		}
+	}
+	for _, s := range found {
+		emit(obj[pos:s.Start])
+		pos = s.End
+	}
+	emit(obj[pos : len(obj)-1])
+	return dst
+}
+
+// skipValue returns the index just past the JSON value starting at src[i]
+// (src[i] is not whitespace). Nested whitespace is tolerated.
+func skipValue(src []byte, i int) (int, error) {
+	if i >= len(src) {
+		return 0, fmt.Errorf("%w: missing value", ErrMalformed)
+	}
+	switch src[i] {
+	case '"':
+		return stringEnd(src, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(src); i++ {
+			switch src[i] {
+			case '"':
+				end, err := stringEnd(src, i)
+				if err != nil {
+					return 0, err
+				}
+				i = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1, nil
+				}
+			}
+		}
+		return 0, fmt.Errorf("%w: unterminated value", ErrMalformed)
+	default:
+		j := i
+		for j < len(src) {
+			c := src[j]
+			if c == ',' || c == '}' || c == ']' || isSpace(c) {
+				break
+			}
+			j++
+		}
+		if j == i {
+			return 0, fmt.Errorf("%w: missing value", ErrMalformed)
+		}
+		return j, nil
+	}
+}
+
+// Members calls fn for each top-level member of the JSON object obj, in
+// order, with the raw key (between its quotes, escapes left as they are) and
+// the raw value. Whitespace between tokens is allowed. fn returning false
+// stops the walk.
+func Members(obj []byte, fn func(key, value []byte) bool) error {
+	i := 0
+	skip := func() {
+		for i < len(obj) && isSpace(obj[i]) {
+			i++
+		}
+	}
+	skip()
+	if i == len(obj) || obj[i] != '{' {
+		return fmt.Errorf("%w: not an object", ErrMalformed)
+	}
+	i++
+	skip()
+	if i < len(obj) && obj[i] == '}' {
+		return nil
+	}
+	for {
+		if i >= len(obj) || obj[i] != '"' {
+			return fmt.Errorf("%w: expected a key", ErrMalformed)
+		}
+		kend, err := stringEnd(obj, i)
+		if err != nil {
+			return err
+		}
+		key := obj[i+1 : kend-1]
+		i = kend
+		skip()
+		if i >= len(obj) || obj[i] != ':' {
+			return fmt.Errorf("%w: expected ':'", ErrMalformed)
+		}
+		i++
+		skip()
+		vend, err := skipValue(obj, i)
+		if err != nil {
+			return err
+		}
+		if !fn(key, obj[i:vend]) {
+			return nil
+		}
+		i = vend
+		skip()
+		if i >= len(obj) {
+			return fmt.Errorf("%w: unterminated object", ErrMalformed)
+		}
+		switch obj[i] {
+		case ',':
+			i++
+			skip()
+		case '}':
+			return nil
+		default:
+			return fmt.Errorf("%w: expected ',' or '}'", ErrMalformed)
+		}
+	}
+}
