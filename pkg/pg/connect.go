@@ -66,7 +66,16 @@ func connectMessage(err error) string {
 	msg := strings.TrimPrefix(err.Error(), "failed to connect to ")
 	msg = strings.ReplaceAll(msg, "\n\t", "; ")
 	msg = strings.ReplaceAll(msg, ":; ", ": ")
-	return "cannot connect to PostgreSQL " + strings.ReplaceAll(msg, "\n", " ")
+	// sslmode=prefer tries each host twice (TLS, then plain) with the same
+	// failure; say it once.
+	parts := strings.Split(strings.ReplaceAll(msg, "\n", " "), "; ")
+	kept := parts[:1]
+	for _, p := range parts[1:] {
+		if p != kept[len(kept)-1] {
+			kept = append(kept, p)
+		}
+	}
+	return "cannot connect to PostgreSQL " + strings.Join(kept, "; ")
 }
 
 // redact removes a password from a message, in case a driver ever echoes it.

@@ -1,0 +1,272 @@
+package cmd
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
+)
+
+// The end-to-end tests: every testdata/script/*.txtar runs the real binary
+// against a database of its own, created for it and dropped afterwards.
+// The server is FHIRBULK_TEST_DATABASE_URL, else DATABASE_URL, else
+// 127.0.0.1:5432 as the current OS user (scripts/test.sh arranges one).
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"fhirbulk": func() { os.Exit(Run()) },
+	})
+}
+
+func adminURL() (string, bool) {
+	if u := os.Getenv("FHIRBULK_TEST_DATABASE_URL"); u != "" {
+		return u, true
+	}
+	if u := os.Getenv("DATABASE_URL"); u != "" {
+		return u, true
+	}
+	return "postgres://127.0.0.1:5432/postgres?sslmode=disable", false
+}
+
+func TestScripts(t *testing.T) {
+	admin, explicit := adminURL()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		if explicit {
+			t.Fatalf("test database server: %v", err)
+		}
+		t.Skipf("no PostgreSQL at 127.0.0.1:5432 and FHIRBULK_TEST_DATABASE_URL unset: run scripts/test.sh, which provides one (%v)", err)
+	}
+	cfg := conn.Config()
+	conn.Close(ctx)
+
+	testscript.Run(t, testscript.Params{
+		Dir:                 "../testdata/script",
+		RequireExplicitExec: true,
+		Setup: func(env *testscript.Env) error {
+			return setupDatabase(env, admin, cfg)
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"sql":    cmdSQL,
+			"tables": cmdTables,
+			"rows":   cmdRows,
+			"gunzip": cmdGunzip,
+			"copyin": cmdCopyIn,
+		},
+	})
+}
+
+// setupDatabase creates the script's own database and points DATABASE_URL
+// (and only it) at it.
+func setupDatabase(env *testscript.Env, admin string, cfg *pgx.ConnConfig) error {
+	var r [4]byte
+	rand.Read(r[:]) //nolint:errcheck
+	name := "fhirbulk_test_" + hex.EncodeToString(r[:])
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return err
+	}
+	env.Defer(func() {
+		c, err := pgx.Connect(ctx, admin)
+		if err != nil {
+			env.T().Log("drop test database:", err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			env.T().Log("drop test database:", err)
+		}
+	})
+	u := url.URL{Scheme: "postgres", Host: cfg.Host + ":" + strconv.Itoa(int(cfg.Port)), Path: "/" + name}
+	if strings.HasPrefix(cfg.Host, "/") {
+		u.Host = ""
+		u.RawQuery = "host=" + url.QueryEscape(cfg.Host) + "&port=" + strconv.Itoa(int(cfg.Port))
+	}
+	if cfg.Password != "" {
+		u.User = url.UserPassword(cfg.User, cfg.Password)
+	} else {
+		u.User = url.User(cfg.User)
+	}
+	q := u.Query()
+	q.Set("sslmode", "disable")
+	u.RawQuery = q.Encode()
+	env.Setenv("DATABASE_URL", u.String())
+	sample, err := filepath.Abs("../testdata/sample")
+	if err != nil {
+		return err
+	}
+	env.Setenv("SAMPLE", sample)
+	// The real data sets beside the repository, when present (scripts skip without them).
+	if shared, err := filepath.Abs("../../shared/data"); err == nil {
+		if _, err := os.Stat(shared); err == nil {
+			env.Setenv("SHARED_DATA", shared)
+		}
+	}
+	env.Setenv("TEST_DB_NAME", name)
+	env.Setenv("TEST_DB_HOST", cfg.Host)
+	env.Setenv("TEST_DB_PORT", strconv.Itoa(int(cfg.Port)))
+	env.Setenv("TEST_DB_USER", cfg.User)
+	return nil
+}
+
+func scriptConn(ts *testscript.TestScript) *pgx.Conn {
+	conn, err := pgx.Connect(context.Background(), ts.Getenv("DATABASE_URL"))
+	ts.Check(err)
+	return conn
+}
+
+// sql STATEMENT... runs the statements (several may be given, or one
+// argument with several separated by semicolons) and writes every result
+// row to stdout, columns separated by tabs, NULL as NULL.
+// `sql -f FILE` reads the statements from a file.
+func cmdSQL(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) == 0 {
+		ts.Fatalf("usage: sql STATEMENT... | sql -f FILE")
+	}
+	text := strings.Join(args, ";\n")
+	if args[0] == "-f" && len(args) == 2 {
+		text = ts.ReadFile(args[1])
+	}
+	conn := scriptConn(ts)
+	defer conn.Close(context.Background())
+	results, err := conn.PgConn().Exec(context.Background(), text).ReadAll()
+	if err != nil {
+		if neg {
+			fmt.Fprintln(ts.Stderr(), err)
+			return
+		}
+		ts.Fatalf("sql: %v", err)
+	}
+	if neg {
+		ts.Fatalf("sql: unexpected success")
+	}
+	for _, r := range results {
+		for _, row := range r.Rows {
+			cells := make([]string, len(row))
+			for i, v := range row {
+				if v == nil {
+					cells[i] = "NULL"
+				} else {
+					cells[i] = string(v)
+				}
+			}
+			fmt.Fprintln(ts.Stdout(), strings.Join(cells, "\t"))
+		}
+	}
+}
+
+// tables TYPE... creates the storage layout for each type.
+func cmdTables(ts *testscript.TestScript, neg bool, args []string) {
+	conn := scriptConn(ts)
+	defer conn.Close(context.Background())
+	for _, t := range args {
+		err := pg.EnsureTables(context.Background(), conn, t)
+		if neg {
+			if err == nil {
+				ts.Fatalf("tables %s: unexpected success", t)
+			}
+			continue
+		}
+		ts.Check(err)
+	}
+}
+
+// rows TABLE N asserts that TABLE holds exactly N rows.
+func cmdRows(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: rows TABLE N")
+	}
+	conn := scriptConn(ts)
+	defer conn.Close(context.Background())
+	var n int64
+	ts.Check(conn.QueryRow(context.Background(), "SELECT count(*) FROM "+pgx.Identifier{args[0]}.Sanitize()).Scan(&n))
+	want, err := strconv.ParseInt(args[1], 10, 64)
+	ts.Check(err)
+	if (n == want) == neg {
+		ts.Fatalf("table %s has %d rows, want %s%d", args[0], n, map[bool]string{true: "not ", false: ""}[neg], want)
+	}
+}
+
+// gunzip IN OUT decompresses IN into OUT; it fails on a truncated or corrupt stream.
+func cmdGunzip(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: gunzip IN OUT")
+	}
+	in, err := os.ReadFile(ts.MkAbs(args[0]))
+	ts.Check(err)
+	var out bytes.Buffer
+	zr, err := gzip.NewReader(bytes.NewReader(in))
+	if err == nil {
+		_, err = io.Copy(&out, zr)
+	}
+	if neg {
+		if err == nil {
+			ts.Fatalf("gunzip %s: unexpected success", args[0])
+		}
+		return
+	}
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), out.Bytes(), 0o644))
+}
+
+// copyin TABLE FILE creates TABLE (n bigint, line text) and copies FILE's
+// lines into it, numbered from 1 (gzip is detected). The lines travel in
+// binary COPY, so no byte of them is escaped or changed on the way.
+func cmdCopyIn(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: copyin TABLE FILE")
+	}
+	f, err := os.Open(ts.MkAbs(args[1]))
+	ts.Check(err)
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 1<<20)
+	var r io.Reader = br
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		ts.Check(err)
+		r = zr
+	}
+	var rows [][]any
+	lr := bufio.NewReaderSize(r, 1<<20)
+	for n := int64(1); ; n++ {
+		line, err := lr.ReadString('\n')
+		if line != "" {
+			rows = append(rows, []any{n, strings.TrimSuffix(line, "\n")})
+		}
+		if err == io.EOF {
+			break
+		}
+		ts.Check(err)
+	}
+	conn := scriptConn(ts)
+	defer conn.Close(context.Background())
+	ctx := context.Background()
+	table := pgx.Identifier{args[0]}
+	_, err = conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+table.Sanitize()+" (n bigint, line text)")
+	ts.Check(err)
+	_, err = conn.CopyFrom(ctx, table, []string{"n", "line"}, pgx.CopyFromRows(rows))
+	ts.Check(err)
+}
