@@ -79,9 +79,9 @@ func Dump(ctx context.Context, conn *pgx.Conn, opts Options, w io.Writer, bar *p
 type splicer struct {
 	w       io.Writer
 	bar     *progress.Bar
-	prefix  []byte  // {"resourceType":"T","id":
-	compact []byte  // the stored resource, compacted
-	line    []byte  // the line being built
+	prefix  []byte // {"resourceType":"T","id":
+	compact []byte // the stored resource, compacted
+	line    []byte // the line being built
 	spans   [3]ndjson.Span
 	n       int64
 	werr    error
