@@ -1,0 +1,139 @@
+package ndjson
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestAppendString(t *testing.T) {
+	for _, s := range []string{"", "plain", `a"b\c`, "line\nbreak\ttab\rcr", "\x00\x01\x1f\x7f", "Zoë 日本 😀", "\b\f", "</div>&"} {
+		got := AppendString(nil, []byte(s))
+		var back string
+		if err := json.Unmarshal(got, &back); err != nil || back != s {
+			t.Errorf("AppendString(%q) = %s: decodes to %q, %v", s, got, back, err)
+		}
+	}
+	if got := string(AppendString(nil, []byte("é<>&"))); got != `"é<>&"` {
+		t.Errorf("non-ASCII and HTML characters must pass unchanged, got %s", got)
+	}
+}
+
+func TestCompactObject(t *testing.T) {
+	keys := []string{"meta", "id"}
+	for _, tc := range []struct {
+		in, want, meta, id string
+	}{
+		{`{}`, `{}`, "", ""},
+		{` { } `, `{}`, "", ""},
+		{`{"a": 1, "meta": {"x": [1, 2]}, "b": "s p a c e"}`, `{"a":1,"meta":{"x":[1,2]},"b":"s p a c e"}`, `"meta":{"x":[1,2]}`, ""},
+		{`{"meta": 1}`, `{"meta":1}`, `"meta":1`, ""},
+		{"{\n\t\"id\" : \"x\" ,\r\n\"meta\":null}", `{"id":"x","meta":null}`, `"meta":null`, `"id":"x"`},
+		// Keys only count at the top level, and never inside strings.
+		{`{"a": {"meta": 1, "id": 2}, "s": "\"meta\": 3", "t": ["id"]}`, `{"a":{"meta":1,"id":2},"s":"\"meta\": 3","t":["id"]}`, "", ""},
+		// Escaped backslash right before a closing quote.
+		{`{"a": "x\\", "meta": "\\\""}`, `{"a":"x\\","meta":"\\\""}`, `"meta":"\\\""`, ""},
+		{`{"metadata": 1, "i": 2}`, `{"metadata":1,"i":2}`, "", ""},
+	} {
+		spans := make([]Span, len(keys))
+		got, err := CompactObject([]byte("prefix"), []byte(tc.in), keys, spans)
+		if err != nil {
+			t.Errorf("CompactObject(%s): %v", tc.in, err)
+			continue
+		}
+		if string(got) != "prefix"+tc.want {
+			t.Errorf("CompactObject(%s) = %s, want %s", tc.in, got[6:], tc.want)
+		}
+		for k, want := range []string{tc.meta, tc.id} {
+			var member string
+			if spans[k].Found() {
+				member = string(got[spans[k].Start:spans[k].End])
+			}
+			if member != want {
+				t.Errorf("CompactObject(%s): member %q = %q, want %q", tc.in, keys[k], member, want)
+			}
+		}
+	}
+	for _, bad := range []string{``, `[]`, `"s"`, `{"a": "unterminated}`, `{"a": 1`, `{"a": 1} x`, `{"a": "x\"}`} {
+		if _, err := CompactObject(nil, []byte(bad), keys, make([]Span, 2)); err == nil {
+			t.Errorf("CompactObject(%s): no error", bad)
+		}
+	}
+}
+
+func TestAppendMembersExcept(t *testing.T) {
+	keys := []string{"meta", "id", "resourceType"}
+	for in, want := range map[string]string{
+		`{}`:                      ``,
+		`{"a":1}`:                 `,"a":1`,
+		`{"meta":{}}`:             ``,
+		`{"meta":{},"a":1}`:       `,"a":1`,
+		`{"a":1,"meta":{}}`:       `,"a":1`,
+		`{"a":1,"meta":{},"b":2}`: `,"a":1,"b":2`,
+		`{"id":"x","a":[","],"meta":1,"resourceType":"P","b":","}`: `,"a":[","],"b":","`,
+		`{"resourceType":"P","meta":1,"id":"x"}`:                   ``,
+		`{"a":",","resourceType":"P","id":"x","b":2}`:              `,"a":",","b":2`,
+	} {
+		spans := make([]Span, len(keys))
+		obj, err := CompactObject(nil, []byte(in), keys, spans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(AppendMembersExcept(nil, obj, spans...)); got != want {
+			t.Errorf("AppendMembersExcept(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestMembers(t *testing.T) {
+	var got []string
+	err := Members([]byte(` { "a" : 1 , "b\"c":{"x":[1,"}"]}, "d":"e" } `), func(k, v []byte) bool {
+		got = append(got, string(k)+"="+string(v))
+		return true
+	})
+	want := []string{`a=1`, `b\"c={"x":[1,"}"]}`, `d="e"`}
+	if err != nil || strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("Members = %q, %v; want %q", got, err, want)
+	}
+	for _, bad := range []string{`[]`, `{"a"}`, `{"a":}`, `{"a":1 "b":2}`, `{"a":1`} {
+		if err := Members([]byte(bad), func(k, v []byte) bool { return true }); err == nil {
+			t.Errorf("Members(%s): no error", bad)
+		}
+	}
+}
+
+// FuzzCompactObject checks CompactObject against encoding/json.Compact on
+// any valid JSON object.
+func FuzzCompactObject(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a": [1, {"b": "c\"d\\"}], "meta": {"x": null}}`, `{"id":"é","n":-1.5e3}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !json.Valid([]byte(s)) || !strings.HasPrefix(strings.TrimLeft(s, " \t\r\n"), "{") {
+			return
+		}
+		var want bytes.Buffer
+		if err := json.Compact(&want, []byte(s)); err != nil {
+			return
+		}
+		got, err := CompactObject(nil, []byte(s), []string{"meta"}, make([]Span, 1))
+		if err != nil {
+			t.Fatalf("CompactObject(%q): %v", s, err)
+		}
+		if !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("CompactObject(%q) = %s, want %s", s, got, want.Bytes())
+		}
+	})
+}
+
+func BenchmarkCompactObject(b *testing.B) {
+	line := []byte(`{"code": {"text": "Weight", "coding": [{"code": "29463-7", "system": "http://loinc.org", "display": "Body Weight"}]}, "meta": {"profile": ["http://hl7.org/fhir/StructureDefinition/vitalsigns"]}, "issued": "2016-09-13T06:53:25.410+00:00", "status": "final", "subject": {"reference": "urn:uuid:742fc10a-c565-f636-3c05-5dcd28672194"}, "category": [{"coding": [{"code": "vital-signs", "system": "http://terminology.hl7.org/CodeSystem/observation-category", "display": "vital-signs"}]}], "encounter": {"reference": "urn:uuid:70574389-d5e7-37eb-8e2f-deb5b2622840"}, "valueQuantity": {"code": "kg", "unit": "kg", "value": 79.7, "system": "http://unitsofmeasure.org"}, "effectiveDateTime": "2016-09-13T06:53:25+00:00"}`)
+	keys := []string{"meta", "id", "resourceType"}
+	spans := make([]Span, 3)
+	var dst []byte
+	b.SetBytes(int64(len(line)))
+	for b.Loop() {
+		dst, _ = CompactObject(dst[:0], line, keys, spans)
+	}
+}

@@ -1,0 +1,125 @@
+package pg
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// binaryStream builds a COPY binary stream of rows (nil fields are NULL).
+func binaryStream(rows [][][]byte) []byte {
+	b := append([]byte{}, binarySignature...)
+	b = binary.BigEndian.AppendUint32(b, 0)
+	b = binary.BigEndian.AppendUint32(b, 4) // a header extension, to be skipped
+	b = append(b, "ext!"...)
+	for _, r := range rows {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(r)))
+		for _, f := range r {
+			if f == nil {
+				b = binary.BigEndian.AppendUint32(b, 0xffffffff)
+				continue
+			}
+			b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+			b = append(b, f...)
+		}
+	}
+	return binary.BigEndian.AppendUint16(b, 0xffff)
+}
+
+func TestBinaryRowsAnyChunking(t *testing.T) {
+	rows := [][][]byte{
+		{[]byte("a"), nil, []byte("")},
+		{[]byte(strings.Repeat("x", 300)), []byte{1, 2, 3}, nil},
+		{},
+	}
+	stream := binaryStream(rows)
+	want := "a|NULL|;" + strings.Repeat("x", 300) + "|\x01\x02\x03|NULL;;"
+	for _, chunk := range []int{1, 2, 3, 7, 19, 100, len(stream)} {
+		var got strings.Builder
+		br := &BinaryRows{Row: func(fields [][]byte) error {
+			for i, f := range fields {
+				if i > 0 {
+					got.WriteByte('|')
+				}
+				if f == nil {
+					got.WriteString("NULL")
+				} else {
+					got.Write(f)
+				}
+			}
+			got.WriteByte(';')
+			return nil
+		}}
+		for i := 0; i < len(stream); i += chunk {
+			p := append([]byte{}, stream[i:min(i+chunk, len(stream))]...)
+			if _, err := br.Write(p); err != nil {
+				t.Fatalf("chunk %d: %v", chunk, err)
+			}
+			clear(p) // rows must not keep references into a written slice
+		}
+		if err := br.Close(); err != nil {
+			t.Fatalf("chunk %d: Close: %v", chunk, err)
+		}
+		if got.String() != want {
+			t.Errorf("chunk %d: rows %q, want %q", chunk, got.String(), want)
+		}
+	}
+}
+
+func TestBinaryRowsErrors(t *testing.T) {
+	full := binaryStream([][][]byte{{[]byte("abc")}})
+	truncated := &BinaryRows{Row: func([][]byte) error { return nil }}
+	truncated.Write(full[:len(full)-4]) //nolint:errcheck
+	if err := truncated.Close(); err == nil {
+		t.Error("a stream without its trailer: Close gave no error")
+	}
+	text := &BinaryRows{Row: func([][]byte) error { return nil }}
+	if _, err := text.Write([]byte("1\tabc\n2\tdef\n3\tghi\n4\tjkl\n")); err == nil {
+		t.Error("a text-format stream: no error")
+	}
+	failing := &BinaryRows{Row: func([][]byte) error { return fmt.Errorf("stop") }}
+	if _, err := failing.Write(full); err == nil || err.Error() != "stop" {
+		t.Errorf("the row function's error must come back, got %v", err)
+	}
+}
+
+func TestAppendTimestamptz(t *testing.T) {
+	enc := func(us int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(us)) }
+	for us, want := range map[int64]string{
+		0:                       "2000-01-01T00:00:00Z",
+		1:                       "2000-01-01T00:00:00.000001Z",
+		-1:                      "1999-12-31T23:59:59.999999Z",
+		757_400_706_789_000:     "2024-01-01T05:05:06.789Z",
+		1<<63 - 1:               "infinity",
+		-1 << 63:                "-infinity",
+		-63_082_281_600_000_000: "0001-01-01T00:00:00Z",
+	} {
+		got, err := AppendTimestamptz(nil, enc(us))
+		if err != nil || string(got) != want {
+			t.Errorf("AppendTimestamptz(%d) = %s, %v; want %s", us, got, err, want)
+		}
+	}
+	if _, err := AppendTimestamptz(nil, []byte{1, 2}); err == nil {
+		t.Error("a short field: no error")
+	}
+}
+
+func TestValidateType(t *testing.T) {
+	for _, ok := range []string{"Patient", "A", "MedicationKnowledge", "X" + strings.Repeat("a", 63)} {
+		if err := ValidateType(ok); err != nil {
+			t.Errorf("ValidateType(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "patient", "Pa tient", "Pa_tient", "Patient;", "Pätient", "1Patient", "X" + strings.Repeat("a", 64), "Patient\n"} {
+		if err := ValidateType(bad); err == nil {
+			t.Errorf("ValidateType(%q): no error", bad)
+		}
+	}
+	if got := Table("Procedure"); got != `"procedure"` {
+		t.Errorf("Table(Procedure) = %s", got)
+	}
+	if got := HistoryTable("Procedure"); got != `"procedure_history"` {
+		t.Errorf("HistoryTable(Procedure) = %s", got)
+	}
+}
