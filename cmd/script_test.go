@@ -9,11 +9,15 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -72,11 +76,13 @@ func TestScripts(t *testing.T) {
 			return setupDatabase(env, admin, cfg)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"sql":    cmdSQL,
-			"tables": cmdTables,
-			"rows":   cmdRows,
-			"gunzip": cmdGunzip,
-			"copyin": cmdCopyIn,
+			"sql":     cmdSQL,
+			"tables":  cmdTables,
+			"rows":    cmdRows,
+			"gunzip":  cmdGunzip,
+			"copyin":  cmdCopyIn,
+			"httpd":   cmdHTTPD,
+			"bigline": cmdBigLine,
 		},
 	})
 }
@@ -276,4 +282,137 @@ func cmdCopyIn(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	_, err = conn.CopyFrom(ctx, table, []string{"n", "line"}, pgx.CopyFromRows(rows))
 	ts.Check(err)
+}
+
+// httpd starts an HTTP server for this script, serving files of $WORK, and
+// sets $HTTP to its base URL. The path's first segment picks a behaviour:
+//
+//	/files/NAME         the file, with Range support (http.ServeContent)
+//	/flaky/NAME         503 (Retry-After: 0) twice, then the file
+//	/busy/NAME          429 with Retry-After: 1 once, then the file
+//	/down/NAME          always 503 (Retry-After: 0)
+//	/drop/NAME          the first response breaks off halfway; Range works
+//	/drop-norange/NAME  the first response breaks off halfway, no Range
+//	/signed/NAME        the file only with ?sig=s3cr3t-signature, else 403
+//	/status/CODE        that status
+//
+// Every request is logged to $WORK/http.log as "METHOD PATH?QUERY RANGE".
+func cmdHTTPD(ts *testscript.TestScript, neg bool, args []string) {
+	work := ts.MkAbs(".")
+	var mu sync.Mutex
+	hits := map[string]int{}
+	logf, err := os.Create(filepath.Join(work, "http.log"))
+	ts.Check(err)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits[r.URL.Path]++
+		n := hits[r.URL.Path]
+		fmt.Fprintf(logf, "%s %s %s\n", r.Method, r.URL.RequestURI(), r.Header.Get("Range"))
+		mu.Unlock()
+		kind, name, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		serve := func() {
+			f, err := os.Open(filepath.Join(work, filepath.FromSlash(name)))
+			if err != nil {
+				http.NotFound(w, r)
+				return
+			}
+			defer f.Close()
+			st, _ := f.Stat()
+			http.ServeContent(w, r, name, st.ModTime(), f)
+		}
+		breakOff := func(ranges bool) {
+			data, err := os.ReadFile(filepath.Join(work, filepath.FromSlash(name)))
+			if err != nil {
+				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+			if ranges {
+				w.Header().Set("Accept-Ranges", "bytes")
+				w.Header().Set("Last-Modified", time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat))
+			}
+			w.WriteHeader(http.StatusOK)
+			w.Write(data[:len(data)/2]) //nolint:errcheck
+			w.(http.Flusher).Flush()
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		}
+		switch kind {
+		case "files":
+			serve()
+		case "flaky":
+			if n <= 2 {
+				w.Header().Set("Retry-After", "0")
+				http.Error(w, "busy", http.StatusServiceUnavailable)
+				return
+			}
+			serve()
+		case "busy":
+			if n <= 1 {
+				w.Header().Set("Retry-After", "1")
+				http.Error(w, "slow down", http.StatusTooManyRequests)
+				return
+			}
+			serve()
+		case "down":
+			w.Header().Set("Retry-After", "0")
+			http.Error(w, "down", http.StatusServiceUnavailable)
+		case "drop":
+			if n == 1 {
+				breakOff(true)
+				return
+			}
+			serve()
+		case "drop-norange":
+			if n == 1 {
+				breakOff(false)
+				return
+			}
+			w.Header().Set("Accept-Ranges", "none")
+			data, _ := os.ReadFile(filepath.Join(work, filepath.FromSlash(name)))
+			w.Write(data) //nolint:errcheck
+		case "signed":
+			if r.URL.Query().Get("sig") != "s3cr3t-signature" {
+				http.Error(w, "signature mismatch", http.StatusForbidden)
+				return
+			}
+			serve()
+		case "status":
+			code, _ := strconv.Atoi(name)
+			http.Error(w, "status", code)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	ts.Defer(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+		logf.Close()
+	})
+	ts.Setenv("HTTP", srv.URL)
+	// A port where nothing listens, for "unreachable".
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	ts.Setenv("DEADHTTP", "http://"+l.Addr().String())
+	l.Close()
+}
+
+// bigline FILE BYTES writes one Binary resource whose data string makes the
+// line BYTES long, with a newline.
+func cmdBigLine(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: bigline FILE BYTES")
+	}
+	size, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	head, tail := `{"resourceType":"Binary","id":"big","contentType":"text/plain","data":"`, "\"}\n"
+	line := make([]byte, 0, size+1)
+	line = append(line, head...)
+	for len(line) < size-len(tail)+1 {
+		line = append(line, "QUJD"...)
+	}
+	line = append(line[:size-len(tail)+1], tail...)
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), line, 0o644))
 }

@@ -87,7 +87,7 @@ func (s Span) Found() bool { return s.Start >= 0 }
 // CompactObject appends the JSON object src to dst with all insignificant
 // whitespace removed, and reports in spans[k] where the top-level member
 // named keys[k] sits in the appended text (offsets into the returned slice;
-// a key given twice in src reports its last member). spans must be as long
+// one of keys given twice is an error). spans must be as long
 // as keys; it is passed in so the hot path does not allocate.
 //
 // It is one pass over src; strings are copied whole after a
@@ -122,6 +122,9 @@ func CompactObject(dst, src []byte, keys []string, spans []Span) ([]byte, error)
 				name := src[i+1 : end-1]
 				for k, key := range keys {
 					if len(name) == len(key) && string(name) == key {
+						if spans[k].Found() {
+							return dst, fmt.Errorf("%w: duplicate key %q", ErrMalformed, key)
+						}
 						spans[k].Start = len(dst)
 						cur = k
 						break

@@ -91,3 +91,42 @@ func EstimateRows(ctx context.Context, conn *pgx.Conn, t string) int64 {
 	}
 	return n
 }
+
+// Layout ensures the tables of resource types on a connection of its own,
+// opened on first use, so that DDL commits at once and never waits on (or
+// holds up) a load's transaction. Types it has ensured are remembered.
+type Layout struct {
+	DSN  string
+	conn *pgx.Conn
+	done map[string]bool
+}
+
+// Ensure creates type t's tables when missing (see EnsureTables).
+func (l *Layout) Ensure(ctx context.Context, t string) error {
+	if l.done[t] {
+		return nil
+	}
+	if l.conn == nil {
+		conn, err := Connect(ctx, l.DSN)
+		if err != nil {
+			return err
+		}
+		l.conn = conn
+	}
+	if err := EnsureTables(ctx, l.conn, t); err != nil {
+		return err
+	}
+	if l.done == nil {
+		l.done = map[string]bool{}
+	}
+	l.done[t] = true
+	return nil
+}
+
+// Close closes the connection, if one was opened.
+func (l *Layout) Close() {
+	if l.conn != nil {
+		l.conn.Close(context.Background()) //nolint:errcheck
+		l.conn = nil
+	}
+}

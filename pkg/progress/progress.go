@@ -29,25 +29,48 @@ type Bar struct {
 	n     int64
 }
 
-// New returns a bar on w, or nil when !enabled. total <= 0 means unknown
-// (a spinner with a count and a rate); a total that turns out too small grows.
+// New returns a bar on w counting items (unit names them), or nil when
+// !enabled. total <= 0 means unknown (a spinner with a count and a rate); a
+// total that turns out too small grows.
 func New(w io.Writer, enabled bool, total int64, desc, unit string) *Bar {
+	return newBar(w, enabled, total, desc,
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString(unit))
+}
+
+// NewBytes returns a bar on w counting bytes, or nil when !enabled.
+func NewBytes(w io.Writer, enabled bool, total int64, desc string) *Bar {
+	return newBar(w, enabled, total, desc, progressbar.OptionShowBytes(true))
+}
+
+func newBar(w io.Writer, enabled bool, total int64, desc string, opts ...progressbar.Option) *Bar {
 	if !enabled {
 		return nil
 	}
 	if total <= 0 {
 		total = -1
 	}
-	return &Bar{total: total, bar: progressbar.NewOptions64(total,
+	opts = append(opts,
 		progressbar.OptionSetWriter(w),
 		progressbar.OptionSetDescription(desc),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString(unit),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionSetWidth(30),
 		progressbar.OptionClearOnFinish(),
-	)}
+	)
+	return &Bar{total: total, bar: progressbar.NewOptions64(total, opts...)}
+}
+
+// Set moves the bar to n and, when desc is not empty, changes its text.
+func (b *Bar) Set(n int64, desc string) {
+	if b == nil {
+		return
+	}
+	b.n = n
+	if desc != "" {
+		b.bar.Describe(desc)
+	}
+	b.sync()
 }
 
 // Add counts n more items. It is cheap enough for once per row: the bar is

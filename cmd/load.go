@@ -1,0 +1,111 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fhirbulk/fhirbulk/pkg/load"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/progress"
+	"github.com/fhirbulk/fhirbulk/pkg/source"
+)
+
+func (a *app) loadCmd() *cobra.Command {
+	var opts load.Options
+	var merge string
+	var fhir bool
+	c := &cobra.Command{
+		Use:   "load [--type TYPE] SOURCE...",
+		Short: "Upsert ndjson resources from files, stdin or http(s) URLs",
+		Long: `Load ndjson resources (gzip or plain, detected) from each SOURCE: a file,
+- for stdin, or an http(s) URL (pre-signed URLs work as given). Each source
+is one transaction: all of it is loaded, or none of it. Resources are
+upserted by id without validation, as Aidbox's $load does. Prints the
+counts as one line of JSON on stdout.`,
+		Example: `  fhirbulk load --type Patient patients.ndjson.gz
+  fhirbulk load all-types.ndjson 'https://bucket.example/Observation.ndjson.gz?X-Amz-Signature=...'
+  zcat *.ndjson.gz | fhirbulk load -`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("load needs at least one SOURCE (a file, - for stdin, or a URL)")
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&opts.Type, "type", "", "every line is a resource of `TYPE` (lines need only an id)")
+	f.BoolVar(&fhir, "fhir", false, "input is in FHIR format (not yet supported)")
+	f.BoolVar(&opts.History, "history", false, "keep replaced versions in the type's _history table")
+	f.BoolVar(&opts.StripNulls, "strip-nulls", false, "drop keys whose value is null, at any depth")
+	f.StringVar(&merge, "merge", "", "shallow-merge this JSON `OBJECT` into every resource")
+	c.RunE = a.run(func(ctx context.Context, args []string) error {
+		if opts.Type != "" {
+			if err := pg.ValidateType(opts.Type); err != nil {
+				return usagef("--type: %v", err)
+			}
+		}
+		if fhir {
+			return usagef("--fhir: FHIR-format input is not supported yet; load Aidbox-format ndjson")
+		}
+		if merge != "" {
+			m, err := load.ParseMerge(merge)
+			if err != nil {
+				return usagef("--merge: %v", err)
+			}
+			opts.Merge = m
+		}
+		stdins := 0
+		for _, s := range args {
+			if s == "-" {
+				stdins++
+			}
+		}
+		if stdins > 1 {
+			return usagef("stdin (-) can be read only once")
+		}
+		dsn := pg.ResolveDSN(a.db, a.getenv)
+		conn, err := pg.Connect(ctx, dsn)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		layout := &pg.Layout{DSN: dsn}
+		defer layout.Close()
+		show := progress.Enabled(a.stderr, a.quiet)
+		var bar *progress.Bar
+		l := &load.Loader{Conn: conn, Layout: layout, Opts: opts}
+		if show {
+			l.Progress = func(src *source.Reader, lines int64) {
+				if bar == nil {
+					bar = progress.NewBytes(a.stderr, true, src.Size(), "")
+				}
+				bar.Set(src.BytesRead(), fmt.Sprintf("load %s: %d lines", src.Name(), lines))
+			}
+		}
+		total := load.Counts{}
+		var done []string
+		for _, spec := range args {
+			counts, err := l.LoadSource(ctx, spec, source.Options{Stdin: a.stdin})
+			bar.Finish()
+			bar = nil
+			if err != nil {
+				if len(done) > 0 {
+					return fmt.Errorf("%w; loaded and committed before it: %s", err, strings.Join(done, ", "))
+				}
+				return err
+			}
+			total.Add(counts)
+			done = append(done, source.Redact(spec))
+		}
+		if opts.Type != "" {
+			_, err = fmt.Fprintf(a.stdout, "{\"total\":%d}\n", total.Total())
+		} else {
+			_, err = fmt.Fprintln(a.stdout, total.JSON())
+		}
+		return err
+	})
+	return c
+}

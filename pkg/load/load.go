@@ -1,0 +1,385 @@
+// Package load upserts ndjson resources into the Aidbox storage layout, the
+// way Aidbox's $load does: no validation, a raw upsert by id, for speed.
+//
+// One source is one transaction. Its lines stream through a binary COPY
+// into a temporary staging table partitioned by resource type (a line of a
+// new type ends the COPY, its partition is made, the next COPY goes on), so
+// a source of mixed types is routed without being held in memory. Then, per
+// type, one INSERT ... SELECT moves the rows into the type's table. That
+// plain INSERT is the fast path; when it meets an id that exists (or one
+// the source repeats) it is rolled back to a savepoint and the upsert path
+// runs instead: deduplicate (the last line wins), copy old versions to
+// history when asked, UPDATE the existing ids, INSERT the new ones.
+//
+// Staging the resource as text and casting it once in the INSERT measured
+// faster than COPYing it as jsonb, and keeps the line number beside every
+// row for the error message when PostgreSQL rejects the JSON.
+package load
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/source"
+)
+
+// Options are the load flags.
+type Options struct {
+	Type       string // every line is of this type; "" routes by resourceType
+	History    bool   // copy replaced versions to <table>_history
+	StripNulls bool   // drop object members whose value is null, at any depth
+	Merge      *Merge // shallow-merged into every resource (nil: none)
+}
+
+// Merge is a parsed --merge object.
+type Merge struct {
+	members []byte   // `,"k":v,...` as appended after a resource's members
+	keys    []string // its top-level keys other than meta
+	meta    []byte   // its meta value, when it sets meta
+}
+
+// ParseMerge reads a --merge value: a JSON object that may not set id or
+// resourceType.
+func ParseMerge(s string) (*Merge, error) {
+	if !json.Valid([]byte(s)) {
+		return nil, errors.New("not valid JSON")
+	}
+	var keys []string
+	compact, err := ndjson.CompactObject(nil, []byte(s), nil, nil)
+	if err != nil {
+		return nil, errors.New("not a JSON object")
+	}
+	m := &Merge{}
+	seen := map[string]bool{}
+	var bad error
+	err = ndjson.Members(compact, func(key, value []byte) bool {
+		k := string(key)
+		if seen[k] {
+			bad = fmt.Errorf("key %q given twice", k)
+			return false
+		}
+		seen[k] = true
+		switch k {
+		case "id", "resourceType":
+			bad = fmt.Errorf("cannot set %q", k)
+			return false
+		case "meta":
+			m.meta = append([]byte{}, value...)
+			return true
+		}
+		keys = append(keys, k)
+		m.members = append(m.members, ',', '"')
+		m.members = append(m.members, key...)
+		m.members = append(m.members, '"', ':')
+		m.members = append(m.members, value...)
+		return true
+	})
+	if bad != nil {
+		return nil, bad
+	}
+	if err != nil {
+		return nil, errors.New("not a JSON object")
+	}
+	m.keys = keys
+	return m, nil
+}
+
+// Counts are resources loaded per type (lines, so a repeated id counts twice).
+type Counts map[string]int64
+
+// Add adds other into c.
+func (c Counts) Add(other Counts) {
+	for t, n := range other {
+		c[t] += n
+	}
+}
+
+// JSON renders counts as one JSON object with sorted keys, e.g.
+// {"CarePlan":356,"Observation":20382}.
+func (c Counts) JSON() string {
+	types := make([]string, 0, len(c))
+	for t := range c {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, t := range types {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%q:%d", t, c[t])
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// Total is the sum over all types.
+func (c Counts) Total() int64 {
+	var n int64
+	for _, v := range c {
+		n += v
+	}
+	return n
+}
+
+// Loader loads sources over one connection.
+type Loader struct {
+	Conn *pgx.Conn
+	// Layout creates a type's tables; it runs on a connection of its own so
+	// the DDL commits at once, outside the load's transaction.
+	Layout *pg.Layout
+	Opts   Options
+	// Progress, when set, is called as lines are read (every few thousand)
+	// with the number of lines read so far of the current source.
+	Progress func(src *source.Reader, lines int64)
+}
+
+// restartTries bounds how often a source whose HTTP body broke off (and
+// could not be resumed) is loaded again from the start.
+const restartTries = 3
+
+// LoadSource opens spec and loads it in one transaction. An HTTP source that
+// breaks off and cannot be resumed is loaded again from the start (nothing
+// of the broken try was committed).
+func (l *Loader) LoadSource(ctx context.Context, spec string, opts source.Options) (Counts, error) {
+	for try := 1; ; try++ {
+		src, err := source.Open(ctx, spec, opts)
+		if err != nil {
+			if isContext(err) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("load %w", err)
+		}
+		counts, err := l.load(ctx, src)
+		src.Close()
+		if errors.Is(err, source.ErrRestart) && try < restartTries && ctx.Err() == nil {
+			continue
+		}
+		if err != nil && !isContext(err) {
+			err = fmt.Errorf("load %s: %w", src.Name(), err)
+		}
+		return counts, err
+	}
+}
+
+const stageTable = "fhirbulk_stage"
+
+func (l *Loader) load(ctx context.Context, src *source.Reader) (Counts, error) {
+	tx, err := l.Conn.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE `+stageTable+` (
+		rtype text NOT NULL, n bigint NOT NULL, id text NOT NULL, cts timestamptz, resource text NOT NULL
+	) PARTITION BY LIST (rtype) ON COMMIT DROP`); err != nil {
+		return nil, sqlError(err)
+	}
+	st := newStager(src, l.Opts.Type, l.Opts.Merge, l.Opts.StripNulls)
+	if l.Progress != nil {
+		st.onLine = func(n int64) { l.Progress(src, n) }
+	}
+	partitions := map[string]string{}
+	addType := func(t string) error {
+		if err := l.Layout.Ensure(ctx, t); err != nil {
+			return err
+		}
+		p := pgx.Identifier{fmt.Sprintf("%s_%d", stageTable, len(partitions)+1)}.Sanitize()
+		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE `+p+` PARTITION OF `+stageTable+` FOR VALUES IN (`+quoteLiteral(t)+`)`); err != nil {
+			return sqlError(err)
+		}
+		partitions[t] = p
+		st.admit(t)
+		return nil
+	}
+	if l.Opts.Type != "" {
+		if err := addType(l.Opts.Type); err != nil {
+			return nil, err
+		}
+	}
+	for {
+		_, err := tx.Conn().PgConn().CopyFrom(ctx, st, `COPY `+stageTable+` FROM STDIN (FORMAT binary)`)
+		if st.err != nil {
+			return nil, st.err // ours (bad line, read error) rather than the server's "COPY failed"
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, sqlError(err)
+		}
+		if st.newType == "" {
+			break
+		}
+		if err := addType(st.newType); err != nil {
+			return nil, err
+		}
+	}
+	if l.Progress != nil {
+		l.Progress(src, st.line)
+	}
+	for _, t := range st.order {
+		if err := l.move(ctx, tx, t, partitions[t]); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, sqlError(err)
+	}
+	return Counts(st.counts), nil
+}
+
+// move puts the staged rows of type t into its table.
+func (l *Loader) move(ctx context.Context, tx pgx.Tx, t, stage string) error {
+	if _, err := tx.Exec(ctx, `SAVEPOINT fhirbulk_fast`); err != nil {
+		return sqlError(err)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO `+pg.Table(t)+` (id, txid, ts, cts, resource_type, status, resource)
+		SELECT id, nextval('transaction_id_seq'), now(), coalesce(cts, now()), $1, 'created', resource::jsonb
+		FROM `+stage, t)
+	if err == nil {
+		_, err = tx.Exec(ctx, `RELEASE SAVEPOINT fhirbulk_fast`)
+		return sqlError(err)
+	}
+	if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT fhirbulk_fast`); rerr != nil {
+		return sqlError(err)
+	}
+	if pgCode(err) == "23505" { // an id that exists, or one the source repeats
+		err = l.upsert(ctx, tx, t, stage)
+		if err == nil {
+			_, err = tx.Exec(ctx, `RELEASE SAVEPOINT fhirbulk_fast`)
+			return sqlError(err)
+		}
+		if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT fhirbulk_fast`); rerr != nil {
+			return sqlError(err)
+		}
+	}
+	if isJSONError(err) {
+		return badJSON(ctx, tx, stage, err)
+	}
+	return sqlError(err)
+}
+
+// upsert is the slow path of move: the last line of each id wins; its old
+// version goes to history when asked; existing ids are updated (their cts
+// kept unless the line gives createdAt), new ones inserted.
+func (l *Loader) upsert(ctx context.Context, tx pgx.Tx, t, stage string) error {
+	table, history := pg.Table(t), pg.HistoryTable(t)
+	latest := `(SELECT s.id, s.n, s.cts, s.resource FROM ` + stage + ` s
+		WHERE s.n IN (SELECT max(n) FROM ` + stage + ` GROUP BY id))`
+	var stmts []string
+	// The hash aggregate over every staged id spills to disk at the default 4 MB.
+	stmts = append(stmts, `SET LOCAL work_mem = '128MB'`)
+	if l.Opts.History {
+		stmts = append(stmts, `INSERT INTO `+history+` (id, txid, ts, cts, resource_type, status, resource)
+			SELECT t.id, t.txid, t.ts, t.cts, t.resource_type, t.status, t.resource
+			FROM `+table+` t WHERE t.id IN (SELECT id FROM `+stage+`)
+			ON CONFLICT DO NOTHING`)
+	}
+	stmts = append(stmts,
+		`UPDATE `+table+` t SET txid = nextval('transaction_id_seq'), ts = now(), cts = coalesce(d.cts, t.cts),
+			resource_type = $1, status = 'updated', resource = d.resource::jsonb
+			FROM `+latest+` d WHERE t.id = d.id`,
+		// ON CONFLICT: an id that another session inserted since the UPDATE.
+		`INSERT INTO `+table+` (id, txid, ts, cts, resource_type, status, resource)
+			SELECT d.id, nextval('transaction_id_seq'), now(), coalesce(d.cts, now()), $1, 'created', d.resource::jsonb
+			FROM `+latest+` d WHERE NOT EXISTS (SELECT 1 FROM `+table+` t WHERE t.id = d.id)
+			ON CONFLICT (id) DO UPDATE SET txid = excluded.txid, ts = excluded.ts, cts = excluded.cts,
+				resource_type = excluded.resource_type, status = 'updated', resource = excluded.resource`,
+	)
+	for _, s := range stmts {
+		var err error
+		if strings.Contains(s, "$1") {
+			_, err = tx.Exec(ctx, s, t)
+		} else {
+			_, err = tx.Exec(ctx, s)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// isJSONError reports the errors PostgreSQL gives for text it will not
+// take as jsonb (bad syntax, \u0000, nesting too deep).
+func isJSONError(err error) bool {
+	switch pgCode(err) {
+	case "22P02", "22P05", "22023", "54001":
+		return true
+	}
+	return false
+}
+
+// badJSON finds the first staged line that PostgreSQL will not take as
+// jsonb and names it. The byte scanner checks structure, not every token,
+// so this is where a line like {"id":"x","a":tru} is caught. The
+// transaction must be usable (rolled back to before the failure).
+func badJSON(ctx context.Context, tx pgx.Tx, stage string, cause error) error {
+	_, err := tx.Exec(ctx, `CREATE FUNCTION pg_temp.fhirbulk_bad_json(stage text, OUT n bigint, OUT msg text)
+		LANGUAGE plpgsql AS $$
+		DECLARE r record; d text;
+		BEGIN
+			FOR r IN EXECUTE format('SELECT n, resource FROM %s ORDER BY n', stage) LOOP
+				BEGIN
+					PERFORM r.resource::jsonb;
+				EXCEPTION WHEN others THEN
+					GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+					n := r.n;
+					msg := SQLERRM || CASE WHEN d <> '' THEN ' (' || d || ')' ELSE '' END;
+					RETURN;
+				END;
+			END LOOP;
+		END $$`)
+	if err != nil {
+		return sqlError(cause)
+	}
+	var n *int64
+	var msg *string
+	if err := tx.QueryRow(ctx, `SELECT n, msg FROM pg_temp.fhirbulk_bad_json($1)`, stage).Scan(&n, &msg); err != nil || n == nil {
+		return sqlError(cause)
+	}
+	return &LineError{Line: *n, Reason: "invalid JSON: " + *msg}
+}
+
+func isContext(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+func pgCode(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+func sqlError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return errors.New(pg.ErrorLine(err))
+	}
+	return err
+}
+
+// quoteLiteral quotes a resource type name (already validated to
+// [A-Za-z0-9]) as an SQL string literal; DDL takes no parameters.
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+var _ io.Reader = (*stager)(nil)

@@ -1,0 +1,379 @@
+package load
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
+)
+
+// LineError is bad input on one line of a source.
+type LineError struct {
+	Line   int64
+	Reason string
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Reason) }
+
+// stager is the io.Reader that pgconn's CopyFrom pulls: it reads ndjson
+// lines, checks and splices each with the byte scanner, and emits them as
+// binary COPY tuples (rtype, n, id, cts, resource) for the staging table.
+//
+// A line of a type that has no staging partition yet ends the current COPY
+// (the tuple is kept in pending); the caller creates the partition, calls
+// admit and runs the next COPY, which starts with that tuple.
+type stager struct {
+	in    *bufio.Reader
+	long  []byte // a line longer than in's buffer, assembled
+	typ   string // --type, or "" to route by resourceType
+	merge *Merge
+	strip bool
+
+	line    int64            // number of the last line read
+	counts  map[string]int64 // lines staged per type
+	known   map[string]bool  // types with a partition
+	order   []string         // types in order of first appearance
+	newType string           // a type waiting for its partition
+	pending []byte           // its tuple
+	err     error            // why staging stopped, when it did on bad input or a read error
+	onLine  func(n int64)    // progress, called every 4096 lines (may be nil)
+
+	out     []byte // encoded COPY data not yet handed to CopyFrom
+	outPos  int
+	started bool // this COPY's header was sent
+	ended   bool // this COPY's trailer was queued
+	eof     bool // the input is exhausted
+
+	// Scratch, reused for every line.
+	compact  []byte
+	stripped []byte
+	spans    []ndjson.Span
+	keys     []string
+	res      []byte
+}
+
+// Key indexes into stager.keys / spans.
+const (
+	keyID = iota
+	keyResourceType
+	keyMeta
+	firstMergeKey
+)
+
+func newStager(r io.Reader, typ string, merge *Merge, strip bool) *stager {
+	s := &stager{
+		in:     bufio.NewReaderSize(r, 1<<20),
+		typ:    typ,
+		merge:  merge,
+		strip:  strip,
+		counts: map[string]int64{},
+		known:  map[string]bool{},
+		keys:   []string{"id", "resourceType", "meta"},
+	}
+	if merge != nil {
+		s.keys = append(s.keys, merge.keys...)
+	}
+	s.spans = make([]ndjson.Span, len(s.keys))
+	return s
+}
+
+// admit records that type t now has a partition and starts the next COPY's
+// data: a header, then the tuple that was waiting.
+func (s *stager) admit(t string) {
+	s.known[t] = true
+	s.newType = ""
+	s.started, s.ended = false, false
+	s.out, s.outPos = s.out[:0], 0
+	s.appendHeader()
+	s.out = append(s.out, s.pending...)
+	s.pending = s.pending[:0]
+}
+
+func (s *stager) appendHeader() {
+	s.out = append(s.out, "PGCOPY\n\xff\r\n\x00"...)
+	s.out = binary.BigEndian.AppendUint32(s.out, 0) // flags
+	s.out = binary.BigEndian.AppendUint32(s.out, 0) // header extension length
+	s.started = true
+}
+
+// Read implements io.Reader for CopyFrom.
+func (s *stager) Read(p []byte) (int, error) {
+	if !s.started {
+		s.out, s.outPos = s.out[:0], 0
+		s.appendHeader()
+	}
+	for s.outPos == len(s.out) {
+		if s.ended {
+			return 0, io.EOF
+		}
+		s.out, s.outPos = s.out[:0], 0
+		if err := s.fill(len(p)); err != nil {
+			s.err = err
+			return 0, err
+		}
+	}
+	n := copy(p, s.out[s.outPos:])
+	s.outPos += n
+	return n, nil
+}
+
+// fill encodes lines into s.out until it holds at least want bytes, the
+// input ends, or a line needs a new partition.
+func (s *stager) fill(want int) error {
+	for len(s.out) < want {
+		if s.eof {
+			s.endCopy()
+			return nil
+		}
+		line, err := s.readLine()
+		if err == io.EOF {
+			s.eof = true
+			if len(line) == 0 {
+				continue
+			}
+		} else if err != nil {
+			return err
+		}
+		s.line++
+		if s.onLine != nil && s.line&4095 == 0 {
+			s.onLine(s.line)
+		}
+		if isBlank(line) {
+			continue
+		}
+		t, err := s.stage(line)
+		if err != nil {
+			return &LineError{Line: s.line, Reason: err.Error()}
+		}
+		if t != "" { // a new type: end this COPY, its tuple waits in pending
+			s.newType = t
+			s.endCopy()
+			return nil
+		}
+	}
+	return nil
+}
+
+func (s *stager) endCopy() {
+	s.out = binary.BigEndian.AppendUint16(s.out, 0xffff)
+	s.ended = true
+}
+
+// readLine returns the next line without its "\n" (and "\r"), of any length.
+func (s *stager) readLine() ([]byte, error) {
+	line, err := s.in.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		s.long = append(s.long[:0], line...)
+		for err == bufio.ErrBufferFull {
+			line, err = s.in.ReadSlice('\n')
+			s.long = append(s.long, line...)
+		}
+		line = s.long
+	}
+	if err != nil && err != io.EOF {
+		return nil, err
+	}
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	return line, err
+}
+
+func isBlank(b []byte) bool {
+	for _, c := range b {
+		if c != ' ' && c != '\t' && c != '\r' {
+			return false
+		}
+	}
+	return true
+}
+
+// stage checks one line and appends its tuple to s.out, or to s.pending
+// when its type is new (then it returns that type).
+func (s *stager) stage(line []byte) (string, error) {
+	if bytes.IndexByte(line, 0) >= 0 {
+		return "", errors.New("contains a NUL byte")
+	}
+	if !utf8.Valid(line) {
+		return "", errors.New("not valid UTF-8")
+	}
+	var err error
+	s.compact, err = ndjson.CompactObject(s.compact[:0], line, s.keys, s.spans)
+	if err != nil {
+		detail := strings.TrimPrefix(err.Error(), ndjson.ErrMalformed.Error()+": ")
+		if detail == "not an object" {
+			return "", errors.New("not a JSON object")
+		}
+		return "", errors.New("invalid JSON: " + detail)
+	}
+	member := func(k int) []byte {
+		sp := s.spans[k]
+		if !sp.Found() {
+			return nil
+		}
+		v := s.compact[sp.Start:sp.End]
+		return v[bytes.IndexByte(v[1:], '"')+3:] // skip "key": (keys here have no escapes)
+	}
+	id, ok := ndjson.Unquote(member(keyID))
+	if !ok || len(id) == 0 {
+		return "", errors.New(`no string "id"`)
+	}
+	t := s.typ
+	if rt := member(keyResourceType); rt != nil {
+		name, ok := ndjson.Unquote(rt)
+		switch {
+		case !ok:
+			return "", errors.New(`"resourceType" is not a string`)
+		case s.typ != "" && string(name) != s.typ:
+			return "", fmt.Errorf("resourceType %q is not --type %s", name, s.typ)
+		case s.typ == "":
+			if err := pg.ValidateType(string(name)); err != nil {
+				return "", fmt.Errorf("resourceType %q is not a resource type name", name)
+			}
+			t = string(name)
+		}
+	} else if s.typ == "" {
+		return "", errors.New(`no "resourceType" (give --type for single-type sources)`)
+	}
+
+	meta := member(keyMeta)
+	if s.merge != nil && s.merge.meta != nil {
+		meta = s.merge.meta
+	}
+	res, cts, err := s.buildResource(meta)
+	if err != nil {
+		return "", err
+	}
+
+	newType := ""
+	dst := &s.out
+	if !s.known[t] {
+		newType = t
+		dst = &s.pending
+		*dst = (*dst)[:0]
+	}
+	if s.counts[t] == 0 {
+		s.order = append(s.order, t)
+	}
+	s.counts[t]++
+	b := *dst
+	b = binary.BigEndian.AppendUint16(b, 5)
+	b = appendField(b, []byte(t))
+	b = binary.BigEndian.AppendUint32(b, 8)
+	b = binary.BigEndian.AppendUint64(b, uint64(s.line))
+	b = appendField(b, id)
+	if cts == nil {
+		b = binary.BigEndian.AppendUint32(b, 0xffffffff)
+	} else {
+		b = binary.BigEndian.AppendUint32(b, 8)
+		b = binary.BigEndian.AppendUint64(b, uint64(cts.UnixMicro()-pgEpochMicros))
+	}
+	b = appendField(b, res)
+	*dst = b
+	return newType, nil
+}
+
+const pgEpochMicros = 946684800 * 1000000
+
+func appendField(b, f []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+	return append(b, f...)
+}
+
+// metaOwned are meta members the columns own: never stored in resource.
+var metaOwned = []string{"versionId", "lastUpdated", "createdAt"}
+
+// buildResource makes the stored resource from s.compact: every member but
+// id, resourceType, meta and the --merge keys, then meta without versionId,
+// lastUpdated and createdAt (dropped when nothing else is left), then the
+// --merge members. It returns an explicit meta.createdAt as cts.
+func (s *stager) buildResource(meta []byte) ([]byte, *time.Time, error) {
+	r := append(s.res[:0], '{')
+	r = ndjson.AppendMembersExcept(r, s.compact, s.spans...)
+	var cts *time.Time
+	if meta != nil {
+		var err error
+		if r, cts, err = appendMeta(r, meta); err != nil {
+			return nil, nil, err
+		}
+	}
+	if s.merge != nil {
+		r = append(r, s.merge.members...)
+	}
+	if len(r) > 1 {
+		r = append(r[:1], r[2:]...) // the leading comma of the first member
+	}
+	r = append(r, '}')
+	if s.strip {
+		// Into a buffer of its own: id still points into s.compact.
+		stripped, err := ndjson.AppendStripNulls(s.stripped[:0], r)
+		if err != nil {
+			return nil, nil, errors.New("not a JSON object")
+		}
+		s.stripped = stripped
+		r = append(r[:0], stripped...)
+	}
+	s.res = r
+	return r, cts, nil
+}
+
+// appendMeta appends `,"meta":{...}` without the members the columns own,
+// or nothing when no other member is left. A meta that is not an object is
+// kept as it is.
+func appendMeta(r, meta []byte) ([]byte, *time.Time, error) {
+	if len(meta) == 0 || meta[0] != '{' {
+		r = append(r, `,"meta":`...)
+		return append(r, meta...), nil, nil
+	}
+	var cts *time.Time
+	var err error
+	start := len(r)
+	r = append(r, `,"meta":{`...)
+	first := true
+	merr := ndjson.Members(meta, func(key, value []byte) bool {
+		for _, k := range metaOwned {
+			if string(key) == k {
+				if k == "createdAt" {
+					cts, err = parseInstant(value)
+				}
+				return err == nil
+			}
+		}
+		if !first {
+			r = append(r, ',')
+		}
+		first = false
+		r = append(r, '"')
+		r = append(r, key...)
+		r = append(r, '"', ':')
+		r = append(r, value...)
+		return true
+	})
+	if merr != nil {
+		return nil, nil, errors.New("not a JSON object")
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if first {
+		return r[:start], cts, nil
+	}
+	return append(r, '}'), cts, nil
+}
+
+func parseInstant(v []byte) (*time.Time, error) {
+	s, ok := ndjson.Unquote(v)
+	if ok {
+		if t, err := time.Parse(time.RFC3339Nano, string(s)); err == nil {
+			return &t, nil
+		}
+	}
+	return nil, fmt.Errorf("meta.createdAt %s is not an RFC 3339 instant", v)
+}
