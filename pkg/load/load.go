@@ -24,6 +24,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -149,11 +150,18 @@ type Loader struct {
 // could not be resumed) is loaded again from the start.
 const restartTries = 3
 
+// errNotDirect means a direct COPY into an empty table failed on the
+// server (a repeated id, JSON that PostgreSQL rejects...): the source is
+// loaded again through the staging table, which handles or names it.
+var errNotDirect = errors.New("direct COPY failed")
+
 // LoadSource opens spec and loads it in one transaction. An HTTP source that
 // breaks off and cannot be resumed is loaded again from the start (nothing
 // of the broken try was committed).
 func (l *Loader) LoadSource(ctx context.Context, spec string, opts source.Options) (Counts, error) {
-	for try := 1; ; try++ {
+	// Only a source that can be read twice may try the direct path.
+	allowDirect := l.Opts.Type != "" && spec != "-"
+	for restarts := 0; ; {
 		src, err := source.Open(ctx, spec, opts)
 		if err != nil {
 			if isContext(err) {
@@ -161,12 +169,16 @@ func (l *Loader) LoadSource(ctx context.Context, spec string, opts source.Option
 			}
 			return nil, fmt.Errorf("load %w", err)
 		}
-		counts, err := l.load(ctx, src)
+		counts, err := l.load(ctx, src, allowDirect)
 		src.Close()
-		if errors.Is(err, source.ErrRestart) && try < restartTries && ctx.Err() == nil {
+		switch {
+		case errors.Is(err, errNotDirect):
+			allowDirect = false
 			continue
-		}
-		if err != nil && !isContext(err) {
+		case errors.Is(err, source.ErrRestart) && restarts < restartTries-1 && ctx.Err() == nil:
+			restarts++
+			continue
+		case err != nil && !isContext(err):
 			err = fmt.Errorf("load %s: %w", src.Name(), err)
 		}
 		return counts, err
@@ -175,20 +187,35 @@ func (l *Loader) LoadSource(ctx context.Context, spec string, opts source.Option
 
 const stageTable = "fhirbulk_stage"
 
-func (l *Loader) load(ctx context.Context, src *source.Reader) (Counts, error) {
+func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool) (Counts, error) {
+	if l.Opts.Type != "" {
+		if err := l.Layout.Ensure(ctx, l.Opts.Type); err != nil {
+			return nil, err
+		}
+	}
 	tx, err := l.Conn.Begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
+	st := newStager(src, l.Opts.Type, l.Opts.Merge, l.Opts.StripNulls)
+	if l.Progress != nil {
+		st.onLine = func(n int64) { l.Progress(src, n) }
+	}
+	if allowDirect {
+		var empty bool
+		var now time.Time
+		if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM `+pg.Table(l.Opts.Type)+`), now()`).Scan(&empty, &now); err != nil {
+			return nil, sqlError(err)
+		}
+		if empty {
+			return l.loadDirect(ctx, tx, st, now)
+		}
+	}
 	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE `+stageTable+` (
 		rtype text NOT NULL, n bigint NOT NULL, id text NOT NULL, cts timestamptz, resource text NOT NULL
 	) PARTITION BY LIST (rtype) ON COMMIT DROP`); err != nil {
 		return nil, sqlError(err)
-	}
-	st := newStager(src, l.Opts.Type, l.Opts.Merge, l.Opts.StripNulls)
-	if l.Progress != nil {
-		st.onLine = func(n int64) { l.Progress(src, n) }
 	}
 	partitions := map[string]string{}
 	addType := func(t string) error {
@@ -230,7 +257,7 @@ func (l *Loader) load(ctx context.Context, src *source.Reader) (Counts, error) {
 		l.Progress(src, st.line)
 	}
 	for _, t := range st.order {
-		if err := l.move(ctx, tx, t, partitions[t]); err != nil {
+		if err := l.move(ctx, tx, t, partitions[t], st.ids.unique(t)); err != nil {
 			return nil, err
 		}
 	}
@@ -240,23 +267,56 @@ func (l *Loader) load(ctx context.Context, src *source.Reader) (Counts, error) {
 	return Counts(st.counts), nil
 }
 
-// move puts the staged rows of type t into its table.
-func (l *Loader) move(ctx context.Context, tx pgx.Tx, t, stage string) error {
+// loadDirect is the fastest path, for a typed load into a table that is
+// empty when the transaction starts: one binary COPY of final-form rows
+// straight into the table, with txids fetched in blocks on the layout
+// connection. Whatever the server rejects (an id given twice, JSON it will
+// not take, a row another session inserted meanwhile) makes it give up with
+// errNotDirect, and the source is loaded again the staged way.
+func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, st *stager, now time.Time) (Counts, error) {
+	st.direct = &direct{
+		now:   now.UnixMicro() - pgEpochMicros,
+		txids: &txidBlocks{fetch: func(n int) ([]int64, error) { return l.Layout.NextTxids(ctx, n) }},
+	}
+	st.known[l.Opts.Type] = true
+	_, err := tx.Conn().PgConn().CopyFrom(ctx, st,
+		`COPY `+pg.Table(l.Opts.Type)+` (id, txid, ts, cts, resource_type, status, resource) FROM STDIN (FORMAT binary)`)
+	switch {
+	case st.err != nil:
+		return nil, st.err
+	case err != nil && ctx.Err() != nil:
+		return nil, ctx.Err()
+	case err != nil:
+		return nil, errNotDirect
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, sqlError(err)
+	}
+	return Counts(st.counts), nil
+}
+
+// move puts the staged rows of type t into its table. unique says the
+// source certainly has no repeated id of this type.
+func (l *Loader) move(ctx context.Context, tx pgx.Tx, t, stage string, unique bool) error {
 	if _, err := tx.Exec(ctx, `SAVEPOINT fhirbulk_fast`); err != nil {
 		return sqlError(err)
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO `+pg.Table(t)+` (id, txid, ts, cts, resource_type, status, resource)
-		SELECT id, nextval('transaction_id_seq'), now(), coalesce(cts, now()), $1, 'created', resource::jsonb
-		FROM `+stage, t)
-	if err == nil {
-		_, err = tx.Exec(ctx, `RELEASE SAVEPOINT fhirbulk_fast`)
-		return sqlError(err)
+	var err error
+	if unique {
+		// The fast path: every id is new. It fails at the first one that is not.
+		_, err = tx.Exec(ctx, `INSERT INTO `+pg.Table(t)+` (id, txid, ts, cts, resource_type, status, resource)
+			SELECT id, nextval('transaction_id_seq'), now(), coalesce(cts, now()), $1, 'created', resource::jsonb
+			FROM `+stage, t)
+		if err == nil {
+			_, err = tx.Exec(ctx, `RELEASE SAVEPOINT fhirbulk_fast`)
+			return sqlError(err)
+		}
+		if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT fhirbulk_fast`); rerr != nil {
+			return sqlError(err)
+		}
 	}
-	if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT fhirbulk_fast`); rerr != nil {
-		return sqlError(err)
-	}
-	if pgCode(err) == "23505" { // an id that exists, or one the source repeats
-		err = l.upsert(ctx, tx, t, stage)
+	if !unique || pgCode(err) == "23505" {
+		err = l.upsert(ctx, tx, t, stage, unique)
 		if err == nil {
 			_, err = tx.Exec(ctx, `RELEASE SAVEPOINT fhirbulk_fast`)
 			return sqlError(err)
@@ -274,12 +334,15 @@ func (l *Loader) move(ctx context.Context, tx pgx.Tx, t, stage string) error {
 // upsert is the slow path of move: the last line of each id wins; its old
 // version goes to history when asked; existing ids are updated (their cts
 // kept unless the line gives createdAt), new ones inserted.
-func (l *Loader) upsert(ctx context.Context, tx pgx.Tx, t, stage string) error {
+func (l *Loader) upsert(ctx context.Context, tx pgx.Tx, t, stage string, unique bool) error {
 	table, history := pg.Table(t), pg.HistoryTable(t)
-	latest := `(SELECT s.id, s.n, s.cts, s.resource FROM ` + stage + ` s
-		WHERE s.n IN (SELECT max(n) FROM ` + stage + ` GROUP BY id))`
+	latest := stage
+	if !unique {
+		latest = `(SELECT s.id, s.n, s.cts, s.resource FROM ` + stage + ` s
+			WHERE s.n IN (SELECT max(n) FROM ` + stage + ` GROUP BY id))`
+	}
 	var stmts []string
-	// The hash aggregate over every staged id spills to disk at the default 4 MB.
+	// Hash joins and aggregates over every staged id spill to disk at the default 4 MB.
 	stmts = append(stmts, `SET LOCAL work_mem = '128MB'`)
 	if l.Opts.History {
 		stmts = append(stmts, `INSERT INTO `+history+` (id, txid, ts, cts, resource_type, status, resource)

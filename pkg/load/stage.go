@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -25,7 +27,8 @@ func (e *LineError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e
 
 // stager is the io.Reader that pgconn's CopyFrom pulls: it reads ndjson
 // lines, checks and splices each with the byte scanner, and emits them as
-// binary COPY tuples (rtype, n, id, cts, resource) for the staging table.
+// binary COPY tuples: (rtype, n, id, cts, resource) for the staging table,
+// or, in direct mode, rows in the final form of the type's table.
 //
 // A line of a type that has no staging partition yet ends the current COPY
 // (the tuple is kept in pending); the caller creates the partition, calls
@@ -45,6 +48,8 @@ type stager struct {
 	pending []byte           // its tuple
 	err     error            // why staging stopped, when it did on bad input or a read error
 	onLine  func(n int64)    // progress, called every 4096 lines (may be nil)
+	direct  *direct          // final-form rows straight into the table (typed loads only)
+	ids     idHashes         // to tell whether a type has repeated ids
 
 	out     []byte // encoded COPY data not yet handed to CopyFrom
 	outPos  int
@@ -252,6 +257,14 @@ func (s *stager) stage(line []byte) (string, error) {
 		return "", err
 	}
 
+	s.ids.add(t, id)
+	if s.counts[t] == 0 {
+		s.order = append(s.order, t)
+	}
+	s.counts[t]++
+	if s.direct != nil {
+		return "", s.direct.appendRow(&s.out, t, id, cts, res)
+	}
 	newType := ""
 	dst := &s.out
 	if !s.known[t] {
@@ -259,10 +272,6 @@ func (s *stager) stage(line []byte) (string, error) {
 		dst = &s.pending
 		*dst = (*dst)[:0]
 	}
-	if s.counts[t] == 0 {
-		s.order = append(s.order, t)
-	}
-	s.counts[t]++
 	b := *dst
 	b = binary.BigEndian.AppendUint16(b, 5)
 	b = appendField(b, []byte(t))
@@ -376,4 +385,103 @@ func parseInstant(v []byte) (*time.Time, error) {
 		}
 	}
 	return nil, fmt.Errorf("meta.createdAt %s is not an RFC 3339 instant", v)
+}
+
+// direct encodes rows in the final form of a type's table:
+// (id, txid, ts, cts, resource_type, status, resource).
+type direct struct {
+	now   int64 // the transaction's now(), as PostgreSQL microseconds
+	txids *txidBlocks
+}
+
+func (d *direct) appendRow(out *[]byte, t string, id []byte, cts *time.Time, res []byte) error {
+	txid, err := d.txids.next()
+	if err != nil {
+		return err
+	}
+	b := *out
+	b = binary.BigEndian.AppendUint16(b, 7)
+	b = appendField(b, id)
+	b = binary.BigEndian.AppendUint32(b, 8)
+	b = binary.BigEndian.AppendUint64(b, uint64(txid))
+	b = binary.BigEndian.AppendUint32(b, 8)
+	b = binary.BigEndian.AppendUint64(b, uint64(d.now))
+	b = binary.BigEndian.AppendUint32(b, 8)
+	if cts != nil {
+		b = binary.BigEndian.AppendUint64(b, uint64(cts.UnixMicro()-pgEpochMicros))
+	} else {
+		b = binary.BigEndian.AppendUint64(b, uint64(d.now))
+	}
+	b = appendField(b, []byte(t))
+	b = appendField(b, []byte("created")) // an enum's binary form is its label
+	b = binary.BigEndian.AppendUint32(b, uint32(len(res)+1))
+	b = append(b, 1) // jsonb binary format version
+	b = append(b, res...)
+	*out = b
+	return nil
+}
+
+// txidBlocks hands out values of transaction_id_seq, fetched in growing
+// blocks (so a small load does not use up thousands) by fetch.
+type txidBlocks struct {
+	fetch func(n int) ([]int64, error)
+	have  []int64
+	size  int
+}
+
+func (t *txidBlocks) next() (int64, error) {
+	if len(t.have) == 0 {
+		t.size = min(max(t.size*4, 256), 65536)
+		ids, err := t.fetch(t.size)
+		if err != nil {
+			return 0, err
+		}
+		t.have = ids
+	}
+	v := t.have[0]
+	t.have = t.have[1:]
+	return v, nil
+}
+
+// idHashes keeps 64-bit hashes of the ids of each type, to tell for sure
+// that a type has no repeated id (so the upsert can skip deduplication).
+// Its memory is capped: past maxIDHashes ids it stops and answers "maybe".
+type idHashes struct {
+	seed     maphash.Seed
+	byType   map[string][]uint64
+	n        int
+	overflow bool
+}
+
+const maxIDHashes = 4 << 20 // 32 MiB of hashes
+
+func (h *idHashes) add(t string, id []byte) {
+	if h.overflow {
+		return
+	}
+	if h.byType == nil {
+		h.seed = maphash.MakeSeed()
+		h.byType = map[string][]uint64{}
+	}
+	if h.n++; h.n > maxIDHashes {
+		h.overflow, h.byType = true, nil
+		return
+	}
+	h.byType[t] = append(h.byType[t], maphash.Bytes(h.seed, id))
+}
+
+// unique reports whether type t certainly has no repeated id. A hash
+// collision only makes it answer false, never true wrongly.
+func (h *idHashes) unique(t string) bool {
+	if h.overflow {
+		return false
+	}
+	hs := h.byType[t]
+	slices.Sort(hs)
+	for i := 1; i < len(hs); i++ {
+		if hs[i] == hs[i-1] {
+			return false
+		}
+	}
+	return true
 }

@@ -94,7 +94,8 @@ func EstimateRows(ctx context.Context, conn *pgx.Conn, t string) int64 {
 
 // Layout ensures the tables of resource types on a connection of its own,
 // opened on first use, so that DDL commits at once and never waits on (or
-// holds up) a load's transaction. Types it has ensured are remembered.
+// holds up) a load's transaction. Types it has ensured are remembered. The
+// same connection hands out transaction_id_seq values (NextTxids).
 type Layout struct {
 	DSN  string
 	conn *pgx.Conn
@@ -106,12 +107,8 @@ func (l *Layout) Ensure(ctx context.Context, t string) error {
 	if l.done[t] {
 		return nil
 	}
-	if l.conn == nil {
-		conn, err := Connect(ctx, l.DSN)
-		if err != nil {
-			return err
-		}
-		l.conn = conn
+	if err := l.connect(ctx); err != nil {
+		return err
 	}
 	if err := EnsureTables(ctx, l.conn, t); err != nil {
 		return err
@@ -129,4 +126,30 @@ func (l *Layout) Close() {
 		l.conn.Close(context.Background()) //nolint:errcheck
 		l.conn = nil
 	}
+}
+
+// NextTxids takes n values of transaction_id_seq (not necessarily
+// consecutive: other sessions may take values at the same time).
+func (l *Layout) NextTxids(ctx context.Context, n int) ([]int64, error) {
+	if err := l.connect(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := l.conn.Query(ctx, `SELECT nextval('transaction_id_seq') FROM generate_series(1, $1)`, n)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("transaction_id_seq: %s", ErrorLine(err))
+	}
+	return ids, nil
+}
+
+func (l *Layout) connect(ctx context.Context) error {
+	if l.conn != nil {
+		return nil
+	}
+	conn, err := Connect(ctx, l.DSN)
+	l.conn = conn
+	return err
 }

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Benchmarks fhirbulk against psql on the same data in the same run (these
+# machines are noisy: compare the ratios, not the seconds). A benchmark, not
+# a test: it never fails for speed.
+#
+# Data: 1,011,108 Observations (810 MB ndjson) made by
+#   ../shared/tools/amplify-ndjson 84 ../shared/data/synthea-hiv/Observation.ndjson.gz
+# kept in $FHIRBULK_BENCH_DIR (default $TMPDIR/fhirbulk-bench) between runs.
+# The database fhirbulk_bench is made anew on the server scripts/pg.sh finds.
+#
+#   load    fhirbulk load --type Observation FILE into an empty table
+#           vs psql \copy observation(id,txid,status,resource) of the same rows in final form
+#   update  the same load again (every row an update), vs the same baseline
+#   dump    fhirbulk dump Observation > /dev/null
+#           vs psql \copy (select id, txid, ts, cts, resource from observation) to /dev/null (format binary)
+# Usage: scripts/bench.sh [RUNS]   (dump pairs are run RUNS times, default 3; medians shown)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/pg.sh
+
+runs=${1:-3}
+shared=../shared
+[ -x "$shared/tools/amplify-ndjson" ] || die "needs $shared/tools/amplify-ndjson and $shared/data"
+command -v go >/dev/null || die "Go is not installed"
+[ -x /usr/bin/time ] || apt_install time
+ensure_pg
+need_psql
+
+dir=${FHIRBULK_BENCH_DIR:-${TMPDIR:-/tmp}/fhirbulk-bench}
+mkdir -p "$dir"
+bin="$dir/fhirbulk"
+go build -o "$bin" .
+
+obs="$dir/observations.ndjson"
+if [ ! -s "$obs" ]; then
+  say "generating $obs ..."
+  "$shared/tools/amplify-ndjson" 84 "$shared/data/synthea-hiv/Observation.ndjson.gz" > "$obs.tmp"
+  mv "$obs.tmp" "$obs"
+fi
+rows=$(wc -l < "$obs")
+mb=$(( $(stat -c %s "$obs") / 1000000 ))
+
+psql_admin() { PGOPTIONS='-c client_min_messages=warning' psql -q -X -v ON_ERROR_STOP=1 "$PG_URL" "$@"; }
+psql_admin -c 'DROP DATABASE IF EXISTS fhirbulk_bench WITH (FORCE)' -c 'CREATE DATABASE fhirbulk_bench'
+db=$(db_url fhirbulk_bench)
+q() { PGOPTIONS='-c client_min_messages=warning' psql -q -X -v ON_ERROR_STOP=1 "$db" "$@"; }
+
+# measure NAME CMD...: runs CMD (stdout to /dev/null), records "seconds maxrss_kb".
+declare -A wall rss
+measure() {
+  local name=$1 out
+  shift
+  out=$(mktemp)
+  /usr/bin/time -f '%e %M' -o "$out" "$@" > /dev/null
+  read -r w r < "$out"
+  rm -f "$out"
+  wall[$name]="${wall[$name]:-} $w"
+  rss[$name]="${rss[$name]:-} $r"
+  say "  $name: ${w}s, $((r / 1024)) MiB"
+}
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+maxof() { tr ' ' '\n' <<<"$1" | grep . | sort -g | tail -n 1; }
+
+copyopts="with (format csv, quote e'\\x01', delimiter e'\\x02')"
+final="$dir/observations-final.csv"
+
+say "load: $rows Observations, $mb MB"
+measure "fhirbulk load (empty table)" "$bin" --db "$db" -q load --type Observation "$obs"
+if [ ! -s "$final" ]; then
+  q -c "\\copy (select id, txid, status, resource from observation) to '$final.tmp' $copyopts"
+  mv "$final.tmp" "$final"
+fi
+q -c 'TRUNCATE observation' -c 'CHECKPOINT'
+measure "psql \\copy final form (empty table)" psql -q -X "$db" -c "\\copy observation(id,txid,status,resource) from '$final' $copyopts"
+q -c 'CHECKPOINT'
+measure "fhirbulk load (all updates)" "$bin" --db "$db" -q load --type Observation "$obs"
+q -c 'VACUUM FULL ANALYZE observation' -c 'CHECKPOINT'
+
+say "dump: $runs runs each, alternating"
+for _ in $(seq "$runs"); do
+  measure "psql \\copy to /dev/null (binary)" psql -q -X "$db" -c "\\copy (select id, txid, ts, cts, resource from observation) to '/dev/null' with (format binary)"
+  measure "fhirbulk dump" "$bin" --db "$db" -q dump Observation
+done
+
+row() { # label name baseline
+  local w b
+  w=$(median "${wall[$2]}")
+  if [ -n "${3:-}" ]; then b=$(median "${wall[$3]}"); ratio=$(awk -v a="$w" -v b="$b" 'BEGIN {printf "%.2fx", a / b}'); else ratio=""; fi
+  printf '%-46s %9s %12s %8s\n' "$1" "$w" "$(( $(maxof "${rss[$2]}") / 1024 ))" "$ratio"
+}
+printf '\n%s Observations (%s MB ndjson); PostgreSQL %s; %s cores\n' "$rows" "$mb" "$(q -At -c 'show server_version')" "$(nproc)"
+printf '%-46s %9s %12s %8s\n' "what" "wall s" "peak RSS MiB" "ratio"
+row 'psql \copy final form (load baseline)' 'psql \copy final form (empty table)'
+row 'fhirbulk load --type Observation (empty)' 'fhirbulk load (empty table)' 'psql \copy final form (empty table)'
+row 'fhirbulk load --type Observation (updates)' 'fhirbulk load (all updates)' 'psql \copy final form (empty table)'
+row 'psql \copy binary (dump baseline)' 'psql \copy to /dev/null (binary)'
+row 'fhirbulk dump Observation' 'fhirbulk dump' 'psql \copy to /dev/null (binary)'
