@@ -257,7 +257,9 @@ func (s *stager) stage(line []byte) (string, error) {
 		return "", err
 	}
 
-	s.ids.add(t, id)
+	if s.direct == nil { // a direct COPY finds repeated ids itself
+		s.ids.add(t, id)
+	}
 	if s.counts[t] == 0 {
 		s.order = append(s.order, t)
 	}
@@ -453,7 +455,7 @@ type idHashes struct {
 	overflow bool
 }
 
-const maxIDHashes = 4 << 20 // 32 MiB of hashes
+const maxIDHashes = 2 << 20 // 16 MiB of hashes (twice that while a slice grows)
 
 func (h *idHashes) add(t string, id []byte) {
 	if h.overflow {
