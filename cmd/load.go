@@ -80,9 +80,15 @@ counts as one line of JSON on stdout.`,
 		if show {
 			l.Progress = func(src *source.Reader, lines int64) {
 				if bar == nil {
-					bar = progress.NewBytes(a.stderr, true, src.Size(), "")
+					// One byte more than the source, so that the bar stays up (and
+					// says "storing") while the server works after the last byte.
+					bar = progress.NewBytes(a.stderr, true, src.Size()+1, "")
 				}
-				bar.Set(src.BytesRead(), fmt.Sprintf("load %s: %d lines", src.Name(), lines))
+				desc := fmt.Sprintf("load %s: %d lines", src.Name(), lines)
+				if src.Size() >= 0 && src.BytesRead() >= src.Size() {
+					desc += ", storing"
+				}
+				bar.Set(src.BytesRead(), desc)
 			}
 		}
 		total := load.Counts{}

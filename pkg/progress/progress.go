@@ -41,7 +41,7 @@ func New(w io.Writer, enabled bool, total int64, desc, unit string) *Bar {
 
 // NewBytes returns a bar on w counting bytes, or nil when !enabled.
 func NewBytes(w io.Writer, enabled bool, total int64, desc string) *Bar {
-	return newBar(w, enabled, total, desc, progressbar.OptionShowBytes(true))
+	return newBar(w, enabled, total, desc, progressbar.OptionShowBytes(true), progressbar.OptionShowCount())
 }
 
 func newBar(w io.Writer, enabled bool, total int64, desc string, opts ...progressbar.Option) *Bar {
@@ -100,5 +100,5 @@ func (b *Bar) Finish() {
 		return
 	}
 	b.sync()
-	b.bar.Exit() //nolint:errcheck
+	b.bar.Finish() //nolint:errcheck // with OptionClearOnFinish: erases the bar
 }
