@@ -118,3 +118,83 @@ func AppendStripNulls(dst, v []byte) ([]byte, error) {
 	}
 	return append(dst, v...), nil
 }
+
+// Member is one member of a JSON object: Key is the raw text between the
+// key's quotes, Value the raw value.
+type Member struct{ Key, Value []byte }
+
+// SplitMembers appends the members of the compact JSON object obj to dst,
+// in order. It is Members without a callback, for hot paths that need to
+// look at all members before writing any.
+func SplitMembers(dst []Member, obj []byte) ([]Member, error) {
+	if len(obj) < 2 || obj[0] != '{' || obj[len(obj)-1] != '}' {
+		return dst, fmt.Errorf("%w: not an object", ErrMalformed)
+	}
+	i := 1
+	if obj[i] == '}' {
+		return dst, nil
+	}
+	for {
+		if obj[i] != '"' {
+			return dst, fmt.Errorf("%w: expected a key", ErrMalformed)
+		}
+		kend, err := stringEnd(obj, i)
+		if err != nil {
+			return dst, err
+		}
+		if kend >= len(obj) || obj[kend] != ':' {
+			return dst, fmt.Errorf("%w: expected ':'", ErrMalformed)
+		}
+		vend, err := skipValue(obj, kend+1)
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, Member{Key: obj[i+1 : kend-1], Value: obj[kend+1 : vend]})
+		if vend >= len(obj) {
+			return dst, fmt.Errorf("%w: unterminated object", ErrMalformed)
+		}
+		switch obj[vend] {
+		case ',':
+			i = vend + 1
+		case '}':
+			if vend != len(obj)-1 {
+				return dst, fmt.Errorf("%w: text after the object", ErrMalformed)
+			}
+			return dst, nil
+		default:
+			return dst, fmt.Errorf("%w: expected ',' or '}'", ErrMalformed)
+		}
+	}
+}
+
+// SplitElements appends the elements of the compact JSON array arr to dst.
+func SplitElements(dst [][]byte, arr []byte) ([][]byte, error) {
+	if len(arr) < 2 || arr[0] != '[' || arr[len(arr)-1] != ']' {
+		return dst, fmt.Errorf("%w: not an array", ErrMalformed)
+	}
+	i := 1
+	if arr[i] == ']' {
+		return dst, nil
+	}
+	for {
+		end, err := skipValue(arr, i)
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, arr[i:end])
+		if end >= len(arr) {
+			return dst, fmt.Errorf("%w: unterminated array", ErrMalformed)
+		}
+		switch arr[end] {
+		case ',':
+			i = end + 1
+		case ']':
+			if end != len(arr)-1 {
+				return dst, fmt.Errorf("%w: text after the array", ErrMalformed)
+			}
+			return dst, nil
+		default:
+			return dst, fmt.Errorf("%w: expected ',' or ']'", ErrMalformed)
+		}
+	}
+}
