@@ -31,20 +31,22 @@ func (o *outputFlags) open(a *app) (*sink.Sink, error) {
 func (a *app) dumpCmd() *cobra.Command {
 	var out outputFlags
 	var since string
+	var opts dump.Options
 	c := &cobra.Command{
 		Use:   "dump TYPE",
 		Short: "Write every resource of a type as ndjson",
 		Long: `Write every resource of TYPE as ndjson (one JSON object per line) in Aidbox
-format, with resourceType, id and meta (versionId, lastUpdated, createdAt)
-put back, to stdout or to --output.`,
+format (or FHIR format with --fhir), with resourceType, id and meta
+(versionId, lastUpdated, createdAt) put back, to stdout or to --output.`,
 		Example: `  fhirbulk dump Patient > patients.ndjson
   fhirbulk dump Observation --since 2024-01-01 -o obs.ndjson.gz`,
 		Args: exactArgs(1, "one resource TYPE"),
 	}
 	out.register(c)
 	c.Flags().StringVar(&since, "since", "", "only resources created after `TIME` (RFC 3339 or YYYY-MM-DD, UTC)")
+	c.Flags().BoolVar(&opts.FHIR, "fhir", false, "write FHIR format (createdAt as the meta extension ex:createdAt)")
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
-		opts := dump.Options{Type: args[0]}
+		opts.Type = args[0]
 		if err := pg.ValidateType(opts.Type); err != nil {
 			return usageError{err}
 		}

@@ -16,7 +16,6 @@ import (
 func (a *app) loadCmd() *cobra.Command {
 	var opts load.Options
 	var merge string
-	var fhir bool
 	c := &cobra.Command{
 		Use:   "load [--type TYPE] SOURCE...",
 		Short: "Upsert ndjson resources from files, stdin or http(s) URLs",
@@ -37,7 +36,7 @@ counts as one line of JSON on stdout.`,
 	}
 	f := c.Flags()
 	f.StringVar(&opts.Type, "type", "", "every line is a resource of `TYPE` (lines need only an id)")
-	f.BoolVar(&fhir, "fhir", false, "input is in FHIR format (not yet supported)")
+	f.BoolVar(&opts.FHIR, "fhir", false, "input is in FHIR format: convert it to Aidbox format on the way in")
 	f.BoolVar(&opts.History, "history", false, "keep replaced versions in the type's _history table")
 	f.BoolVar(&opts.StripNulls, "strip-nulls", false, "drop keys whose value is null, at any depth")
 	f.StringVar(&merge, "merge", "", "shallow-merge this JSON `OBJECT` into every resource")
@@ -47,9 +46,6 @@ counts as one line of JSON on stdout.`,
 				return usagef("--type: %v", err)
 			}
 		}
-		if fhir {
-			return usagef("--fhir: FHIR-format input is not supported yet; load Aidbox-format ndjson")
-		}
 		if merge != "" {
 			m, err := load.ParseMerge(merge)
 			if err != nil {
@@ -57,14 +53,8 @@ counts as one line of JSON on stdout.`,
 			}
 			opts.Merge = m
 		}
-		stdins := 0
-		for _, s := range args {
-			if s == "-" {
-				stdins++
-			}
-		}
-		if stdins > 1 {
-			return usagef("stdin (-) can be read only once")
+		if err := checkStdinOnce(args); err != nil {
+			return err
 		}
 		dsn := pg.ResolveDSN(a.db, a.getenv)
 		conn, err := pg.Connect(ctx, dsn)
@@ -114,4 +104,18 @@ counts as one line of JSON on stdout.`,
 		return err
 	})
 	return c
+}
+
+// checkStdinOnce refuses "-" given twice among the sources.
+func checkStdinOnce(specs []string) error {
+	n := 0
+	for _, s := range specs {
+		if s == "-" {
+			n++
+		}
+	}
+	if n > 1 {
+		return usagef("stdin (-) can be read only once")
+	}
+	return nil
 }

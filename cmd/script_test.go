@@ -245,8 +245,9 @@ func cmdGunzip(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.WriteFile(ts.MkAbs(args[1]), out.Bytes(), 0o644))
 }
 
-// copyin TABLE FILE creates TABLE (n bigint, line text) and copies FILE's
-// lines into it, numbered from 1 (gzip is detected). The lines travel in
+// copyin TABLE FILE creates TABLE (n bigint, line text) when missing and
+// copies FILE's lines into it, numbered on from the lines already there
+// (gzip is detected). The lines travel in
 // binary COPY, so no byte of them is escaped or changed on the way.
 func cmdCopyIn(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 {
@@ -280,6 +281,12 @@ func cmdCopyIn(ts *testscript.TestScript, neg bool, args []string) {
 	table := pgx.Identifier{args[0]}
 	_, err = conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+table.Sanitize()+" (n bigint, line text)")
 	ts.Check(err)
+	// Numbering goes on after the lines already in the table.
+	var last int64
+	ts.Check(conn.QueryRow(ctx, "SELECT coalesce(max(n), 0) FROM "+table.Sanitize()).Scan(&last))
+	for _, r := range rows {
+		r[0] = r[0].(int64) + last
+	}
 	_, err = conn.CopyFrom(ctx, table, []string{"n", "line"}, pgx.CopyFromRows(rows))
 	ts.Check(err)
 }

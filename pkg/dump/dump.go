@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/progress"
@@ -21,6 +22,7 @@ import (
 type Options struct {
 	Type  string    // resource type, e.g. "Observation"
 	Since time.Time // when not zero: only resources created after it (cts > Since)
+	FHIR  bool      // FHIR format instead of Aidbox format
 }
 
 // ParseSince reads a --since value: RFC 3339, or YYYY-MM-DD meaning UTC midnight.
@@ -52,7 +54,10 @@ func Dump(ctx context.Context, conn *pgx.Conn, opts Options, w io.Writer, bar *p
 		// time, never from the user's text.
 		query += " WHERE cts > '" + opts.Since.UTC().Format(time.RFC3339Nano) + "'::timestamptz"
 	}
-	sp := &splicer{w: w, bar: bar}
+	sp := &splicer{w: w, bar: bar, typ: opts.Type}
+	if opts.FHIR {
+		sp.conv = fhirformat.New(fhirformat.ToFHIR)
+	}
 	sp.prefix = append(sp.prefix, `{"resourceType":`...)
 	sp.prefix = ndjson.AppendString(sp.prefix, []byte(opts.Type))
 	sp.prefix = append(sp.prefix, `,"id":`...)
@@ -85,6 +90,13 @@ type splicer struct {
 	spans   [3]ndjson.Span
 	n       int64
 	werr    error
+
+	// FHIR output
+	typ     string
+	conv    *fhirformat.Converter // nil for Aidbox format
+	fhirIn  []byte
+	fhirOut []byte
+	created []byte
 }
 
 // topKeys are the members of a stored resource that the columns override:
@@ -102,6 +114,15 @@ func (s *splicer) row(f [][]byte) error {
 	raw, err := pg.JSONB(f[4])
 	if err != nil {
 		return err
+	}
+	if s.conv != nil {
+		if s.fhirIn, err = ndjson.CompactObject(s.fhirIn[:0], raw, nil, nil); err == nil {
+			s.fhirOut, err = s.conv.ResourceOfType(s.fhirOut[:0], s.fhirIn, s.typ)
+		}
+		if err != nil {
+			return fmt.Errorf("resource %q: %w", f[0], err)
+		}
+		raw = s.fhirOut
 	}
 	s.compact, err = ndjson.CompactObject(s.compact[:0], raw, topKeys, s.spans[:])
 	if err != nil {
@@ -123,15 +144,31 @@ func (s *splicer) row(f [][]byte) error {
 		}
 		b = append(b, '"')
 	}
-	if f[3] != nil {
-		b = append(b, `,"createdAt":"`...)
-		if b, err = pg.AppendTimestamptz(b, f[3]); err != nil {
-			return err
-		}
-		b = append(b, '"')
-	}
+	var stored []byte
 	if meta := s.spans[0]; meta.Found() {
-		b = appendStoredMeta(b, s.compact[meta.Start+len(`"meta":`):meta.End])
+		stored = s.compact[meta.Start+len(`"meta":`) : meta.End]
+	}
+	switch {
+	case s.conv != nil:
+		// FHIR has no meta.createdAt: Aidbox writes it as an extension.
+		s.created = s.created[:0]
+		if f[3] != nil {
+			s.created = append(s.created, `{"url":"ex:createdAt","valueInstant":"`...)
+			if s.created, err = pg.AppendTimestamptz(s.created, f[3]); err != nil {
+				return err
+			}
+			s.created = append(s.created, `"}`...)
+		}
+		b = appendStoredMeta(b, stored, s.created)
+	default:
+		if f[3] != nil {
+			b = append(b, `,"createdAt":"`...)
+			if b, err = pg.AppendTimestamptz(b, f[3]); err != nil {
+				return err
+			}
+			b = append(b, '"')
+		}
+		b = appendStoredMeta(b, stored, nil)
 	}
 	b = append(b, '}')
 	b = ndjson.AppendMembersExcept(b, s.compact, s.spans[:]...)
@@ -149,10 +186,11 @@ func (s *splicer) row(f [][]byte) error {
 // appendStoredMeta appends the members of the stored meta object (compact)
 // after the column-made ones, each preceded by a comma, leaving out any that
 // the columns own. A meta that is not an object is not valid FHIR; it is
-// replaced by the column-made one.
-func appendStoredMeta(b, meta []byte) []byte {
+// replaced by the column-made one. For FHIR output, created is the
+// ex:createdAt extension to add to meta.extension (empty: none).
+func appendStoredMeta(b, meta, created []byte) []byte {
 	if len(meta) <= 2 || meta[0] != '{' {
-		return b
+		meta = nil
 	}
 	owned := false
 	for _, k := range metaKeys {
@@ -161,11 +199,24 @@ func appendStoredMeta(b, meta []byte) []byte {
 			break
 		}
 	}
+	fhir := created != nil
+	if fhir && bytes.Contains(meta, []byte(`"extension"`)) {
+		owned = true
+	}
 	if !owned {
-		b = append(b, ',')
-		return append(b, meta[1:len(meta)-1]...)
+		if meta != nil {
+			b = append(b, ',')
+			b = append(b, meta[1:len(meta)-1]...)
+		}
+		if len(created) > 0 {
+			b = append(b, `,"extension":[`...)
+			b = append(b, created...)
+			b = append(b, ']')
+		}
+		return b
 	}
 	// Rare: walk the members and skip the owned ones.
+	extended := false
 	ndjson.Members(meta, func(key, value []byte) bool { //nolint:errcheck // meta is compact jsonb output
 		for _, k := range metaKeys {
 			if bytes.Equal(key, k[1:len(k)-1]) {
@@ -175,8 +226,42 @@ func appendStoredMeta(b, meta []byte) []byte {
 		b = append(b, ',', '"')
 		b = append(b, key...)
 		b = append(b, '"', ':')
+		if fhir && string(key) == "extension" && len(value) > 0 && value[0] == '[' {
+			b = appendExtensions(b, value, created)
+			extended = true
+			return true
+		}
 		b = append(b, value...)
 		return true
 	})
+	if len(created) > 0 && !extended {
+		b = append(b, `,"extension":[`...)
+		b = append(b, created...)
+		b = append(b, ']')
+	}
 	return b
+}
+
+// appendExtensions appends the extension array arr without any stale
+// ex:createdAt item, and created at its end.
+func appendExtensions(b, arr, created []byte) []byte {
+	b = append(b, '[')
+	n := 0
+	ndjson.Elements(arr, func(item []byte) { //nolint:errcheck // compact jsonb output
+		if bytes.Contains(item, []byte(`"url":"ex:createdAt"`)) {
+			return
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		n++
+		b = append(b, item...)
+	})
+	if len(created) > 0 {
+		if n > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, created...)
+	}
+	return append(b, ']')
 }

@@ -45,7 +45,7 @@ const (
 
 type elem struct {
 	kind  kind
-	next  *context         // kComplex; kChoice of a complex type
+	next  *elemCtx         // kComplex; kChoice of a complex type
 	base  string           // kChoice: the Aidbox key ("value")
 	code  string           // kChoice: the type code ("Quantity", "dateTime")
 	key   string           // kChoice: the FHIR key ("valueQuantity")
@@ -53,27 +53,27 @@ type elem struct {
 	codes map[string]*elem // kChoiceBase: type code → its kChoice element
 }
 
-type context struct {
+type elemCtx struct {
 	name  string
 	elems map[string]*elem
 	isRef bool // the Reference datatype itself
 }
 
 type table struct {
-	contexts  map[string]*context
-	resources map[string]*context // concrete resource types
-	reference *context
+	contexts  map[string]*elemCtx
+	resources map[string]*elemCtx // concrete resource types
+	reference *elemCtx
 }
 
 var loadTable = sync.OnceValue(func() *table { return parseTable(r4Table) })
 
 // parseTable builds the lookup structures from the generated text.
 func parseTable(text string) *table {
-	t := &table{contexts: map[string]*context{}, resources: map[string]*context{}}
-	ctx := func(name string) *context {
+	t := &table{contexts: map[string]*elemCtx{}, resources: map[string]*elemCtx{}}
+	ctx := func(name string) *elemCtx {
 		c := t.contexts[name]
 		if c == nil {
-			c = &context{name: name, elems: map[string]*elem{}}
+			c = &elemCtx{name: name, elems: map[string]*elem{}}
 			t.contexts[name] = c
 		}
 		return c
@@ -195,7 +195,7 @@ func (c *Converter) level(depth int) *level {
 const maxDepth = 200
 
 // object converts one object value of context ctx.
-func (c *Converter) object(dst, obj []byte, ctx *context, depth int) ([]byte, error) {
+func (c *Converter) object(dst, obj []byte, ctx *elemCtx, depth int) ([]byte, error) {
 	if len(obj) == 0 || obj[0] != '{' {
 		return append(dst, obj...), nil // not an object where one belongs: leave it
 	}
@@ -212,7 +212,7 @@ func (c *Converter) object(dst, obj []byte, ctx *context, depth int) ([]byte, er
 }
 
 // members writes the object made of ms, converted as context ctx.
-func (c *Converter) members(dst []byte, ms []ndjson.Member, ctx *context, depth int) ([]byte, error) {
+func (c *Converter) members(dst []byte, ms []ndjson.Member, ctx *elemCtx, depth int) ([]byte, error) {
 	if ctx.isRef {
 		return c.reference(dst, ms, ctx, depth)
 	}
@@ -333,7 +333,7 @@ func (c *Converter) single(dst, v []byte, e *elem, depth int) ([]byte, error) {
 // choiceToAidbox writes `"value":{"Quantity":...,"_string":...}` for every
 // member of ms (which starts at the group's first member) that belongs to
 // choice element base, in their order.
-func (c *Converter) choiceToAidbox(dst []byte, ms []ndjson.Member, ctx *context, base string, depth int) ([]byte, error) {
+func (c *Converter) choiceToAidbox(dst []byte, ms []ndjson.Member, ctx *elemCtx, base string, depth int) ([]byte, error) {
 	dst = append(dst, '"')
 	dst = append(dst, base...)
 	dst = append(dst, `":{`...)
@@ -423,14 +423,14 @@ func (c *Converter) choiceToFHIR(dst []byte, m ndjson.Member, b *elem, depth int
 
 // reference converts a Reference object's own target, then its other
 // members as the Reference datatype (identifier.assigner, extension, ...).
-func (c *Converter) reference(dst []byte, ms []ndjson.Member, ctx *context, depth int) ([]byte, error) {
+func (c *Converter) reference(dst []byte, ms []ndjson.Member, ctx *elemCtx, depth int) ([]byte, error) {
 	if c.dir == ToAidbox {
 		return c.referenceToAidbox(dst, ms, ctx, depth)
 	}
 	return c.referenceToFHIR(dst, ms, ctx, depth)
 }
 
-func (c *Converter) referenceToAidbox(dst []byte, ms []ndjson.Member, ctx *context, depth int) ([]byte, error) {
+func (c *Converter) referenceToAidbox(dst []byte, ms []ndjson.Member, ctx *elemCtx, depth int) ([]byte, error) {
 	hasID := false
 	for _, m := range ms {
 		if string(m.Key) == "id" {
@@ -500,7 +500,7 @@ func isID(s []byte) bool {
 	return true
 }
 
-func (c *Converter) referenceToFHIR(dst []byte, ms []ndjson.Member, ctx *context, depth int) ([]byte, error) {
+func (c *Converter) referenceToFHIR(dst []byte, ms []ndjson.Member, ctx *elemCtx, depth int) ([]byte, error) {
 	// Which Aidbox members make the reference: localRef, else uri, else
 	// resourceType and id (both strings).
 	var localRef, uri, rt, id []byte

@@ -29,6 +29,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
@@ -40,6 +41,7 @@ type Options struct {
 	History    bool   // copy replaced versions to <table>_history
 	StripNulls bool   // drop object members whose value is null, at any depth
 	Merge      *Merge // shallow-merged into every resource (nil: none)
+	FHIR       bool   // input in FHIR format, converted to Aidbox format on the way in
 }
 
 // Merge is a parsed --merge object.
@@ -199,6 +201,9 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
 	st := newStager(src, l.Opts.Type, l.Opts.Merge, l.Opts.StripNulls)
+	if l.Opts.FHIR {
+		st.conv = fhirformat.New(fhirformat.ToAidbox)
+	}
 	if l.Progress != nil {
 		st.onLine = func(n int64) { l.Progress(src, n) }
 	}
@@ -413,7 +418,7 @@ func badJSON(ctx context.Context, tx pgx.Tx, stage string, cause error) error {
 	if err := tx.QueryRow(ctx, `SELECT n, msg FROM pg_temp.fhirbulk_bad_json($1)`, stage).Scan(&n, &msg); err != nil || n == nil {
 		return sqlError(cause)
 	}
-	return &LineError{Line: *n, Reason: "invalid JSON: " + *msg}
+	return &ndjson.LineError{Line: *n, Reason: "invalid JSON: " + *msg}
 }
 
 func isContext(err error) bool {

@@ -1,7 +1,6 @@
 package load
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -13,17 +12,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 )
-
-// LineError is bad input on one line of a source.
-type LineError struct {
-	Line   int64
-	Reason string
-}
-
-func (e *LineError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Reason) }
 
 // stager is the io.Reader that pgconn's CopyFrom pulls: it reads ndjson
 // lines, checks and splices each with the byte scanner, and emits them as
@@ -34,22 +26,22 @@ func (e *LineError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e
 // (the tuple is kept in pending); the caller creates the partition, calls
 // admit and runs the next COPY, which starts with that tuple.
 type stager struct {
-	in    *bufio.Reader
-	long  []byte // a line longer than in's buffer, assembled
+	in    *ndjson.LineReader
 	typ   string // --type, or "" to route by resourceType
 	merge *Merge
 	strip bool
 
-	line    int64            // number of the last line read
-	counts  map[string]int64 // lines staged per type
-	known   map[string]bool  // types with a partition
-	order   []string         // types in order of first appearance
-	newType string           // a type waiting for its partition
-	pending []byte           // its tuple
-	err     error            // why staging stopped, when it did on bad input or a read error
-	onLine  func(n int64)    // progress, called every 4096 lines (may be nil)
-	direct  *direct          // final-form rows straight into the table (typed loads only)
-	ids     idHashes         // to tell whether a type has repeated ids
+	line    int64                 // number of the last line read
+	counts  map[string]int64      // lines staged per type
+	known   map[string]bool       // types with a partition
+	order   []string              // types in order of first appearance
+	newType string                // a type waiting for its partition
+	pending []byte                // its tuple
+	err     error                 // why staging stopped, when it did on bad input or a read error
+	onLine  func(n int64)         // progress, called every 4096 lines (may be nil)
+	direct  *direct               // final-form rows straight into the table (typed loads only)
+	conv    *fhirformat.Converter // FHIR input: converted to Aidbox format first (nil: none)
+	ids     idHashes              // to tell whether a type has repeated ids
 
 	out     []byte // encoded COPY data not yet handed to CopyFrom
 	outPos  int
@@ -60,6 +52,8 @@ type stager struct {
 	// Scratch, reused for every line.
 	compact  []byte
 	stripped []byte
+	fhirIn   []byte
+	fhirOut  []byte
 	spans    []ndjson.Span
 	keys     []string
 	res      []byte
@@ -75,7 +69,7 @@ const (
 
 func newStager(r io.Reader, typ string, merge *Merge, strip bool) *stager {
 	s := &stager{
-		in:     bufio.NewReaderSize(r, 1<<20),
+		in:     ndjson.NewLineReader(r),
 		typ:    typ,
 		merge:  merge,
 		strip:  strip,
@@ -138,25 +132,22 @@ func (s *stager) fill(want int) error {
 			s.endCopy()
 			return nil
 		}
-		line, err := s.readLine()
+		line, err := s.in.Next()
 		if err == io.EOF {
 			s.eof = true
-			if len(line) == 0 {
-				continue
-			}
 		} else if err != nil {
 			return err
 		}
-		s.line++
+		s.line = s.in.Line()
 		if s.onLine != nil && s.line&4095 == 0 {
 			s.onLine(s.line)
 		}
-		if isBlank(line) {
+		if ndjson.IsBlank(line) {
 			continue
 		}
 		t, err := s.stage(line)
 		if err != nil {
-			return &LineError{Line: s.line, Reason: err.Error()}
+			return &ndjson.LineError{Line: s.line, Reason: err.Error()}
 		}
 		if t != "" { // a new type: end this COPY, its tuple waits in pending
 			s.newType = t
@@ -172,34 +163,6 @@ func (s *stager) endCopy() {
 	s.ended = true
 }
 
-// readLine returns the next line without its "\n" (and "\r"), of any length.
-func (s *stager) readLine() ([]byte, error) {
-	line, err := s.in.ReadSlice('\n')
-	if err == bufio.ErrBufferFull {
-		s.long = append(s.long[:0], line...)
-		for err == bufio.ErrBufferFull {
-			line, err = s.in.ReadSlice('\n')
-			s.long = append(s.long, line...)
-		}
-		line = s.long
-	}
-	if err != nil && err != io.EOF {
-		return nil, err
-	}
-	line = bytes.TrimSuffix(line, []byte("\n"))
-	line = bytes.TrimSuffix(line, []byte("\r"))
-	return line, err
-}
-
-func isBlank(b []byte) bool {
-	for _, c := range b {
-		if c != ' ' && c != '\t' && c != '\r' {
-			return false
-		}
-	}
-	return true
-}
-
 // stage checks one line and appends its tuple to s.out, or to s.pending
 // when its type is new (then it returns that type).
 func (s *stager) stage(line []byte) (string, error) {
@@ -210,7 +173,20 @@ func (s *stager) stage(line []byte) (string, error) {
 		return "", errors.New("not valid UTF-8")
 	}
 	var err error
-	s.compact, err = ndjson.CompactObject(s.compact[:0], line, s.keys, s.spans)
+	if s.conv != nil {
+		if s.fhirIn, err = ndjson.CompactObject(s.fhirIn[:0], line, nil, nil); err == nil {
+			s.fhirOut, err = s.conv.ResourceOfType(s.fhirOut[:0], s.fhirIn, s.typ)
+			if errors.Is(err, fhirformat.ErrNotObject) {
+				err = fmt.Errorf("%w: %s", ndjson.ErrMalformed, strings.TrimPrefix(err.Error(), fhirformat.ErrNotObject.Error()+" "))
+			}
+		}
+		if err == nil {
+			line = s.fhirOut
+		}
+	}
+	if err == nil {
+		s.compact, err = ndjson.CompactObject(s.compact[:0], line, s.keys, s.spans)
+	}
 	if err != nil {
 		detail := strings.TrimPrefix(err.Error(), ndjson.ErrMalformed.Error()+": ")
 		if detail == "not an object" {
@@ -311,7 +287,7 @@ func (s *stager) buildResource(meta []byte) ([]byte, *time.Time, error) {
 	var cts *time.Time
 	if meta != nil {
 		var err error
-		if r, cts, err = appendMeta(r, meta); err != nil {
+		if r, cts, err = appendMeta(r, meta, s.conv != nil); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -337,8 +313,10 @@ func (s *stager) buildResource(meta []byte) ([]byte, *time.Time, error) {
 
 // appendMeta appends `,"meta":{...}` without the members the columns own,
 // or nothing when no other member is left. A meta that is not an object is
-// kept as it is.
-func appendMeta(r, meta []byte) ([]byte, *time.Time, error) {
+// kept as it is. Its createdAt (Aidbox) or, for FHIR input, its
+// ex:createdAt extension (as Aidbox writes createdAt in FHIR) is returned
+// as cts and not stored.
+func appendMeta(r, meta []byte, fhir bool) ([]byte, *time.Time, error) {
 	if len(meta) == 0 || meta[0] != '{' {
 		r = append(r, `,"meta":`...)
 		return append(r, meta...), nil, nil
@@ -356,6 +334,16 @@ func appendMeta(r, meta []byte) ([]byte, *time.Time, error) {
 				}
 				return err == nil
 			}
+		}
+		if fhir && string(key) == "extension" && bytes.Contains(value, []byte(`"ex:createdAt"`)) {
+			var kept []byte
+			if kept, cts, err = takeCreatedAt(value); err != nil {
+				return false
+			}
+			if kept == nil {
+				return true
+			}
+			value = kept
 		}
 		if !first {
 			r = append(r, ',')
@@ -377,6 +365,47 @@ func appendMeta(r, meta []byte) ([]byte, *time.Time, error) {
 		return r[:start], cts, nil
 	}
 	return append(r, '}'), cts, nil
+}
+
+// takeCreatedAt takes the {"url":"ex:createdAt","valueInstant":...} item
+// out of a meta.extension array: it returns the array without it (nil when
+// nothing is left) and its instant.
+func takeCreatedAt(arr []byte) ([]byte, *time.Time, error) {
+	var cts *time.Time
+	var err error
+	kept := []byte{'['}
+	eerr := ndjson.Elements(arr, func(item []byte) {
+		isCreated := false
+		var value []byte
+		ndjson.Members(item, func(k, v []byte) bool { //nolint:errcheck // not an object: kept as it is
+			switch string(k) {
+			case "url":
+				u, ok := ndjson.Unquote(v)
+				isCreated = ok && string(u) == "ex:createdAt"
+			case "valueInstant", "valueDateTime":
+				value = v
+			}
+			return true
+		})
+		if isCreated && value != nil && err == nil {
+			cts, err = parseInstant(value)
+			return
+		}
+		if len(kept) > 1 {
+			kept = append(kept, ',')
+		}
+		kept = append(kept, item...)
+	})
+	if eerr != nil {
+		return nil, nil, errors.New("not a JSON object")
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("meta extension ex:createdAt: %w", err)
+	}
+	if len(kept) == 1 {
+		return nil, cts, nil
+	}
+	return append(kept, ']'), cts, nil
 }
 
 func parseInstant(v []byte) (*time.Time, error) {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 )
 
 // tuples runs a stager over input until the input ends, admitting every new
@@ -137,7 +139,7 @@ func TestStagerBadLines(t *testing.T) {
 		"{\"id\":\"1\"} {}\n":                         "line 1: invalid JSON: text after the object",
 	} {
 		_, _, err := tuples(t, input, "P", nil, false)
-		var le *LineError
+		var le *ndjson.LineError
 		if !errors.As(err, &le) || err.Error() != want {
 			t.Errorf("%q: error %v, want %q", input, err, want)
 		}

@@ -1,0 +1,56 @@
+package fhirformat
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+
+	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
+)
+
+// Stream converts ndjson from r to w, one compact resource per line, and
+// returns how many it wrote. Blank lines are skipped; a line that is not a
+// JSON object stops it with an *ndjson.LineError. w should be buffered.
+func Stream(ctx context.Context, r io.Reader, w io.Writer, dir Direction) (int64, error) {
+	lines := ndjson.NewLineReader(r)
+	c := New(dir)
+	var compact, out []byte
+	var n int64
+	for {
+		line, err := lines.Next()
+		if err != nil && err != io.EOF {
+			return n, err
+		}
+		if !ndjson.IsBlank(line) {
+			if n&1023 == 0 && ctx.Err() != nil {
+				return n, ctx.Err()
+			}
+			var cerr error
+			compact, cerr = ndjson.CompactObject(compact[:0], line, nil, nil)
+			if cerr == nil {
+				out, cerr = c.Resource(out[:0], compact)
+			}
+			if cerr != nil {
+				return n, &ndjson.LineError{Line: lines.Line(), Reason: reason(cerr)}
+			}
+			out = append(out, '\n')
+			if _, werr := w.Write(out); werr != nil {
+				return n, werr
+			}
+			n++
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+	}
+}
+
+// reason words a conversion error for a person.
+func reason(err error) string {
+	msg := strings.TrimPrefix(err.Error(), ndjson.ErrMalformed.Error()+": ")
+	if errors.Is(err, ErrNotObject) || msg == "not an object" {
+		return "not a JSON object"
+	}
+	return "invalid JSON: " + msg
+}
