@@ -11,8 +11,11 @@
 #   load    fhirbulk load --type Observation FILE into an empty table
 #           vs psql \copy observation(id,txid,status,resource) of the same rows in final form
 #   update  the same load again (every row an update), vs the same baseline
+#   fhir    load --fhir into an empty table, vs plain load
 #   dump    fhirbulk dump Observation > /dev/null
 #           vs psql \copy (select id, txid, ts, cts, resource from observation) to /dev/null (format binary)
+#           and dump --fhir vs dump, on what load --fhir stored
+#   convert convert --to aidbox / --to fhir of the same data, pinned to one core: MB/s
 # Usage: scripts/bench.sh [RUNS]   (dump pairs are run RUNS times, default 3; medians shown)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +26,7 @@ shared=../shared
 [ -x "$shared/tools/amplify-ndjson" ] || die "needs $shared/tools/amplify-ndjson and $shared/data"
 command -v go >/dev/null || die "Go is not installed"
 [ -x /usr/bin/time ] || apt_install time
+command -v taskset >/dev/null || apt_install util-linux
 ensure_pg
 need_psql
 
@@ -63,6 +67,7 @@ maxof() { tr ' ' '\n' <<<"$1" | grep . | sort -g | tail -n 1; }
 
 copyopts="with (format csv, quote e'\\x01', delimiter e'\\x02')"
 final="$dir/observations-final.csv"
+fresh() { q -c 'TRUNCATE observation' -c 'CHECKPOINT'; }
 
 say "load: $rows Observations, $mb MB"
 measure "fhirbulk load (empty table)" "$bin" --db "$db" -q load --type Observation "$obs"
@@ -70,17 +75,27 @@ if [ ! -s "$final" ]; then
   q -c "\\copy (select id, txid, status, resource from observation) to '$final.tmp' $copyopts"
   mv "$final.tmp" "$final"
 fi
-q -c 'TRUNCATE observation' -c 'CHECKPOINT'
+fresh
 measure "psql \\copy final form (empty table)" psql -q -X "$db" -c "\\copy observation(id,txid,status,resource) from '$final' $copyopts"
 q -c 'CHECKPOINT'
 measure "fhirbulk load (all updates)" "$bin" --db "$db" -q load --type Observation "$obs"
+fresh
+measure "fhirbulk load --fhir (empty table)" "$bin" --db "$db" -q load --fhir --type Observation "$obs"
 q -c 'VACUUM FULL ANALYZE observation' -c 'CHECKPOINT'
 
-say "dump: $runs runs each, alternating"
+say "dump (of what load --fhir stored): $runs runs each, alternating"
 for _ in $(seq "$runs"); do
   measure "psql \\copy to /dev/null (binary)" psql -q -X "$db" -c "\\copy (select id, txid, ts, cts, resource from observation) to '/dev/null' with (format binary)"
   measure "fhirbulk dump" "$bin" --db "$db" -q dump Observation
+  measure "fhirbulk dump --fhir" "$bin" --db "$db" -q dump --fhir Observation
 done
+
+say "convert, on one core"
+aidbox="$dir/observations-aidbox.ndjson"
+"$bin" --db "$db" dump Observation -o "$aidbox" --force
+measure "convert --to aidbox" taskset -c 0 "$bin" convert --to aidbox "$obs"
+measure "convert --to fhir" taskset -c 0 "$bin" convert --to fhir "$aidbox"
+amb=$(( $(stat -c %s "$aidbox") / 1000000 ))
 
 row() { # label name baseline
   local w b
@@ -88,10 +103,16 @@ row() { # label name baseline
   if [ -n "${3:-}" ]; then b=$(median "${wall[$3]}"); ratio=$(awk -v a="$w" -v b="$b" 'BEGIN {printf "%.2fx", a / b}'); else ratio=""; fi
   printf '%-46s %9s %12s %8s\n' "$1" "$w" "$(( $(maxof "${rss[$2]}") / 1024 ))" "$ratio"
 }
+rate() { awk -v mb="$2" -v s="$(median "${wall[$1]}")" 'BEGIN {printf "%.0f MB/s", mb / s}'; }
 printf '\n%s Observations (%s MB ndjson); PostgreSQL %s; %s cores\n' "$rows" "$mb" "$(q -At -c 'show server_version')" "$(nproc)"
 printf '%-46s %9s %12s %8s\n' "what" "wall s" "peak RSS MiB" "ratio"
 row 'psql \copy final form (load baseline)' 'psql \copy final form (empty table)'
 row 'fhirbulk load --type Observation (empty)' 'fhirbulk load (empty table)' 'psql \copy final form (empty table)'
 row 'fhirbulk load --type Observation (updates)' 'fhirbulk load (all updates)' 'psql \copy final form (empty table)'
+row 'fhirbulk load --fhir (empty) vs load' 'fhirbulk load --fhir (empty table)' 'fhirbulk load (empty table)'
 row 'psql \copy binary (dump baseline)' 'psql \copy to /dev/null (binary)'
 row 'fhirbulk dump Observation' 'fhirbulk dump' 'psql \copy to /dev/null (binary)'
+row 'fhirbulk dump --fhir vs dump' 'fhirbulk dump --fhir' 'fhirbulk dump'
+row 'convert --to aidbox (1 core)' 'convert --to aidbox'
+row 'convert --to fhir (1 core)' 'convert --to fhir'
+printf 'convert --to aidbox: %s; convert --to fhir: %s\n' "$(rate 'convert --to aidbox' "$mb")" "$(rate 'convert --to fhir' "$amb")"

@@ -447,16 +447,21 @@ func (c *Converter) referenceToAidbox(dst []byte, ms []ndjson.Member, ctx *elemC
 			dst = c.splitReference(dst, m.Value, hasID)
 			continue
 		}
-		if e := ctx.elems[string(m.Key)]; e != nil && e.kind != kChoice && e.kind != kChoiceBase {
-			dst = appendKey(dst, m.Key)
-			if dst, err = c.value(dst, m.Value, e, depth+1); err != nil {
-				return dst, err
-			}
-			continue
+		if dst, err = c.referenceMember(dst, m, ctx, depth); err != nil {
+			return dst, err
 		}
-		dst = appendMember(dst, m)
 	}
 	return append(dst, '}'), nil
+}
+
+// referenceMember writes a member of a Reference other than its target,
+// converted as the Reference datatype says (identifier, extension).
+func (c *Converter) referenceMember(dst []byte, m ndjson.Member, ctx *elemCtx, depth int) ([]byte, error) {
+	if e := ctx.elems[string(m.Key)]; e != nil && e.kind != kChoice && e.kind != kChoiceBase {
+		dst = appendKey(dst, m.Key)
+		return c.value(dst, m.Value, e, depth+1)
+	}
+	return appendMember(dst, m), nil
 }
 
 // splitReference writes the Aidbox members for the FHIR reference string
@@ -560,14 +565,9 @@ func (c *Converter) referenceToFHIR(dst []byte, ms []ndjson.Member, ctx *elemCtx
 			dst = append(dst, ',')
 		}
 		n++
-		if e := ctx.elems[string(m.Key)]; e != nil && e.kind != kChoice && e.kind != kChoiceBase {
-			dst = appendKey(dst, m.Key)
-			if dst, err = c.value(dst, m.Value, e, depth+1); err != nil {
-				return dst, err
-			}
-			continue
+		if dst, err = c.referenceMember(dst, m, ctx, depth); err != nil {
+			return dst, err
 		}
-		dst = appendMember(dst, m)
 	}
 	return append(dst, '}'), nil
 }
