@@ -6,7 +6,9 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/rand"
+	"encoding/csv"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -76,13 +78,16 @@ func TestScripts(t *testing.T) {
 			return setupDatabase(env, admin, cfg)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"sql":     cmdSQL,
-			"tables":  cmdTables,
-			"rows":    cmdRows,
-			"gunzip":  cmdGunzip,
-			"copyin":  cmdCopyIn,
-			"httpd":   cmdHTTPD,
-			"bigline": cmdBigLine,
+			"sql":      cmdSQL,
+			"tables":   cmdTables,
+			"rows":     cmdRows,
+			"gunzip":   cmdGunzip,
+			"copyin":   cmdCopyIn,
+			"httpd":    cmdHTTPD,
+			"bigline":  cmdBigLine,
+			"freshdb":  cmdFreshDB,
+			"csvread":  cmdCSVRead,
+			"copyfrom": cmdCopyFromText,
 		},
 	})
 }
@@ -90,43 +95,13 @@ func TestScripts(t *testing.T) {
 // setupDatabase creates the script's own database and points DATABASE_URL
 // (and only it) at it.
 func setupDatabase(env *testscript.Env, admin string, cfg *pgx.ConnConfig) error {
-	var r [4]byte
-	rand.Read(r[:]) //nolint:errcheck
-	name := "fhirbulk_test_" + hex.EncodeToString(r[:])
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, admin)
+	env.Values["admin"] = admin
+	env.Values["cfg"] = cfg
+	name, u, err := createDatabase(admin, cfg, env.Defer, env.T().Log)
 	if err != nil {
 		return err
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return err
-	}
-	env.Defer(func() {
-		c, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			env.T().Log("drop test database:", err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			env.T().Log("drop test database:", err)
-		}
-	})
-	u := url.URL{Scheme: "postgres", Host: cfg.Host + ":" + strconv.Itoa(int(cfg.Port)), Path: "/" + name}
-	if strings.HasPrefix(cfg.Host, "/") {
-		u.Host = ""
-		u.RawQuery = "host=" + url.QueryEscape(cfg.Host) + "&port=" + strconv.Itoa(int(cfg.Port))
-	}
-	if cfg.Password != "" {
-		u.User = url.UserPassword(cfg.User, cfg.Password)
-	} else {
-		u.User = url.User(cfg.User)
-	}
-	q := u.Query()
-	q.Set("sslmode", "disable")
-	u.RawQuery = q.Encode()
-	env.Setenv("DATABASE_URL", u.String())
+	env.Setenv("DATABASE_URL", u)
 	sample, err := filepath.Abs("../testdata/sample")
 	if err != nil {
 		return err
@@ -143,6 +118,102 @@ func setupDatabase(env *testscript.Env, admin string, cfg *pgx.ConnConfig) error
 	env.Setenv("TEST_DB_PORT", strconv.Itoa(int(cfg.Port)))
 	env.Setenv("TEST_DB_USER", cfg.User)
 	return nil
+}
+
+// createDatabase makes a database of a random name, dropped by the
+// function it hands to deferFn, and returns its name and URL.
+func createDatabase(admin string, cfg *pgx.ConnConfig, deferFn func(func()), logf func(...any)) (string, string, error) {
+	var r [4]byte
+	rand.Read(r[:]) //nolint:errcheck
+	name := "fhirbulk_test_" + hex.EncodeToString(r[:])
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return "", "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", "", err
+	}
+	deferFn(func() {
+		c, err := pgx.Connect(ctx, admin)
+		if err != nil {
+			logf("drop test database:", err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			logf("drop test database:", err)
+		}
+	})
+	u := url.URL{Scheme: "postgres", Host: cfg.Host + ":" + strconv.Itoa(int(cfg.Port)), Path: "/" + name}
+	if strings.HasPrefix(cfg.Host, "/") {
+		u.Host = ""
+		u.RawQuery = "host=" + url.QueryEscape(cfg.Host) + "&port=" + strconv.Itoa(int(cfg.Port))
+	}
+	if cfg.Password != "" {
+		u.User = url.UserPassword(cfg.User, cfg.Password)
+	} else {
+		u.User = url.User(cfg.User)
+	}
+	q := u.Query()
+	q.Set("sslmode", "disable")
+	u.RawQuery = q.Encode()
+	return name, u.String(), nil
+}
+
+// freshdb VAR creates another empty database for this script and sets VAR
+// to its URL.
+func cmdFreshDB(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: freshdb VAR")
+	}
+	_, u, err := createDatabase(ts.Value("admin").(string), ts.Value("cfg").(*pgx.ConnConfig), ts.Defer, func(a ...any) { ts.Logf("%v", a) })
+	ts.Check(err)
+	ts.Setenv(args[0], u)
+}
+
+// csvread FILE parses FILE with encoding/csv and prints each record as a
+// JSON array of strings, one per line.
+func cmdCSVRead(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: csvread FILE")
+	}
+	f, err := os.Open(ts.MkAbs(args[0]))
+	ts.Check(err)
+	defer f.Close()
+	r := csv.NewReader(f)
+	r.FieldsPerRecord = -1
+	for {
+		rec, err := r.Read()
+		if err == io.EOF {
+			return
+		}
+		ts.Check(err)
+		b, _ := json.Marshal(rec)
+		fmt.Fprintln(ts.Stdout(), string(b))
+	}
+}
+
+// copyfrom TABLE FILE loads FILE into TABLE with COPY FROM STDIN in
+// PostgreSQL's text format, as psql's \copy does.
+func cmdCopyFromText(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: copyfrom TABLE FILE")
+	}
+	f, err := os.Open(ts.MkAbs(args[1]))
+	ts.Check(err)
+	defer f.Close()
+	conn := scriptConn(ts)
+	defer conn.Close(context.Background())
+	_, err = conn.PgConn().CopyFrom(context.Background(), f, "COPY "+pgx.Identifier{args[0]}.Sanitize()+" FROM STDIN")
+	if neg {
+		if err == nil {
+			ts.Fatalf("copyfrom: unexpected success")
+		}
+		return
+	}
+	ts.Check(err)
 }
 
 func scriptConn(ts *testscript.TestScript) *pgx.Conn {

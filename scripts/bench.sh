@@ -15,6 +15,8 @@
 #   dump    fhirbulk dump Observation > /dev/null
 #           vs psql \copy (select id, txid, ts, cts, resource from observation) to /dev/null (format binary)
 #           and dump --fhir vs dump, on what load --fhir stored
+#   dump-sql --format csv 'select id, resource from observation' > /dev/null
+#           vs psql \copy (select id, resource from observation) to /dev/null (format csv, header)
 #   convert convert --to aidbox / --to fhir of the same data, pinned to one core: MB/s
 # Usage: scripts/bench.sh [RUNS]   (dump pairs are run RUNS times, default 3; medians shown)
 set -euo pipefail
@@ -88,6 +90,8 @@ for _ in $(seq "$runs"); do
   measure "psql \\copy to /dev/null (binary)" psql -q -X "$db" -c "\\copy (select id, txid, ts, cts, resource from observation) to '/dev/null' with (format binary)"
   measure "fhirbulk dump" "$bin" --db "$db" -q dump Observation
   measure "fhirbulk dump --fhir" "$bin" --db "$db" -q dump --fhir Observation
+  measure "psql \\copy csv to /dev/null" psql -q -X "$db" -c "\\copy (select id, resource from observation) to '/dev/null' with (format csv, header)"
+  measure "fhirbulk dump-sql --format csv" "$bin" --db "$db" -q dump-sql --format csv 'select id, resource from observation'
 done
 
 say "convert, on one core"
@@ -113,6 +117,8 @@ row 'fhirbulk load --fhir (empty) vs load' 'fhirbulk load --fhir (empty table)' 
 row 'psql \copy binary (dump baseline)' 'psql \copy to /dev/null (binary)'
 row 'fhirbulk dump Observation' 'fhirbulk dump' 'psql \copy to /dev/null (binary)'
 row 'fhirbulk dump --fhir vs dump' 'fhirbulk dump --fhir' 'fhirbulk dump'
+row 'psql \copy csv (dump-sql baseline)' 'psql \copy csv to /dev/null'
+row 'fhirbulk dump-sql --format csv' 'fhirbulk dump-sql --format csv' 'psql \copy csv to /dev/null'
 row 'convert --to aidbox (1 core)' 'convert --to aidbox'
 row 'convert --to fhir (1 core)' 'convert --to fhir'
 printf 'convert --to aidbox: %s; convert --to fhir: %s\n' "$(rate 'convert --to aidbox' "$mb")" "$(rate 'convert --to fhir' "$amb")"

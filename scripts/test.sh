@@ -13,5 +13,6 @@ unformatted=$(gofmt -l main.go cmd pkg)
 go vet ./...
 
 ensure_pg
+need_psql # the dump-sql replay test runs psql, as a user would
 export FHIRBULK_TEST_DATABASE_URL=$PG_URL
 go test -count=1 "$@" ./...

@@ -312,3 +312,29 @@ func Members(obj []byte, fn func(key, value []byte) bool) error {
 		}
 	}
 }
+
+// AppendCompact appends the JSON value src (any kind) with insignificant
+// whitespace removed.
+func AppendCompact(dst, src []byte) ([]byte, error) {
+	start := len(dst)
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		switch c {
+		case ' ', '\n', '\t', '\r':
+			continue
+		case '"':
+			end, err := stringEnd(src, i)
+			if err != nil {
+				return dst[:start], err
+			}
+			dst = append(dst, src[i:end]...)
+			i = end - 1
+			continue
+		}
+		dst = append(dst, c)
+	}
+	if len(dst) == start {
+		return dst, fmt.Errorf("%w: empty", ErrMalformed)
+	}
+	return dst, nil
+}

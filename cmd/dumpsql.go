@@ -1,0 +1,107 @@
+package cmd
+
+import (
+	"context"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fhirbulk/fhirbulk/pkg/dump"
+	"github.com/fhirbulk/fhirbulk/pkg/progress"
+)
+
+func (a *app) dumpSQLCmd() *cobra.Command {
+	var out outputFlags
+	var o dump.SQLOptions
+	var file string
+	c := &cobra.Command{
+		Use:   "dump-sql [QUERY] [-f FILE] [--format csv|tsv|ndjson|sql|elastic-bulk]",
+		Short: "Stream any SQL query's result as csv, tsv, ndjson, sql or elastic-bulk",
+		Long: `Run one query in a READ ONLY transaction (a statement that changes data fails
+with PostgreSQL's own message) and stream its rows to stdout or --output:
+
+  csv           RFC 4180, a header row, NULL as an empty field, booleans true/false
+  tsv           PostgreSQL's COPY text format (\N for NULL, backslash escapes)
+  ndjson        one JSON object per row; numbers, json/jsonb and booleans typed
+  sql           a psql script: CREATE TABLE with the result's types, then a COPY block
+  elastic-bulk  an Elasticsearch/OpenSearch _bulk body (_id from a column named id)
+
+Timestamps are printed in UTC (the session runs with TimeZone=UTC, DateStyle=ISO).`,
+		Example: `  fhirbulk dump-sql 'select id, resource from patient' -o patients.csv
+  fhirbulk dump-sql -f report.sql --format ndjson | jq .
+  fhirbulk dump-sql 'select resource from observation' --format elastic-bulk --index obs`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef("dump-sql takes one QUERY (got %d arguments; quote the query)", len(args))
+			}
+			return nil
+		},
+	}
+	out.register(c)
+	f := c.Flags()
+	f.StringVarP(&file, "file", "f", "", "read the query from `FILE` (- for stdin)")
+	f.StringVar(&o.Format, "format", "csv", "output `FORMAT`: "+strings.Join(dump.Formats, ", "))
+	f.BoolVar(&o.NoHeader, "no-header", false, "csv: leave out the header row")
+	f.DurationVar(&o.Timeout, "timeout", 0, "cancel the query after `DURATION` (statement_timeout), e.g. 30s, 5m")
+	f.StringVar(&o.Table, "table", "dump", "sql: the `NAME` of the table to create")
+	f.StringVar(&o.Index, "index", "fhir", "elastic-bulk: the index `NAME`")
+	c.RunE = a.run(func(ctx context.Context, args []string) error {
+		switch {
+		case len(args) == 1 && file != "":
+			return usagef("give the query as an argument or with -f, not both")
+		case len(args) == 1:
+			o.Query = args[0]
+		case file == "-":
+			b, err := io.ReadAll(a.stdin)
+			if err != nil {
+				return err
+			}
+			o.Query = string(b)
+		case file != "":
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return usagef("-f: %v", err)
+			}
+			o.Query = string(b)
+		default:
+			return usagef("dump-sql needs a QUERY (an argument, or -f FILE)")
+		}
+		if strings.TrimSpace(o.Query) == "" {
+			return usagef("the query is empty")
+		}
+		if !slices.Contains(dump.Formats, o.Format) {
+			return usagef("--format: %q is not one of %s", o.Format, strings.Join(dump.Formats, ", "))
+		}
+		if o.Timeout < 0 {
+			return usagef("--timeout: must not be negative")
+		}
+		if o.Timeout > 0 && o.Timeout < time.Millisecond {
+			o.Timeout = time.Millisecond
+		}
+		if o.Table == "" || o.Index == "" {
+			return usagef("--table and --index must not be empty")
+		}
+		s, err := out.open(a)
+		if err != nil {
+			return err
+		}
+		defer s.Abort()
+		conn, err := a.connect(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		bar := progress.New(a.stderr, progress.Enabled(a.stderr, a.quiet), -1, "dump-sql", "rows")
+		_, err = dump.DumpSQL(ctx, conn, o, s, bar)
+		bar.Finish()
+		if err != nil {
+			return err
+		}
+		return s.Commit()
+	})
+	return c
+}
