@@ -372,6 +372,7 @@ func cmdCopyIn(ts *testscript.TestScript, neg bool, args []string) {
 //	/drop/NAME          the first response breaks off halfway; Range works
 //	/drop-norange/NAME  the first response breaks off halfway, no Range
 //	/signed/NAME        the file only with ?sig=s3cr3t-signature, else 403
+//	/slow/NAME          the file, 1 KiB every 25 ms
 //	/status/CODE        that status
 //
 // Every request is logged to $WORK/http.log as "METHOD PATH?QUERY RANGE".
@@ -457,6 +458,26 @@ func cmdHTTPD(ts *testscript.TestScript, neg bool, args []string) {
 				return
 			}
 			serve()
+		case "slow":
+			data, err := os.ReadFile(filepath.Join(work, filepath.FromSlash(name)))
+			if err != nil {
+				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+			for len(data) > 0 {
+				n := min(len(data), 1024)
+				if _, err := w.Write(data[:n]); err != nil {
+					return
+				}
+				w.(http.Flusher).Flush()
+				data = data[n:]
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(25 * time.Millisecond):
+				}
+			}
 		case "status":
 			code, _ := strconv.Atoi(name)
 			http.Error(w, "status", code)

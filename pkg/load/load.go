@@ -214,7 +214,7 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool)
 			return nil, sqlError(err)
 		}
 		if empty {
-			return l.loadDirect(ctx, tx, st, now)
+			return l.loadDirect(ctx, tx, src, st, now)
 		}
 	}
 	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE `+stageTable+` (
@@ -278,7 +278,7 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool)
 // connection. Whatever the server rejects (an id given twice, JSON it will
 // not take, a row another session inserted meanwhile) makes it give up with
 // errNotDirect, and the source is loaded again the staged way.
-func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, st *stager, now time.Time) (Counts, error) {
+func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, st *stager, now time.Time) (Counts, error) {
 	st.direct = &direct{
 		now:   now.UnixMicro() - pgEpochMicros,
 		txids: &txidBlocks{fetch: func(n int) ([]int64, error) { return l.Layout.NextTxids(ctx, n) }},
@@ -293,6 +293,9 @@ func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, st *stager, now time
 		return nil, ctx.Err()
 	case err != nil:
 		return nil, errNotDirect
+	}
+	if l.Progress != nil {
+		l.Progress(src, st.line)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, sqlError(err)

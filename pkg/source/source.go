@@ -104,10 +104,11 @@ func IsURL(spec string) bool {
 	return strings.HasPrefix(spec, "http://") || strings.HasPrefix(spec, "https://")
 }
 
-// Redact returns a URL fit to show: no user info, and a query string
-// replaced by "?…". Anything that is not a URL comes back unchanged.
+// Redact returns a URL (of any scheme) fit to show: no user info, and a
+// query string replaced by "?…". Anything that is not a URL comes back
+// unchanged.
 func Redact(spec string) string {
-	if !IsURL(spec) {
+	if !strings.Contains(spec, "://") {
 		return spec
 	}
 	u, err := url.Parse(spec)
