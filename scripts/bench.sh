@@ -18,6 +18,8 @@
 #   dump-sql --format csv 'select id, resource from observation' > /dev/null
 #           vs psql \copy (select id, resource from observation) to /dev/null (format csv, header)
 #   convert convert --to aidbox / --to fhir of the same data, pinned to one core: MB/s
+#   import  import --parallel 2 of the 13 Synthea type files and the Observations (FHIR),
+#           vs load --fhir of the same inputs one after another, into empty tables
 # Usage: scripts/bench.sh [RUNS]   (dump pairs are run RUNS times, default 3; medians shown)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,6 +103,26 @@ measure "convert --to aidbox" taskset -c 0 "$bin" convert --to aidbox "$obs"
 measure "convert --to fhir" taskset -c 0 "$bin" convert --to fhir "$aidbox"
 amb=$(( $(stat -c %s "$aidbox") / 1000000 ))
 
+say "import: the 13 Synthea type files and the Observations, --parallel 2, vs loading them one by one"
+manifest="$dir/import.yaml"
+onebyone="$dir/load-one-by-one.sh"
+: > "$onebyone"
+{
+  echo "inputFormat: application/fhir+ndjson"
+  echo "inputs:"
+} > "$manifest"
+for f in "$shared"/data/synthea/*.ndjson.gz "$obs"; do
+  t=$(basename "$f"); t=${t%%.*}
+  case $t in all) continue ;; observations) t=Observation ;; esac
+  printf -- '- {resourceType: %s, url: "%s"}\n' "$t" "$f" >> "$manifest"
+  printf '"%s" --db "%s" -q load --fhir --type %s "%s" > /dev/null || exit 1\n' "$bin" "$db" "$t" "$f" >> "$onebyone"
+done
+fresh_db() { psql_admin -c 'DROP DATABASE IF EXISTS fhirbulk_bench WITH (FORCE)' -c 'CREATE DATABASE fhirbulk_bench'; }
+fresh_db
+measure "load, one input after another" bash "$onebyone"
+fresh_db
+measure "import --parallel 2" "$bin" --db "$db" -q import --parallel 2 --state-dir "$dir/state" --force "$manifest"
+
 row() { # label name baseline
   local w b
   w=$(median "${wall[$2]}")
@@ -121,4 +143,6 @@ row 'psql \copy csv (dump-sql baseline)' 'psql \copy csv to /dev/null'
 row 'fhirbulk dump-sql --format csv' 'fhirbulk dump-sql --format csv' 'psql \copy csv to /dev/null'
 row 'convert --to aidbox (1 core)' 'convert --to aidbox'
 row 'convert --to fhir (1 core)' 'convert --to fhir'
+row 'load of the 14 inputs, one by one' 'load, one input after another'
+row 'import --parallel 2 of the same' 'import --parallel 2' 'load, one input after another'
 printf 'convert --to aidbox: %s; convert --to fhir: %s\n' "$(rate 'convert --to aidbox' "$mb")" "$(rate 'convert --to fhir' "$amb")"
