@@ -124,7 +124,7 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 		}
 		dsn := pg.ResolveDSN(a.db, a.getenv)
 		if f.detach {
-			return a.detach(ctx, store, id, data, m, f, dsn)
+			return a.detach(ctx, store, id, data, mdir, m, f, dsn)
 		}
 		opts := bulkimport.Options{DSN: dsn, Store: store, Parallel: f.parallel, FHIR: f.fhir, Force: f.force}
 		show := progress.Enabled(a.stderr, a.quiet)
@@ -206,7 +206,7 @@ func (a *app) readManifest(spec string, f importFlags) (data []byte, dir, path s
 // terminal, stdin/stdout/stderr not the parent's) and returns once its state
 // file exists. The manifest goes to the child through a pipe, the database
 // URL through its environment (not its arguments, which any user can list).
-func (a *app) detach(ctx context.Context, store bulkimport.Store, id string, manifest []byte, m *bulkimport.Manifest, f importFlags, dsn string) error {
+func (a *app) detach(ctx context.Context, store bulkimport.Store, id string, manifest []byte, mdir string, m *bulkimport.Manifest, f importFlags, dsn string) error {
 	if store.Running(id) {
 		return fmt.Errorf("import %q %v", id, bulkimport.ErrRunning)
 	}
@@ -218,7 +218,7 @@ func (a *app) detach(ctx context.Context, store bulkimport.Store, id string, man
 		return err
 	}
 	args := []string{"import", "-", "-q", "--state-dir", store.Dir, "--parallel", strconv.Itoa(f.parallel),
-		"--run-id", id, "--manifest-dir", filepath.Dir(firstOf(m.Path, filepath.Join(mustGetwd(), "x")))}
+		"--run-id", id, "--manifest-dir", mdir}
 	if m.Path != "" {
 		args = append(args, "--manifest-path", m.Path)
 	}
@@ -266,11 +266,6 @@ func (a *app) detach(ctx context.Context, store bulkimport.Store, id string, man
 		fmt.Fprintf(a.stderr, "import %s runs in the background (pid %d); follow it with: fhirbulk status %s --watch\n", id, child.Process.Pid, id)
 		return nil
 	}
-}
-
-func mustGetwd() string {
-	wd, _ := os.Getwd()
-	return wd
 }
 
 // lastLine is the last non-empty line of a file, for an error message.
