@@ -2,6 +2,9 @@ package cmd
 
 import (
 	"context"
+	"io"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/spf13/cobra"
 
@@ -26,6 +29,26 @@ func (o *outputFlags) register(c *cobra.Command) {
 
 func (o *outputFlags) open(a *app) (*sink.Sink, error) {
 	return sink.Open(sink.Options{Path: o.path, Gzip: o.gzip, Force: o.force, Stdout: a.stdout})
+}
+
+// export opens the output (first: a taken -o path fails before any query)
+// and a connection, runs write, and publishes the output only if write
+// succeeded.
+func (a *app) export(ctx context.Context, out *outputFlags, write func(conn *pgx.Conn, w io.Writer) error) error {
+	s, err := out.open(a)
+	if err != nil {
+		return err
+	}
+	defer s.Abort()
+	conn, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if err := write(conn, s); err != nil {
+		return err
+	}
+	return s.Commit()
 }
 
 func (a *app) dumpCmd() *cobra.Command {
@@ -57,28 +80,17 @@ format (or FHIR format with --fhir), with resourceType, id and meta
 			}
 			opts.Since = t
 		}
-		s, err := out.open(a)
-		if err != nil {
+		return a.export(ctx, &out, func(conn *pgx.Conn, w io.Writer) error {
+			show := progress.Enabled(a.stderr, a.quiet)
+			var total int64 = -1
+			if show {
+				total = pg.EstimateRows(ctx, conn, opts.Type)
+			}
+			bar := progress.New(a.stderr, show, total, "dump "+opts.Type, "rows")
+			defer bar.Finish()
+			_, err := dump.Dump(ctx, conn, opts, w, bar)
 			return err
-		}
-		defer s.Abort()
-		conn, err := a.connect(ctx)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(context.Background())
-		show := progress.Enabled(a.stderr, a.quiet)
-		var total int64 = -1
-		if show {
-			total = pg.EstimateRows(ctx, conn, opts.Type)
-		}
-		bar := progress.New(a.stderr, show, total, "dump "+opts.Type, "rows")
-		_, err = dump.Dump(ctx, conn, opts, s, bar)
-		bar.Finish()
-		if err != nil {
-			return err
-		}
-		return s.Commit()
+		})
 	})
 	return c
 }

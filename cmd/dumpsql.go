@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/fhirbulk/fhirbulk/pkg/dump"
@@ -85,23 +86,12 @@ Timestamps are printed in UTC (the session runs with TimeZone=UTC, DateStyle=ISO
 		if o.Table == "" || o.Index == "" {
 			return usagef("--table and --index must not be empty")
 		}
-		s, err := out.open(a)
-		if err != nil {
+		return a.export(ctx, &out, func(conn *pgx.Conn, w io.Writer) error {
+			bar := progress.New(a.stderr, progress.Enabled(a.stderr, a.quiet), -1, "dump-sql", "rows")
+			defer bar.Finish()
+			_, err := dump.DumpSQL(ctx, conn, o, w, bar)
 			return err
-		}
-		defer s.Abort()
-		conn, err := a.connect(ctx)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(context.Background())
-		bar := progress.New(a.stderr, progress.Enabled(a.stderr, a.quiet), -1, "dump-sql", "rows")
-		_, err = dump.DumpSQL(ctx, conn, o, s, bar)
-		bar.Finish()
-		if err != nil {
-			return err
-		}
-		return s.Commit()
+		})
 	})
 	return c
 }

@@ -26,7 +26,7 @@ cd "$(dirname "$0")/.."
 . scripts/pg.sh
 
 runs=${1:-3}
-shared=../shared
+shared=$(cd .. && pwd)/shared
 [ -x "$shared/tools/amplify-ndjson" ] || die "needs $shared/tools/amplify-ndjson and $shared/data"
 command -v go >/dev/null || die "Go is not installed"
 [ -x /usr/bin/time ] || apt_install time
