@@ -372,7 +372,7 @@ func cmdCopyIn(ts *testscript.TestScript, neg bool, args []string) {
 //	/drop/NAME          the first response breaks off halfway; Range works
 //	/drop-norange/NAME  the first response breaks off halfway, no Range
 //	/signed/NAME        the file only with ?sig=s3cr3t-signature, else 403
-//	/slow/NAME          the file, 1 KiB every 25 ms
+//	/slow/NAME          the file, 1 KiB every 50 ms
 //	/status/CODE        that status
 //
 // Every request is logged to $WORK/http.log as "METHOD PATH?QUERY RANGE".
@@ -475,7 +475,7 @@ func cmdHTTPD(ts *testscript.TestScript, neg bool, args []string) {
 				select {
 				case <-r.Context().Done():
 					return
-				case <-time.After(25 * time.Millisecond):
+				case <-time.After(50 * time.Millisecond):
 				}
 			}
 		case "status":
