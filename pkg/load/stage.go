@@ -146,6 +146,10 @@ func (s *stager) fill(want int) error {
 			continue
 		}
 		t, err := s.stage(line)
+		var other notTheLine
+		if errors.As(err, &other) {
+			return other.err
+		}
 		if err != nil {
 			return &ndjson.LineError{Line: s.line, Reason: err.Error()}
 		}
@@ -162,6 +166,12 @@ func (s *stager) endCopy() {
 	s.out = binary.BigEndian.AppendUint16(s.out, 0xffff)
 	s.ended = true
 }
+
+// notTheLine is an error of stage's that is not about the line's content
+// (fetching txids failed, say), so it is not reported with a line number.
+type notTheLine struct{ err error }
+
+func (e notTheLine) Error() string { return e.err.Error() }
 
 // stage checks one line and appends its tuple to s.out, or to s.pending
 // when its type is new (then it returns that type).
@@ -241,7 +251,10 @@ func (s *stager) stage(line []byte) (string, error) {
 	}
 	s.counts[t]++
 	if s.direct != nil {
-		return "", s.direct.appendRow(&s.out, t, id, cts, res)
+		if err := s.direct.appendRow(&s.out, t, id, cts, res); err != nil {
+			return "", notTheLine{err}
+		}
+		return "", nil
 	}
 	newType := ""
 	dst := &s.out
