@@ -119,7 +119,7 @@ func (a *app) rootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.CompletionOptions.DisableDefaultCmd = true
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.db, "db", "", "PostgreSQL connection URL (default $DATABASE_URL, else the PG* variables)")
+	pf.StringVar(&a.db, "db", "", "PostgreSQL connection `URL` (default $DATABASE_URL, else the PG* variables)")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "no progress bars")
 	root.AddCommand(a.dumpCmd(), a.dumpSQLCmd(), a.loadCmd(), a.importCmd(), a.statusCmd(), a.convertCmd())
 	return root
