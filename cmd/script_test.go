@@ -78,16 +78,17 @@ func TestScripts(t *testing.T) {
 			return setupDatabase(env, admin, cfg)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"sql":      cmdSQL,
-			"tables":   cmdTables,
-			"rows":     cmdRows,
-			"gunzip":   cmdGunzip,
-			"copyin":   cmdCopyIn,
-			"httpd":    cmdHTTPD,
-			"bigline":  cmdBigLine,
-			"freshdb":  cmdFreshDB,
-			"csvread":  cmdCSVRead,
-			"copyfrom": cmdCopyFromText,
+			"sql":        cmdSQL,
+			"tables":     cmdTables,
+			"rows":       cmdRows,
+			"gunzip":     cmdGunzip,
+			"copyin":     cmdCopyIn,
+			"httpd":      cmdHTTPD,
+			"bigline":    cmdBigLine,
+			"freshdb":    cmdFreshDB,
+			"nosessions": cmdNoSessions,
+			"csvread":    cmdCSVRead,
+			"copyfrom":   cmdCopyFromText,
 		},
 	})
 }
@@ -514,4 +515,25 @@ func cmdBigLine(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	line = append(line[:size-len(tail)+1], tail...)
 	ts.Check(os.WriteFile(ts.MkAbs(args[0]), line, 0o644))
+}
+
+// nosessions APP waits (up to 10 s) until no session of application_name
+// APP is left in the script's database: a killed client's backend ends a
+// moment after the client does.
+func cmdNoSessions(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: nosessions APP")
+	}
+	conn := scriptConn(ts)
+	defer conn.Close(context.Background())
+	var n int
+	for range 100 {
+		ts.Check(conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()`, args[0]).Scan(&n))
+		if n == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ts.Fatalf("%d sessions of %s are still there after 10s", n, args[0])
 }
