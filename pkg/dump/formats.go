@@ -82,7 +82,7 @@ func (csvEncoder) row(b []byte, cols []column, vals [][]byte) []byte {
 func (csvEncoder) footer(b []byte) []byte { return b }
 
 func appendCSVField(b, v []byte) []byte {
-	if len(v) > 0 && bytes.IndexAny(v, ",\"\r\n") < 0 {
+	if len(v) > 0 && !bytes.ContainsAny(v, ",\"\r\n") {
 		return append(b, v...)
 	}
 	b = append(b, '"')

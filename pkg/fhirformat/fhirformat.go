@@ -112,12 +112,6 @@ func parseTable(text string) *table {
 	return t
 }
 
-// IsResourceType reports whether name is a concrete FHIR R4 resource type.
-func IsResourceType(name string) bool {
-	_, ok := loadTable().resources[name]
-	return ok
-}
-
 // Converter rewrites resources. It reuses its buffers, so one Converter
 // serves one goroutine.
 type Converter struct {

@@ -220,12 +220,12 @@ func TestTableIsComplete(t *testing.T) {
 		t.Errorf("%d concrete resource types, want 146", len(tb.resources))
 	}
 	for _, name := range []string{"Patient", "Observation", "Bundle", "Parameters"} {
-		if !IsResourceType(name) {
+		if tb.resources[name] == nil {
 			t.Errorf("%s is not a resource type", name)
 		}
 	}
 	for _, name := range []string{"Resource", "DomainResource", "Quantity", "Foo"} {
-		if IsResourceType(name) {
+		if tb.resources[name] != nil {
 			t.Errorf("%s is a resource type", name)
 		}
 	}

@@ -34,6 +34,7 @@ type stager struct {
 	line    int64                 // number of the last line read
 	counts  map[string]int64      // lines staged per type
 	known   map[string]bool       // types with a partition
+	names   map[string]string     // resourceType names seen and checked
 	order   []string              // types in order of first appearance
 	newType string                // a type waiting for its partition
 	pending []byte                // its tuple
@@ -167,6 +168,24 @@ func (s *stager) endCopy() {
 	s.ended = true
 }
 
+// typeName returns the resourceType name as a string, checked once per
+// distinct name: a multi-type source repeats a few names millions of times,
+// and neither the regexp nor a string allocation belongs on every line.
+func (s *stager) typeName(name []byte) (string, error) {
+	if t, ok := s.names[string(name)]; ok {
+		return t, nil
+	}
+	t := string(name)
+	if err := pg.ValidateType(t); err != nil {
+		return "", fmt.Errorf("resourceType %q is not a resource type name", name)
+	}
+	if s.names == nil {
+		s.names = map[string]string{}
+	}
+	s.names[t] = t
+	return t, nil
+}
+
 // notTheLine is an error of stage's that is not about the line's content
 // (fetching txids failed, say), so it is not reported with a line number.
 type notTheLine struct{ err error }
@@ -225,10 +244,9 @@ func (s *stager) stage(line []byte) (string, error) {
 		case s.typ != "" && string(name) != s.typ:
 			return "", fmt.Errorf("resourceType %q is not --type %s", name, s.typ)
 		case s.typ == "":
-			if err := pg.ValidateType(string(name)); err != nil {
-				return "", fmt.Errorf("resourceType %q is not a resource type name", name)
+			if t, err = s.typeName(name); err != nil {
+				return "", err
 			}
-			t = string(name)
 		}
 	} else if s.typ == "" {
 		return "", errors.New(`no "resourceType" (give --type for single-type sources)`)
