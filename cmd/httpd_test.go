@@ -15,6 +15,13 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
+// httpdCmds are the script commands of the HTTP test server.
+func httpdCmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
+	return map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		"httpd": cmdHTTPD,
+	}
+}
+
 // httpd starts an HTTP server for this script, serving files of $WORK, and
 // sets $HTTP to its base URL. The path's first segment picks a behaviour:
 //

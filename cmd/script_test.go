@@ -73,20 +73,28 @@ func TestScripts(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			return setupDatabase(env, admin, cfg)
 		},
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"sql":        cmdSQL,
-			"tables":     cmdTables,
-			"rows":       cmdRows,
-			"gunzip":     cmdGunzip,
-			"copyin":     cmdCopyIn,
-			"httpd":      cmdHTTPD,
-			"bigline":    cmdBigLine,
-			"freshdb":    cmdFreshDB,
-			"nosessions": cmdNoSessions,
-			"csvread":    cmdCSVRead,
-			"copyfrom":   cmdCopyFromText,
-		},
+		Cmds: scriptCmds(),
 	})
+}
+
+// scriptCmds are the commands the scripts may use beyond testscript's own.
+func scriptCmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
+	cmds := map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		"sql":        cmdSQL,
+		"tables":     cmdTables,
+		"rows":       cmdRows,
+		"gunzip":     cmdGunzip,
+		"copyin":     cmdCopyIn,
+		"bigline":    cmdBigLine,
+		"freshdb":    cmdFreshDB,
+		"nosessions": cmdNoSessions,
+		"csvread":    cmdCSVRead,
+		"copyfrom":   cmdCopyFromText,
+	}
+	for name, f := range httpdCmds() {
+		cmds[name] = f
+	}
+	return cmds
 }
 
 // setupDatabase creates the script's own database and points DATABASE_URL
