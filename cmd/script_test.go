@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,6 +91,10 @@ func scriptCmds() map[string]func(ts *testscript.TestScript, neg bool, args []st
 		"nosessions": cmdNoSessions,
 		"csvread":    cmdCSVRead,
 		"copyfrom":   cmdCopyFromText,
+		"notable":    cmdNoTable,
+		"waitsql":    cmdWaitSQL,
+		"locktables": cmdLockTables,
+		"unlock":     cmdUnlock,
 	}
 	for name, f := range httpdCmds() {
 		cmds[name] = f
@@ -102,6 +107,9 @@ func scriptCmds() map[string]func(ts *testscript.TestScript, neg bool, args []st
 func setupDatabase(env *testscript.Env, admin string, cfg *pgx.ConnConfig) error {
 	env.Values["admin"] = admin
 	env.Values["cfg"] = cfg
+	held := &heldLocks{}
+	env.Values["held"] = held
+	env.Defer(held.release)
 	name, u, err := createDatabase(admin, cfg, env.Defer, env.T().Log)
 	if err != nil {
 		return err
@@ -404,4 +412,79 @@ func cmdNoSessions(ts *testscript.TestScript, neg bool, args []string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	ts.Fatalf("%d sessions of %s are still there after 10s", n, args[0])
+}
+
+// notable NAME... asserts that no relation of any NAME exists.
+func cmdNoTable(ts *testscript.TestScript, neg bool, args []string) {
+	conn := scriptConn(ts)
+	defer conn.Close(context.Background())
+	for _, name := range args {
+		var exists bool
+		ts.Check(conn.QueryRow(context.Background(), `SELECT to_regclass($1) IS NOT NULL`, pgx.Identifier{name}.Sanitize()).Scan(&exists))
+		if exists != neg {
+			ts.Fatalf("table %s exists: %v", name, exists)
+		}
+	}
+}
+
+// waitsql QUERY runs QUERY every 20 ms until its first row's first column
+// is true (up to 30 s): for waiting on a condition in the database, such as
+// a load blocked on a lock.
+func cmdWaitSQL(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: waitsql QUERY")
+	}
+	conn := scriptConn(ts)
+	defer conn.Close(context.Background())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var ok bool
+		ts.Check(conn.QueryRow(context.Background(), args[0]).Scan(&ok))
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("waitsql: still false after 30s: %s", args[0])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// heldLocks is the session of locktables, kept open until unlock or the
+// end of the script.
+type heldLocks struct {
+	mu   sync.Mutex
+	conn *pgx.Conn
+}
+
+func (h *heldLocks) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.conn != nil {
+		h.conn.Close(context.Background()) //nolint:errcheck // closing ends the transaction
+		h.conn = nil
+	}
+}
+
+// locktables TABLE... locks the tables (ACCESS EXCLUSIVE) in a transaction
+// that stays open until unlock: whoever touches them waits meanwhile.
+func cmdLockTables(ts *testscript.TestScript, neg bool, args []string) {
+	h := ts.Value("held").(*heldLocks)
+	h.release()
+	conn := scriptConn(ts)
+	ctx := context.Background()
+	_, err := conn.Exec(ctx, "BEGIN")
+	ts.Check(err)
+	for _, t := range args {
+		_, err := conn.Exec(ctx, "LOCK TABLE "+pgx.Identifier{t}.Sanitize()+" IN ACCESS EXCLUSIVE MODE")
+		ts.Check(err)
+	}
+	h.mu.Lock()
+	h.conn = conn
+	h.mu.Unlock()
+}
+
+// unlock ends the transaction of locktables.
+func cmdUnlock(ts *testscript.TestScript, neg bool, args []string) {
+	ts.Value("held").(*heldLocks).release()
 }

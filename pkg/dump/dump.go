@@ -48,6 +48,12 @@ func Dump(ctx context.Context, conn *pgx.Conn, opts Options, w io.Writer, bar *p
 	if err := pg.ValidateType(opts.Type); err != nil {
 		return 0, err
 	}
+	if err := pg.CheckTable(ctx, conn, opts.Type); err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, err
+	}
 	query := "SELECT id, txid, ts, cts, resource FROM " + pg.Table(opts.Type)
 	if !opts.Since.IsZero() {
 		// COPY takes no parameters; the literal is formatted from a parsed

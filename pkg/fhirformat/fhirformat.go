@@ -567,3 +567,19 @@ func (c *Converter) referenceToFHIR(dst []byte, ms []ndjson.Member, ctx *elemCtx
 }
 
 func isString(v []byte) bool { return len(v) >= 2 && v[0] == '"' }
+
+var r4TypesByLower = sync.OnceValue(func() map[string]string {
+	m := map[string]string{}
+	for name := range loadTable().resources {
+		m[strings.ToLower(name)] = name
+	}
+	return m
+})
+
+// R4Spelling returns the concrete R4 resource type whose name equals name
+// when case is ignored ("PATIENT" gives "Patient"), and false when name is
+// not an R4 type in any spelling.
+func R4Spelling(name string) (string, bool) {
+	s, ok := r4TypesByLower()[strings.ToLower(name)]
+	return s, ok
+}

@@ -22,8 +22,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -42,6 +44,9 @@ type Options struct {
 	StripNulls bool   // drop object members whose value is null, at any depth
 	Merge      *Merge // shallow-merged into every resource (nil: none)
 	FHIR       bool   // input in FHIR format, converted to Aidbox format on the way in
+	// MaxLineSize bounds a line's length in bytes (0: no bound); a longer
+	// line is an error naming it.
+	MaxLineSize int
 }
 
 // Merge is a parsed --merge object.
@@ -136,16 +141,30 @@ func (c Counts) Total() int64 {
 	return n
 }
 
-// Loader loads sources over one connection.
+// Loader loads sources over one connection. It keeps a temporary staging
+// table on that connection from one source to the next: a table made and
+// dropped per source grew the catalog by kilobytes per source.
 type Loader struct {
 	Conn *pgx.Conn
-	// Layout creates a type's tables; it runs on a connection of its own so
-	// the DDL commits at once, outside the load's transaction.
+	// Layout creates a type's tables (inside the load's transaction) and
+	// takes its writer lock; it hands out txids on a connection of its own.
 	Layout *pg.Layout
 	Opts   Options
 	// Progress, when set, is called as lines are read (every few thousand)
 	// with the number of lines read so far of the current source.
 	Progress func(src *source.Reader, lines int64)
+
+	stage stage
+}
+
+// stage is the session's staging table: fhirbulk_stage, partitioned by
+// resource type, its rows deleted at every commit.
+type stage struct {
+	conn       *pgx.Conn         // the connection it lives on (nil: not made yet)
+	partitions map[string]string // committed partitions by type
+	fresh      map[string]string // partitions made in the running transaction
+	made       int               // partitions made so far, for their names
+	dirty      bool              // a transaction that staged rows rolled back
 }
 
 // restartTries bounds how often a source whose HTTP body broke off (and
@@ -164,14 +183,19 @@ func (l *Loader) LoadSource(ctx context.Context, spec string, opts source.Option
 	// Only a source that can be read twice may try the direct path.
 	allowDirect := l.Opts.Type != "" && spec != "-"
 	for restarts := 0; ; {
-		src, err := source.Open(ctx, spec, opts)
+		// Its own context, so that a read in flight can be stopped when the
+		// database connection breaks (see copySource).
+		srcCtx, cancel := context.WithCancel(ctx)
+		src, err := source.Open(srcCtx, spec, opts)
 		if err != nil {
+			cancel()
 			if isContext(err) {
 				return nil, err
 			}
 			return nil, fmt.Errorf("load %w", err)
 		}
-		counts, err := l.load(ctx, src, allowDirect)
+		counts, err := l.load(ctx, src, allowDirect, cancel)
+		cancel()
 		src.Close()
 		switch {
 		case errors.Is(err, errNotDirect):
@@ -189,108 +213,206 @@ func (l *Loader) LoadSource(ctx context.Context, spec string, opts source.Option
 
 const stageTable = "fhirbulk_stage"
 
-func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool) (Counts, error) {
-	if l.Opts.Type != "" {
-		if err := l.Layout.Ensure(ctx, l.Opts.Type); err != nil {
-			return nil, err
-		}
-	}
-	tx, err := l.Conn.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
+func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool, stopSource func()) (Counts, error) {
 	st := newStager(src, l.Opts.Type, l.Opts.Merge, l.Opts.StripNulls)
+	cs := &copySource{r: st}
+	defer func() {
+		stopSource()
+		cs.finish()
+	}()
 	if l.Opts.FHIR {
 		st.conv = fhirformat.New(fhirformat.ToAidbox)
 	}
 	if l.Progress != nil {
 		st.onLine = func(n int64) { l.Progress(src, n) }
 	}
+	if err := l.prepareStage(ctx); err != nil {
+		return nil, l.dbError(ctx, err, st)
+	}
+	tx, err := l.Conn.Begin(ctx)
+	if err != nil {
+		return nil, l.dbError(ctx, err, st)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			tx.Rollback(context.Background()) //nolint:errcheck // the load's own error is the one to report
+			l.stage.rolledBack()
+		}
+	}()
 	if allowDirect {
-		var empty bool
-		var now time.Time
-		if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM `+pg.Table(l.Opts.Type)+`), now()`).Scan(&empty, &now); err != nil {
-			return nil, sqlError(err)
+		now, ok, err := l.directCandidate(ctx, tx)
+		if err != nil {
+			return nil, l.dbError(ctx, err, st)
 		}
-		if empty {
-			return l.loadDirect(ctx, tx, src, st, now)
+		if ok {
+			counts, err := l.loadDirect(ctx, tx, src, st, cs, now)
+			committed = err == nil
+			return counts, err
 		}
 	}
-	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE `+stageTable+` (
-		rtype text NOT NULL, n bigint NOT NULL, id text NOT NULL, cts timestamptz, resource text NOT NULL
-	) PARTITION BY LIST (rtype) ON COMMIT DROP`); err != nil {
-		return nil, sqlError(err)
-	}
-	partitions := map[string]string{}
 	addType := func(t string) error {
-		if err := l.Layout.Ensure(ctx, t); err != nil {
+		if err := l.stage.addPartition(ctx, tx, t); err != nil {
 			return err
 		}
-		p := pgx.Identifier{fmt.Sprintf("%s_%d", stageTable, len(partitions)+1)}.Sanitize()
-		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE `+p+` PARTITION OF `+stageTable+` FOR VALUES IN (`+quoteLiteral(t)+`)`); err != nil {
-			return sqlError(err)
-		}
-		partitions[t] = p
 		st.admit(t)
 		return nil
 	}
-	if l.Opts.Type != "" {
+	for t := range l.stage.partitions {
+		st.known[t] = true
+	}
+	if l.Opts.Type != "" && !st.known[l.Opts.Type] {
 		if err := addType(l.Opts.Type); err != nil {
-			return nil, err
+			return nil, l.dbError(ctx, err, st)
 		}
 	}
+	l.stage.dirty = true // until it commits: rows of a rolled-back COPY stay on disk
 	for {
-		_, err := tx.Conn().PgConn().CopyFrom(ctx, st, `COPY `+stageTable+` FROM STDIN (FORMAT binary)`)
+		_, err := tx.Conn().PgConn().CopyFrom(ctx, cs, `COPY `+stageTable+` FROM STDIN (FORMAT binary)`)
 		if st.err != nil {
 			return nil, st.err // ours (bad line, read error) rather than the server's "COPY failed"
 		}
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, sqlError(err)
+			return nil, l.dbError(ctx, err, st)
 		}
 		if st.newType == "" {
 			break
 		}
 		if err := addType(st.newType); err != nil {
-			return nil, err
+			return nil, l.dbError(ctx, err, st)
 		}
 	}
 	if l.Progress != nil {
 		l.Progress(src, st.line)
 	}
-	for _, t := range st.order {
-		if err := l.move(ctx, tx, t, partitions[t], st.ids.unique(t), st.counts[t]); err != nil {
-			return nil, err
+	// Writers of one type take turns (pg.LockType); a source of several types
+	// takes their locks in the one order every process uses.
+	types := slices.Clone(st.order)
+	pg.LockOrder(types)
+	for _, t := range types {
+		if err := l.Layout.Prepare(ctx, tx, t); err != nil {
+			return nil, l.dbError(ctx, err, st)
+		}
+		if err := l.move(ctx, tx, t, l.stage.partition(t), st.ids.unique(t), st.counts[t]); err != nil {
+			return nil, l.dbError(ctx, err, st)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, sqlError(err)
+		return nil, l.dbError(ctx, err, st)
 	}
+	committed = true
+	l.stage.committed()
 	return Counts(st.counts), nil
 }
 
+// prepareStage makes the staging table on this connection when it is not
+// there yet (outside any transaction, so it outlives a failed load), and
+// empties it after a load that rolled back.
+func (l *Loader) prepareStage(ctx context.Context) error {
+	s := &l.stage
+	if s.conn != l.Conn {
+		*s = stage{conn: l.Conn, partitions: map[string]string{}}
+		_, err := l.Conn.Exec(ctx, `CREATE TEMP TABLE `+stageTable+` (
+			rtype text NOT NULL, n bigint NOT NULL, id text NOT NULL, cts timestamptz, resource text NOT NULL
+		) PARTITION BY LIST (rtype) ON COMMIT DELETE ROWS`)
+		if err != nil {
+			s.conn = nil
+			return err
+		}
+		return nil
+	}
+	if s.dirty {
+		if _, err := l.Conn.Exec(ctx, `TRUNCATE `+stageTable); err != nil {
+			return err
+		}
+		s.dirty = false
+	}
+	return nil
+}
+
+func (s *stage) addPartition(ctx context.Context, tx pgx.Tx, t string) error {
+	s.made++
+	p := pgx.Identifier{fmt.Sprintf("%s_%d", stageTable, s.made)}.Sanitize()
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE `+p+` PARTITION OF `+stageTable+` FOR VALUES IN (`+quoteLiteral(t)+`) ON COMMIT DELETE ROWS`); err != nil {
+		return err
+	}
+	if s.fresh == nil {
+		s.fresh = map[string]string{}
+	}
+	s.fresh[t] = p
+	return nil
+}
+
+func (s *stage) partition(t string) string {
+	if p, ok := s.fresh[t]; ok {
+		return p
+	}
+	return s.partitions[t]
+}
+
+// committed keeps the partitions the transaction made.
+func (s *stage) committed() {
+	for t, p := range s.fresh {
+		s.partitions[t] = p
+	}
+	s.fresh = nil
+	s.dirty = false
+}
+
+// rolledBack forgets the partitions the transaction made: they are gone.
+func (s *stage) rolledBack() {
+	s.fresh = nil
+}
+
+// directCandidate decides whether a typed load goes straight into its
+// table: when the table is missing or empty. Then it prepares the table
+// (taking the type's lock first, and looking again: another load may have
+// filled it meanwhile) and returns the transaction's now().
+func (l *Loader) directCandidate(ctx context.Context, tx pgx.Tx) (time.Time, bool, error) {
+	t := l.Opts.Type
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pg.Table(t)).Scan(&exists); err != nil {
+		return time.Time{}, false, err
+	}
+	if exists {
+		var empty bool
+		if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM `+pg.Table(t)+`)`).Scan(&empty); err != nil {
+			return time.Time{}, false, err
+		}
+		if !empty {
+			return time.Time{}, false, nil
+		}
+	}
+	if err := l.Layout.Prepare(ctx, tx, t); err != nil {
+		return time.Time{}, false, err
+	}
+	var empty bool
+	var now time.Time
+	if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM `+pg.Table(t)+`), now()`).Scan(&empty, &now); err != nil {
+		return time.Time{}, false, err
+	}
+	return now, empty, nil
+}
+
 // loadDirect is the fastest path, for a typed load into a table that is
-// empty when the transaction starts: one binary COPY of final-form rows
-// straight into the table, with txids fetched in blocks on the layout
-// connection. Whatever the server rejects (an id given twice, JSON it will
-// not take, a row another session inserted meanwhile) makes it give up with
-// errNotDirect, and the source is loaded again the staged way.
-func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, st *stager, now time.Time) (Counts, error) {
+// empty (or made) in this transaction, whose type lock it holds: one binary
+// COPY of final-form rows straight into the table, with txids fetched in
+// blocks on the layout connection. Whatever the server rejects (an id
+// given twice, JSON it will not take) makes it give up with errNotDirect,
+// and the source is loaded again the staged way.
+func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, st *stager, cs *copySource, now time.Time) (Counts, error) {
 	st.direct = &direct{
 		now:   now.UnixMicro() - pgEpochMicros,
 		txids: &txidBlocks{fetch: func(n int) ([]int64, error) { return l.Layout.NextTxids(ctx, n) }},
 	}
 	st.known[l.Opts.Type] = true
-	_, err := tx.Conn().PgConn().CopyFrom(ctx, st,
+	_, err := tx.Conn().PgConn().CopyFrom(ctx, cs,
 		`COPY `+pg.Table(l.Opts.Type)+` (id, txid, ts, cts, resource_type, status, resource) FROM STDIN (FORMAT binary)`)
 	switch {
 	case st.err != nil:
 		return nil, st.err
-	case err != nil && ctx.Err() != nil:
-		return nil, ctx.Err()
+	case err != nil && (ctx.Err() != nil || l.Conn.IsClosed()):
+		return nil, l.dbError(ctx, err, st)
 	case err != nil:
 		return nil, errNotDirect
 	}
@@ -298,9 +420,54 @@ func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, 
 		l.Progress(src, st.line)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, sqlError(err)
+		return nil, l.dbError(ctx, err, st)
 	}
 	return Counts(st.counts), nil
+}
+
+// copySource hands the stager to pgconn's CopyFrom. When the connection
+// breaks, CopyFrom returns without waiting for its goroutine, which may be
+// in a Read (of a slow source, say) and would go on using the source and
+// the layout connection while the caller closes them. finish waits for a
+// Read in flight to end (the caller first cancels the source's context so
+// that it ends soon) and makes later Reads fail.
+type copySource struct {
+	mu   sync.Mutex
+	r    io.Reader
+	done bool
+}
+
+var errCopyOver = errors.New("the COPY is over")
+
+func (c *copySource) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return 0, errCopyOver
+	}
+	return c.r.Read(p)
+}
+
+func (c *copySource) finish() {
+	c.mu.Lock()
+	c.done = true
+	c.mu.Unlock()
+}
+
+// dbError turns an error of the database into what the user is told: the
+// context's error when interrupted, a plain "connection lost" when the
+// server went away (nothing of the source is committed then), else the
+// server's message as one line.
+func (l *Loader) dbError(ctx context.Context, err error, st *stager) error {
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case l.Conn.IsClosed():
+		return fmt.Errorf("lost the connection to the server after line %d (nothing of this source was committed): %s", st.line, sqlError(err))
+	}
+	return sqlError(err)
 }
 
 // move puts the staged rows of type t into its table. unique says the
@@ -385,10 +552,11 @@ func (l *Loader) upsert(ctx context.Context, tx pgx.Tx, t, stage string, unique 
 }
 
 // isJSONError reports the errors PostgreSQL gives for text it will not
-// take as jsonb (bad syntax, \u0000, nesting too deep).
+// take as jsonb (bad syntax, \u0000, nesting too deep, a number too large
+// for numeric).
 func isJSONError(err error) bool {
 	switch pgCode(err) {
-	case "22P02", "22P05", "22023", "54001":
+	case "22P02", "22P05", "22023", "54001", "22003":
 		return true
 	}
 	return false

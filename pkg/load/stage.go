@@ -35,6 +35,7 @@ type stager struct {
 	counts  map[string]int64      // lines staged per type
 	known   map[string]bool       // types with a partition
 	names   map[string]string     // resourceType names seen and checked
+	tables  map[string]string     // their table names, to the name first seen
 	order   []string              // types in order of first appearance
 	newType string                // a type waiting for its partition
 	pending []byte                // its tuple
@@ -171,18 +172,24 @@ func (s *stager) endCopy() {
 // typeName returns the resourceType name as a string, checked once per
 // distinct name: a multi-type source repeats a few names millions of times,
 // and neither the regexp nor a string allocation belongs on every line.
+// Two names that differ only in case are refused: they would share a table.
 func (s *stager) typeName(name []byte) (string, error) {
 	if t, ok := s.names[string(name)]; ok {
 		return t, nil
 	}
 	t := string(name)
 	if err := pg.ValidateType(t); err != nil {
-		return "", fmt.Errorf("resourceType %q is not a resource type name", name)
+		return "", errors.New("resourceType " + strings.TrimPrefix(err.Error(), "bad resource type "))
 	}
 	if s.names == nil {
 		s.names = map[string]string{}
+		s.tables = map[string]string{}
+	}
+	if other, ok := s.tables[pg.TableName(t)]; ok {
+		return "", fmt.Errorf("resourceType %q and %q (an earlier line) would share the table %s: type names are case-sensitive", t, other, pg.Table(t))
 	}
 	s.names[t] = t
+	s.tables[pg.TableName(t)] = t
 	return t, nil
 }
 
@@ -232,8 +239,13 @@ func (s *stager) stage(line []byte) (string, error) {
 		return v[bytes.IndexByte(v[1:], '"')+3:] // skip "key": (keys here have no escapes)
 	}
 	id, ok := ndjson.Unquote(member(keyID))
-	if !ok || len(id) == 0 {
+	switch {
+	case !ok || len(id) == 0:
 		return "", errors.New(`no string "id"`)
+	case len(id) > MaxIDBytes:
+		return "", fmt.Errorf(`"id" is %d bytes long: at most %d`, len(id), MaxIDBytes)
+	case bytes.IndexByte(id, 0) >= 0:
+		return "", errors.New(`"id" contains a NUL character (\u0000), which PostgreSQL text cannot hold`)
 	}
 	t := s.typ
 	if rt := member(keyResourceType); rt != nil {
@@ -439,10 +451,25 @@ func takeCreatedAt(arr []byte) ([]byte, *time.Time, error) {
 	return append(kept, ']'), cts, nil
 }
 
+// MaxIDBytes is the longest id a load takes: PostgreSQL's btree index on
+// id (and on id, txid in _history) refuses keys of about 2.7 kB and more.
+const MaxIDBytes = 2048
+
+// Instants outside years 0001–9999 in UTC are refused: dump writes UTC,
+// and a year of five digits (9999-12-31T23:00:00-05:00 is in 10000) is not
+// RFC 3339, so it would not load again.
+var (
+	minInstant = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxInstant = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 func parseInstant(v []byte) (*time.Time, error) {
 	s, ok := ndjson.Unquote(v)
 	if ok {
 		if t, err := time.Parse(time.RFC3339Nano, string(s)); err == nil {
+			if t.Before(minInstant) || !t.Before(maxInstant) {
+				return nil, fmt.Errorf("meta.createdAt %s is outside the years 0001–9999 in UTC", v)
+			}
 			return &t, nil
 		}
 	}

@@ -2,45 +2,110 @@ package pg
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"hash/fnv"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 )
+
+// MaxTypeLen is the longest resource type name: the name of its history
+// table (the lowercased type and "_history") must fit PostgreSQL's 63-byte
+// identifiers, or it would be cut short and two tables would share a name.
+const MaxTypeLen = 63 - len("_history")
 
 // typeName is what a resource type name may look like. Its character set
 // makes every table name a plain identifier once lowercased; it is still
 // always quoted, never formatted into SQL.
-var typeName = regexp.MustCompile(`^[A-Z][A-Za-z0-9]{0,63}$`)
+var typeName = regexp.MustCompile(`^[A-Z][A-Za-z0-9]*$`)
 
-// ValidateType checks a resource type name before any SQL runs.
+// ValidateType checks a resource type name before any SQL runs: its
+// characters, its length (MaxTypeLen), and its case where it is an R4 type
+// (names are case-sensitive, tables are not: "PATIENT" would land in the
+// table of Patient).
 func ValidateType(t string) error {
 	if !typeName.MatchString(t) {
-		return fmt.Errorf("bad resource type %q: it must match ^[A-Z][A-Za-z0-9]{0,63}$", t)
+		return fmt.Errorf("bad resource type %q: it must match ^[A-Z][A-Za-z0-9]*$", t)
+	}
+	if len(t) > MaxTypeLen {
+		return fmt.Errorf("bad resource type %q: longer than %d characters (its history table's name would not fit PostgreSQL's 63-byte names)", t, MaxTypeLen)
+	}
+	if r4, ok := fhirformat.R4Spelling(t); ok && r4 != t {
+		return fmt.Errorf("bad resource type %q: R4 spells it %q (type names are case-sensitive)", t, r4)
 	}
 	return nil
 }
 
-// Table is the quoted identifier of the table holding resources of type t
-// (the lowercased type name, as Aidbox names it).
+// TableName is the name of the table holding resources of type t: the
+// lowercased type name, as Aidbox names it.
+func TableName(t string) string { return strings.ToLower(t) }
+
+// Table is the quoted identifier of the table holding resources of type t.
 func Table(t string) string {
-	return pgx.Identifier{strings.ToLower(t)}.Sanitize()
+	return pgx.Identifier{TableName(t)}.Sanitize()
 }
 
 // HistoryTable is the quoted identifier of the history table of type t.
 func HistoryTable(t string) string {
-	return pgx.Identifier{strings.ToLower(t) + "_history"}.Sanitize()
+	return pgx.Identifier{TableName(t) + "_history"}.Sanitize()
 }
 
-// EnsureTables creates the storage layout for resource type t when it is
-// missing: the resource_status enum, the global transaction_id_seq sequence,
-// and the type's table and history table. It is idempotent, and safe to run
-// from several processes at once: a transaction-scoped advisory lock
-// serializes the DDL (CREATE ... IF NOT EXISTS alone still races on the
-// catalogs).
-func EnsureTables(ctx context.Context, conn *pgx.Conn, t string) error {
-	if err := ValidateType(t); err != nil {
+// sharedLockKey serializes the creation of the objects all types share.
+// The key is arbitrary but fixed: every fhirbulk process takes the same one.
+const sharedLockKey = 7262347102938455101
+
+// typeLockClass is the first key of the per-type writer locks
+// (pg_advisory_xact_lock(class, hash of the table name)).
+const typeLockClass = 0x66686972 // "fhir"
+
+func typeLockKey(t string) int32 {
+	h := fnv.New32a()
+	h.Write([]byte(TableName(t))) //nolint:errcheck // a hash does not fail
+	return int32(h.Sum32())
+}
+
+// LockOrder sorts types into the order in which a transaction must take
+// their writer locks: the same order in every process, so that two loads of
+// the same types never wait on each other in a cycle.
+func LockOrder(types []string) {
+	slices.SortFunc(types, func(a, b string) int {
+		if ka, kb := typeLockKey(a), typeLockKey(b); ka != kb {
+			if ka < kb {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+}
+
+// LockType takes type t's writer lock for the rest of transaction tx. Every
+// fhirbulk writer of a type takes it before it creates or changes the
+// type's tables, so writers of one type run one after the other: their
+// UPDATEs never meet rows another load changed meanwhile (which PostgreSQL
+// re-checks one by one against the whole staging table, and which can
+// deadlock), and a version archived to _history is the one replaced. A
+// transaction that needs several types takes them in LockOrder.
+func LockType(ctx context.Context, tx pgx.Tx, t string) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, typeLockClass, typeLockKey(t))
+	return err
+}
+
+// EnsureShared creates what all types share when it is missing: the
+// resource_status enum and the global transaction_id_seq. It commits at
+// once (on conn, outside any transaction): these are part of every Aidbox
+// database, not of one load.
+func EnsureShared(ctx context.Context, conn *pgx.Conn) error {
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT to_regtype('resource_status') IS NOT NULL
+		AND to_regclass('transaction_id_seq') IS NOT NULL`).Scan(&ok); err != nil || ok {
 		return err
 	}
 	tx, err := conn.Begin(ctx)
@@ -48,35 +113,189 @@ func EnsureTables(ctx context.Context, conn *pgx.Conn, t string) error {
 		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	stmts := []string{
-		// The key is arbitrary but fixed: every fhirbulk process takes the same one.
-		`SELECT pg_advisory_xact_lock(7262347102938455101)`,
+	for _, s := range []string{
+		// CREATE ... IF NOT EXISTS alone still races on the catalogs.
+		`SELECT pg_advisory_xact_lock(` + fmt.Sprint(sharedLockKey) + `)`,
 		`DO $$ BEGIN
 			CREATE TYPE resource_status AS ENUM ('created', 'updated', 'deleted', 'recreated');
 		EXCEPTION WHEN duplicate_object THEN NULL; END $$`,
 		`CREATE SEQUENCE IF NOT EXISTS transaction_id_seq`,
-		`CREATE TABLE IF NOT EXISTS ` + Table(t) + ` (
-			id text PRIMARY KEY,
-			txid bigint NOT NULL,
-			ts timestamptz DEFAULT now(),
-			cts timestamptz DEFAULT now(),
-			resource_type text,
-			status resource_status NOT NULL,
-			resource jsonb NOT NULL)`,
-		`CREATE TABLE IF NOT EXISTS ` + HistoryTable(t) + ` (
-			id text NOT NULL,
-			txid bigint NOT NULL,
-			ts timestamptz DEFAULT now(),
-			cts timestamptz DEFAULT now(),
-			resource_type text,
-			status resource_status NOT NULL,
-			resource jsonb NOT NULL,
-			PRIMARY KEY (id, txid))`,
-	}
-	for _, s := range stmts {
+	} {
 		if _, err := tx.Exec(ctx, s); err != nil {
-			return fmt.Errorf("create tables for %s: %s", t, ErrorLine(err))
+			return fmt.Errorf("create the storage layout: %s", ErrorLine(err))
 		}
+	}
+	return tx.Commit(ctx)
+}
+
+// columns are the columns of a resource table and its history table, with
+// their types as format_type names them.
+var columns = []struct{ name, typ string }{
+	{"id", "text"},
+	{"txid", "bigint"},
+	{"ts", "timestamp with time zone"},
+	{"cts", "timestamp with time zone"},
+	{"resource_type", "text"},
+	{"status", "resource_status"},
+	{"resource", "jsonb"},
+}
+
+const columnsDDL = `id text NOT NULL,
+	txid bigint NOT NULL,
+	ts timestamptz DEFAULT now(),
+	cts timestamptz DEFAULT now(),
+	resource_type text,
+	status resource_status NOT NULL,
+	resource jsonb NOT NULL`
+
+// prepareTables creates type t's tables in tx when they are missing, and
+// checks the layout of those that exist. The caller holds t's writer lock,
+// so no other fhirbulk process creates them meanwhile. It reports whether
+// both existed and passed the check.
+func prepareTables(ctx context.Context, tx pgx.Tx, t string) (existed bool, err error) {
+	existed = true
+	for i, tab := range []struct {
+		name, ident string
+		key         []string
+	}{
+		{TableName(t), Table(t), []string{"id"}},
+		{TableName(t) + "_history", HistoryTable(t), []string{"id", "txid"}},
+	} {
+		problem, found, err := checkLayout(ctx, tx, tab.name, tab.key)
+		switch {
+		case err != nil:
+			return false, err
+		case problem != "":
+			return false, fmt.Errorf("table %s is not in the Aidbox layout: %s", tab.ident, problem)
+		case found && i == 0:
+			if err := checkSpelling(ctx, tx, t); err != nil {
+				return false, err
+			}
+		case !found:
+			existed = false
+			ddl := `CREATE TABLE ` + tab.ident + ` (` + columnsDDL + `, PRIMARY KEY (` + strings.Join(tab.key, ", ") + `))`
+			if _, err := tx.Exec(ctx, ddl); err != nil {
+				return false, fmt.Errorf("create table %s: %s", tab.ident, ErrorLine(err))
+			}
+		}
+	}
+	return existed, nil
+}
+
+// Querier runs a query: a connection or a transaction.
+type Querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// checkSpelling refuses type t when its table holds resources of a type
+// spelled otherwise: "Foo" and "FOO" would share the table foo.
+func checkSpelling(ctx context.Context, q Querier, t string) error {
+	var stored *string
+	err := q.QueryRow(ctx, `SELECT resource_type FROM `+Table(t)+` WHERE resource_type IS NOT NULL LIMIT 1`).Scan(&stored)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42703" {
+		return nil // a view without resource_type, for a reader
+	}
+	if err != nil && err != pgx.ErrNoRows {
+		return fmt.Errorf("table %s: %s", Table(t), ErrorLine(err))
+	}
+	if stored != nil && *stored != t && strings.EqualFold(*stored, t) {
+		return fmt.Errorf("bad resource type %q: table %s holds resources of type %q (type names are case-sensitive)", t, Table(t), *stored)
+	}
+	return nil
+}
+
+// ErrNoTable is returned (wrapped) by CheckTable for a type without a table.
+var ErrNoTable = errors.New("no table for resource type")
+
+// CheckTable checks, for a reader, that type t has a table (or a view)
+// with the columns of the Aidbox layout that dump reads.
+func CheckTable(ctx context.Context, q Querier, t string) error {
+	problem, found, err := checkLayout(ctx, q, TableName(t), nil)
+	switch {
+	case err != nil:
+		return err
+	case !found:
+		return fmt.Errorf("%w %q", ErrNoTable, t)
+	case problem != "":
+		return fmt.Errorf("table %s is not in the Aidbox layout: %s", Table(t), problem)
+	}
+	return checkSpelling(ctx, q, t)
+}
+
+// checkLayout looks up table name (unquoted) and says what it lacks to be
+// a resource table with primary key key: "" when nothing; found is false
+// when there is no such relation. With no key it checks what a reader
+// needs: the columns dump reads, of any relation (a view will do).
+func checkLayout(ctx context.Context, q Querier, name string, key []string) (problem string, found bool, err error) {
+	var kind string
+	var cols []byte
+	var pk []string
+	err = q.QueryRow(ctx, `SELECT c.relkind::text,
+		(SELECT coalesce(json_object_agg(a.attname, format_type(a.atttypid, a.atttypmod)), '{}')
+			FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+		(SELECT array_agg(a.attname::text ORDER BY k.i)
+			FROM pg_index x CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY k(attnum, i)
+			JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+			WHERE x.indrelid = c.oid AND x.indisprimary)
+		FROM pg_class c WHERE c.oid = to_regclass($1)`, pgx.Identifier{name}.Sanitize()).Scan(&kind, &cols, &pk)
+	if err == pgx.ErrNoRows {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("table %s: %s", pgx.Identifier{name}.Sanitize(), ErrorLine(err))
+	}
+	reading := key == nil
+	if kind != "r" && kind != "p" && !reading {
+		return "not a table (relkind " + kind + ")", true, nil
+	}
+	have := map[string]string{}
+	if err := json.Unmarshal(cols, &have); err != nil {
+		return "", true, err
+	}
+	var problems []string
+	for _, c := range columns {
+		if reading && (c.name == "resource_type" || c.name == "status") {
+			continue
+		}
+		switch typ, ok := have[c.name]; {
+		case !ok:
+			problems = append(problems, "no column "+c.name)
+		case typ != c.typ:
+			problems = append(problems, fmt.Sprintf("column %s is %s, not %s", c.name, typ, c.typ))
+		}
+	}
+	if !reading && !slices.Equal(pk, key) {
+		want := "no primary key on (" + strings.Join(key, ", ") + ")"
+		if len(pk) > 0 {
+			want += " (it is on (" + strings.Join(pk, ", ") + "))"
+		}
+		problems = append(problems, want)
+	}
+	return strings.Join(problems, "; "), true, nil
+}
+
+// EnsureTables creates type t's tables (and the shared objects) when they
+// are missing, committed at once, and checks the layout of those that
+// exist. Loads use a Layout instead, which creates them inside the load's
+// transaction.
+func EnsureTables(ctx context.Context, conn *pgx.Conn, t string) error {
+	if err := ValidateType(t); err != nil {
+		return err
+	}
+	if err := EnsureShared(ctx, conn); err != nil {
+		return err
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	if err := LockType(ctx, tx, t); err != nil {
+		return err
+	}
+	if _, err := prepareTables(ctx, tx, t); err != nil {
+		return err
 	}
 	return tx.Commit(ctx)
 }
@@ -92,31 +311,51 @@ func EstimateRows(ctx context.Context, conn *pgx.Conn, t string) int64 {
 	return n
 }
 
-// Layout ensures the tables of resource types on a connection of its own,
-// opened on first use, so that DDL commits at once and never waits on (or
-// holds up) a load's transaction. Types it has ensured are remembered. The
-// same connection hands out transaction_id_seq values (NextTxids).
+// Layout readies resource tables for writing inside a load's transaction
+// (Prepare), and hands out transaction_id_seq values (NextTxids). It keeps
+// a connection of its own for what must commit at once: the shared objects
+// (EnsureShared) and the txid blocks. One Layout serves one goroutine.
 type Layout struct {
-	DSN  string
-	conn *pgx.Conn
-	done map[string]bool
+	DSN    string
+	conn   *pgx.Conn
+	shared bool
+	ready  map[string]bool // types whose committed tables passed the layout check
 }
 
-// Ensure creates type t's tables when missing (see EnsureTables).
-func (l *Layout) Ensure(ctx context.Context, t string) error {
-	if l.done[t] {
+// Prepare readies type t for writing in tx: it takes t's writer lock
+// (LockType, held until tx ends), creates t's tables when they are missing
+// (inside tx: if it rolls back, they are gone too), and checks the layout
+// of tables that exist, once per Layout. A transaction that prepares
+// several types must prepare them in LockOrder.
+func (l *Layout) Prepare(ctx context.Context, tx pgx.Tx, t string) error {
+	if err := ValidateType(t); err != nil {
+		return err
+	}
+	if !l.shared {
+		if err := l.connect(ctx); err != nil {
+			return err
+		}
+		if err := EnsureShared(ctx, l.conn); err != nil {
+			return err
+		}
+		l.shared = true
+	}
+	if err := LockType(ctx, tx, t); err != nil {
+		return err
+	}
+	if l.ready[t] {
 		return nil
 	}
-	if err := l.connect(ctx); err != nil {
+	existed, err := prepareTables(ctx, tx, t)
+	if err != nil {
 		return err
 	}
-	if err := EnsureTables(ctx, l.conn, t); err != nil {
-		return err
+	if existed { // tables made in tx are not known to be there until it commits
+		if l.ready == nil {
+			l.ready = map[string]bool{}
+		}
+		l.ready[t] = true
 	}
-	if l.done == nil {
-		l.done = map[string]bool{}
-	}
-	l.done[t] = true
 	return nil
 }
 
@@ -146,10 +385,13 @@ func (l *Layout) NextTxids(ctx context.Context, n int) ([]int64, error) {
 }
 
 func (l *Layout) connect(ctx context.Context) error {
-	if l.conn != nil {
+	if l.conn != nil && !l.conn.IsClosed() {
 		return nil
 	}
 	conn, err := Connect(ctx, l.DSN)
+	if err != nil {
+		return err
+	}
 	l.conn = conn
-	return err
+	return nil
 }
