@@ -106,12 +106,12 @@ func TestAppendTimestamptz(t *testing.T) {
 }
 
 func TestValidateType(t *testing.T) {
-	for _, ok := range []string{"Patient", "A", "MedicationKnowledge", "X" + strings.Repeat("a", 63)} {
+	for _, ok := range []string{"Patient", "A", "MedicationKnowledge", "MyCustomThing", "X" + strings.Repeat("a", MaxTypeLen-1)} {
 		if err := ValidateType(ok); err != nil {
 			t.Errorf("ValidateType(%q): %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", "patient", "Pa tient", "Pa_tient", "Patient;", "Pätient", "1Patient", "X" + strings.Repeat("a", 64), "Patient\n"} {
+	for _, bad := range []string{"", "patient", "Pa tient", "Pa_tient", "Patient;", "Pätient", "1Patient", "X" + strings.Repeat("a", MaxTypeLen), "Patient\n", "PATIENT", "ObservatioN"} {
 		if err := ValidateType(bad); err == nil {
 			t.Errorf("ValidateType(%q): no error", bad)
 		}
