@@ -24,7 +24,7 @@ type outputFlags struct {
 func (o *outputFlags) register(c *cobra.Command) {
 	c.Flags().StringVarP(&o.path, "output", "o", "", "write to `PATH` (made atomically: complete or absent; .gz implies --gzip)")
 	c.Flags().BoolVar(&o.gzip, "gzip", false, "gzip the output")
-	c.Flags().BoolVar(&o.force, "force", false, "replace an existing --output file")
+	c.Flags().BoolVar(&o.force, "force", false, "replace an existing --output file (a regular file only)")
 }
 
 func (o *outputFlags) open(a *app) (*sink.Sink, error) {

@@ -22,8 +22,9 @@ func (a *app) dumpSQLCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "dump-sql [QUERY] [-f FILE] [--format csv|tsv|ndjson|sql|elastic-bulk]",
 		Short: "Stream any SQL query's result as csv, tsv, ndjson, sql or elastic-bulk",
-		Long: `Run one query in a READ ONLY transaction (a statement that changes data fails
-with PostgreSQL's own message) and stream its rows to stdout or --output:
+		Long: `Run one query (SELECT, WITH, VALUES or TABLE) in a READ ONLY transaction (a
+query that writes fails with PostgreSQL's own message) and stream its rows
+to stdout or --output:
 
   csv           RFC 4180, a header row, NULL as an empty field, booleans true/false
   tsv           PostgreSQL's COPY text format (\N for NULL, backslash escapes)
@@ -85,6 +86,9 @@ Timestamps are printed in UTC (the session runs with TimeZone=UTC, DateStyle=ISO
 		}
 		if o.Table == "" || o.Index == "" {
 			return usagef("--table and --index must not be empty")
+		}
+		if err := dump.CheckQuery(o.Query); err != nil {
+			return usageError{err}
 		}
 		return a.export(ctx, &out, func(conn *pgx.Conn, w io.Writer) error {
 			bar := progress.New(a.stderr, progress.Enabled(a.stderr, a.quiet), -1, "dump-sql", "rows")

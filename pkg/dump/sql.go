@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -44,8 +46,12 @@ type encoder interface {
 
 // DumpSQL runs the query in a READ ONLY transaction and streams its rows
 // to w in the chosen format, without holding the result in memory. It
-// returns how many rows it wrote.
+// returns how many rows it wrote. A query CheckQuery refuses never reaches
+// the server: the error wraps ErrNotAQuery.
 func DumpSQL(ctx context.Context, conn *pgx.Conn, o SQLOptions, w io.Writer, bar *progress.Bar) (int64, error) {
+	if err := CheckQuery(o.Query); err != nil {
+		return 0, err
+	}
 	enc, err := newEncoder(o)
 	if err != nil {
 		return 0, err
@@ -164,4 +170,114 @@ func newEncoder(o SQLOptions) (encoder, error) {
 		return &elasticEncoder{index: index}, nil
 	}
 	return nil, fmt.Errorf("unknown format %q", o.Format)
+}
+
+// ErrNotAQuery is wrapped by the error of CheckQuery (and DumpSQL) for a
+// statement that is not a query; the caller may treat it as a usage error.
+var ErrNotAQuery = errors.New("dump-sql runs one SELECT, WITH, VALUES or TABLE query")
+
+// CheckQuery accepts a statement that begins (after whitespace, -- and
+// nested /* */ comments and opening parentheses, as PostgreSQL reads it)
+// with SELECT, WITH, VALUES or TABLE, in any case. Anything else, COPY (TO
+// PROGRAM runs a shell command on the server), LOCK, SET, DO, CALL,
+// EXPLAIN (ANALYZE runs its statement), INSERT, …, is refused with an error
+// wrapping ErrNotAQuery that names it.
+//
+// It is one of three guards, each covering what the others do not: the READ
+// ONLY transaction refuses writes (a data-changing WITH, SELECT INTO, SELECT
+// FOR UPDATE), the extended protocol refuses a second statement. None
+// stops a SELECT from calling a function with side effects
+// (pg_terminate_backend, pg_read_file, advisory locks) that the role may
+// call.
+func CheckQuery(query string) error {
+	word, first := statementStart(query)
+	if word != "" {
+		switch asciiUpper(word) {
+		case "SELECT", "WITH", "VALUES", "TABLE":
+			return nil
+		}
+		if len(word) > 32 {
+			word = strings.ToValidUTF8(word[:32], "") + "…"
+		}
+		return fmt.Errorf("query: %w, not %s", ErrNotAQuery, asciiUpper(word))
+	}
+	if first == 0 {
+		return fmt.Errorf("query: %w, not an empty one", ErrNotAQuery)
+	}
+	return fmt.Errorf("query: %w, not a statement beginning with %q", ErrNotAQuery, first)
+}
+
+// statementStart returns the first word of query's statement: the leading
+// run of identifier characters once whitespace, comments and opening
+// parentheses are skipped. When the statement does not begin with a word,
+// word is "" and first is its first character (0 when there is none).
+func statementStart(query string) (word string, first rune) {
+	q := query
+	for {
+		switch {
+		case q == "":
+			return "", 0
+		case strings.IndexByte(" \t\n\r\f\v(", q[0]) >= 0:
+			q = q[1:]
+		case strings.HasPrefix(q, "--"):
+			end := strings.IndexAny(q, "\n\r")
+			if end < 0 {
+				return "", 0
+			}
+			q = q[end:]
+		case strings.HasPrefix(q, "/*"):
+			// Comments nest in PostgreSQL; an unclosed one runs to the end.
+			depth := 0
+			for q != "" {
+				switch {
+				case strings.HasPrefix(q, "/*"):
+					depth++
+					q = q[2:]
+				case strings.HasPrefix(q, "*/"):
+					depth--
+					q = q[2:]
+				default:
+					q = q[1:]
+				}
+				if depth == 0 {
+					break
+				}
+			}
+		default:
+			n := 0
+			for n < len(q) && isIdentByte(q[n], n == 0) {
+				n++
+			}
+			if n == 0 {
+				r, _ := utf8.DecodeRuneInString(q)
+				return "", r
+			}
+			return q[:n], 0
+		}
+	}
+}
+
+// isIdentByte reports whether c may be part of an unquoted identifier or
+// keyword, as PostgreSQL's lexer has it (bytes of non-ASCII letters
+// included, so that "selectä" is one word, not SELECT).
+func isIdentByte(c byte, first bool) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', c == '_', c >= 0x80:
+		return true
+	case '0' <= c && c <= '9', c == '$':
+		return !first
+	}
+	return false
+}
+
+// asciiUpper upper-cases ASCII letters only: keywords are ASCII, and
+// Unicode case folding would make "ſelect" SELECT.
+func asciiUpper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
 }

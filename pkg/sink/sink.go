@@ -2,6 +2,13 @@
 // complete. A file is written under a temporary name beside its final path
 // and moved into place by Commit, so a reader (a cron job, a loader polling a
 // folder) never sees a truncated export; Abort removes the temporary file.
+//
+// Only a regular file is ever created or replaced: a folder, a named pipe, a
+// device, a socket or a symbolic link at the final path is refused, with or
+// without Force. A writer holds a lock on its temporary file while it
+// writes (where the platform has flock), so a later Open for the same path
+// can tell the temporary files of killed runs from those of live ones and
+// removes the former.
 package sink
 
 import (
@@ -16,6 +23,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/klauspost/pgzip"
@@ -28,27 +36,35 @@ const bufSize = 256 << 10
 type Options struct {
 	Path   string    // "" or "-" means Stdout
 	Gzip   bool      // compress; implied by a Path ending in ".gz"
-	Force  bool      // replace an existing Path
+	Force  bool      // replace an existing Path (a regular file only)
 	Stdout io.Writer // used when Path is empty
 }
 
 // ErrExists is returned (wrapped) when Path exists and Force is not set.
 var ErrExists = errors.New("already exists")
 
+// ErrNotRegular is returned (wrapped) when Path is something other than a
+// regular file (a folder, a named pipe, a device, a socket, a symbolic
+// link): it is never replaced, with or without Force.
+var ErrNotRegular = errors.New("not a regular file")
+
 // Sink is an open destination. Write to it, then call exactly one of Commit
 // or Abort.
 type Sink struct {
-	bw   *bufio.Writer
-	gz   *pgzip.Writer
-	file *os.File
-	tmp  string
-	path string
-	opts Options
-	done bool
+	bw     *bufio.Writer
+	gz     *pgzip.Writer
+	gate   *gate // between gz and the destination
+	file   *os.File
+	tmp    string
+	unlock func() // releases the temporary file's lock
+	path   string
+	opts   Options
+	done   bool
 }
 
 // Open prepares the destination. For a file it checks that the final path is
-// free (unless Force) and creates the temporary file beside it.
+// free (unless Force) and a regular file if taken, removes the temporary
+// files killed runs left beside it, and creates its own.
 func Open(opts Options) (*Sink, error) {
 	s := &Sink{opts: opts}
 	if opts.Path == "-" {
@@ -60,54 +76,131 @@ func Open(opts Options) (*Sink, error) {
 		if strings.HasSuffix(opts.Path, ".gz") {
 			s.opts.Gzip = true
 		}
-		if !opts.Force {
-			if _, err := os.Lstat(opts.Path); err == nil {
-				return nil, fmt.Errorf("output %s %w (use --force to replace it)", opts.Path, ErrExists)
+		old, err := os.Lstat(opts.Path)
+		if err != nil {
+			old = nil // missing, or unreadable: creating the temporary file says why
+		}
+		if old != nil && !old.Mode().IsRegular() {
+			return nil, notRegular(opts.Path, old.Mode())
+		}
+		if old != nil && !opts.Force {
+			return nil, fmt.Errorf("output %s %w (use --force to replace it)", opts.Path, ErrExists)
+		}
+		removeStaleTemps(opts.Path)
+		f, tmp, unlock, err := createTemp(opts.Path)
+		if err != nil {
+			return nil, err
+		}
+		s.file, s.tmp, s.unlock, out = f, tmp, unlock, f
+		if old != nil {
+			// Now, not at Commit: the data must not be readable by more
+			// people than the file it replaces while it is written.
+			if err := keepModeAndOwner(f, old); err != nil {
+				s.discard()
+				return nil, fmt.Errorf("output %s: %w", opts.Path, unwrapPath(err))
 			}
 		}
-		f, tmp, err := createTemp(opts.Path)
-		if err != nil {
-			return nil, err
-		}
-		s.file, s.tmp, out = f, tmp, f
 	}
 	if s.opts.Gzip {
-		gz, err := pgzip.NewWriterLevel(out, pgzip.DefaultCompression)
+		s.gate = &gate{w: out}
+		gz, err := pgzip.NewWriterLevel(s.gate, pgzip.DefaultCompression)
 		if err != nil {
-			s.Abort()
+			s.discard()
 			return nil, err
 		}
+		s.gz = gz
 		// 1 MiB blocks, two per core: the pgzip default, written down so the
 		// memory bound (about 2 x cores x 2 MiB) is visible here.
 		if err := gz.SetConcurrency(1<<20, 2*runtime.GOMAXPROCS(0)); err != nil {
-			s.Abort()
+			s.discard()
 			return nil, err
 		}
-		s.gz, out = gz, gz
+		out = gz
 	}
 	s.bw = bufio.NewWriterSize(out, bufSize)
 	return s, nil
 }
 
-// createTemp makes a new file beside path with a hidden random name. It is
-// created with mode 0666 so that the umask decides, as for any new file.
-func createTemp(path string) (*os.File, string, error) {
+// notRegular is the error for a final path that is not a regular file.
+func notRegular(path string, mode fs.FileMode) error {
+	var kind string
+	switch {
+	case mode&fs.ModeSymlink != 0:
+		kind = "a symbolic link"
+	case mode.IsDir():
+		kind = "a directory"
+	case mode&fs.ModeNamedPipe != 0:
+		kind = "a named pipe (FIFO)"
+	case mode&fs.ModeSocket != 0:
+		kind = "a socket"
+	case mode&fs.ModeCharDevice != 0:
+		kind = "a character device"
+	case mode&fs.ModeDevice != 0:
+		kind = "a block device"
+	default:
+		kind = "a special file"
+	}
+	return fmt.Errorf("output %s is %s, %w", path, kind, ErrNotRegular)
+}
+
+// keepModeAndOwner gives the temporary file f the permission bits of the
+// file old it will replace, and its owner and group where allowed.
+func keepModeAndOwner(f *os.File, old fs.FileInfo) error {
+	keepOwner(f, old) // first: chown may clear mode bits
+	return f.Chmod(old.Mode().Perm())
+}
+
+// tempSuffixLen is the length of the random part of a temporary name: 6
+// bytes in hex.
+const tempSuffixLen = 12
+
+// createTemp makes a new file beside path with a hidden random name
+// (".NAME.<12 hex>.tmp") and locks it. It is created with mode 0666 so that
+// the umask decides, as for any new file.
+func createTemp(path string) (*os.File, string, func(), error) {
 	dir, base := filepath.Split(path)
 	for range 10 {
-		var r [6]byte
+		var r [tempSuffixLen / 2]byte
 		if _, err := rand.Read(r[:]); err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		tmp := filepath.Join(dir, "."+base+"."+hex.EncodeToString(r[:])+".tmp")
 		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
-		if err == nil {
-			return f, tmp, nil
+		if errors.Is(err, fs.ErrExist) {
+			continue
 		}
-		if !errors.Is(err, fs.ErrExist) {
-			return nil, "", fmt.Errorf("output %s: %w", path, unwrapPath(err))
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
+		}
+		unlock, ok := lockTemp(f, tmp)
+		if !ok {
+			// Another run's cleanup took the new file for a dead writer's
+			// before we could lock it, and removes it: take another name.
+			f.Close() //nolint:errcheck
+			continue
+		}
+		return f, tmp, unlock, nil
+	}
+	return nil, "", nil, fmt.Errorf("output %s: cannot create a temporary file beside it", path)
+}
+
+// isTempOf reports whether name is a temporary file name createTemp makes
+// for a final path whose last element is base.
+func isTempOf(name, base string) bool {
+	rest, ok := strings.CutPrefix(name, "."+base+".")
+	if !ok {
+		return false
+	}
+	hexPart, ok := strings.CutSuffix(rest, ".tmp")
+	if !ok || len(hexPart) != tempSuffixLen {
+		return false
+	}
+	for _, c := range []byte(hexPart) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
 		}
 	}
-	return nil, "", fmt.Errorf("output %s: cannot create a temporary file beside it", path)
+	return true
 }
 
 // unwrapPath drops the *PathError wrapper whose path (the temporary name) would
@@ -125,7 +218,9 @@ func (s *Sink) Write(p []byte) (int, error) { return s.bw.Write(p) }
 
 // Commit flushes everything, closes gzip (which writes its footer), syncs the
 // file and moves it to its final path. Without Force an existing final path
-// is never replaced, even one that appeared while the export ran.
+// is never replaced, even one that appeared while the export ran; with Force
+// only a regular file is, and the new file gets its permission bits (and,
+// where allowed, its owner and group).
 func (s *Sink) Commit() error {
 	if s.done {
 		return errors.New("sink already closed")
@@ -137,8 +232,14 @@ func (s *Sink) Commit() error {
 		}
 	}
 	if s.file == nil {
-		s.done = true
+		s.discard()
 		return err
+	}
+	if err == nil && s.opts.Force {
+		if err := s.checkTarget(); err != nil {
+			s.discard()
+			return err
+		}
 	}
 	if err == nil {
 		err = s.file.Sync()
@@ -146,16 +247,34 @@ func (s *Sink) Commit() error {
 	if cerr := s.file.Close(); err == nil {
 		err = cerr
 	}
+	s.file = nil
 	if err != nil {
-		s.removeTemp()
+		s.discard()
 		return fmt.Errorf("output %s: %w", s.path, unwrapPath(err))
 	}
 	if err := s.publish(); err != nil {
-		s.removeTemp()
+		s.discard()
 		return err
 	}
-	s.done = true
+	s.tmp = ""
+	s.discard() // releases the lock, now that the temporary name is gone
 	syncDir(filepath.Dir(s.path))
+	return nil
+}
+
+// checkTarget looks at the final path again just before Force replaces it:
+// something may have appeared there since Open.
+func (s *Sink) checkTarget() error {
+	old, err := os.Lstat(s.path)
+	if err != nil {
+		return nil // gone, or unreadable: the rename says
+	}
+	if !old.Mode().IsRegular() {
+		return notRegular(s.path, old.Mode())
+	}
+	if err := keepModeAndOwner(s.file, old); err != nil {
+		return fmt.Errorf("output %s: %w", s.path, unwrapPath(err))
+	}
 	return nil
 }
 
@@ -188,26 +307,59 @@ func (s *Sink) publish() error {
 	}
 }
 
-// Abort discards the export: the temporary file is removed and the final
-// path left as it was; on stdout, what was already written stays, without a
-// gzip footer. Safe to call after Commit (it does nothing then).
+// Abort discards the export: every writer is stopped before it returns
+// (pgzip's goroutines included), the temporary file is removed and the
+// final path left as it was; on stdout, what was already written stays,
+// without a gzip footer. Safe to call after Commit (it does nothing then).
 func (s *Sink) Abort() {
 	if s.done {
 		return
 	}
+	s.discard()
+}
+
+// discard stops gzip's goroutines, closes and removes the temporary file
+// (whatever of that is still there) and releases its lock. It is the one
+// way out of a Sink: Commit ends with it too.
+func (s *Sink) discard() {
 	s.done = true
-	// gzip is deliberately not closed: its footer would make a truncated
-	// stream on stdout look complete to gunzip.
+	if s.gz != nil {
+		// Not Close: its footer would make a truncated stream on stdout look
+		// complete to gunzip. The shut gate fails every later write to the
+		// destination, so the goroutines stop at once; Reset (the one pgzip
+		// call that waits for them without writing) returns when they have.
+		s.gate.shut.Store(true)
+		s.gz.Reset(io.Discard)
+		s.gz = nil
+	}
 	if s.file != nil {
-		s.file.Close() //nolint:errcheck
-		s.removeTemp()
+		s.file.Close() //nolint:errcheck // the data is being thrown away
+		s.file = nil
+	}
+	if s.tmp != "" {
+		os.Remove(s.tmp) //nolint:errcheck // best effort: nothing more to do
+		s.tmp = ""
+	}
+	if s.unlock != nil {
+		s.unlock()
+		s.unlock = nil
 	}
 }
 
-func (s *Sink) removeTemp() {
-	if s.tmp != "" {
-		os.Remove(s.tmp) //nolint:errcheck // best effort: nothing more to do
+// errAborted is what pgzip's goroutines get from a shut gate.
+var errAborted = errors.New("output aborted")
+
+// gate passes writes on to w until shut.
+type gate struct {
+	w    io.Writer
+	shut atomic.Bool
+}
+
+func (g *gate) Write(p []byte) (int, error) {
+	if g.shut.Load() {
+		return 0, errAborted
 	}
+	return g.w.Write(p)
 }
 
 // syncDir makes the rename durable; failures are ignored (not every

@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 )
 
 func listDir(t *testing.T, dir string) string {
@@ -140,5 +142,122 @@ func TestMissingFolder(t *testing.T) {
 	_, err := Open(Options{Path: filepath.Join(t.TempDir(), "no", "out.ndjson")})
 	if err == nil || !strings.Contains(err.Error(), "no such file or directory") || strings.Contains(err.Error(), ".tmp") {
 		t.Errorf("Open in a missing folder: %v", err)
+	}
+}
+
+// blockingWriter is a destination whose second write (pgzip's first
+// compressed block, after its header) blocks until release is closed. It
+// counts the writes that begin once aborted is set.
+type blockingWriter struct {
+	calls    atomic.Int32
+	entered  chan struct{}
+	release  chan struct{}
+	aborted  *atomic.Bool
+	late     atomic.Int32
+	received atomic.Int64
+}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	if w.aborted.Load() {
+		w.late.Add(1)
+	}
+	if w.calls.Add(1) == 2 {
+		close(w.entered)
+		<-w.release
+	}
+	w.received.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// Abort returns only once pgzip's goroutines have stopped, and none of them
+// writes to the destination after it (issue #10: they went on writing, a
+// data race on the destination and a write to a closed file).
+func TestAbortStopsGzip(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var aborted atomic.Bool
+		dest := &blockingWriter{entered: make(chan struct{}), release: make(chan struct{}), aborted: &aborted}
+		s, err := Open(Options{Stdout: dest, Gzip: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Write(bytes.Repeat([]byte("resource line\n"), 3<<20/14)) //nolint:errcheck // three pgzip blocks
+		<-dest.entered                                             // pgzip's writer is inside the destination's Write
+		abortDone := make(chan struct{})
+		go func() {
+			s.Abort()
+			aborted.Store(true)
+			close(abortDone)
+		}()
+		synctest.Wait() // every other goroutine of the test is blocked or gone
+		select {
+		case <-abortDone:
+			t.Error("Abort returned while pgzip was still writing to the destination")
+		default:
+		}
+		close(dest.release)
+		<-abortDone
+		synctest.Wait()
+		if n := dest.late.Load(); n > 0 {
+			t.Errorf("%d writes reached the destination after Abort returned", n)
+		}
+		if s.gz != nil {
+			// An Abort that left pgzip running leaves its goroutine waiting
+			// for ever, which synctest reports as a deadlock: end it so the
+			// failure reads as the errors above.
+			s.gz.Close() //nolint:errcheck
+		}
+	})
+}
+
+// Two runs writing the same path at once: the second's Open leaves the
+// first's temporary file alone, and both end cleanly.
+func TestLiveTempSurvivesAnotherOpen(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.ndjson")
+	first, err := Open(Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Abort()
+	first.Write([]byte("first\n")) //nolint:errcheck
+	second, err := Open(Options{Path: path, Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Abort()
+	if _, err := os.Stat(first.tmp); err != nil {
+		t.Fatalf("the first writer's temporary file is gone after a second Open: %v", err)
+	}
+	if err := first.Commit(); err != nil {
+		t.Fatalf("the first writer's Commit: %v", err)
+	}
+	second.Write([]byte("second\n")) //nolint:errcheck
+	if err := second.Commit(); err != nil {
+		t.Fatalf("the second writer's Commit: %v", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "second\n" {
+		t.Errorf("content %q", got)
+	}
+	if got := listDir(t, dir); got != "out.ndjson" {
+		t.Errorf("folder holds %q", got)
+	}
+}
+
+func TestIsTempOf(t *testing.T) {
+	for name, want := range map[string]bool{
+		".out.ndjson.0123456789ab.tmp":     true,
+		".out.ndjson.0123456789AB.tmp":     false, // createTemp writes lowercase hex
+		".out.ndjson.0123456789a.tmp":      false,
+		".out.ndjson.0123456789abc.tmp":    false,
+		".out.ndjson.0123456789ag.tmp":     false,
+		".out.ndjson.gz.0123456789ab.tmp":  false, // out.ndjson.gz's
+		".out.ndjson.0123456789ab.tmp.bak": false,
+		"out.ndjson.0123456789ab.tmp":      false,
+		"..out.ndjson.0123456789ab.tmp":    false,
+		".out.ndjson.0123456789ab":         false,
+	} {
+		if got := isTempOf(name, "out.ndjson"); got != want {
+			t.Errorf("isTempOf(%q) = %v, want %v", name, got, want)
+		}
 	}
 }
