@@ -1,12 +1,17 @@
 // Package source opens what load reads: a file, stdin ("-") or an http(s)
 // URL, gzip or plain (told by its magic bytes, not its name). HTTP sources
-// are retried on 429, 5xx and network errors with backoff (Retry-After is
-// honoured) and resumed with a Range request when the connection drops
-// mid-body; where the server cannot resume, the read fails with ErrRestart
-// so the caller can start that source over cleanly.
+// are retried on 429, 5xx, network errors and silence (see
+// Options.IdleTimeout) with backoff (Retry-After is honoured) and resumed
+// with a Range request when the connection drops mid-body, but only where
+// the server gave a validator (a strong ETag or Last-Modified) for If-Range
+// to prove the rest belongs to the same version of the file. Where it cannot
+// resume, the read fails with ErrRestart so the caller can start that
+// source over cleanly.
 //
-// A URL's query string (the signature of a pre-signed URL) and its password
-// never appear in a name or an error: see Redact.
+// A URL's query string (the signature of a pre-signed URL), its fragment
+// and its password never appear in a name or an error: see Redact and
+// RedactText. No Referer is sent on a redirect, since it would carry the
+// signature to the next host.
 package source
 
 import (
@@ -17,10 +22,9 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
-	"net/url"
 	"os"
-	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,18 +36,41 @@ import (
 // again.
 var ErrRestart = errors.New("connection dropped and the server cannot resume")
 
-// Options tune how sources are opened.
+// Options tune how sources are opened. The zero value is ready to use.
 type Options struct {
-	Stdin    io.Reader
-	Client   *http.Client  // default: http.DefaultClient with no overall timeout
-	Tries    int           // attempts per HTTP request (default 5)
+	// Stdin is what "-" reads (nil: "-" is an error).
+	Stdin io.Reader
+	// Client makes the HTTP requests (default: a client of this package's
+	// own over http.DefaultTransport, with no overall timeout). Whichever
+	// client is used, a redirect never carries a Referer; a CheckRedirect
+	// of its own still runs after that, and without one Go's limit of 10
+	// redirects holds.
+	Client *http.Client
+	// IdleTimeout bounds each wait for the server (default 60s; negative:
+	// no bound): for the response headers, and for more of a body while a
+	// Read waits for it. A request silent that long is abandoned like a
+	// dropped connection: asked again (from where it stopped, where the
+	// server can resume; from the start, if nothing was read yet), or
+	// ended with ErrRestart; past Tries the error says so, as in
+	// "no data for 1m (gave up after 5 tries)". Time during which nobody
+	// reads does not count.
+	IdleTimeout time.Duration
+	// Tries bounds the attempts of one HTTP request, and how often one body
+	// may break off (default 5).
+	Tries    int
 	Backoff  time.Duration // first retry delay, doubled each time (default 500ms)
 	MaxDelay time.Duration // cap for one delay, Retry-After included (default 30s)
 }
 
 func (o *Options) defaults() {
-	if o.Client == nil {
-		o.Client = http.DefaultClient
+	var c http.Client
+	if o.Client != nil {
+		c = *o.Client
+	}
+	c.CheckRedirect = withoutReferer(c.CheckRedirect)
+	o.Client = &c
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 60 * time.Second
 	}
 	if o.Tries <= 0 {
 		o.Tries = 5
@@ -64,6 +91,9 @@ type Reader struct {
 	r      io.Reader
 	closer io.Closer
 	gz     io.Closer
+	// reading is held by Read, so that Close can wait for a Read of gz
+	// (the gzip reader is not safe for a Close during a Read).
+	reading sync.Mutex
 }
 
 // Name is the source as it may be shown: a path, "stdin" or a redacted URL.
@@ -75,64 +105,51 @@ func (r *Reader) Size() int64 { return r.size }
 // BytesRead is how much of the raw stream has been read so far.
 func (r *Reader) BytesRead() int64 { return r.raw.n.Load() }
 
-// Read reads decompressed content.
+// Read reads decompressed content. Its errors do not name the source (Name
+// does); an HTTP body that broke off for good gives one that wraps
+// ErrRestart, or the caller's context error.
 func (r *Reader) Read(p []byte) (int, error) {
+	r.reading.Lock()
+	defer r.reading.Unlock()
 	n, err := r.r.Read(p)
-	if err != nil && err != io.EOF && r.gz != nil && !errors.Is(err, ErrRestart) && !isContextErr(err) {
+	if err != nil && err != io.EOF && r.gz != nil && !notTheBytes(err) {
 		err = fmt.Errorf("gzip: %w (truncated or corrupt)", err)
 	}
 	return n, err
 }
 
-// Close releases the source.
+// Close releases the source. It may be called while a Read is under way in
+// another goroutine (gzip reads ahead in one); a Read that waits for an HTTP
+// server then returns at once.
 func (r *Reader) Close() error {
-	if r.gz != nil {
-		r.gz.Close() //nolint:errcheck // the raw stream's Close is what matters
-	}
+	var err error
+	// The raw stream first: that ends a wait for the network, and with it a
+	// Read under way, which gzip's Close must not overlap.
 	if r.closer != nil {
-		return r.closer.Close()
+		err = r.closer.Close()
 	}
-	return nil
+	if r.gz != nil {
+		r.reading.Lock()
+		r.gz.Close() //nolint:errcheck // the raw stream's Close is what matters
+		r.reading.Unlock()
+	}
+	return err
 }
 
 func isContextErr(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
-// IsURL reports whether spec names an http(s) source.
-func IsURL(spec string) bool {
-	return strings.HasPrefix(spec, "http://") || strings.HasPrefix(spec, "https://")
+// notTheBytes reports whether a read error is about getting the stream, not
+// about what it holds (so gzip is not to blame).
+func notTheBytes(err error) bool {
+	var fe *fetchError
+	return errors.Is(err, ErrRestart) || isContextErr(err) || errors.As(err, &fe)
 }
 
-// Redact returns a URL (of any scheme) fit to show: no user info, and a
-// query string replaced by "?…". Anything that is not a URL comes back
-// unchanged.
-func Redact(spec string) string {
-	if !strings.Contains(spec, "://") {
-		return spec
-	}
-	u, err := url.Parse(spec)
-	if err != nil {
-		// Unparseable: cut at the first '?' and drop anything before an '@'.
-		s := spec
-		if i := strings.IndexByte(s, '?'); i >= 0 {
-			s = s[:i] + "?…"
-		}
-		if at := strings.LastIndexByte(s, '@'); at >= 0 {
-			if i := strings.Index(s, "://"); i >= 0 && at > i {
-				s = s[:i+3] + s[at+1:]
-			}
-		}
-		return s
-	}
-	out := u.Scheme + "://" + u.Host + u.EscapedPath()
-	if u.RawQuery != "" || u.ForceQuery {
-		out += "?…"
-	}
-	return out
-}
-
-// Open opens spec: "-" for stdin, an http(s) URL, or a file path.
+// Open opens spec: "-" for stdin, an http(s) URL (see IsURL), or a file
+// path. Any other scheme ("s3://…", "gs://…") is an error for now. Errors
+// name the source redacted.
 func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 	opts.defaults()
 	var (
@@ -141,6 +158,8 @@ func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 		size   int64 = -1
 		name         = spec
 	)
+	trimmed := strings.TrimSpace(spec)
+	scheme, rest, hasScheme := cutScheme(trimmed)
 	switch {
 	case spec == "-":
 		name = "stdin"
@@ -148,13 +167,20 @@ func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 			return nil, errors.New("stdin: not available")
 		}
 		raw = opts.Stdin
-	case IsURL(spec):
-		name = Redact(spec)
-		h, err := openHTTP(ctx, spec, name, opts)
+	case hasScheme && strings.HasPrefix(rest, "//") && isHTTPScheme(scheme):
+		name = Redact(trimmed)
+		h, err := openHTTP(ctx, trimmed, opts)
 		if err != nil {
-			return nil, err
+			if isContextErr(err) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		raw, closer, size = h, h, h.size
+	case hasScheme && strings.HasPrefix(rest, "//"):
+		return nil, fmt.Errorf("%s: not supported yet: use a pre-signed https URL", Redact(trimmed))
+	case hasScheme && isHTTPScheme(scheme):
+		return nil, fmt.Errorf("%s: not a URL: want %s://HOST/PATH", Redact(trimmed), scheme)
 	default:
 		f, err := os.Open(spec)
 		if err != nil {
@@ -162,12 +188,12 @@ func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 			if errors.As(err, &pe) {
 				err = pe.Err
 			}
-			return nil, fmt.Errorf("%s: %w", spec, err)
+			return nil, fmt.Errorf("%s: %w", Redact(spec), err)
 		}
 		if st, err := f.Stat(); err == nil {
 			if st.IsDir() {
 				f.Close()
-				return nil, fmt.Errorf("%s: is a folder", spec)
+				return nil, fmt.Errorf("%s: is a folder", Redact(spec))
 			}
 			if st.Mode().IsRegular() {
 				size = st.Size()
@@ -181,12 +207,21 @@ func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 	magic, err := br.Peek(2)
 	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
 		r.Close()
+		if isContextErr(err) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := newGzipReader(br)
 		if err != nil {
 			r.Close()
+			switch {
+			case isContextErr(err):
+				return nil, err
+			case notTheBytes(err):
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
 			return nil, fmt.Errorf("%s: gzip: %w (truncated or corrupt)", name, err)
 		}
 		r.r, r.gz = zr, zr
@@ -216,175 +251,4 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
 	return n, err
-}
-
-// httpBody is an HTTP response body that survives dropped connections by
-// asking for the rest with a Range request.
-type httpBody struct {
-	ctx       context.Context
-	opts      Options
-	url, name string
-	body      io.ReadCloser
-	off       int64 // bytes delivered to the reader
-	size      int64 // full length, -1 if unknown
-	validator string
-	rangeOK   bool
-	resumes   int
-}
-
-func openHTTP(ctx context.Context, spec, name string, opts Options) (*httpBody, error) {
-	h := &httpBody{ctx: ctx, opts: opts, url: spec, name: name, size: -1}
-	resp, err := h.get(0)
-	if err != nil {
-		return nil, err
-	}
-	h.body = resp.Body
-	h.size = resp.ContentLength
-	h.rangeOK = resp.Header.Get("Accept-Ranges") == "bytes"
-	// If-Range needs a strong validator: a resumed body must be the same object.
-	if etag := resp.Header.Get("ETag"); etag != "" && !strings.HasPrefix(etag, "W/") {
-		h.validator = etag
-	} else if lm := resp.Header.Get("Last-Modified"); lm != "" {
-		h.validator = lm
-	}
-	return h, nil
-}
-
-// get requests the body from offset off (0: all of it), retrying what is
-// worth retrying.
-func (h *httpBody) get(off int64) (*http.Response, error) {
-	delay := h.opts.Backoff
-	var last error
-	for try := 1; try <= h.opts.Tries; try++ {
-		req, err := http.NewRequestWithContext(h.ctx, http.MethodGet, h.url, nil)
-		if err != nil {
-			return nil, fmt.Errorf("%s: bad URL", h.name)
-		}
-		if off > 0 {
-			req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-")
-			if h.validator != "" {
-				req.Header.Set("If-Range", h.validator)
-			}
-		}
-		resp, err := h.opts.Client.Do(req)
-		wait := delay
-		switch {
-		case err != nil:
-			if h.ctx.Err() != nil {
-				return nil, h.ctx.Err()
-			}
-			last = fmt.Errorf("%s: %s", h.name, netMessage(err))
-		case resp.StatusCode == http.StatusOK && off == 0, resp.StatusCode == http.StatusPartialContent && off > 0:
-			return resp, nil
-		case resp.StatusCode == http.StatusOK && off > 0:
-			// The server ignored the Range (or the object changed).
-			resp.Body.Close()
-			return nil, ErrRestart
-		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-			last = fmt.Errorf("%s: HTTP %s", h.name, resp.Status)
-			if ra, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
-				wait = ra
-			}
-			drain(resp)
-		default:
-			drain(resp)
-			return nil, fmt.Errorf("%s: HTTP %s", h.name, resp.Status)
-		}
-		if try == h.opts.Tries {
-			break
-		}
-		wait = min(wait, h.opts.MaxDelay)
-		select {
-		case <-time.After(wait):
-		case <-h.ctx.Done():
-			return nil, h.ctx.Err()
-		}
-		delay *= 2
-	}
-	return nil, fmt.Errorf("%s (gave up after %d tries)", last, h.opts.Tries)
-}
-
-func drain(resp *http.Response) {
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) //nolint:errcheck
-	resp.Body.Close()
-}
-
-// retryAfter reads a Retry-After header: seconds or an HTTP date.
-func retryAfter(v string) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0), true
-	}
-	return 0, false
-}
-
-// netMessage is a network error without the URL that net/http puts in it
-// (with its query string).
-func netMessage(err error) string {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	return err.Error()
-}
-
-func (h *httpBody) Read(p []byte) (int, error) {
-	for {
-		n, err := h.body.Read(p)
-		h.off += int64(n)
-		if err == nil {
-			return n, nil
-		}
-		if err == io.EOF && (h.size < 0 || h.off >= h.size) {
-			return n, io.EOF
-		}
-		if h.ctx.Err() != nil {
-			return n, h.ctx.Err()
-		}
-		if n > 0 {
-			// Deliver what arrived; the next Read meets the error again.
-			return n, nil
-		}
-		h.body.Close()
-		if !h.rangeOK || h.size < 0 {
-			return 0, fmt.Errorf("%s: %w (%s)", h.name, ErrRestart, netMessage(err))
-		}
-		if h.resumes++; h.resumes > h.opts.Tries {
-			return 0, fmt.Errorf("%s: connection dropped %d times: %s", h.name, h.resumes, netMessage(err))
-		}
-		resp, gerr := h.get(h.off)
-		if gerr != nil {
-			if errors.Is(gerr, ErrRestart) {
-				return 0, fmt.Errorf("%s: %w", h.name, ErrRestart)
-			}
-			return 0, gerr
-		}
-		if !contentRangeStartsAt(resp.Header.Get("Content-Range"), h.off) {
-			resp.Body.Close()
-			return 0, fmt.Errorf("%s: %w (bad Content-Range on resume)", h.name, ErrRestart)
-		}
-		h.body = resp.Body
-	}
-}
-
-func contentRangeStartsAt(v string, off int64) bool {
-	// "bytes 100-199/200"
-	rest, ok := strings.CutPrefix(v, "bytes ")
-	if !ok {
-		return false
-	}
-	start, _, ok := strings.Cut(rest, "-")
-	return ok && start == strconv.FormatInt(off, 10)
-}
-
-func (h *httpBody) Close() error {
-	if h.body != nil {
-		return h.body.Close()
-	}
-	return nil
 }

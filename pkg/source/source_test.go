@@ -11,27 +11,6 @@ import (
 	"time"
 )
 
-func TestRedact(t *testing.T) {
-	for in, want := range map[string]string{
-		"https://b.s3.amazonaws.com/x/y.ndjson.gz?X-Amz-Signature=abc&X-Amz-Date=1": "https://b.s3.amazonaws.com/x/y.ndjson.gz?…",
-		"https://user:secret@host:8443/p":                                           "https://host:8443/p",
-		"http://host/p":                                                             "http://host/p",
-		"http://host/p?":                                                            "http://host/p?…",
-		"https://host/a b?sig=1":                                                    "https://host/a%20b?…",
-		"https://u:pw@host/%zz?sig=secret":                                          "https://host/%zz?…",
-		"./local/file.ndjson":                                                       "./local/file.ndjson",
-		"-":                                                                         "-",
-	} {
-		got := Redact(in)
-		if got != want {
-			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
-		}
-		if strings.Contains(got, "secret") || strings.Contains(got, "Signature") {
-			t.Errorf("Redact(%q) leaks: %q", in, got)
-		}
-	}
-}
-
 func TestRetryAfter(t *testing.T) {
 	if d, ok := retryAfter("3"); !ok || d != 3*time.Second {
 		t.Errorf("3 seconds: %v %v", d, ok)
@@ -46,9 +25,37 @@ func TestRetryAfter(t *testing.T) {
 	}
 }
 
-func TestContentRange(t *testing.T) {
-	if !contentRangeStartsAt("bytes 100-199/200", 100) || contentRangeStartsAt("bytes 0-199/200", 100) || contentRangeStartsAt("", 0) {
-		t.Error("contentRangeStartsAt")
+func TestSameObject(t *testing.T) {
+	h := &httpBody{off: 100, size: 200, validator: `"v1"`, etag: true}
+	for _, c := range []struct {
+		contentRange, etag string
+		want               bool
+	}{
+		{"bytes 100-199/200", `"v1"`, true},
+		{"bytes 100-199/*", "", true},
+		{"bytes 0-199/200", `"v1"`, false},
+		{"bytes 100-299/300", `"v1"`, false},
+		{"bytes 100-199/200", `"v2"`, false},
+		{"", `"v1"`, false},
+	} {
+		resp := &http.Response{Header: http.Header{}}
+		resp.Header.Set("Content-Range", c.contentRange)
+		if c.etag != "" {
+			resp.Header.Set("ETag", c.etag)
+		}
+		if got := h.sameObject(resp); got != c.want {
+			t.Errorf("Content-Range %q, ETag %q: %v, want %v", c.contentRange, c.etag, got, c.want)
+		}
+	}
+}
+
+func TestShortDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		time.Minute: "1m", time.Hour: "1h", 90 * time.Minute: "1h30m", time.Second: "1s", 250 * time.Millisecond: "250ms",
+	} {
+		if got := shortDuration(d); got != want {
+			t.Errorf("shortDuration(%v) = %q, want %q", d, got, want)
+		}
 	}
 }
 
