@@ -65,62 +65,152 @@ func Elements(arr []byte, fn func(value []byte)) error {
 
 // AppendStripNulls appends the compact JSON value v with every object
 // member whose value is null removed, at any depth. Array elements that are
-// null stay: only keys are stripped.
+// null stay: only keys are stripped. Everything else is copied as it is
+// (whitespace too, if v has any, but for what a dropped member held).
+//
+// It is one pass over v whatever its depth (open containers are kept on a
+// stack of their own, not on the call stack), and v is copied in runs
+// between the members it drops. A value without "null" in it anywhere (the
+// common case) is copied whole after one search for it.
 func AppendStripNulls(dst, v []byte) ([]byte, error) {
 	if len(v) == 0 {
 		return dst, fmt.Errorf("%w: missing value", ErrMalformed)
 	}
-	if !bytes.Contains(v, []byte("null")) {
-		return append(dst, v...), nil // nothing to strip: the common case
+	if (v[0] != '{' && v[0] != '[') || !bytes.Contains(v, []byte("null")) {
+		return append(dst, v...), nil
 	}
-	var err error
-	switch v[0] {
-	case '{':
-		dst = append(dst, '{')
-		first := true
-		merr := Members(v, func(key, value []byte) bool {
-			if string(value) == "null" {
-				return true
+	// open holds one byte per open container: '[' an array, '{' an object
+	// none of whose members has been kept yet, '}' one that has kept one.
+	var stackBuf [64]byte
+	open := stackBuf[:0]
+	from := 0 // v[from:] is not yet copied to dst
+	i := 0
+	// At the top of the loop a value starts at i (an array element or a
+	// member's value), or, when inObject, a member's key does.
+	inObject := false
+	for {
+		if inObject {
+			inObject = false
+			key := i
+			if i >= len(v) || v[i] != '"' {
+				return dst, fmt.Errorf("%w: expected a key", ErrMalformed)
 			}
-			if !first {
-				dst = append(dst, ',')
+			kend, err := stringEnd(v, i)
+			if err != nil {
+				return dst, err
 			}
-			first = false
-			dst = append(dst, '"')
-			dst = append(dst, key...)
-			dst = append(dst, '"', ':')
-			dst, err = AppendStripNulls(dst, value)
-			return err == nil
-		})
-		if merr != nil {
-			return dst, merr
-		}
-		return append(dst, '}'), err
-	case '[':
-		{
-			dst = append(dst, '[')
-			first := true
-			eerr := Elements(v, func(value []byte) {
+			i = skipSpaces(v, kend)
+			if i >= len(v) || v[i] != ':' {
+				return dst, fmt.Errorf("%w: expected ':'", ErrMalformed)
+			}
+			i = skipSpaces(v, i+1)
+			top := len(open) - 1
+			if !isNull(v, i) {
+				open[top] = '}'
+				continue
+			}
+			i += len("null")
+			// Drop the member with the comma that joins it to a member
+			// kept before it; when there is none, with the comma after it.
+			if open[top] == '}' {
+				comma := bytes.LastIndexByte(v[:key], ',')
+				dst = append(dst, v[from:comma]...)
+				from = i
+			} else {
+				dst = append(dst, v[from:key]...)
+				if j := skipSpaces(v, i); j < len(v) && v[j] == ',' {
+					i = skipSpaces(v, j+1)
+					from = i
+					inObject = true
+					continue
+				}
+				from = i
+			}
+		} else {
+			if i >= len(v) {
+				return dst, fmt.Errorf("%w: missing value", ErrMalformed)
+			}
+			switch c := v[i]; c {
+			case '{', '[':
+				open = append(open, c)
+				i = skipSpaces(v, i+1)
+				if i < len(v) && v[i] == c+2 { // '}' or ']'
+					i++
+					open = open[:len(open)-1]
+					break
+				}
+				inObject = c == '{'
+				continue
+			case '"':
+				end, err := stringEnd(v, i)
 				if err != nil {
-					return
+					return dst, err
 				}
-				if !first {
-					dst = append(dst, ',')
+				i = end
+			default:
+				j := scalarEnd(v, i)
+				if j == i {
+					return dst, fmt.Errorf("%w: missing value", ErrMalformed)
 				}
-				first = false
-				dst, err = AppendStripNulls(dst, value)
-			})
-			if eerr != nil {
-				return dst, eerr
+				i = j
 			}
-			return append(dst, ']'), err
+		}
+		// A value ended at i: what follows is up to the container it is in.
+		for {
+			if len(open) == 0 {
+				if skipSpaces(v, i) != len(v) {
+					return dst, fmt.Errorf("%w: text after the value", ErrMalformed)
+				}
+				return append(dst, v[from:]...), nil
+			}
+			i = skipSpaces(v, i)
+			if i >= len(v) {
+				return dst, fmt.Errorf("%w: unterminated value", ErrMalformed)
+			}
+			top := open[len(open)-1]
+			c := v[i]
+			if c == ',' {
+				i = skipSpaces(v, i+1)
+				inObject = top != '['
+				break
+			}
+			if (c == ']') != (top == '[') || (c != ']' && c != '}') {
+				return dst, fmt.Errorf("%w: expected ',' or the end of the container", ErrMalformed)
+			}
+			i++
+			open = open[:len(open)-1]
 		}
 	}
-	return append(dst, v...), nil
+}
+
+// isNull reports whether the literal null is at v[i].
+func isNull(v []byte, i int) bool {
+	return len(v)-i >= 4 && string(v[i:i+4]) == "null" && scalarEnd(v, i+4) == i+4
+}
+
+// scalarEnd returns the index just past the number or literal at v[i]: at
+// the next delimiter, as skipValue has it.
+func scalarEnd(v []byte, i int) int {
+	for i < len(v) {
+		switch v[i] {
+		case ',', '}', ']', ' ', '\n', '\t', '\r':
+			return i
+		}
+		i++
+	}
+	return i
+}
+
+func skipSpaces(v []byte, i int) int {
+	for i < len(v) && isSpace(v[i]) {
+		i++
+	}
+	return i
 }
 
 // Member is one member of a JSON object: Key is the raw text between the
-// key's quotes, Value the raw value.
+// key's quotes (escapes as they are: KeyText decodes it), Value the raw
+// value.
 type Member struct{ Key, Value []byte }
 
 // SplitMembers appends the members of the compact JSON object obj to dst,

@@ -9,8 +9,12 @@ package ndjson
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // ErrMalformed reports JSON text the byte scanner cannot make sense of.
@@ -74,6 +78,163 @@ func stringEnd(src []byte, i int) (int, error) {
 	}
 }
 
+// keyEnd is stringEnd for a key that also tells whether the key has an
+// escape (the rare case that needs decoding). It looks for '"' and '\\'
+// eight bytes at a time, so an ordinary key costs what stringEnd does.
+func keyEnd(src []byte, i int) (end int, escaped bool, err error) {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	j := i + 1
+	for {
+		// Find the first '"' or '\\' at or after j: a byte of w^pattern
+		// is zero there, and x-ones &^ x marks the lowest zero byte of x
+		// exactly (the borrows only reach bytes above it).
+		for j+8 <= len(src) {
+			w := binary.LittleEndian.Uint64(src[j:])
+			q, b := w^(ones*'"'), w^(ones*'\\')
+			if m := ((q-ones)&^q | (b-ones)&^b) & highs; m != 0 {
+				j += bits.TrailingZeros64(m) / 8
+				break
+			}
+			j += 8
+		}
+		for j < len(src) && src[j] != '"' && src[j] != '\\' {
+			j++
+		}
+		if j >= len(src) {
+			return 0, false, fmt.Errorf("%w: unterminated string", ErrMalformed)
+		}
+		if src[j] == '"' {
+			return j + 1, escaped, nil
+		}
+		escaped = true
+		j += 2
+	}
+}
+
+// appendEscapedKey appends the key whose raw text (between its quotes)
+// contains a backslash, in canonical form when it decodes exactly, else as it
+// is, and returns the index in keys of its decoded text (-1: none).
+func appendEscapedKey(dst, raw []byte, keys []string) ([]byte, int) {
+	var buf [64]byte
+	text, ok := appendUnescaped(buf[:0], raw)
+	if !ok {
+		dst = append(dst, '"')
+		dst = append(dst, raw...)
+		return append(dst, '"'), -1
+	}
+	match := -1
+	for k, key := range keys {
+		if string(text) == key {
+			match = k
+			break
+		}
+	}
+	return AppendString(dst, text), match
+}
+
+// KeyText returns the text of a key as Members, SplitMembers and Member.Key
+// give it (the raw bytes between its quotes, escapes as they are), so that
+// a key can be compared by what it spells: `\u0069d` is "id". A key
+// without a backslash is returned as it is (no copy, not checked). With
+// one, the decoded text is a new slice, and ok is false when it cannot be
+// decoded exactly: an unknown escape, a bad \u escape, a lone UTF-16
+// surrogate such as \ud800 (which PostgreSQL's jsonb rejects too), a raw
+// control character or quote, or bytes that are not UTF-8. Such a key
+// matches nothing; it is never turned into U+FFFD.
+func KeyText(raw []byte) (text []byte, ok bool) {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return raw, true
+	}
+	return appendUnescaped(nil, raw)
+}
+
+// appendUnescaped appends the decoded text of the raw JSON string content
+// raw (without quotes) to dst. Bytes other than escapes are copied as they
+// are; ok is false where KeyText's is.
+func appendUnescaped(dst, raw []byte) ([]byte, bool) {
+	if !utf8.Valid(raw) {
+		return dst, false
+	}
+	for i := 0; i < len(raw); {
+		c := raw[i]
+		if c < 0x20 || c == '"' {
+			return dst, false
+		}
+		if c != '\\' {
+			j := i + 1
+			for j < len(raw) && raw[j] != '\\' && raw[j] >= 0x20 && raw[j] != '"' {
+				j++
+			}
+			dst = append(dst, raw[i:j]...)
+			i = j
+			continue
+		}
+		if i+1 == len(raw) {
+			return dst, false
+		}
+		switch raw[i+1] {
+		case '"', '\\', '/':
+			dst = append(dst, raw[i+1])
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r, ok := hex4(raw, i+2)
+			if !ok {
+				return dst, false
+			}
+			i += 6
+			if utf16.IsSurrogate(r) {
+				// Only a high surrogate followed by a low one spells a rune.
+				if r >= 0xdc00 || i+1 >= len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
+					return dst, false
+				}
+				lo, ok := hex4(raw, i+2)
+				if !ok || lo < 0xdc00 || lo > 0xdfff {
+					return dst, false
+				}
+				r = utf16.DecodeRune(r, lo)
+				i += 6
+			}
+			dst = utf8.AppendRune(dst, r)
+			continue
+		default:
+			return dst, false
+		}
+		i += 2
+	}
+	return dst, true
+}
+
+// hex4 decodes the four hex digits at raw[i:i+4].
+func hex4(raw []byte, i int) (rune, bool) {
+	if i+4 > len(raw) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range raw[i : i+4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
 func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\t' || c == '\r' }
 
 // Span is the position of one top-level member `"key":value` in a compact
@@ -87,8 +248,15 @@ func (s Span) Found() bool { return s.Start >= 0 }
 // CompactObject appends the JSON object src to dst with all insignificant
 // whitespace removed, and reports in spans[k] where the top-level member
 // named keys[k] sits in the appended text (offsets into the returned slice;
-// one of keys given twice is an error). spans must be as long
+// one of keys found twice in src is an error). spans must be as long
 // as keys; it is passed in so the hot path does not allocate.
+//
+// A top-level key is matched by the text it spells: `"\u0069d"` is "id".
+// A top-level key with a backslash in it is written in canonical form
+// (decoded, then escaped as AppendString does), so on valid JSON the text
+// of a matched key in dst is always exactly AppendString of keys[k]: `"id"`. One that
+// cannot be decoded exactly (see KeyText) is copied as it is and matches
+// nothing. Nested keys and all values are copied as they are.
 //
 // It is one pass over src; strings are copied whole after a
 // bytes.IndexByte search, so it runs near memcpy speed on FHIR resources,
@@ -113,23 +281,39 @@ func CompactObject(dst, src []byte, keys []string, spans []Span) ([]byte, error)
 		case ' ', '\n', '\t', '\r':
 			continue
 		case '"':
+			if expectKey {
+				expectKey = false
+				end, escaped, err := keyEnd(src, i)
+				if err != nil {
+					return dst, err
+				}
+				start := len(dst)
+				match := -1
+				if escaped {
+					dst, match = appendEscapedKey(dst, src[i+1:end-1], keys)
+				} else {
+					name := src[i+1 : end-1]
+					for k, key := range keys {
+						if len(name) == len(key) && string(name) == key {
+							match = k
+							break
+						}
+					}
+					dst = append(dst, src[i:end]...)
+				}
+				if match >= 0 {
+					if spans[match].Found() {
+						return dst, fmt.Errorf("%w: duplicate key %q", ErrMalformed, keys[match])
+					}
+					spans[match].Start = start
+					cur = match
+				}
+				i = end - 1
+				continue
+			}
 			end, err := stringEnd(src, i)
 			if err != nil {
 				return dst, err
-			}
-			if expectKey {
-				expectKey = false
-				name := src[i+1 : end-1]
-				for k, key := range keys {
-					if len(name) == len(key) && string(name) == key {
-						if spans[k].Found() {
-							return dst, fmt.Errorf("%w: duplicate key %q", ErrMalformed, key)
-						}
-						spans[k].Start = len(dst)
-						cur = k
-						break
-					}
-				}
 			}
 			dst = append(dst, src[i:end]...)
 			i = end - 1
@@ -254,8 +438,8 @@ func skipValue(src []byte, i int) (int, error) {
 }
 
 // Members calls fn for each top-level member of the JSON object obj, in
-// order, with the raw key (between its quotes, escapes left as they are) and
-// the raw value. Whitespace between tokens is allowed. fn returning false
+// order, with the raw key (between its quotes, escapes left as they are:
+// KeyText decodes it) and the raw value. Whitespace between tokens is allowed. fn returning false
 // stops the walk.
 func Members(obj []byte, fn func(key, value []byte) bool) error {
 	i := 0

@@ -104,11 +104,15 @@ func TestMembers(t *testing.T) {
 }
 
 // FuzzCompactObject checks CompactObject against encoding/json.Compact on
-// any valid JSON object.
+// any valid JSON object: the same bytes but for top-level keys with escapes
+// (canonical when they decode exactly, else as they were), the members of
+// keys found where encoding/json finds them, a duplicate an error.
 func FuzzCompactObject(f *testing.F) {
-	for _, s := range []string{`{}`, `{"a": [1, {"b": "c\"d\\"}], "meta": {"x": null}}`, `{"id":"é","n":-1.5e3}`} {
+	for _, s := range []string{`{}`, `{"a": [1, {"b": "c\"d\\"}], "meta": {"x": null}}`, `{"id":"é","n":-1.5e3}`,
+		`{"\u0069d": "x", "m\u0065ta": 1, "\ud800": 2, "a\/b": {"\u0069d": 3}}`, `{"id":1,"\u0069d":2}`} {
 		f.Add(s)
 	}
+	keys := []string{"meta", "id"}
 	f.Fuzz(func(t *testing.T, s string) {
 		if !json.Valid([]byte(s)) || !strings.HasPrefix(strings.TrimLeft(s, " \t\r\n"), "{") {
 			return
@@ -117,12 +121,58 @@ func FuzzCompactObject(f *testing.F) {
 		if err := json.Compact(&want, []byte(s)); err != nil {
 			return
 		}
-		got, err := CompactObject(nil, []byte(s), []string{"meta"}, make([]Span, 1))
+		// The members as encoding/json.Compact writes them, keys decoded.
+		var raws, values [][]byte
+		count := map[string]int{}
+		if err := Members(want.Bytes(), func(k, v []byte) bool {
+			raws, values = append(raws, k), append(values, v)
+			if text, ok := refKeyText(string(k)); ok {
+				count[text]++
+			}
+			return true
+		}); err != nil {
+			t.Fatalf("Members(%s): %v", want.Bytes(), err)
+		}
+		spans := make([]Span, len(keys))
+		got, err := CompactObject(nil, []byte(s), keys, spans)
+		if count["meta"] > 1 || count["id"] > 1 {
+			if err == nil || !strings.Contains(err.Error(), "duplicate key") {
+				t.Fatalf("CompactObject(%q): %v, want a duplicate key error", s, err)
+			}
+			return
+		}
 		if err != nil {
 			t.Fatalf("CompactObject(%q): %v", s, err)
 		}
-		if !bytes.Equal(got, want.Bytes()) {
+		if !strings.Contains(s, `\`) && !bytes.Equal(got, want.Bytes()) {
 			t.Fatalf("CompactObject(%q) = %s, want %s", s, got, want.Bytes())
+		}
+		n := 0
+		if err := Members(got, func(k, v []byte) bool {
+			wantKey := raws[n]
+			if text, ok := refKeyText(string(wantKey)); ok && bytes.IndexByte(wantKey, '\\') >= 0 {
+				wantKey = AppendString(nil, []byte(text))
+				wantKey = wantKey[1 : len(wantKey)-1]
+			}
+			if !bytes.Equal(k, wantKey) || !bytes.Equal(v, values[n]) {
+				t.Fatalf("CompactObject(%q): member %d is %s:%s, want %s:%s", s, n, k, v, wantKey, values[n])
+			}
+			n++
+			return true
+		}); err != nil || n != len(raws) {
+			t.Fatalf("CompactObject(%q) = %s: %d members, %v; want %d", s, got, n, err, len(raws))
+		}
+		for k, key := range keys {
+			if spans[k].Found() != (count[key] == 1) {
+				t.Fatalf("CompactObject(%q): %q found %v", s, key, spans[k].Found())
+			}
+			for n, raw := range raws {
+				if text, ok := refKeyText(string(raw)); ok && text == key {
+					if member := got[spans[k].Start:spans[k].End]; string(member) != `"`+key+`":`+string(values[n]) {
+						t.Fatalf("CompactObject(%q): %q at %s, want its member %d", s, key, member, n)
+					}
+				}
+			}
 		}
 	})
 }
