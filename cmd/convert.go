@@ -12,6 +12,7 @@ import (
 
 func (a *app) convertCmd() *cobra.Command {
 	var out outputFlags
+	var in readFlags
 	var to string
 	c := &cobra.Command{
 		Use:   "convert --to fhir|aidbox [FILE...]",
@@ -23,6 +24,7 @@ FILEs (gzip detected; - or none for stdin) to stdout or --output. No database.`,
   fhirbulk dump Observation | fhirbulk convert --to fhir`,
 	}
 	out.register(c)
+	in.register(c)
 	c.Flags().StringVar(&to, "to", "", "the format to write: `fhir` or aidbox (required)")
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		var dir fhirformat.Direction
@@ -36,6 +38,9 @@ FILEs (gzip detected; - or none for stdin) to stdout or --output. No database.`,
 		default:
 			return usagef("--to: %q is not fhir or aidbox", to)
 		}
+		if err := in.check(); err != nil {
+			return err
+		}
 		if len(args) == 0 {
 			args = []string{"-"}
 		}
@@ -48,11 +53,11 @@ FILEs (gzip detected; - or none for stdin) to stdout or --output. No database.`,
 		}
 		defer s.Abort()
 		for _, spec := range args {
-			src, err := source.Open(ctx, spec, source.Options{Stdin: a.stdin})
+			src, err := source.Open(ctx, spec, in.sourceOptions(a))
 			if err != nil {
 				return fmt.Errorf("convert %w", err)
 			}
-			_, err = fhirformat.Stream(ctx, src, s, dir)
+			_, err = fhirformat.Stream(ctx, src, s, dir, int(in.maxLine))
 			src.Close()
 			if err != nil {
 				if ctx.Err() != nil {

@@ -15,6 +15,7 @@ import (
 
 func (a *app) loadCmd() *cobra.Command {
 	var opts load.Options
+	var in readFlags
 	var merge string
 	c := &cobra.Command{
 		Use:   "load [--type TYPE] SOURCE...",
@@ -40,6 +41,7 @@ counts as one line of JSON on stdout.`,
 	f.BoolVar(&opts.History, "history", false, "keep replaced versions in the type's _history table")
 	f.BoolVar(&opts.StripNulls, "strip-nulls", false, "drop keys whose value is null, at any depth")
 	f.StringVar(&merge, "merge", "", "shallow-merge this JSON `OBJECT` into every resource")
+	in.register(c)
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		if opts.Type != "" {
 			if err := pg.ValidateType(opts.Type); err != nil {
@@ -56,6 +58,10 @@ counts as one line of JSON on stdout.`,
 		if err := checkStdinOnce(args); err != nil {
 			return err
 		}
+		if err := in.check(); err != nil {
+			return err
+		}
+		opts.MaxLineSize = int(in.maxLine)
 		dsn := pg.ResolveDSN(a.db, a.getenv)
 		conn, err := pg.Connect(ctx, dsn)
 		if err != nil {
@@ -84,7 +90,7 @@ counts as one line of JSON on stdout.`,
 		total := load.Counts{}
 		var done []string
 		for _, spec := range args {
-			counts, err := l.LoadSource(ctx, spec, source.Options{Stdin: a.stdin})
+			counts, err := l.LoadSource(ctx, spec, in.sourceOptions(a))
 			bar.Finish()
 			bar = nil
 			if err != nil {

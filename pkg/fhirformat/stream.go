@@ -11,9 +11,10 @@ import (
 
 // Stream converts ndjson from r to w, one compact resource per line, and
 // returns how many it wrote. Blank lines are skipped; a line that is not a
-// JSON object stops it with an *ndjson.LineError. w should be buffered.
-func Stream(ctx context.Context, r io.Reader, w io.Writer, dir Direction) (int64, error) {
-	lines := ndjson.NewLineReader(r)
+// JSON object, or longer than maxLine bytes (0: no bound), stops it with an
+// *ndjson.LineError. w should be buffered.
+func Stream(ctx context.Context, r io.Reader, w io.Writer, dir Direction, maxLine int) (int64, error) {
+	lines := ndjson.NewLineReaderMax(r, maxLine)
 	c := New(dir)
 	var compact, out []byte
 	var n int64

@@ -31,7 +31,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
@@ -71,7 +70,12 @@ func ParseMerge(s string) (*Merge, error) {
 	seen := map[string]bool{}
 	var bad error
 	err = ndjson.Members(compact, func(key, value []byte) bool {
-		k := string(key)
+		text, ok := ndjson.KeyText(key) // CompactObject made it canonical; this is what it spells
+		if !ok {
+			bad = fmt.Errorf("key %q is not valid text", key)
+			return false
+		}
+		k := string(text)
 		if seen[k] {
 			bad = fmt.Errorf("key %q given twice", k)
 			return false
@@ -214,15 +218,12 @@ func (l *Loader) LoadSource(ctx context.Context, spec string, opts source.Option
 const stageTable = "fhirbulk_stage"
 
 func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool, stopSource func()) (Counts, error) {
-	st := newStager(src, l.Opts.Type, l.Opts.Merge, l.Opts.StripNulls)
+	st := newStager(src, l.Opts)
 	cs := &copySource{r: st}
 	defer func() {
 		stopSource()
 		cs.finish()
 	}()
-	if l.Opts.FHIR {
-		st.conv = fhirformat.New(fhirformat.ToAidbox)
-	}
 	if l.Progress != nil {
 		st.onLine = func(n int64) { l.Progress(src, n) }
 	}

@@ -69,20 +69,23 @@ const (
 	firstMergeKey
 )
 
-func newStager(r io.Reader, typ string, merge *Merge, strip bool) *stager {
+func newStager(r io.Reader, o Options) *stager {
 	s := &stager{
-		in:     ndjson.NewLineReader(r),
-		typ:    typ,
-		merge:  merge,
-		strip:  strip,
+		in:     ndjson.NewLineReaderMax(r, o.MaxLineSize),
+		typ:    o.Type,
+		merge:  o.Merge,
+		strip:  o.StripNulls,
 		counts: map[string]int64{},
 		known:  map[string]bool{},
 		keys:   []string{"id", "resourceType", "meta"},
 	}
-	if merge != nil {
-		s.keys = append(s.keys, merge.keys...)
+	if o.Merge != nil {
+		s.keys = append(s.keys, o.Merge.keys...)
 	}
 	s.spans = make([]ndjson.Span, len(s.keys))
+	if o.FHIR {
+		s.conv = fhirformat.New(fhirformat.ToAidbox)
+	}
 	return s
 }
 
@@ -238,8 +241,11 @@ func (s *stager) stage(line []byte) (string, error) {
 		v := s.compact[sp.Start:sp.End]
 		return v[bytes.IndexByte(v[1:], '"')+3:] // skip "key": (keys here have no escapes)
 	}
-	id, ok := ndjson.Unquote(member(keyID))
+	rawID := member(keyID)
+	id, ok := ndjson.Unquote(rawID)
 	switch {
+	case !ok && len(rawID) > 0 && rawID[0] == '"':
+		return "", errors.New(`"id" holds an escape that is not Unicode text (a lone surrogate such as \ud800?)`)
 	case !ok || len(id) == 0:
 		return "", errors.New(`no string "id"`)
 	case len(id) > MaxIDBytes:
@@ -370,15 +376,19 @@ func appendMeta(r, meta []byte, fhir bool) ([]byte, *time.Time, error) {
 	r = append(r, `,"meta":{`...)
 	first := true
 	merr := ndjson.Members(meta, func(key, value []byte) bool {
+		name := key
+		if text, ok := ndjson.KeyText(key); ok {
+			name = text // "\u0076ersionId" is versionId
+		}
 		for _, k := range metaOwned {
-			if string(key) == k {
+			if string(name) == k {
 				if k == "createdAt" {
 					cts, err = parseInstant(value)
 				}
 				return err == nil
 			}
 		}
-		if fhir && string(key) == "extension" && bytes.Contains(value, []byte(`"ex:createdAt"`)) {
+		if fhir && string(name) == "extension" && bytes.Contains(value, []byte(`"ex:createdAt"`)) {
 			var kept []byte
 			if kept, cts, err = takeCreatedAt(value); err != nil {
 				return false
@@ -421,6 +431,9 @@ func takeCreatedAt(arr []byte) ([]byte, *time.Time, error) {
 		isCreated := false
 		var value []byte
 		ndjson.Members(item, func(k, v []byte) bool { //nolint:errcheck // not an object: kept as it is
+			if text, ok := ndjson.KeyText(k); ok {
+				k = text
+			}
 			switch string(k) {
 			case "url":
 				u, ok := ndjson.Unquote(v)

@@ -2,25 +2,18 @@ package ndjson
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 )
 
 // Unquote returns the text of the JSON string literal s (quotes included).
-// Without escapes it is a subslice of s; ok is false when s is not a string.
+// Without escapes it is a subslice of s; ok is false when s is not a
+// string, or one that cannot be decoded exactly (a lone surrogate such as
+// "\ud800" is refused, never turned into U+FFFD: see KeyText).
 func Unquote(s []byte) (text []byte, ok bool) {
 	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
 		return nil, false
 	}
-	inner := s[1 : len(s)-1]
-	if bytes.IndexByte(inner, '\\') < 0 {
-		return inner, true
-	}
-	var str string
-	if err := json.Unmarshal(s, &str); err != nil {
-		return nil, false
-	}
-	return []byte(str), true
+	return KeyText(s[1 : len(s)-1])
 }
 
 // Elements calls fn for each element of the JSON array arr, in order.
