@@ -10,7 +10,12 @@
 #
 #   load    fhirbulk load --type Observation FILE into an empty table
 #           vs psql \copy observation(id,txid,status,resource) of the same rows in final form
-#   update  the same load again (every row an update), vs the same baseline
+#   update  the same load again (every row an update), vs psql in one session: \copy of
+#           (id, resource) into a temporary table, then UPDATE observation ... FROM it
+#   at once two loads of the same 120,000 ids (every row an update) at the same time,
+#           vs the same two one after the other
+#   sources 20,000 one-line sources in one load command, vs one file of the same lines;
+#           and how much the system catalogs grew
 #   fhir    load --fhir into an empty table, vs plain load
 #   dump    fhirbulk dump Observation > /dev/null
 #           vs psql \copy (select id, txid, ts, cts, resource from observation) to /dev/null (format binary)
@@ -72,6 +77,7 @@ maxof() { tr ' ' '\n' <<<"$1" | grep . | sort -g | tail -n 1; }
 copyopts="with (format csv, quote e'\\x01', delimiter e'\\x02')"
 final="$dir/observations-final.csv"
 fresh() { q -c 'TRUNCATE observation' -c 'CHECKPOINT'; }
+settle() { q -c 'VACUUM observation' -c 'CHECKPOINT'; } # dead versions of the last update reused, not grown
 
 say "load: $rows Observations, $mb MB; $runs rounds"
 # The first load makes the table (and the baseline's file, once).
@@ -80,6 +86,13 @@ if [ ! -s "$final" ]; then
   q -c "\\copy (select id, txid, status, resource from observation) to '$final.tmp' $copyopts"
   mv "$final.tmp" "$final"
 fi
+idres="$dir/observations-id-resource.csv"
+if [ ! -s "$idres" ]; then
+  q -c "\\copy (select id, resource from observation) to '$idres.tmp' $copyopts"
+  mv "$idres.tmp" "$idres"
+fi
+psql_update=(psql -q -X "$db" -c 'create temp table s (id text, resource jsonb)' -c "\\copy s from '$idres' $copyopts"
+  -c "update observation t set txid = nextval('transaction_id_seq'), ts = now(), status = 'updated', resource = s.resource from s where t.id = s.id")
 for round in $(seq "$runs"); do
   if [ "$round" -gt 1 ]; then
     fresh
@@ -87,11 +100,23 @@ for round in $(seq "$runs"); do
   fi
   fresh
   measure "psql \\copy final form (empty table)" psql -q -X "$db" -c "\\copy observation(id,txid,status,resource) from '$final' $copyopts"
-  q -c 'CHECKPOINT'
+  settle
+  measure "psql stage + UPDATE ... FROM (all updates)" "${psql_update[@]}"
+  settle
   measure "fhirbulk load (all updates)" "$bin" --db "$db" -q load --type Observation "$obs"
   fresh
   measure "fhirbulk load --fhir (empty table)" "$bin" --db "$db" -q load --fhir --type Observation "$obs"
 done
+say "two loads of the same 120,000 ids at once, vs one after the other"
+part="$dir/observations-120k.ndjson"
+[ -s "$part" ] || head -n 120000 "$obs" > "$part"
+for _ in $(seq "$runs"); do
+  settle
+  measure "two loads, one after the other" bash -c "'$bin' --db '$db' -q load --type Observation '$part' && '$bin' --db '$db' -q load --type Observation '$part'"
+  settle
+  measure "two loads at once" bash -c "'$bin' --db '$db' -q load --type Observation '$part' & p=\$!; '$bin' --db '$db' -q load --type Observation '$part' && wait \$p"
+done
+
 q -c 'VACUUM FULL ANALYZE observation' -c 'CHECKPOINT'
 
 say "dump (of what load --fhir stored): $runs runs each, alternating"
@@ -130,6 +155,23 @@ measure "load, one input after another" bash "$onebyone"
 fresh_db
 measure "import --parallel 2" "$bin" --db "$db" -q import --parallel 2 --state-dir "$dir/state" --force "$manifest"
 
+say "20,000 one-line sources in one load command, vs one file of the same lines"
+small="$dir/small-sources"
+if [ ! -d "$small" ]; then
+  rm -rf "$small.tmp" && mkdir "$small.tmp"
+  head -n 20000 "$obs" | (cd "$small.tmp" && split -l 1 -a 5 --additional-suffix=.ndjson - s.)
+  mv "$small.tmp" "$small"
+fi
+lines20k="$dir/observations-20k.ndjson"
+[ -s "$lines20k" ] || head -n 20000 "$obs" > "$lines20k"
+catalog() { q -At -c "select sum(pg_total_relation_size(c.oid)) from pg_class c where c.relnamespace = 'pg_catalog'::regnamespace and c.relkind = 'r'"; }
+fresh_db
+cat_before=$(catalog)
+measure "load of 20,000 one-line sources" "$bin" --db "$db" -q load --type Observation "$small"/s.*.ndjson
+cat_growth=$(( ($(catalog) - cat_before) / 1024 ))
+fresh_db
+measure "load of the same lines as one file" "$bin" --db "$db" -q load --type Observation "$lines20k"
+
 row() { # label name baseline
   local w b
   w=$(median "${wall[$2]}")
@@ -141,7 +183,8 @@ printf '\n%s Observations (%s MB ndjson); PostgreSQL %s; %s cores\n' "$rows" "$m
 printf '%-46s %9s %12s %8s\n' "what" "wall s" "peak RSS MiB" "ratio"
 row 'psql \copy final form (load baseline)' 'psql \copy final form (empty table)'
 row 'fhirbulk load --type Observation (empty)' 'fhirbulk load (empty table)' 'psql \copy final form (empty table)'
-row 'fhirbulk load --type Observation (updates)' 'fhirbulk load (all updates)' 'psql \copy final form (empty table)'
+row 'psql stage + UPDATE ... FROM (update baseline)' 'psql stage + UPDATE ... FROM (all updates)'
+row 'fhirbulk load --type Observation (updates)' 'fhirbulk load (all updates)' 'psql stage + UPDATE ... FROM (all updates)'
 row 'fhirbulk load --fhir (empty) vs load' 'fhirbulk load --fhir (empty table)' 'fhirbulk load (empty table)'
 row 'psql \copy binary (dump baseline)' 'psql \copy to /dev/null (binary)'
 row 'fhirbulk dump Observation' 'fhirbulk dump' 'psql \copy to /dev/null (binary)'
@@ -152,4 +195,9 @@ row 'convert --to aidbox (1 core)' 'convert --to aidbox'
 row 'convert --to fhir (1 core)' 'convert --to fhir'
 row 'load of the 14 inputs, one by one' 'load, one input after another'
 row 'import --parallel 2 of the same' 'import --parallel 2' 'load, one input after another'
+row 'two loads of 120k ids, one after the other' 'two loads, one after the other'
+row 'two loads of the same 120k ids at once' 'two loads at once' 'two loads, one after the other'
+row 'the same 20k lines as one file' 'load of the same lines as one file'
+row 'the same 20k lines as 20k sources' 'load of 20,000 one-line sources' 'load of the same lines as one file'
+printf 'the system catalogs grew by %s KiB during the load of 20,000 sources\n' "$cat_growth"
 printf 'convert --to aidbox: %s; convert --to fhir: %s\n' "$(rate 'convert --to aidbox' "$mb")" "$(rate 'convert --to fhir' "$amb")"

@@ -159,6 +159,11 @@ type Loader struct {
 	Progress func(src *source.Reader, lines int64)
 
 	stage stage
+	spare *stager // the last source's stager, whose buffers the next one reuses
+	// filled are types whose tables had rows (found, or committed by this
+	// Loader): a direct COPY into them is not tried again. Should one be
+	// emptied meanwhile, its loads only take the staged path.
+	filled map[string]bool
 }
 
 // stage is the session's staging table: fhirbulk_stage, partitioned by
@@ -218,7 +223,8 @@ func (l *Loader) LoadSource(ctx context.Context, spec string, opts source.Option
 const stageTable = "fhirbulk_stage"
 
 func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool, stopSource func()) (Counts, error) {
-	st := newStager(src, l.Opts)
+	st := newStager(src, l.Opts, l.spare)
+	l.spare = st
 	cs := &copySource{r: st}
 	defer func() {
 		stopSource()
@@ -303,6 +309,7 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 	}
 	committed = true
 	l.stage.committed()
+	l.markFilled(st.counts)
 	return Counts(st.counts), nil
 }
 
@@ -371,6 +378,9 @@ func (s *stage) rolledBack() {
 // filled it meanwhile) and returns the transaction's now().
 func (l *Loader) directCandidate(ctx context.Context, tx pgx.Tx) (time.Time, bool, error) {
 	t := l.Opts.Type
+	if l.filled[t] {
+		return time.Time{}, false, nil
+	}
 	var exists bool
 	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pg.Table(t)).Scan(&exists); err != nil {
 		return time.Time{}, false, err
@@ -381,6 +391,7 @@ func (l *Loader) directCandidate(ctx context.Context, tx pgx.Tx) (time.Time, boo
 			return time.Time{}, false, err
 		}
 		if !empty {
+			l.markFilled(map[string]int64{t: 1})
 			return time.Time{}, false, nil
 		}
 	}
@@ -423,7 +434,19 @@ func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, 
 	if err := tx.Commit(ctx); err != nil {
 		return nil, l.dbError(ctx, err, st)
 	}
+	l.markFilled(st.counts)
 	return Counts(st.counts), nil
+}
+
+func (l *Loader) markFilled(counts map[string]int64) {
+	if l.filled == nil {
+		l.filled = map[string]bool{}
+	}
+	for t, n := range counts {
+		if n > 0 {
+			l.filled[t] = true
+		}
+	}
 }
 
 // copySource hands the stager to pgconn's CopyFrom. When the connection
@@ -474,22 +497,24 @@ func (l *Loader) dbError(ctx context.Context, err error, st *stager) error {
 // move puts the staged rows of type t into its table. unique says the
 // source certainly has no repeated id of this type; staged is how many rows.
 func (l *Loader) move(ctx context.Context, tx pgx.Tx, t, stage string, unique bool, staged int64) error {
-	if _, err := tx.Exec(ctx, `SAVEPOINT fhirbulk_fast`); err != nil {
-		return sqlError(err)
-	}
 	var err error
 	if unique {
-		// The fast path: every id is new. It fails at the first one that is not.
-		_, err = tx.Exec(ctx, `INSERT INTO `+pg.Table(t)+` (id, txid, ts, cts, resource_type, status, resource)
-			SELECT id, nextval('transaction_id_seq'), now(), coalesce(cts, now()), $1, 'created', resource::jsonb
-			FROM `+stage, t)
+		// The fast path: every id is new. It fails at the first one that is
+		// not. One round trip (a small source is mostly round trips): the
+		// statements go as one simple query, so the type is a literal.
+		_, err = tx.Exec(ctx, `SAVEPOINT fhirbulk_fast;
+			INSERT INTO `+pg.Table(t)+` (id, txid, ts, cts, resource_type, status, resource)
+			SELECT id, nextval('transaction_id_seq'), now(), coalesce(cts, now()), `+quoteLiteral(t)+`, 'created', resource::jsonb
+			FROM `+stage+`;
+			RELEASE SAVEPOINT fhirbulk_fast`)
 		if err == nil {
-			_, err = tx.Exec(ctx, `RELEASE SAVEPOINT fhirbulk_fast`)
-			return sqlError(err)
+			return nil
 		}
 		if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT fhirbulk_fast`); rerr != nil {
 			return sqlError(err)
 		}
+	} else if _, err := tx.Exec(ctx, `SAVEPOINT fhirbulk_fast`); err != nil {
+		return sqlError(err)
 	}
 	if !unique || pgCode(err) == "23505" {
 		err = l.upsert(ctx, tx, t, stage, unique, staged)

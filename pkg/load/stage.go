@@ -69,9 +69,11 @@ const (
 	firstMergeKey
 )
 
-func newStager(r io.Reader, o Options) *stager {
+// newStager makes the stager of one source. prev, the stager of the
+// Loader's source before (or nil), lends it its buffers: a load of many
+// small sources would otherwise allocate megabytes per source.
+func newStager(r io.Reader, o Options, prev *stager) *stager {
 	s := &stager{
-		in:     ndjson.NewLineReaderMax(r, o.MaxLineSize),
 		typ:    o.Type,
 		merge:  o.Merge,
 		strip:  o.StripNulls,
@@ -79,11 +81,19 @@ func newStager(r io.Reader, o Options) *stager {
 		known:  map[string]bool{},
 		keys:   []string{"id", "resourceType", "meta"},
 	}
+	if prev != nil {
+		prev.in.Reset(r)
+		s.in, s.conv = prev.in, prev.conv
+		s.out, s.pending, s.res = prev.out[:0], prev.pending[:0], prev.res[:0]
+		s.compact, s.stripped, s.fhirIn, s.fhirOut = prev.compact[:0], prev.stripped[:0], prev.fhirIn[:0], prev.fhirOut[:0]
+	} else {
+		s.in = ndjson.NewLineReaderMax(r, o.MaxLineSize)
+	}
 	if o.Merge != nil {
 		s.keys = append(s.keys, o.Merge.keys...)
 	}
 	s.spans = make([]ndjson.Span, len(s.keys))
-	if o.FHIR {
+	if o.FHIR && s.conv == nil {
 		s.conv = fhirformat.New(fhirformat.ToAidbox)
 	}
 	return s

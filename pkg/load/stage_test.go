@@ -16,7 +16,7 @@ import (
 // type at once, and returns the staged tuples as "type|line|id|cts|resource".
 func tuples(t *testing.T, input, typ string, merge *Merge, strip bool) ([]string, *stager, error) {
 	t.Helper()
-	st := newStager(strings.NewReader(input), Options{Type: typ, Merge: merge, StripNulls: strip})
+	st := newStager(strings.NewReader(input), Options{Type: typ, Merge: merge, StripNulls: strip}, nil)
 	if typ != "" {
 		st.admit(typ)
 	}

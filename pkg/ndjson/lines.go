@@ -34,6 +34,16 @@ func NewLineReaderMax(r io.Reader, limit int) *LineReader {
 	return &LineReader{in: bufio.NewReaderSize(r, 1<<20), max: limit}
 }
 
+// Reset makes l read r from its first line, keeping its buffer (and its
+// limit): a loader of many small sources allocates it once.
+func (l *LineReader) Reset(r io.Reader) {
+	l.in.Reset(r)
+	l.n, l.rest = 0, false
+	if cap(l.long) > 4<<20 {
+		l.long = nil // do not keep a long line's memory for the next source
+	}
+}
+
 // Next returns the next line without its "\n" (and a "\r" before it). The
 // slice is valid until the next call. At the end of input it returns
 // io.EOF, with the last line when the input does not end in "\n".

@@ -91,10 +91,19 @@ type Reader struct {
 	r      io.Reader
 	closer io.Closer
 	gz     io.Closer
+	buf    *bufio.Reader // from bufPool, back to it on Close
 	// reading is held by Read, so that Close can wait for a Read of gz
-	// (the gzip reader is not safe for a Close during a Read).
+	// (the gzip reader is not safe for a Close during a Read) and for the
+	// buffer to be free again.
 	reading sync.Mutex
+	closed  bool
 }
+
+// bufPool holds the 1 MiB read buffers of closed sources, for the next:
+// a load of many small files would otherwise allocate one per file.
+var bufPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 1<<20) }}
+
+var errClosed = errors.New("source closed")
 
 // Name is the source as it may be shown: a path, "stdin" or a redacted URL.
 func (r *Reader) Name() string { return r.name }
@@ -111,6 +120,9 @@ func (r *Reader) BytesRead() int64 { return r.raw.n.Load() }
 func (r *Reader) Read(p []byte) (int, error) {
 	r.reading.Lock()
 	defer r.reading.Unlock()
+	if r.closed {
+		return 0, errClosed
+	}
 	n, err := r.r.Read(p)
 	if err != nil && err != io.EOF && r.gz != nil && !notTheBytes(err) {
 		err = fmt.Errorf("gzip: %w (truncated or corrupt)", err)
@@ -128,11 +140,19 @@ func (r *Reader) Close() error {
 	if r.closer != nil {
 		err = r.closer.Close()
 	}
-	if r.gz != nil {
-		r.reading.Lock()
-		r.gz.Close() //nolint:errcheck // the raw stream's Close is what matters
-		r.reading.Unlock()
+	r.reading.Lock()
+	defer r.reading.Unlock()
+	if r.closed {
+		return err
 	}
+	r.closed = true
+	if r.gz != nil {
+		r.gz.Close() //nolint:errcheck // the raw stream's Close is what matters
+	}
+	// gzip's read-ahead has stopped (its Close waits for it): nothing reads
+	// the buffer any more.
+	r.buf.Reset(nil)
+	bufPool.Put(r.buf)
 	return err
 }
 
@@ -202,8 +222,9 @@ func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 		raw, closer = f, f
 	}
 	cr := &countingReader{r: raw}
-	br := bufio.NewReaderSize(cr, 1<<20)
-	r := &Reader{name: name, size: size, raw: cr, r: br, closer: closer}
+	br := bufPool.Get().(*bufio.Reader)
+	br.Reset(cr)
+	r := &Reader{name: name, size: size, raw: cr, r: br, buf: br, closer: closer}
 	magic, err := br.Peek(2)
 	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
 		r.Close()
