@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -84,6 +83,11 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		if f.parallel < 1 {
 			return usagef("--parallel: must be at least 1")
+		}
+		for _, fl := range []struct{ name, id string }{{"--resume", f.resume}, {"--run-id", f.runID}} {
+			if fl.id != "" && bulkimport.CheckID(fl.id) != nil {
+				return usagef("%s %q: %v", fl.name, fl.id, bulkimport.ErrBadID)
+			}
 		}
 		dir, err := bulkimport.StateDir(f.stateDir, a.getenv)
 		if err != nil {
@@ -228,7 +232,7 @@ func (a *app) detach(ctx context.Context, store bulkimport.Store, id string, man
 	if f.force {
 		args = append(args, "--force")
 	}
-	logf, err := os.OpenFile(store.LogPath(id), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logf, err := store.OpenLog(id)
 	if err != nil {
 		return err
 	}
@@ -236,7 +240,7 @@ func (a *app) detach(ctx context.Context, store bulkimport.Store, id string, man
 	child := exec.Command(exe, args...)
 	child.Env = append(os.Environ(), "DATABASE_URL="+dsn)
 	child.Stdout, child.Stderr = logf, logf
-	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	child.SysProcAttr = bulkimport.DetachedProcAttr()
 	in, err := child.StdinPipe()
 	if err != nil {
 		return err
@@ -252,7 +256,7 @@ func (a *app) detach(ctx context.Context, store bulkimport.Store, id string, man
 	for {
 		select {
 		case <-exited:
-			return fmt.Errorf("the detached import stopped at once: %s", lastLine(store.LogPath(id)))
+			return fmt.Errorf("the detached import stopped at once: %s", lastLine(logf))
 		case <-deadline:
 			return fmt.Errorf("the detached import (pid %d) did not start within 30s: see %s", child.Process.Pid, store.LogPath(id))
 		case <-ctx.Done():
@@ -268,12 +272,18 @@ func (a *app) detach(ctx context.Context, store bulkimport.Store, id string, man
 	}
 }
 
-// lastLine is the last non-empty line of a file, for an error message.
-func lastLine(path string) string {
-	data, _ := os.ReadFile(path)
+// lastLine is the last non-empty line of the log, for an error message.
+// It is read from the file the child wrote to, not opened again by name.
+func lastLine(log *os.File) string {
+	const tail = 4 << 10
+	size := int64(0)
+	if fi, err := log.Stat(); err == nil {
+		size = fi.Size()
+	}
+	data, _ := io.ReadAll(io.NewSectionReader(log, max(size-tail, 0), tail))
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	if last := strings.TrimSpace(lines[len(lines)-1]); last != "" {
-		return strings.TrimPrefix(last, "fhirbulk: ")
+		return printable(strings.TrimPrefix(last, "fhirbulk: "))
 	}
-	return "no message (see " + path + ")"
+	return "no message (see " + log.Name() + ")"
 }

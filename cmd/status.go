@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -31,6 +33,9 @@ interrupted: run the same import again to resume it.`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usagef("status takes at most one import ID")
+			}
+			if len(args) == 1 && bulkimport.CheckID(args[0]) != nil {
+				return usagef("ID %q: %v", args[0], bulkimport.ErrBadID)
 			}
 			return nil
 		},
@@ -111,7 +116,7 @@ func writeImportTable(w io.Writer, list []*bulkimport.State) error {
 	fmt.Fprintln(tw, "ID\tSTATUS\tSTARTED\tINPUTS\tRESOURCES")
 	for _, st := range list {
 		done, n := st.Done()
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\n", st.ID, st.Status, st.Time.Start.Local().Format("2006-01-02 15:04:05"), done, len(st.Inputs), n)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\n", printable(st.ID), printable(st.Status), st.Time.Start.Local().Format("2006-01-02 15:04:05"), done, len(st.Inputs), n)
 	}
 	return tw.Flush()
 }
@@ -120,7 +125,7 @@ func writeImportTable(w io.Writer, list []*bulkimport.State) error {
 func describe(st *bulkimport.State) string {
 	var b strings.Builder
 	done, n := st.Done()
-	fmt.Fprintf(&b, "import %s: %s, %d/%d inputs, %d resources", st.ID, st.Status, done, len(st.Inputs), n)
+	fmt.Fprintf(&b, "import %s: %s, %d/%d inputs, %d resources", printable(st.ID), printable(st.Status), done, len(st.Inputs), n)
 	end := time.Now()
 	if st.Time.End != nil {
 		end = *st.Time.End
@@ -139,14 +144,49 @@ func describe(st *bulkimport.State) string {
 		case in.Status == bulkimport.StatusFinished:
 			detail += fmt.Sprintf(" in %s", (time.Duration(in.Duration) * time.Millisecond).Round(time.Millisecond))
 		case in.Status == bulkimport.StatusFailed:
-			detail = in.Error
+			detail = printable(in.Error)
 		case in.Status == bulkimport.StatusPending:
 			detail = ""
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", in.Status, in.ResourceType, in.URL, detail)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", printable(in.Status), printable(in.ResourceType), printable(in.URL), detail)
 	}
 	tw.Flush() //nolint:errcheck // a strings.Builder
 	return b.String()
 }
 
 func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+
+// printable is text that came from outside (a server's error message, a
+// URL, a path, an id from a state file) made safe to print for a person:
+// control characters (an escape sequence would drive the terminal; a tab or
+// a newline would break the table), the bytes of invalid UTF-8 and the
+// bidirectional controls (which reorder what is shown) are written as Go
+// escapes: \x1b, \xff, \u202e. Other Unicode, and a backslash, stay as
+// they are.
+func printable(s string) string {
+	i := strings.IndexFunc(s, unprintable)
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.WriteString(s[:i])
+	for rest := s[i:]; rest != ""; {
+		r, n := utf8.DecodeRuneInString(rest)
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, rest[0])
+		case !unprintable(r) || r == utf8.RuneError: // U+FFFD itself is text
+			b.WriteString(rest[:n])
+		case r < 0x80:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+		rest = rest[n:]
+	}
+	return b.String()
+}
+
+func unprintable(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == utf8.RuneError
+}

@@ -8,10 +8,12 @@ package bulkimport
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -58,15 +60,17 @@ var (
 	inputKeys = map[string]bool{"resourceType": true, "type": true, "url": true, "inputDetails": true, "count": true}
 )
 
-var importID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-
 // ParseManifest reads a JSON or YAML manifest. dir is the folder relative
 // paths are resolved against (the manifest's own folder); path, when not
 // empty, is recorded for --resume.
 func ParseManifest(data []byte, dir, path string) (*Manifest, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, manifestErr("not JSON or YAML: %s", yamlProblem(err, nil))
+	}
 	var doc map[string]any
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, manifestErr("not JSON or YAML: %s", oneLine(err.Error()))
+	if err := root.Decode(&doc); err != nil {
+		return nil, manifestErr("%s", yamlProblem(err, &root))
 	}
 	if doc == nil {
 		return nil, manifestErr("empty")
@@ -74,15 +78,15 @@ func ParseManifest(data []byte, dir, path string) (*Manifest, error) {
 	m := &Manifest{Path: path}
 	for _, k := range sortedKeys(doc) {
 		if !topKeys[k] {
-			return nil, manifestErr("unknown key %q", k)
+			return nil, manifestErr("unknown key %s", shown(k))
 		}
 	}
 	var err error
 	if m.ID, err = stringKey(doc, "id", ""); err != nil {
 		return nil, err
 	}
-	if m.ID != "" && !importID.MatchString(m.ID) {
-		return nil, manifestErr("id %q: use letters, digits, '.', '_' and '-' (at most 128)", m.ID)
+	if m.ID != "" && CheckID(m.ID) != nil {
+		return nil, manifestErr("id %s: use letters, digits, '.', '_' and '-' (at most 128)", shown(m.ID))
 	}
 	format, err := stringKey(doc, "inputFormat", "")
 	if err != nil {
@@ -93,7 +97,7 @@ func ParseManifest(data []byte, dir, path string) (*Manifest, error) {
 		m.FHIR = true
 	case "", "application/ndjson", "application/x-ndjson", "application/aidbox+ndjson":
 	default:
-		return nil, manifestErr("inputFormat %q: want application/fhir+ndjson (FHIR) or application/ndjson (Aidbox)", format)
+		return nil, manifestErr("inputFormat %s: want application/fhir+ndjson (FHIR) or application/ndjson (Aidbox)", shown(format))
 	}
 	typ, err := stringKey(doc, "type", "")
 	if err != nil {
@@ -104,7 +108,7 @@ func ParseManifest(data []byte, dir, path string) (*Manifest, error) {
 		m.FHIR = true
 	case "", "aidbox":
 	default:
-		return nil, manifestErr("type %q: want fhir or aidbox", typ)
+		return nil, manifestErr("type %s: want fhir or aidbox", shown(typ))
 	}
 	if m.ContentEncoding, err = stringKey(doc, "contentEncoding", ""); err != nil {
 		return nil, err
@@ -112,7 +116,7 @@ func ParseManifest(data []byte, dir, path string) (*Manifest, error) {
 	switch m.ContentEncoding {
 	case "", "gzip", "plain", "identity", "none":
 	default:
-		return nil, manifestErr("contentEncoding %q: want gzip or plain", m.ContentEncoding)
+		return nil, manifestErr("contentEncoding %s: want gzip or plain", shown(m.ContentEncoding))
 	}
 	if u, ok := doc["update"]; ok {
 		b, isBool := u.(bool)
@@ -141,7 +145,7 @@ func ParseManifest(data []byte, dir, path string) (*Manifest, error) {
 		}
 		for _, k := range sortedKeys(obj) {
 			if !inputKeys[k] {
-				return nil, manifestErr("%s: unknown key %q", at, k)
+				return nil, manifestErr("%s: unknown key %s", at, shown(k))
 			}
 		}
 		rt, err := stringKey(obj, "resourceType", at+".")
@@ -157,6 +161,9 @@ func ParseManifest(data []byte, dir, path string) (*Manifest, error) {
 			return nil, manifestErr("%s: no resourceType", at)
 		}
 		if err := pg.ValidateType(rt); err != nil {
+			if source.Redact(rt) != rt { // pg's message quotes it whole
+				return nil, manifestErr("%s.resourceType %s: not a resource type", at, shown(rt))
+			}
 			return nil, manifestErr("%s.resourceType: %v", at, err)
 		}
 		u, err := stringKey(obj, "url", at+".")
@@ -203,6 +210,108 @@ func sortedKeys(m map[string]any) []string {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
+// shown is a manifest's key or value fit for an error message: quoted (so
+// no control character gets through) and, if it is a URL, redacted, in
+// case a URL ended up where a word was expected.
+func shown(v string) string { return strconv.Quote(source.Redact(v)) }
+
+// yamlProblem is a YAML error message that keeps yaml.v3's line number and
+// kind of problem, but none of the document: yaml.v3 quotes values in its
+// messages (a mistagged `url: !!int https://user:password@host/x?sig=…`
+// comes back whole), and a manifest's values are signed URLs. So the
+// message is rebuilt from what is known to be safe, never passed on. root,
+// when given, is the parsed document, to find the line of a problem
+// yaml.v3 does not place.
+func yamlProblem(err error, root *yaml.Node) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		var out []string
+		for _, e := range te.Errors {
+			out = append(out, yamlTypeProblem(e))
+		}
+		return strings.Join(out, "; ")
+	}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := ""
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		line, msg = m[1], msg[len(m[0]):]
+	}
+	switch {
+	case strings.HasPrefix(msg, "cannot decode "):
+		msg = "a value that does not fit its tag"
+		if m := yamlDecodeErr.FindStringSubmatch(err.Error()); m != nil {
+			msg = fmt.Sprintf("cannot decode %s as a %s", m[1], m[2])
+		}
+	case strings.HasPrefix(msg, "unknown anchor "):
+		msg = "unknown anchor referenced"
+	case strings.HasPrefix(msg, "anchor ") && strings.HasSuffix(msg, " value contains itself"):
+		msg = "an anchor's value contains itself"
+	case strings.HasPrefix(msg, "invalid map key"):
+		msg = "invalid map key"
+	case !yamlSafeProblem.MatchString(msg) || strings.Contains(msg, "://"):
+		msg = "cannot be read"
+	}
+	if line == "" && root != nil {
+		if n := badScalar(root); n != nil {
+			line = strconv.Itoa(n.Line)
+		}
+	}
+	if line != "" {
+		return "line " + line + ": " + msg
+	}
+	return msg
+}
+
+// yamlTypeProblem rebuilds one of yaml.v3's "line N: cannot unmarshal
+// !!TAG `VALUE` into TYPE" messages without VALUE. (For !!seq and !!map
+// yaml.v3 glues the value to the tag: "!!mapVALUE".)
+func yamlTypeProblem(e string) string {
+	m := yamlTypeErr.FindStringSubmatch(e)
+	if m == nil {
+		return "a value of the wrong kind"
+	}
+	what, into := m[2], m[3]
+	tag := "a value"
+	for _, t := range yamlTags {
+		if what == t || strings.HasPrefix(what, t+" `") {
+			tag = t
+		}
+	}
+	if !goTypeName.MatchString(into) {
+		into = "what was wanted"
+	}
+	return fmt.Sprintf("line %s: cannot unmarshal %s into %s", m[1], tag, into)
+}
+
+var (
+	yamlLine    = regexp.MustCompile(`^line (\d+): `)
+	yamlTypeErr = regexp.MustCompile(`(?s)^line (\d+): cannot unmarshal (.*) into (.*)$`) // greedy: the last " into "
+	yamlTags    = []string{"!!str", "!!int", "!!float", "!!bool", "!!null", "!!timestamp", "!!binary", "!!seq", "!!map", "!!merge"}
+	goTypeName  = regexp.MustCompile(`^[A-Za-z0-9_.\[\]{} *]+$`)
+	// yaml.v3's "cannot decode !!TAG `VALUE` as a !!TAG" (no line number):
+	// the value may span lines.
+	yamlDecodeErr   = regexp.MustCompile(`(?s)^yaml: cannot decode (` + strings.Join(yamlTags, "|") + `) ` + "`" + `.*` + "`" + ` as a (` + strings.Join(yamlTags, "|") + `)$`)
+	yamlSafeProblem = regexp.MustCompile(`^[A-Za-z0-9 ,;:()'\[\]{}!<>-]*$`)
+)
+
+// badScalar finds the first scalar that yaml.v3 cannot decode on its own
+// (an explicit tag its value does not fit), for its line.
+func badScalar(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.ScalarNode {
+		var v any
+		if n.Decode(&v) != nil {
+			return n
+		}
+		return nil
+	}
+	for _, c := range n.Content {
+		if bad := badScalar(c); bad != nil {
+			return bad
+		}
+	}
+	return nil
+}
+
 // NewID makes an import id: the time and a random suffix.
 func NewID(now time.Time) string {
 	var r [3]byte
@@ -211,7 +320,8 @@ func NewID(now time.Time) string {
 }
 
 // sameInputs reports whether a resumed import's manifest lists the inputs
-// its state file recorded (compared as they are shown: redacted).
+// its state file recorded, compared as they are shown (redacted). Whether
+// an input's whole URL changed too is for unchanged to tell.
 func sameInputs(m *Manifest, st *State) bool {
 	if len(m.Inputs) != len(st.Inputs) {
 		return false
@@ -222,4 +332,18 @@ func sameInputs(m *Manifest, st *State) bool {
 		}
 	}
 	return true
+}
+
+// unchanged reports whether input in of the manifest is the very input
+// recorded as was: the same whole URL, query and user info included. A
+// state file of a version that recorded no hash knows only the redacted
+// URL, which is the whole URL only when redaction took nothing away (a
+// path, a URL without query or user info); otherwise the input counts as
+// changed, and a finished one loads again: a load is an upsert, so loading
+// twice costs time, while skipping a changed input would lose its data.
+func unchanged(in Input, was InputState) bool {
+	if was.URLHash != "" {
+		return was.URLHash == HashURL(in.URL)
+	}
+	return source.Redact(in.URL) == in.URL && was.URL == in.URL
 }

@@ -1,15 +1,18 @@
 package bulkimport
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -23,7 +26,8 @@ const (
 )
 
 // State is an import's state file, after Aidbox's BulkImportStatus.
-// Secrets never enter it: URLs are kept redacted (source.Redact).
+// Secrets never enter it: URLs are kept redacted (source.Redact), and each
+// input's whole URL only as a hash, to tell on resume whether it changed.
 type State struct {
 	ID              string       `json:"id"`
 	Status          string       `json:"status"`
@@ -46,12 +50,29 @@ type StateTime struct {
 type InputState struct {
 	ResourceType string `json:"resourceType"`
 	URL          string `json:"url"`
-	Status       string `json:"status"`
-	Total        int64  `json:"total"` // resources loaded (lines read while in progress)
-	BytesRead    int64  `json:"bytesRead,omitempty"`
-	BytesTotal   int64  `json:"bytesTotal,omitempty"`
-	Duration     int64  `json:"duration"` // milliseconds
-	Error        string `json:"error,omitempty"`
+	// URLHash is HashURL of the whole URL, query included: a new signed
+	// URL redacts as the old one did but is another input. State files of
+	// older versions have none.
+	URLHash    string `json:"urlHash,omitempty"`
+	Status     string `json:"status"`
+	Total      int64  `json:"total"` // resources loaded (lines read while in progress)
+	BytesRead  int64  `json:"bytesRead,omitempty"`
+	BytesTotal int64  `json:"bytesTotal,omitempty"`
+	Duration   int64  `json:"duration"` // milliseconds
+	Error      string `json:"error,omitempty"`
+}
+
+// HashURL is what the state file keeps of an input's whole URL (or path):
+// "sha256:" and the hex digest.
+func HashURL(u string) string {
+	sum := sha256.Sum256([]byte(u))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// pending is the input as it is before it loads: what identifies it, and
+// nothing of a load that did not commit.
+func (in InputState) pending() InputState {
+	return InputState{ResourceType: in.ResourceType, URL: in.URL, URLHash: in.URLHash, Status: StatusPending}
 }
 
 // Done counts the inputs that finished, and the resources they loaded.
@@ -63,6 +84,32 @@ func (s *State) Done() (inputs int, resources int64) {
 		resources += in.Total
 	}
 	return inputs, resources
+}
+
+// clone is a copy of s that shares nothing mutable with it.
+func (s *State) clone() State {
+	cp := *s
+	cp.Inputs = append([]InputState(nil), s.Inputs...)
+	if s.Time.End != nil {
+		end := *s.Time.End
+		cp.Time.End = &end
+	}
+	return cp
+}
+
+var importID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// ErrBadID is returned for an import id that breaks the rule of CheckID.
+var ErrBadID = errors.New("not an import id: 1 to 128 letters, digits, '.', '_' and '-', starting with a letter or digit")
+
+// CheckID reports whether id is a valid import id. An id names files in the
+// state folder, so anything that could name another path ("../x", "a/b")
+// is refused.
+func CheckID(id string) error {
+	if !importID.MatchString(id) {
+		return ErrBadID
+	}
+	return nil
 }
 
 // StateDir picks the folder of state files: --state-dir, else
@@ -84,7 +131,10 @@ func StateDir(flag string, getenv func(string) string) (string, error) {
 	return filepath.Join(home, ".local", "state", "fhirbulk"), nil
 }
 
-// Store is a folder of state files.
+// Store is a folder of state files: ID.json (the state), ID.lock (held
+// while the import runs) and ID.log (a detached import's messages). None of
+// them is opened through a symbolic link: one planted in the folder would
+// have us write to, or show, whatever file it names.
 type Store struct{ Dir string }
 
 func (s Store) path(id string) string { return filepath.Join(s.Dir, id+".json") }
@@ -92,16 +142,67 @@ func (s Store) path(id string) string { return filepath.Join(s.Dir, id+".json") 
 // LogPath is where a detached import writes its messages.
 func (s Store) LogPath(id string) string { return filepath.Join(s.Dir, id+".log") }
 
+// OpenLog opens (creates) import id's log for appending, and for reading
+// back what was written.
+func (s Store) OpenLog(id string) (*os.File, error) {
+	if err := CheckID(id); err != nil {
+		return nil, fmt.Errorf("import %q: %w", id, err)
+	}
+	if err := s.mkdir(); err != nil {
+		return nil, err
+	}
+	return openState(s.LogPath(id), os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
+}
+
+func (s Store) mkdir() error {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return fmt.Errorf("state folder %s: %w", s.Dir, unwrapPath(err))
+	}
+	return nil
+}
+
+// openState opens a file of the state folder only if it is a regular file,
+// and never through a symbolic link. (noFollow also keeps a planted FIFO
+// from blocking the open; the mode check then refuses it.)
+func openState(path string, flag int, perm os.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|noFollow, perm)
+	if err != nil {
+		if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return nil, fmt.Errorf("state file %s is a symbolic link: not followed", path)
+		}
+		return nil, fmt.Errorf("state file %s: %w", path, unwrapPath(err))
+	}
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		err = fmt.Errorf("state file %s: %w", path, unwrapPath(err))
+	case fi.Mode()&fs.ModeSymlink != 0: // Windows opens the link itself
+		err = fmt.Errorf("state file %s is a symbolic link: not followed", path)
+	case !fi.Mode().IsRegular():
+		err = fmt.Errorf("state file %s is not a regular file", path)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 // Write saves st atomically (a temporary file renamed over the old one),
 // readable by its owner only.
 func (s Store) Write(st *State) error {
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return fmt.Errorf("state folder %s: %w", s.Dir, unwrapPath(err))
+	if err := CheckID(st.ID); err != nil {
+		return fmt.Errorf("import %q: %w", st.ID, err)
+	}
+	if err := s.mkdir(); err != nil {
+		return err
 	}
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
 	}
+	// CreateTemp makes a new file (O_EXCL), and rename replaces a symbolic
+	// link rather than writing through it.
 	f, err := os.CreateTemp(s.Dir, "."+st.ID+".*.tmp") // 0600
 	if err != nil {
 		return fmt.Errorf("state folder %s: %w", s.Dir, unwrapPath(err))
@@ -130,12 +231,20 @@ var ErrUnknown = errors.New("no such import")
 // recorded in progress whose process is gone is interrupted, and its inputs
 // that were in progress are pending again (their transactions rolled back).
 func (s Store) Read(id string) (*State, error) {
-	data, err := os.ReadFile(s.path(id))
+	if err := CheckID(id); err != nil {
+		return nil, fmt.Errorf("import %q: %w", id, err)
+	}
+	f, err := openState(s.path(id), os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w %q in %s", ErrUnknown, id, s.Dir)
 	}
 	if err != nil {
 		return nil, err
+	}
+	data, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("state file %s: %w", s.path(id), unwrapPath(err))
 	}
 	st := &State{}
 	if err := json.Unmarshal(data, st); err != nil {
@@ -145,7 +254,7 @@ func (s Store) Read(id string) (*State, error) {
 		st.Status = StatusInterrupted
 		for i := range st.Inputs {
 			if st.Inputs[i].Status == StatusInProgress {
-				st.Inputs[i] = InputState{ResourceType: st.Inputs[i].ResourceType, URL: st.Inputs[i].URL, Status: StatusPending}
+				st.Inputs[i] = st.Inputs[i].pending()
 			}
 		}
 	}
@@ -178,31 +287,28 @@ func (s Store) List() ([]*State, error) {
 }
 
 // Lock is held by the process that runs an import, for as long as it runs.
-// It is a POSIX record lock, so the kernel drops it when the process dies,
-// however it dies, and another process can test it without taking it.
+// The operating system drops it when the process dies, however it dies, and
+// another process can test it without taking it (lock_*.go).
 type Lock struct{ f *os.File }
 
 // ErrRunning is returned when another process runs the import.
 var ErrRunning = errors.New("is running")
 
-func wholeFile(typ int16) *syscall.Flock_t {
-	return &syscall.Flock_t{Type: typ, Whence: 0, Start: 0, Len: 0}
-}
+func (s Store) lockPath(id string) string { return filepath.Join(s.Dir, id+".lock") }
 
 // Lock takes the import's lock, or fails with ErrRunning.
 func (s Store) Lock(id string) (*Lock, error) {
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("state folder %s: %w", s.Dir, unwrapPath(err))
+	if err := CheckID(id); err != nil {
+		return nil, fmt.Errorf("import %q: %w", id, err)
 	}
-	f, err := os.OpenFile(filepath.Join(s.Dir, id+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
+	if err := s.mkdir(); err != nil {
 		return nil, err
 	}
-	if err := syscall.FcntlFlock(f.Fd(), syscall.F_SETLK, wholeFile(syscall.F_WRLCK)); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
-			return nil, fmt.Errorf("import %q %w", id, ErrRunning)
-		}
+	f, err := lockFile(s.lockPath(id))
+	if errors.Is(err, ErrRunning) {
+		return nil, fmt.Errorf("import %q %w", id, ErrRunning)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return &Lock{f: f}, nil
@@ -218,16 +324,10 @@ func (l *Lock) Release() {
 
 // Running reports whether another live process holds the import's lock.
 func (s Store) Running(id string) bool {
-	f, err := os.Open(filepath.Join(s.Dir, id+".lock"))
-	if err != nil {
+	if CheckID(id) != nil {
 		return false
 	}
-	defer f.Close()
-	lk := wholeFile(syscall.F_WRLCK)
-	if err := syscall.FcntlFlock(f.Fd(), syscall.F_GETLK, lk); err != nil {
-		return false
-	}
-	return lk.Type != syscall.F_UNLCK
+	return lockHeld(s.lockPath(id))
 }
 
 func unwrapPath(err error) error {
