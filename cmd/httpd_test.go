@@ -59,6 +59,7 @@ var httpdHolds sync.Map // *testscript.TestScript → *holds
 //	/redirect/NAME      302 to the other server's /files/NAME ($HTTP to
 //	                    $HTTP2 and back), no query string
 //	/status/CODE        that status
+//	/ansi/NAME          418 with a reason phrase holding terminal escape sequences
 //
 // Every request to $HTTP is logged to $WORK/http.log (to $HTTP2: http2.log)
 // as "METHOD PATH?QUERY RANGE", and " referer=REFERER" after that when the
@@ -320,6 +321,13 @@ func (h *httpdHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "status":
 		code, _ := strconv.Atoi(name)
 		http.Error(w, "status", code)
+	case "ansi":
+		// A reason phrase no net/http server would send: written by hand.
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Write([]byte("HTTP/1.1 418 \x1b[31mI'm a teapot\x1b[0m\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")) //nolint:errcheck
+			conn.Close()
+		}
 	default:
 		http.NotFound(w, r)
 	}

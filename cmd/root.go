@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
 // Exit codes.
@@ -81,11 +82,18 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	}
 	var ue usageError
 	if errors.As(err, &ue) || !a.ran {
-		fmt.Fprintf(stderr, "fhirbulk: %s\nRun '%s --help' for usage.\n", oneLine(err.Error()), c.CommandPath())
+		fmt.Fprintf(stderr, "fhirbulk: %s\nRun '%s --help' for usage.\n", errorLine(err), c.CommandPath())
 		return exitUsage
 	}
-	fmt.Fprintf(stderr, "fhirbulk: %s\n", oneLine(err.Error()))
+	fmt.Fprintf(stderr, "fhirbulk: %s\n", errorLine(err))
 	return exitFailure
+}
+
+// errorLine is an error as the one line a person is shown: spaces and line
+// breaks made single spaces, any URL's password and query string taken out
+// (whichever layer let one through), control characters escaped.
+func errorLine(err error) string {
+	return printable(oneLine(source.RedactText(err.Error())))
 }
 
 func oneLine(s string) string {
