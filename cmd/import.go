@@ -22,6 +22,7 @@ import (
 
 // importFlags are import's flags, also handed to a detached child.
 type importFlags struct {
+	read     readFlags
 	detach   bool
 	parallel int
 	fhir     bool
@@ -74,6 +75,7 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 	fl.BoolVar(&f.force, "force", false, "load every input again, even of an import that finished")
 	fl.StringVar(&f.stateDir, "state-dir", "", "state files' `DIR` (default $FHIRBULK_STATE_DIR, $XDG_STATE_HOME/fhirbulk, ~/.local/state/fhirbulk)")
 	fl.StringVar(&f.resume, "resume", "", "resume import `ID` with the manifest it recorded")
+	f.read.register(c)
 	fl.StringVar(&f.runID, "run-id", "", "")
 	fl.StringVar(&f.manifestDir, "manifest-dir", "", "")
 	fl.StringVar(&f.manifestPath, "manifest-path", "", "")
@@ -83,6 +85,9 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		if f.parallel < 1 {
 			return usagef("--parallel: must be at least 1")
+		}
+		if err := f.read.check(); err != nil {
+			return err
 		}
 		for _, fl := range []struct{ name, id string }{{"--resume", f.resume}, {"--run-id", f.runID}} {
 			if fl.id != "" && bulkimport.CheckID(fl.id) != nil {
@@ -130,7 +135,8 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 		if f.detach {
 			return a.detach(ctx, store, id, data, mdir, m, f, dsn)
 		}
-		opts := bulkimport.Options{DSN: dsn, Store: store, Parallel: f.parallel, FHIR: f.fhir, Force: f.force}
+		opts := bulkimport.Options{DSN: dsn, Store: store, Parallel: f.parallel, FHIR: f.fhir, Force: f.force,
+			Source: f.read.sourceOptions(a), MaxLineSize: int(f.read.maxLine)}
 		show := progress.Enabled(a.stderr, a.quiet)
 		var bar *progress.Bar
 		if show {
@@ -222,7 +228,8 @@ func (a *app) detach(ctx context.Context, store bulkimport.Store, id string, man
 		return err
 	}
 	args := []string{"import", "-", "-q", "--state-dir", store.Dir, "--parallel", strconv.Itoa(f.parallel),
-		"--run-id", id, "--manifest-dir", mdir}
+		"--run-id", id, "--manifest-dir", mdir,
+		"--max-line-size", strconv.FormatInt(int64(f.read.maxLine), 10), "--http-idle-timeout", f.read.idleTimeout.String()}
 	if m.Path != "" {
 		args = append(args, "--manifest-path", m.Path)
 	}
@@ -253,9 +260,20 @@ func (a *app) detach(ctx context.Context, store bulkimport.Store, id string, man
 	exited := make(chan error, 1)
 	go func() { exited <- child.Wait() }()
 	deadline := time.After(30 * time.Second)
+	started := func() bool {
+		st, err := store.Read(id)
+		return err == nil && st.PID == child.Process.Pid
+	}
 	for {
 		select {
 		case <-exited:
+			// It may have run to its end already (a small import): then its
+			// state file tells how it went, as for any detached import.
+			if started() {
+				fmt.Fprintln(a.stdout, id)
+				fmt.Fprintf(a.stderr, "import %s ran in the background and has ended; see: fhirbulk status %s\n", id, id)
+				return nil
+			}
 			return fmt.Errorf("the detached import stopped at once: %s", lastLine(logf))
 		case <-deadline:
 			return fmt.Errorf("the detached import (pid %d) did not start within 30s: see %s", child.Process.Pid, store.LogPath(id))
@@ -263,7 +281,7 @@ func (a *app) detach(ctx context.Context, store bulkimport.Store, id string, man
 			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
-		if st, err := store.Read(id); err != nil || st.PID != child.Process.Pid {
+		if !started() {
 			continue
 		}
 		fmt.Fprintln(a.stdout, id)

@@ -21,6 +21,10 @@ type Options struct {
 	Parallel int  // inputs loaded at once (default 2)
 	FHIR     bool // every input is FHIR format, whatever the manifest says
 	Force    bool // load everything again, even a finished import
+	// Source tunes how inputs are read (HTTP idle timeout, retries);
+	// MaxLineSize bounds a line (0: no bound).
+	Source      source.Options
+	MaxLineSize int
 	// Progress, when set, is called with a copy of the state when the
 	// import starts and when it ends, and while inputs load every
 	// progressEvery if anything changed (an input started or ended, lines
@@ -292,13 +296,13 @@ func (r *runner) loadInput(ctx context.Context, cp **connection, in Input, i int
 		(*cp).loader.Layout = (*cp).layout
 	}
 	l := (*cp).loader
-	l.Opts = load.Options{Type: in.ResourceType, FHIR: r.m.FHIR || r.o.FHIR, History: r.m.Update}
+	l.Opts = load.Options{Type: in.ResourceType, FHIR: r.m.FHIR || r.o.FHIR, History: r.m.Update, MaxLineSize: r.o.MaxLineSize}
 	l.Progress = func(src *source.Reader, lines int64) {
 		r.update(i, func(s *InputState) {
 			s.Total, s.BytesRead, s.BytesTotal = lines, src.BytesRead(), max(src.Size(), 0)
 		})
 	}
-	counts, err := l.LoadSource(ctx, in.URL, source.Options{})
+	counts, err := l.LoadSource(ctx, in.URL, r.o.Source)
 	if err != nil {
 		// The message names the source already ("load URL: ..."): keep the reason.
 		msg := err.Error()
