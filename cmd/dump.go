@@ -81,6 +81,11 @@ format (or FHIR format with --fhir), with resourceType, id and meta
 			opts.Since = t
 		}
 		return a.export(ctx, &out, func(conn *pgx.Conn, w io.Writer) error {
+			tx, err := pg.BeginReadOnly(ctx, conn)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback(context.Background()) //nolint:errcheck // read only: nothing to keep
 			show := progress.Enabled(a.stderr, a.quiet)
 			var total int64 = -1
 			if show {
@@ -88,7 +93,8 @@ format (or FHIR format with --fhir), with resourceType, id and meta
 			}
 			bar := progress.New(a.stderr, show, total, "dump "+opts.Type, "rows")
 			defer bar.Finish()
-			_, err := dump.Dump(ctx, conn, opts, w, bar)
+			opts.Progress = func(rows int64) { bar.Set(rows, "") }
+			_, err = dump.Dump(ctx, tx, opts, w)
 			return err
 		})
 	})

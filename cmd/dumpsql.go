@@ -11,13 +11,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
-	"github.com/fhirbulk/fhirbulk/pkg/dump"
+	"github.com/fhirbulk/fhirbulk/pkg/dumpsql"
 	"github.com/fhirbulk/fhirbulk/pkg/progress"
 )
 
 func (a *app) dumpSQLCmd() *cobra.Command {
 	var out outputFlags
-	var o dump.SQLOptions
+	var o dumpsql.Options
 	var file string
 	c := &cobra.Command{
 		Use:   "dump-sql [QUERY] [-f FILE] [--format csv|tsv|ndjson|sql|elastic-bulk]",
@@ -46,7 +46,7 @@ Timestamps are printed in UTC (the session runs with TimeZone=UTC, DateStyle=ISO
 	out.register(c)
 	f := c.Flags()
 	f.StringVarP(&file, "file", "f", "", "read the query from `FILE` (- for stdin)")
-	f.StringVar(&o.Format, "format", "csv", "output `FORMAT`: "+strings.Join(dump.Formats, ", "))
+	f.StringVar(&o.Format, "format", "csv", "output `FORMAT`: "+strings.Join(dumpsql.Formats, ", "))
 	f.BoolVar(&o.NoHeader, "no-header", false, "csv: leave out the header row")
 	f.DurationVar(&o.Timeout, "timeout", 0, "cancel the query after `DURATION` (statement_timeout), e.g. 30s, 5m")
 	f.StringVar(&o.Table, "table", "dump", "sql: the `NAME` of the table to create")
@@ -75,8 +75,8 @@ Timestamps are printed in UTC (the session runs with TimeZone=UTC, DateStyle=ISO
 		if strings.TrimSpace(o.Query) == "" {
 			return usagef("the query is empty")
 		}
-		if !slices.Contains(dump.Formats, o.Format) {
-			return usagef("--format: %q is not one of %s", o.Format, strings.Join(dump.Formats, ", "))
+		if !slices.Contains(dumpsql.Formats, o.Format) {
+			return usagef("--format: %q is not one of %s", o.Format, strings.Join(dumpsql.Formats, ", "))
 		}
 		if o.Timeout < 0 {
 			return usagef("--timeout: must not be negative")
@@ -87,13 +87,14 @@ Timestamps are printed in UTC (the session runs with TimeZone=UTC, DateStyle=ISO
 		if o.Table == "" || o.Index == "" {
 			return usagef("--table and --index must not be empty")
 		}
-		if err := dump.CheckQuery(o.Query); err != nil {
+		if err := dumpsql.CheckQuery(o.Query); err != nil {
 			return usageError{err}
 		}
 		return a.export(ctx, &out, func(conn *pgx.Conn, w io.Writer) error {
 			bar := progress.New(a.stderr, progress.Enabled(a.stderr, a.quiet), -1, "dump-sql", "rows")
 			defer bar.Finish()
-			_, err := dump.DumpSQL(ctx, conn, o, w, bar)
+			o.Progress = func(rows int64) { bar.Set(rows, "") }
+			_, err := dumpsql.Run(ctx, conn, o, w)
 			return err
 		})
 	})

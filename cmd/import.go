@@ -5,12 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -89,65 +85,39 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 		if err := f.read.check(); err != nil {
 			return err
 		}
-		for _, fl := range []struct{ name, id string }{{"--resume", f.resume}, {"--run-id", f.runID}} {
-			if fl.id != "" && bulkimport.CheckID(fl.id) != nil {
-				return usagef("%s %q: %v", fl.name, fl.id, bulkimport.ErrBadID)
-			}
-		}
 		dir, err := bulkimport.StateDir(f.stateDir, a.getenv)
 		if err != nil {
 			return usageError{err}
 		}
 		store := bulkimport.Store{Dir: dir}
-		spec := ""
+		req := bulkimport.Request{Stdin: a.stdin, Resume: f.resume, RunID: f.runID,
+			ManifestDir: f.manifestDir, ManifestPath: f.manifestPath}
 		if len(args) == 1 {
-			spec = args[0]
+			req.Manifest = args[0]
 		}
-		if f.resume != "" {
-			st, err := store.Read(f.resume)
-			if err != nil {
-				return err
-			}
-			if st.Manifest == "" {
-				return fmt.Errorf("import %q was read from stdin: run fhirbulk import with its manifest again", f.resume)
-			}
-			spec = st.Manifest
-		}
-		data, mdir, mpath, err := a.readManifest(spec, f)
-		if err != nil {
-			return err
-		}
-		m, err := bulkimport.ParseManifest(data, mdir, mpath)
+		plan, err := store.Plan(req, time.Now())
 		var me *bulkimport.ManifestError
-		if errors.As(err, &me) {
+		if errors.As(err, &me) || errors.Is(err, bulkimport.ErrBadID) {
 			return usageError{err}
 		} else if err != nil {
 			return err
 		}
-		id := firstOf(f.runID, m.ID, f.resume)
-		if f.resume != "" && m.ID != "" && m.ID != f.resume {
-			return fmt.Errorf("the manifest %s now has id %q, not %q", mpath, m.ID, f.resume)
-		}
-		if id == "" {
-			id = bulkimport.NewID(time.Now())
-		}
 		dsn := pg.ResolveDSN(a.db, a.getenv)
 		if f.detach {
-			return a.detach(ctx, store, id, data, mdir, m, f, dsn)
+			return a.detach(ctx, store, plan, f, dsn)
 		}
 		opts := bulkimport.Options{DSN: dsn, Store: store, Parallel: f.parallel, FHIR: f.fhir, Force: f.force,
-			Source: f.read.sourceOptions(a), MaxLineSize: int(f.read.maxLine)}
-		show := progress.Enabled(a.stderr, a.quiet)
-		var bar *progress.Bar
-		if show {
-			bar = progress.New(a.stderr, true, -1, "import "+id, "resources")
+			Source: f.read.sourceOptions(a), MaxLineSize: int(f.read.maxLine),
+			Warn: func(err error) { fmt.Fprintf(a.stderr, "fhirbulk: %s\n", errorLine(err)) }}
+		if progress.Enabled(a.stderr, a.quiet) {
+			bar := progress.New(a.stderr, true, -1, "import "+plan.ID, "resources")
+			defer bar.Finish()
 			opts.Progress = func(st bulkimport.State) {
 				done, n := st.Done()
-				bar.Set(n, fmt.Sprintf("import %s: %d/%d inputs", id, done, len(st.Inputs)))
+				bar.Set(n, fmt.Sprintf("import %s: %d/%d inputs", plan.ID, done, len(st.Inputs)))
 			}
 		}
-		st, err := bulkimport.Run(ctx, m, id, opts)
-		bar.Finish()
+		st, err := bulkimport.Run(ctx, plan.Manifest, plan.ID, opts)
 		if err != nil {
 			return err
 		}
@@ -155,83 +125,26 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 		if _, err := fmt.Fprintln(a.stdout, string(out)); err != nil {
 			return err
 		}
-		switch st.Status {
-		case bulkimport.StatusInterrupted:
+		if st.Status == bulkimport.StatusInterrupted {
 			return ctx.Err()
-		case bulkimport.StatusFailed:
-			failed := 0
-			for _, in := range st.Inputs {
-				if in.Status == bulkimport.StatusFailed {
-					failed++
-				}
-			}
-			return fmt.Errorf("import %s failed: %d of %d inputs failed (fhirbulk status %s)", id, failed, len(st.Inputs), id)
 		}
-		return nil
+		return st.Err()
 	})
 	return c
 }
 
-func firstOf(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
-// readManifest returns the manifest's bytes, the folder its relative paths
-// start from, and its absolute path ("" for stdin).
-func (a *app) readManifest(spec string, f importFlags) (data []byte, dir, path string, err error) {
-	if spec == "-" {
-		data, err = io.ReadAll(a.stdin)
-		if err != nil {
-			return nil, "", "", err
-		}
-		dir, path = f.manifestDir, f.manifestPath
-		if dir == "" {
-			if dir, err = os.Getwd(); err != nil {
-				return nil, "", "", err
-			}
-		}
-		return data, dir, path, nil
-	}
-	path, err = filepath.Abs(spec)
-	if err != nil {
-		return nil, "", "", err
-	}
-	data, err = os.ReadFile(path)
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return nil, "", "", usagef("manifest %s: %v", spec, err)
-	}
-	return data, filepath.Dir(path), path, nil
-}
-
-// detach starts the import in a process of its own (its own session, no
-// terminal, stdin/stdout/stderr not the parent's) and returns once its state
-// file exists. The manifest goes to the child through a pipe, the database
-// URL through its environment (not its arguments, which any user can list).
-func (a *app) detach(ctx context.Context, store bulkimport.Store, id string, manifest []byte, mdir string, m *bulkimport.Manifest, f importFlags, dsn string) error {
-	if store.Running(id) {
-		return fmt.Errorf("import %q %v", id, bulkimport.ErrRunning)
-	}
-	if err := os.MkdirAll(store.Dir, 0o700); err != nil {
-		return err
-	}
+// detach runs the import in a background process: this same program, told
+// by hidden flags what this one decided.
+func (a *app) detach(ctx context.Context, store bulkimport.Store, plan *bulkimport.Plan, f importFlags, dsn string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
 	args := []string{"import", "-", "-q", "--state-dir", store.Dir, "--parallel", strconv.Itoa(f.parallel),
-		"--run-id", id, "--manifest-dir", mdir,
+		"--run-id", plan.ID, "--manifest-dir", plan.Manifest.Dir,
 		"--max-line-size", strconv.FormatInt(int64(f.read.maxLine), 10), "--http-idle-timeout", f.read.idleTimeout.String()}
-	if m.Path != "" {
-		args = append(args, "--manifest-path", m.Path)
+	if plan.Manifest.Path != "" {
+		args = append(args, "--manifest-path", plan.Manifest.Path)
 	}
 	if f.fhir {
 		args = append(args, "--fhir")
@@ -239,69 +152,17 @@ func (a *app) detach(ctx context.Context, store bulkimport.Store, id string, man
 	if f.force {
 		args = append(args, "--force")
 	}
-	logf, err := store.OpenLog(id)
+	// The database URL goes in the environment: any user can list arguments.
+	env := append(os.Environ(), "DATABASE_URL="+dsn)
+	d, err := store.Detach(ctx, plan.ID, plan.Raw, exe, args, env)
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
-	child := exec.Command(exe, args...)
-	child.Env = append(os.Environ(), "DATABASE_URL="+dsn)
-	child.Stdout, child.Stderr = logf, logf
-	child.SysProcAttr = bulkimport.DetachedProcAttr()
-	in, err := child.StdinPipe()
-	if err != nil {
-		return err
+	fmt.Fprintln(a.stdout, plan.ID)
+	if d.Ended {
+		fmt.Fprintf(a.stderr, "import %s ran in the background and has ended; see: fhirbulk status %s\n", plan.ID, plan.ID)
+	} else {
+		fmt.Fprintf(a.stderr, "import %s runs in the background (pid %d); follow it with: fhirbulk status %s --watch\n", plan.ID, d.PID, plan.ID)
 	}
-	if err := child.Start(); err != nil {
-		return err
-	}
-	in.Write(manifest) //nolint:errcheck // a child that died early is reported below
-	in.Close()
-	exited := make(chan error, 1)
-	go func() { exited <- child.Wait() }()
-	deadline := time.After(30 * time.Second)
-	started := func() bool {
-		st, err := store.Read(id)
-		return err == nil && st.PID == child.Process.Pid
-	}
-	for {
-		select {
-		case <-exited:
-			// It may have run to its end already (a small import): then its
-			// state file tells how it went, as for any detached import.
-			if started() {
-				fmt.Fprintln(a.stdout, id)
-				fmt.Fprintf(a.stderr, "import %s ran in the background and has ended; see: fhirbulk status %s\n", id, id)
-				return nil
-			}
-			return fmt.Errorf("the detached import stopped at once: %s", lastLine(logf))
-		case <-deadline:
-			return fmt.Errorf("the detached import (pid %d) did not start within 30s: see %s", child.Process.Pid, store.LogPath(id))
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if !started() {
-			continue
-		}
-		fmt.Fprintln(a.stdout, id)
-		fmt.Fprintf(a.stderr, "import %s runs in the background (pid %d); follow it with: fhirbulk status %s --watch\n", id, child.Process.Pid, id)
-		return nil
-	}
-}
-
-// lastLine is the last non-empty line of the log, for an error message.
-// It is read from the file the child wrote to, not opened again by name.
-func lastLine(log *os.File) string {
-	const tail = 4 << 10
-	size := int64(0)
-	if fi, err := log.Stat(); err == nil {
-		size = fi.Size()
-	}
-	data, _ := io.ReadAll(io.NewSectionReader(log, max(size-tail, 0), tail))
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	if last := strings.TrimSpace(lines[len(lines)-1]); last != "" {
-		return printable(strings.TrimPrefix(last, "fhirbulk: "))
-	}
-	return "no message (see " + log.Name() + ")"
+	return nil
 }

@@ -3,14 +3,12 @@ package cmd
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fhirbulk/fhirbulk/pkg/load"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/progress"
-	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
 func (a *app) loadCmd() *cobra.Command {
@@ -70,37 +68,30 @@ counts as one line of JSON on stdout.`,
 		defer conn.Close(context.Background())
 		layout := &pg.Layout{DSN: dsn}
 		defer layout.Close()
-		show := progress.Enabled(a.stderr, a.quiet)
-		var bar *progress.Bar
 		l := &load.Loader{Conn: conn, Layout: layout, Opts: opts}
-		if show {
-			l.Progress = func(src *source.Reader, lines int64) {
+		if progress.Enabled(a.stderr, a.quiet) {
+			var bar *progress.Bar
+			l.Progress = func(e load.Event) {
+				if e.Phase == load.Done || e.Phase == load.Failed {
+					bar.Finish()
+					bar = nil
+					return
+				}
 				if bar == nil {
 					// One byte more than the source, so that the bar stays up (and
 					// says "storing") while the server works after the last byte.
-					bar = progress.NewBytes(a.stderr, true, src.Size()+1, "")
+					bar = progress.NewBytes(a.stderr, true, e.Size+1, "")
 				}
-				desc := fmt.Sprintf("load %s: %d lines", src.Name(), lines)
-				if src.Size() >= 0 && src.BytesRead() >= src.Size() {
+				desc := fmt.Sprintf("load %s: %d lines", e.Source, e.Lines)
+				if e.Phase == load.Storing {
 					desc += ", storing"
 				}
-				bar.Set(src.BytesRead(), desc)
+				bar.Set(e.BytesRead, desc)
 			}
 		}
-		total := load.Counts{}
-		var done []string
-		for _, spec := range args {
-			counts, err := l.LoadSource(ctx, spec, in.sourceOptions(a))
-			bar.Finish()
-			bar = nil
-			if err != nil {
-				if len(done) > 0 {
-					return fmt.Errorf("%w; loaded and committed before it: %s", err, strings.Join(done, ", "))
-				}
-				return err
-			}
-			total.Add(counts)
-			done = append(done, source.Redact(spec))
+		total, err := l.LoadAll(ctx, args, in.sourceOptions(a))
+		if err != nil {
+			return err
 		}
 		if opts.Type != "" {
 			_, err = fmt.Fprintf(a.stdout, "{\"total\":%d}\n", total.Total())

@@ -133,7 +133,7 @@ func describe(st *bulkimport.State) string {
 	for _, in := range st.Inputs {
 		detail := fmt.Sprintf("%d resources", in.Total)
 		switch {
-		case in.Status == bulkimport.StatusInProgress && in.BytesTotal > 0 && in.BytesRead >= in.BytesTotal:
+		case in.Status == bulkimport.StatusInProgress && in.Storing:
 			detail = fmt.Sprintf("%d resources read, storing", in.Total)
 		case in.Status == bulkimport.StatusInProgress && in.BytesTotal > 0:
 			detail += fmt.Sprintf(", %s of %s (%d%%)", mb(in.BytesRead), mb(in.BytesTotal), in.BytesRead*100/in.BytesTotal)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+
+	"github.com/fhirbulk/fhirbulk/pkg/sink"
 )
 
 // noFollow opens a symbolic link (a reparse point) itself rather than its
@@ -50,7 +52,7 @@ func lockFile(path string) (*os.File, error) {
 		return nil, ErrRunning
 	}
 	if err != nil {
-		return nil, fmt.Errorf("state file %s: %w", path, unwrapPath(err))
+		return nil, sink.FileError("state file", path, err)
 	}
 	return f, nil
 }

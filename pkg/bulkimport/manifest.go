@@ -31,6 +31,7 @@ type Manifest struct {
 	Update          bool   // keep history, as load --history
 	Inputs          []Input
 	Path            string // the manifest file's absolute path; "" for stdin
+	Dir             string // the folder its relative paths are resolved against
 }
 
 // Input is one source of one resource type.
@@ -75,57 +76,15 @@ func ParseManifest(data []byte, dir, path string) (*Manifest, error) {
 	if doc == nil {
 		return nil, manifestErr("empty")
 	}
-	m := &Manifest{Path: path}
 	for _, k := range sortedKeys(doc) {
 		if !topKeys[k] {
 			return nil, manifestErr("unknown key %s", shown(k))
 		}
 	}
-	var err error
-	if m.ID, err = stringKey(doc, "id", ""); err != nil {
+	m := &Manifest{Path: path, Dir: dir}
+	if err := m.parseSettings(doc); err != nil {
 		return nil, err
 	}
-	if m.ID != "" && CheckID(m.ID) != nil {
-		return nil, manifestErr("id %s: use letters, digits, '.', '_' and '-' (at most 128)", shown(m.ID))
-	}
-	format, err := stringKey(doc, "inputFormat", "")
-	if err != nil {
-		return nil, err
-	}
-	switch format {
-	case "application/fhir+ndjson":
-		m.FHIR = true
-	case "", "application/ndjson", "application/x-ndjson", "application/aidbox+ndjson":
-	default:
-		return nil, manifestErr("inputFormat %s: want application/fhir+ndjson (FHIR) or application/ndjson (Aidbox)", shown(format))
-	}
-	typ, err := stringKey(doc, "type", "")
-	if err != nil {
-		return nil, err
-	}
-	switch typ {
-	case "fhir":
-		m.FHIR = true
-	case "", "aidbox":
-	default:
-		return nil, manifestErr("type %s: want fhir or aidbox", shown(typ))
-	}
-	if m.ContentEncoding, err = stringKey(doc, "contentEncoding", ""); err != nil {
-		return nil, err
-	}
-	switch m.ContentEncoding {
-	case "", "gzip", "plain", "identity", "none":
-	default:
-		return nil, manifestErr("contentEncoding %s: want gzip or plain", shown(m.ContentEncoding))
-	}
-	if u, ok := doc["update"]; ok {
-		b, isBool := u.(bool)
-		if !isBool {
-			return nil, manifestErr("update: want true or false")
-		}
-		m.Update = b
-	}
-
 	list, key := doc["inputs"], "inputs"
 	if list == nil {
 		list, key = doc["input"], "input"
@@ -138,53 +97,109 @@ func ParseManifest(data []byte, dir, path string) (*Manifest, error) {
 		return nil, manifestErr("no inputs (a list of {resourceType, url})")
 	}
 	for i, it := range items {
-		at := fmt.Sprintf("%s[%d]", key, i)
-		obj, ok := it.(map[string]any)
-		if !ok {
-			return nil, manifestErr("%s: want {resourceType, url}", at)
-		}
-		for _, k := range sortedKeys(obj) {
-			if !inputKeys[k] {
-				return nil, manifestErr("%s: unknown key %s", at, shown(k))
-			}
-		}
-		rt, err := stringKey(obj, "resourceType", at+".")
+		in, err := parseInput(it, fmt.Sprintf("%s[%d]", key, i), dir)
 		if err != nil {
 			return nil, err
 		}
-		if rt == "" {
-			if rt, err = stringKey(obj, "type", at+"."); err != nil {
-				return nil, err
-			}
-		}
-		if rt == "" {
-			return nil, manifestErr("%s: no resourceType", at)
-		}
-		if err := pg.ValidateType(rt); err != nil {
-			if source.Redact(rt) != rt { // pg's message quotes it whole
-				return nil, manifestErr("%s.resourceType %s: not a resource type", at, shown(rt))
-			}
-			return nil, manifestErr("%s.resourceType: %v", at, err)
-		}
-		u, err := stringKey(obj, "url", at+".")
-		if err != nil {
-			return nil, err
-		}
-		if u == "" {
-			return nil, manifestErr("%s: no url", at)
-		}
-		if !source.IsURL(u) {
-			if strings.Contains(u, "://") {
-				return nil, manifestErr("%s.url %s: only http(s) URLs and local paths", at, source.Redact(u))
-			}
-			u = strings.TrimPrefix(u, "file:")
-			if !filepath.IsAbs(u) {
-				u = filepath.Join(dir, u)
-			}
-		}
-		m.Inputs = append(m.Inputs, Input{ResourceType: rt, URL: u})
+		m.Inputs = append(m.Inputs, in)
 	}
 	return m, nil
+}
+
+// parseSettings reads the top-level keys other than the inputs.
+func (m *Manifest) parseSettings(doc map[string]any) error {
+	var err error
+	if m.ID, err = stringKey(doc, "id", ""); err != nil {
+		return err
+	}
+	if m.ID != "" && CheckID(m.ID) != nil {
+		return manifestErr("id %s: use letters, digits, '.', '_' and '-' (at most 128)", shown(m.ID))
+	}
+	format, err := stringKey(doc, "inputFormat", "")
+	if err != nil {
+		return err
+	}
+	switch format {
+	case "application/fhir+ndjson":
+		m.FHIR = true
+	case "", "application/ndjson", "application/x-ndjson", "application/aidbox+ndjson":
+	default:
+		return manifestErr("inputFormat %s: want application/fhir+ndjson (FHIR) or application/ndjson (Aidbox)", shown(format))
+	}
+	typ, err := stringKey(doc, "type", "")
+	if err != nil {
+		return err
+	}
+	switch typ {
+	case "fhir":
+		m.FHIR = true
+	case "", "aidbox":
+	default:
+		return manifestErr("type %s: want fhir or aidbox", shown(typ))
+	}
+	if m.ContentEncoding, err = stringKey(doc, "contentEncoding", ""); err != nil {
+		return err
+	}
+	switch m.ContentEncoding {
+	case "", "gzip", "plain", "identity", "none":
+	default:
+		return manifestErr("contentEncoding %s: want gzip or plain", shown(m.ContentEncoding))
+	}
+	if u, ok := doc["update"]; ok {
+		b, isBool := u.(bool)
+		if !isBool {
+			return manifestErr("update: want true or false")
+		}
+		m.Update = b
+	}
+	return nil
+}
+
+// parseInput reads one item of the inputs (at names it in errors); a
+// relative path is resolved against dir.
+func parseInput(it any, at, dir string) (Input, error) {
+	obj, ok := it.(map[string]any)
+	if !ok {
+		return Input{}, manifestErr("%s: want {resourceType, url}", at)
+	}
+	for _, k := range sortedKeys(obj) {
+		if !inputKeys[k] {
+			return Input{}, manifestErr("%s: unknown key %s", at, shown(k))
+		}
+	}
+	rt, err := stringKey(obj, "resourceType", at+".")
+	if err == nil && rt == "" {
+		rt, err = stringKey(obj, "type", at+".")
+	}
+	if err != nil {
+		return Input{}, err
+	}
+	if rt == "" {
+		return Input{}, manifestErr("%s: no resourceType", at)
+	}
+	if err := pg.ValidateType(rt); err != nil {
+		if source.Redact(rt) != rt { // pg's message quotes it whole
+			return Input{}, manifestErr("%s.resourceType %s: not a resource type", at, shown(rt))
+		}
+		return Input{}, manifestErr("%s.resourceType: %v", at, err)
+	}
+	u, err := stringKey(obj, "url", at+".")
+	if err != nil {
+		return Input{}, err
+	}
+	if u == "" {
+		return Input{}, manifestErr("%s: no url", at)
+	}
+	if !source.IsURL(u) {
+		if strings.Contains(u, "://") {
+			return Input{}, manifestErr("%s.url %s: only http(s) URLs and local paths", at, source.Redact(u))
+		}
+		u = strings.TrimPrefix(u, "file:")
+		if !filepath.IsAbs(u) {
+			u = filepath.Join(dir, u)
+		}
+	}
+	return Input{ResourceType: rt, URL: u}, nil
 }
 
 func stringKey(obj map[string]any, key, at string) (string, error) {

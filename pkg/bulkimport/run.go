@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +24,9 @@ type Options struct {
 	// MaxLineSize bounds a line (0: no bound).
 	Source      source.Options
 	MaxLineSize int
+	// Warn, when set, is told of trouble that does not stop the import
+	// (the state file could not be rewritten once).
+	Warn func(error)
 	// Progress, when set, is called with a copy of the state when the
 	// import starts and when it ends, and while inputs load every
 	// progressEvery if anything changed (an input started or ended, lines
@@ -195,8 +197,8 @@ func (r *runner) tick(stop <-chan struct{}) {
 	for {
 		select {
 		case <-save.C:
-			if err := r.save(false); err != nil {
-				fmt.Fprintln(os.Stderr, "fhirbulk:", err) // progress is lost, not data: go on
+			if err := r.save(false); err != nil && r.o.Warn != nil {
+				r.o.Warn(err) // progress is lost, not data: go on
 			}
 		case <-show:
 			r.show(false)
@@ -259,7 +261,7 @@ func (r *runner) worker(ctx context.Context, jobs <-chan int) {
 		})
 		counts, err := r.loadInput(ctx, &conn, in, i)
 		r.update(i, func(s *InputState) {
-			s.Duration = time.Since(start).Milliseconds()
+			s.Duration, s.Storing = time.Since(start).Milliseconds(), false
 			switch {
 			case err == nil:
 				s.Status, s.Total, s.Error = StatusFinished, counts.Total(), ""
@@ -297,19 +299,19 @@ func (r *runner) loadInput(ctx context.Context, cp **connection, in Input, i int
 	}
 	l := (*cp).loader
 	l.Opts = load.Options{Type: in.ResourceType, FHIR: r.m.FHIR || r.o.FHIR, History: r.m.Update, MaxLineSize: r.o.MaxLineSize}
-	l.Progress = func(src *source.Reader, lines int64) {
+	l.Progress = func(e load.Event) {
+		if e.Phase != load.Reading && e.Phase != load.Storing {
+			return
+		}
 		r.update(i, func(s *InputState) {
-			s.Total, s.BytesRead, s.BytesTotal = lines, src.BytesRead(), max(src.Size(), 0)
+			s.Total, s.BytesRead, s.BytesTotal = e.Lines, e.BytesRead, max(e.Size, 0)
+			s.Storing = e.Phase == load.Storing
 		})
 	}
 	counts, err := l.LoadSource(ctx, in.URL, r.o.Source)
-	if err != nil {
-		// The message names the source already ("load URL: ..."): keep the reason.
-		msg := err.Error()
-		if rest, ok := strings.CutPrefix(msg, "load "+source.Redact(in.URL)+": "); ok {
-			msg = rest
-		}
-		return nil, errors.New(msg)
+	var se *load.SourceError
+	if errors.As(err, &se) {
+		err = se.Err // the state names the input already: keep the reason
 	}
-	return counts, nil
+	return counts, err
 }

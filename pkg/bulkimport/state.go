@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/fhirbulk/fhirbulk/pkg/sink"
 )
 
 // Import and input statuses.
@@ -58,7 +60,8 @@ type InputState struct {
 	Total      int64  `json:"total"` // resources loaded (lines read while in progress)
 	BytesRead  int64  `json:"bytesRead,omitempty"`
 	BytesTotal int64  `json:"bytesTotal,omitempty"`
-	Duration   int64  `json:"duration"` // milliseconds
+	Storing    bool   `json:"storing,omitempty"` // all read; the server stores it
+	Duration   int64  `json:"duration"`          // milliseconds
 	Error      string `json:"error,omitempty"`
 }
 
@@ -156,7 +159,7 @@ func (s Store) OpenLog(id string) (*os.File, error) {
 
 func (s Store) mkdir() error {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return fmt.Errorf("state folder %s: %w", s.Dir, unwrapPath(err))
+		return sink.FileError("state folder", s.Dir, err)
 	}
 	return nil
 }
@@ -170,12 +173,12 @@ func openState(path string, flag int, perm os.FileMode) (*os.File, error) {
 		if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
 			return nil, fmt.Errorf("state file %s is a symbolic link: not followed", path)
 		}
-		return nil, fmt.Errorf("state file %s: %w", path, unwrapPath(err))
+		return nil, sink.FileError("state file", path, err)
 	}
 	fi, err := f.Stat()
 	switch {
 	case err != nil:
-		err = fmt.Errorf("state file %s: %w", path, unwrapPath(err))
+		err = sink.FileError("state file", path, err)
 	case fi.Mode()&fs.ModeSymlink != 0: // Windows opens the link itself
 		err = fmt.Errorf("state file %s is a symbolic link: not followed", path)
 	case !fi.Mode().IsRegular():
@@ -201,25 +204,8 @@ func (s Store) Write(st *State) error {
 	if err != nil {
 		return err
 	}
-	// CreateTemp makes a new file (O_EXCL), and rename replaces a symbolic
-	// link rather than writing through it.
-	f, err := os.CreateTemp(s.Dir, "."+st.ID+".*.tmp") // 0600
-	if err != nil {
-		return fmt.Errorf("state folder %s: %w", s.Dir, unwrapPath(err))
-	}
-	_, err = f.Write(append(data, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), s.path(st.ID))
-	}
-	if err != nil {
-		os.Remove(f.Name()) //nolint:errcheck
-		return fmt.Errorf("state file %s: %w", s.path(st.ID), unwrapPath(err))
+	if err := sink.WriteFile(s.path(st.ID), append(data, '\n'), 0o600); err != nil {
+		return sink.FileError("state file", s.path(st.ID), err)
 	}
 	return nil
 }
@@ -244,7 +230,7 @@ func (s Store) Read(id string) (*State, error) {
 	data, err := io.ReadAll(f)
 	f.Close()
 	if err != nil {
-		return nil, fmt.Errorf("state file %s: %w", s.path(id), unwrapPath(err))
+		return nil, sink.FileError("state file", s.path(id), err)
 	}
 	st := &State{}
 	if err := json.Unmarshal(data, st); err != nil {
@@ -328,12 +314,4 @@ func (s Store) Running(id string) bool {
 		return false
 	}
 	return lockHeld(s.lockPath(id))
-}
-
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
-	"github.com/fhirbulk/fhirbulk/pkg/progress"
 )
 
 // Options selects what Dump writes.
@@ -23,6 +22,9 @@ type Options struct {
 	Type  string    // resource type, e.g. "Observation"
 	Since time.Time // when not zero: only resources created after it (cts > Since)
 	FHIR  bool      // FHIR format instead of Aidbox format
+	// Progress, when set, is called with the rows written so far, every
+	// 4096 rows and at the end.
+	Progress func(rows int64)
 }
 
 // ParseSince reads a --since value: RFC 3339, or YYYY-MM-DD meaning UTC midnight.
@@ -44,11 +46,15 @@ func ParseSince(s string) (time.Time, error) {
 // spliced together from the row's bytes: the stored jsonb text is compacted
 // and the columns inserted, with no JSON decoding. Memory does not depend on
 // the table size. w should be buffered; Dump writes one line per call.
-func Dump(ctx context.Context, conn *pgx.Conn, opts Options, w io.Writer, bar *progress.Bar) (int64, error) {
+//
+// It reads in the caller's transaction (pg.BeginReadOnly, or one that has
+// set an exported snapshot), so that several dumps, on several connections,
+// can see the database at one instant.
+func Dump(ctx context.Context, tx pgx.Tx, opts Options, w io.Writer) (int64, error) {
 	if err := pg.ValidateType(opts.Type); err != nil {
 		return 0, err
 	}
-	if err := pg.CheckTable(ctx, conn, opts.Type); err != nil {
+	if err := pg.CheckTable(ctx, tx, opts.Type); err != nil {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
@@ -60,7 +66,7 @@ func Dump(ctx context.Context, conn *pgx.Conn, opts Options, w io.Writer, bar *p
 		// time, never from the user's text.
 		query += " WHERE cts > '" + opts.Since.UTC().Format(time.RFC3339Nano) + "'::timestamptz"
 	}
-	sp := &splicer{w: w, bar: bar, typ: opts.Type}
+	sp := &splicer{w: w, progress: opts.Progress, typ: opts.Type}
 	if opts.FHIR {
 		sp.conv = fhirformat.New(fhirformat.ToFHIR)
 	}
@@ -68,12 +74,15 @@ func Dump(ctx context.Context, conn *pgx.Conn, opts Options, w io.Writer, bar *p
 	sp.prefix = ndjson.AppendString(sp.prefix, []byte(opts.Type))
 	sp.prefix = append(sp.prefix, `,"id":`...)
 	rows := &pg.BinaryRows{Row: sp.row}
-	_, err := conn.PgConn().CopyTo(ctx, rows, "COPY ("+query+") TO STDOUT (FORMAT binary)")
+	_, err := tx.Conn().PgConn().CopyTo(ctx, rows, "COPY ("+query+") TO STDOUT (FORMAT binary)")
 	if err == nil {
 		err = rows.Close()
 	}
 	switch {
 	case err == nil:
+		if sp.progress != nil {
+			sp.progress(sp.n)
+		}
 		return sp.n, nil
 	case ctx.Err() != nil:
 		return sp.n, ctx.Err()
@@ -82,20 +91,20 @@ func Dump(ctx context.Context, conn *pgx.Conn, opts Options, w io.Writer, bar *p
 	case sp.werr != nil:
 		return sp.n, sp.werr // the writer failed (a closed pipe, a full disk): its own error
 	default:
-		return sp.n, fmt.Errorf("dump %s: %s", opts.Type, pg.ErrorLine(err))
+		return sp.n, fmt.Errorf("dump %s: %w", opts.Type, pg.Wrap(err))
 	}
 }
 
 // splicer turns binary rows (id, txid, ts, cts, resource) into ndjson lines.
 type splicer struct {
-	w       io.Writer
-	bar     *progress.Bar
-	prefix  []byte // {"resourceType":"T","id":
-	compact []byte // the stored resource, compacted
-	line    []byte // the line being built
-	spans   [3]ndjson.Span
-	n       int64
-	werr    error
+	w        io.Writer
+	progress func(rows int64)
+	prefix   []byte // {"resourceType":"T","id":
+	compact  []byte // the stored resource, compacted
+	line     []byte // the line being built
+	spans    [3]ndjson.Span
+	n        int64
+	werr     error
 
 	// FHIR output
 	typ     string
@@ -185,7 +194,9 @@ func (s *splicer) row(f [][]byte) error {
 		return err
 	}
 	s.n++
-	s.bar.Add(1)
+	if s.progress != nil && s.n&4095 == 0 {
+		s.progress(s.n)
+	}
 	return nil
 }
 
@@ -229,9 +240,7 @@ func appendStoredMeta(b, meta, created []byte) []byte {
 				return true
 			}
 		}
-		b = append(b, ',', '"')
-		b = append(b, key...)
-		b = append(b, '"', ':')
+		b = ndjson.AppendKey(append(b, ','), key)
 		if fhir && string(key) == "extension" && len(value) > 0 && value[0] == '[' {
 			b = appendExtensions(b, value, created)
 			extended = true

@@ -17,8 +17,6 @@ package fhirformat
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
 	"strings"
 	"sync"
 
@@ -134,8 +132,8 @@ func New(dir Direction) *Converter {
 	return &Converter{t: loadTable(), dir: dir, levels: make([]level, maxDepth+4)}
 }
 
-// ErrNotObject is returned for input that is not a JSON object.
-var ErrNotObject = errors.New("not a JSON object")
+// errNotObject is returned for a resource that is not a JSON object.
+var errNotObject = &ndjson.SyntaxError{Reason: "not an object"}
 
 // Resource appends the converted form of the compact JSON object res to
 // dst. Its type comes from its resourceType member; an unknown type passes
@@ -152,16 +150,16 @@ func (c *Converter) ResourceOfType(dst, res []byte, typ string) ([]byte, error) 
 
 func (c *Converter) resource(dst, res []byte, typ string, depth int) ([]byte, error) {
 	if len(res) == 0 || res[0] != '{' {
-		return dst, ErrNotObject
+		return dst, errNotObject
 	}
 	if depth > maxDepth {
-		return dst, errors.New("nested too deep")
+		return dst, &ndjson.SyntaxError{Reason: "nested too deep"}
 	}
 	lv := c.level(depth)
 	var err error
 	lv.members, err = ndjson.SplitMembers(lv.members[:0], res)
 	if err != nil {
-		return dst, fmt.Errorf("%w (%s)", ErrNotObject, strings.TrimPrefix(err.Error(), ndjson.ErrMalformed.Error()+": "))
+		return dst, err
 	}
 	ctx := c.t.resources[typ]
 	if typ == "" {
@@ -194,7 +192,7 @@ func (c *Converter) object(dst, obj []byte, ctx *elemCtx, depth int) ([]byte, er
 		return append(dst, obj...), nil // not an object where one belongs: leave it
 	}
 	if depth > maxDepth {
-		return dst, errors.New("nested too deep")
+		return dst, &ndjson.SyntaxError{Reason: "nested too deep"}
 	}
 	lv := c.level(depth)
 	var err error
@@ -249,7 +247,7 @@ func (c *Converter) members(dst []byte, ms []ndjson.Member, ctx *elemCtx, depth 
 			}
 		default:
 			sep()
-			dst = appendKey(dst, m.Key)
+			dst = ndjson.AppendKey(dst, m.Key)
 			if dst, err = c.value(dst, m.Value, e, depth+1); err != nil {
 				return dst, err
 			}
@@ -267,14 +265,8 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func appendKey(dst, key []byte) []byte {
-	dst = append(dst, '"')
-	dst = append(dst, key...)
-	return append(dst, '"', ':')
-}
-
 func appendMember(dst []byte, m ndjson.Member) []byte {
-	return append(appendKey(dst, m.Key), m.Value...)
+	return ndjson.AppendMember(dst, m.Key, m.Value)
 }
 
 // value converts the value of a complex, Reference or Resource element: an
@@ -452,7 +444,7 @@ func (c *Converter) referenceToAidbox(dst []byte, ms []ndjson.Member, ctx *elemC
 // converted as the Reference datatype says (identifier, extension).
 func (c *Converter) referenceMember(dst []byte, m ndjson.Member, ctx *elemCtx, depth int) ([]byte, error) {
 	if e := ctx.elems[string(m.Key)]; e != nil && e.kind != kChoice && e.kind != kChoiceBase {
-		dst = appendKey(dst, m.Key)
+		dst = ndjson.AppendKey(dst, m.Key)
 		return c.value(dst, m.Value, e, depth+1)
 	}
 	return appendMember(dst, m), nil

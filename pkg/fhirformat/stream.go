@@ -2,9 +2,7 @@ package fhirformat
 
 import (
 	"context"
-	"errors"
 	"io"
-	"strings"
 
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 )
@@ -33,7 +31,7 @@ func Stream(ctx context.Context, r io.Reader, w io.Writer, dir Direction, maxLin
 				out, cerr = c.Resource(out[:0], compact)
 			}
 			if cerr != nil {
-				return n, &ndjson.LineError{Line: lines.Line(), Reason: reason(cerr)}
+				return n, &ndjson.LineError{Line: lines.Line(), Reason: ndjson.LineReason(cerr)}
 			}
 			out = append(out, '\n')
 			if _, werr := w.Write(out); werr != nil {
@@ -45,13 +43,4 @@ func Stream(ctx context.Context, r io.Reader, w io.Writer, dir Direction, maxLin
 			return n, nil
 		}
 	}
-}
-
-// reason words a conversion error for a person.
-func reason(err error) string {
-	msg := strings.TrimPrefix(err.Error(), ndjson.ErrMalformed.Error()+": ")
-	if errors.Is(err, ErrNotObject) || msg == "not an object" {
-		return "not a JSON object"
-	}
-	return "invalid JSON: " + msg
 }

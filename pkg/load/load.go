@@ -1,15 +1,21 @@
 // Package load upserts ndjson resources into the Aidbox storage layout, the
 // way Aidbox's $load does: no validation, a raw upsert by id, for speed.
 //
-// One source is one transaction. Its lines stream through a binary COPY
-// into a temporary staging table partitioned by resource type (a line of a
-// new type ends the COPY, its partition is made, the next COPY goes on), so
-// a source of mixed types is routed without being held in memory. Then, per
-// type, one INSERT ... SELECT moves the rows into the type's table. That
-// plain INSERT is the fast path; when it meets an id that exists (or one
-// the source repeats) it is rolled back to a savepoint and the upsert path
-// runs instead: deduplicate (the last line wins), copy old versions to
-// history when asked, UPDATE the existing ids, INSERT the new ones.
+// One source is one transaction, tables included: a type's tables are made
+// inside it when missing (pg.Layout), so a load that fails leaves nothing.
+//
+// A typed load into a missing or empty table is one binary COPY of rows in
+// their final form straight into it. Otherwise the lines stream through a
+// binary COPY into the connection's staging table, partitioned by resource
+// type (a line of a new type ends the COPY, its partition is made, the next
+// COPY goes on), so a source of mixed types is routed without being held in
+// memory. Then, per type, in the one order every process uses, the load
+// takes the type's writer lock (pg.LockType) and moves the rows with one
+// INSERT ... SELECT. That plain INSERT is the fast path; when it meets an id
+// that exists (or one the source repeats) it is rolled back to a savepoint
+// and the upsert path runs instead: deduplicate (the last line wins), copy
+// old versions to history when asked, UPDATE the existing ids, INSERT the
+// new ones.
 //
 // Staging the resource as text and casting it once in the INSERT measured
 // faster than COPYing it as jsonb, and keeps the line number beside every
@@ -90,10 +96,7 @@ func ParseMerge(s string) (*Merge, error) {
 			return true
 		}
 		keys = append(keys, k)
-		m.members = append(m.members, ',', '"')
-		m.members = append(m.members, key...)
-		m.members = append(m.members, '"', ':')
-		m.members = append(m.members, value...)
+		m.members = ndjson.AppendMember(append(m.members, ','), key, value)
 		return true
 	})
 	if bad != nil {
@@ -154,9 +157,10 @@ type Loader struct {
 	// takes its writer lock; it hands out txids on a connection of its own.
 	Layout *pg.Layout
 	Opts   Options
-	// Progress, when set, is called as lines are read (every few thousand)
-	// with the number of lines read so far of the current source.
-	Progress func(src *source.Reader, lines int64)
+	// Progress, when set, is told how each source goes: as lines are read
+	// (every few thousand), when the server stores what was read, and when
+	// the source is committed or rolled back.
+	Progress func(Event)
 
 	stage stage
 	spare *stager // the last source's stager, whose buffers the next one reuses
@@ -185,10 +189,97 @@ const restartTries = 3
 // loaded again through the staging table, which handles or names it.
 var errNotDirect = errors.New("direct COPY failed")
 
+// Phase is where the load of a source is.
+type Phase int
+
+// The phases of a source, in order; it ends Done or Failed.
+const (
+	Reading Phase = iota // lines are read and staged
+	Storing              // all is read; the server stores it
+	Done                 // committed
+	Failed               // nothing of it committed
+)
+
+// Event is one report of a source's progress.
+type Event struct {
+	Source    string // as it may be shown (redacted)
+	Phase     Phase
+	Lines     int64 // lines read so far
+	BytesRead int64 // of the raw (maybe compressed) stream
+	Size      int64 // of the raw stream, -1 when unknown
+	Counts    Counts
+}
+
+// SourceError is a source that failed: its name as it may be shown
+// (redacted), and why. Nothing of it was committed.
+type SourceError struct {
+	Source string
+	Err    error
+}
+
+func (e *SourceError) Error() string { return "load " + e.Source + ": " + e.Err.Error() }
+func (e *SourceError) Unwrap() error { return e.Err }
+
+// PartialError is a run of sources (LoadAll) that stopped at a failed one
+// after others were committed.
+type PartialError struct {
+	Committed []string // the sources committed before, as shown
+	Err       error    // the failure, a *SourceError
+}
+
+func (e *PartialError) Error() string {
+	return e.Err.Error() + "; loaded and committed before it: " + strings.Join(e.Committed, ", ")
+}
+func (e *PartialError) Unwrap() error { return e.Err }
+
+// LoadAll loads the sources one after another, each in a transaction of its
+// own, and stops at the first that fails; the sources after it are not
+// read. When some were committed before it, the error is a *PartialError
+// that names them.
+func (l *Loader) LoadAll(ctx context.Context, specs []string, opts source.Options) (Counts, error) {
+	total := Counts{}
+	var done []string
+	for _, spec := range specs {
+		counts, err := l.LoadSource(ctx, spec, opts)
+		if err != nil {
+			if len(done) > 0 && !isContext(err) {
+				err = &PartialError{Committed: done, Err: err}
+			}
+			return total, err
+		}
+		total.Add(counts)
+		done = append(done, source.Redact(spec))
+	}
+	return total, nil
+}
+
 // LoadSource opens spec and loads it in one transaction. An HTTP source that
 // breaks off and cannot be resumed is loaded again from the start (nothing
-// of the broken try was committed).
+// of the broken try was committed). Its errors are *SourceError, but for
+// an interruption (the context's error).
 func (l *Loader) LoadSource(ctx context.Context, spec string, opts source.Options) (Counts, error) {
+	counts, name, err := l.loadSource(ctx, spec, opts)
+	switch {
+	case err == nil:
+		l.report(Event{Source: name, Phase: Done, Counts: counts})
+	case isContext(err):
+		l.report(Event{Source: name, Phase: Failed})
+	default:
+		var se *source.Error
+		if errors.As(err, &se) && se.Source == name {
+			err = se.Err // the name is said once, by SourceError
+		}
+		err = &SourceError{Source: name, Err: err}
+		l.report(Event{Source: name, Phase: Failed})
+	}
+	return counts, err
+}
+
+func (l *Loader) loadSource(ctx context.Context, spec string, opts source.Options) (Counts, string, error) {
+	name := source.Redact(spec)
+	if spec == "-" {
+		name = "stdin"
+	}
 	// Only a source that can be read twice may try the direct path.
 	allowDirect := l.Opts.Type != "" && spec != "-"
 	for restarts := 0; ; {
@@ -198,10 +289,7 @@ func (l *Loader) LoadSource(ctx context.Context, spec string, opts source.Option
 		src, err := source.Open(srcCtx, spec, opts)
 		if err != nil {
 			cancel()
-			if isContext(err) {
-				return nil, err
-			}
-			return nil, fmt.Errorf("load %w", err)
+			return nil, name, err
 		}
 		counts, err := l.load(ctx, src, allowDirect, cancel)
 		cancel()
@@ -213,10 +301,21 @@ func (l *Loader) LoadSource(ctx context.Context, spec string, opts source.Option
 		case errors.Is(err, source.ErrRestart) && restarts < restartTries-1 && ctx.Err() == nil:
 			restarts++
 			continue
-		case err != nil && !isContext(err):
-			err = fmt.Errorf("load %s: %w", src.Name(), err)
 		}
-		return counts, err
+		return counts, src.Name(), err
+	}
+}
+
+func (l *Loader) report(e Event) {
+	if l.Progress != nil {
+		l.Progress(e)
+	}
+}
+
+// progress reports how far the source src is read, and in which phase.
+func (l *Loader) progress(src *source.Reader, phase Phase, lines int64) {
+	if l.Progress != nil {
+		l.Progress(Event{Source: src.Name(), Phase: phase, Lines: lines, BytesRead: src.BytesRead(), Size: src.Size()})
 	}
 }
 
@@ -231,7 +330,7 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 		cs.finish()
 	}()
 	if l.Progress != nil {
-		st.onLine = func(n int64) { l.Progress(src, n) }
+		st.onLine = func(n int64) { l.progress(src, Reading, n) }
 	}
 	if err := l.prepareStage(ctx); err != nil {
 		return nil, l.dbError(ctx, err, st)
@@ -289,9 +388,7 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 			return nil, l.dbError(ctx, err, st)
 		}
 	}
-	if l.Progress != nil {
-		l.Progress(src, st.line)
-	}
+	l.progress(src, Storing, st.line)
 	// Writers of one type take turns (pg.LockType); a source of several types
 	// takes their locks in the one order every process uses.
 	types := slices.Clone(st.order)
@@ -414,7 +511,7 @@ func (l *Loader) directCandidate(ctx context.Context, tx pgx.Tx) (time.Time, boo
 // and the source is loaded again the staged way.
 func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, st *stager, cs *copySource, now time.Time) (Counts, error) {
 	st.direct = &direct{
-		now:   now.UnixMicro() - pgEpochMicros,
+		now:   now,
 		txids: &txidBlocks{fetch: func(n int) ([]int64, error) { return l.Layout.NextTxids(ctx, n) }},
 	}
 	st.known[l.Opts.Type] = true
@@ -428,9 +525,7 @@ func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, 
 	case err != nil:
 		return nil, errNotDirect
 	}
-	if l.Progress != nil {
-		l.Progress(src, st.line)
-	}
+	l.progress(src, Storing, st.line)
 	if err := tx.Commit(ctx); err != nil {
 		return nil, l.dbError(ctx, err, st)
 	}
@@ -489,7 +584,7 @@ func (l *Loader) dbError(ctx context.Context, err error, st *stager) error {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case l.Conn.IsClosed():
-		return fmt.Errorf("lost the connection to the server after line %d (nothing of this source was committed): %s", st.line, sqlError(err))
+		return fmt.Errorf("lost the connection to the server after line %d (nothing of this source was committed): %w", st.line, sqlError(err))
 	}
 	return sqlError(err)
 }
@@ -631,16 +726,7 @@ func pgCode(err error) string {
 	return ""
 }
 
-func sqlError(err error) error {
-	if err == nil {
-		return nil
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return errors.New(pg.ErrorLine(err))
-	}
-	return err
-}
+func sqlError(err error) error { return pg.Wrap(err) }
 
 // quoteLiteral quotes a resource type name (already validated to
 // [A-Za-z0-9]) as an SQL string literal; DDL takes no parameters.

@@ -2,7 +2,6 @@ package load
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -26,30 +25,39 @@ import (
 // (the tuple is kept in pending); the caller creates the partition, calls
 // admit and runs the next COPY, which starts with that tuple.
 type stager struct {
-	in    *ndjson.LineReader
-	typ   string // --type, or "" to route by resourceType
-	merge *Merge
-	strip bool
+	lineParser
+	in *ndjson.LineReader
 
-	line    int64                 // number of the last line read
-	counts  map[string]int64      // lines staged per type
-	known   map[string]bool       // types with a partition
-	names   map[string]string     // resourceType names seen and checked
-	tables  map[string]string     // their table names, to the name first seen
-	order   []string              // types in order of first appearance
-	newType string                // a type waiting for its partition
-	pending []byte                // its tuple
-	err     error                 // why staging stopped, when it did on bad input or a read error
-	onLine  func(n int64)         // progress, called every 4096 lines (may be nil)
-	direct  *direct               // final-form rows straight into the table (typed loads only)
-	conv    *fhirformat.Converter // FHIR input: converted to Aidbox format first (nil: none)
-	ids     idHashes              // to tell whether a type has repeated ids
+	line    int64            // number of the last line read
+	counts  map[string]int64 // lines staged per type
+	known   map[string]bool  // types with a partition
+	order   []string         // types in order of first appearance
+	newType string           // a type waiting for its partition
+	pending []byte           // its tuple
+	err     error            // why staging stopped, when it did on bad input or a read error
+	onLine  func(n int64)    // progress, called every 4096 lines (may be nil)
+	direct  *direct          // final-form rows straight into the table (typed loads only)
+	ids     idHashes         // to tell whether a type has repeated ids
 
 	out     []byte // encoded COPY data not yet handed to CopyFrom
 	outPos  int
 	started bool // this COPY's header was sent
 	ended   bool // this COPY's trailer was queued
 	eof     bool // the input is exhausted
+}
+
+// lineParser turns one ndjson line into the resource to store: it checks
+// the line, converts FHIR input, finds id, resourceType and meta with the
+// byte scanner, and splices the stored JSON (buildResource). It keeps its
+// buffers from line to line.
+type lineParser struct {
+	typ    string // --type, or "" to route by resourceType
+	merge  *Merge
+	strip  bool
+	conv   *fhirformat.Converter // FHIR input: converted to Aidbox format first (nil: none)
+	keys   []string              // the top-level keys looked for: id, resourceType, meta, --merge's
+	names  map[string]string     // resourceType names seen and checked
+	tables map[string]string     // their table names, to the name first seen
 
 	// Scratch, reused for every line.
 	compact  []byte
@@ -57,7 +65,6 @@ type stager struct {
 	fhirIn   []byte
 	fhirOut  []byte
 	spans    []ndjson.Span
-	keys     []string
 	res      []byte
 }
 
@@ -74,29 +81,40 @@ const (
 // small sources would otherwise allocate megabytes per source.
 func newStager(r io.Reader, o Options, prev *stager) *stager {
 	s := &stager{
-		typ:    o.Type,
-		merge:  o.Merge,
-		strip:  o.StripNulls,
 		counts: map[string]int64{},
 		known:  map[string]bool{},
-		keys:   []string{"id", "resourceType", "meta"},
 	}
 	if prev != nil {
 		prev.in.Reset(r)
-		s.in, s.conv = prev.in, prev.conv
-		s.out, s.pending, s.res = prev.out[:0], prev.pending[:0], prev.res[:0]
-		s.compact, s.stripped, s.fhirIn, s.fhirOut = prev.compact[:0], prev.stripped[:0], prev.fhirIn[:0], prev.fhirOut[:0]
+		s.in = prev.in
+		s.out, s.pending = prev.out[:0], prev.pending[:0]
+		s.lineParser = prev.lineParser.reset(o)
 	} else {
 		s.in = ndjson.NewLineReaderMax(r, o.MaxLineSize)
-	}
-	if o.Merge != nil {
-		s.keys = append(s.keys, o.Merge.keys...)
-	}
-	s.spans = make([]ndjson.Span, len(s.keys))
-	if o.FHIR && s.conv == nil {
-		s.conv = fhirformat.New(fhirformat.ToAidbox)
+		s.lineParser = lineParser{}.reset(o)
 	}
 	return s
+}
+
+// reset returns the parser for options o, keeping p's buffers (and its
+// FHIR converter).
+func (p lineParser) reset(o Options) lineParser {
+	q := lineParser{
+		typ: o.Type, merge: o.Merge, strip: o.StripNulls,
+		keys:    []string{"id", "resourceType", "meta"},
+		compact: p.compact[:0], stripped: p.stripped[:0], fhirIn: p.fhirIn[:0], fhirOut: p.fhirOut[:0], res: p.res[:0],
+	}
+	if o.Merge != nil {
+		q.keys = append(q.keys, o.Merge.keys...)
+	}
+	q.spans = make([]ndjson.Span, len(q.keys))
+	if o.FHIR {
+		q.conv = p.conv
+		if q.conv == nil {
+			q.conv = fhirformat.New(fhirformat.ToAidbox)
+		}
+	}
+	return q
 }
 
 // admit records that type t now has a partition and starts the next COPY's
@@ -112,9 +130,7 @@ func (s *stager) admit(t string) {
 }
 
 func (s *stager) appendHeader() {
-	s.out = append(s.out, "PGCOPY\n\xff\r\n\x00"...)
-	s.out = binary.BigEndian.AppendUint32(s.out, 0) // flags
-	s.out = binary.BigEndian.AppendUint32(s.out, 0) // header extension length
+	s.out = pg.AppendCopyHeader(s.out)
 	s.started = true
 }
 
@@ -178,7 +194,7 @@ func (s *stager) fill(want int) error {
 }
 
 func (s *stager) endCopy() {
-	s.out = binary.BigEndian.AppendUint16(s.out, 0xffff)
+	s.out = pg.AppendCopyTrailer(s.out)
 	s.ended = true
 }
 
@@ -186,7 +202,7 @@ func (s *stager) endCopy() {
 // distinct name: a multi-type source repeats a few names millions of times,
 // and neither the regexp nor a string allocation belongs on every line.
 // Two names that differ only in case are refused: they would share a table.
-func (s *stager) typeName(name []byte) (string, error) {
+func (s *lineParser) typeName(name []byte) (string, error) {
 	if t, ok := s.names[string(name)]; ok {
 		return t, nil
 	}
@@ -215,122 +231,137 @@ func (e notTheLine) Error() string { return e.err.Error() }
 // stage checks one line and appends its tuple to s.out, or to s.pending
 // when its type is new (then it returns that type).
 func (s *stager) stage(line []byte) (string, error) {
+	r, err := s.parse(line)
+	if err != nil {
+		return "", err
+	}
+	if s.direct == nil { // a direct COPY finds repeated ids itself
+		s.ids.add(r.typ, r.id)
+	}
+	if s.counts[r.typ] == 0 {
+		s.order = append(s.order, r.typ)
+	}
+	s.counts[r.typ]++
+	switch {
+	case s.direct != nil:
+		if s.out, err = s.direct.appendRow(s.out, r); err != nil {
+			return "", notTheLine{err}
+		}
+	case !s.known[r.typ]:
+		s.pending = appendStaged(s.pending[:0], r, s.line)
+		return r.typ, nil
+	default:
+		s.out = appendStaged(s.out, r, s.line)
+	}
+	return "", nil
+}
+
+// resource is a line made ready to store: its type, id, createdAt (nil:
+// none given) and the JSON to store.
+type resource struct {
+	typ  string
+	id   []byte
+	cts  *time.Time
+	body []byte
+}
+
+// parse checks one line and makes the resource to store; its slices are
+// valid until the next line.
+func (s *lineParser) parse(line []byte) (resource, error) {
+	var r resource
 	if bytes.IndexByte(line, 0) >= 0 {
-		return "", errors.New("contains a NUL byte")
+		return r, errors.New("contains a NUL byte")
 	}
 	if !utf8.Valid(line) {
-		return "", errors.New("not valid UTF-8")
+		return r, errors.New("not valid UTF-8")
 	}
 	var err error
 	if s.conv != nil {
 		if s.fhirIn, err = ndjson.CompactObject(s.fhirIn[:0], line, nil, nil); err == nil {
 			s.fhirOut, err = s.conv.ResourceOfType(s.fhirOut[:0], s.fhirIn, s.typ)
-			if errors.Is(err, fhirformat.ErrNotObject) {
-				err = fmt.Errorf("%w: %s", ndjson.ErrMalformed, strings.TrimPrefix(err.Error(), fhirformat.ErrNotObject.Error()+" "))
-			}
 		}
-		if err == nil {
-			line = s.fhirOut
-		}
+		line = s.fhirOut
 	}
 	if err == nil {
 		s.compact, err = ndjson.CompactObject(s.compact[:0], line, s.keys, s.spans)
 	}
 	if err != nil {
-		detail := strings.TrimPrefix(err.Error(), ndjson.ErrMalformed.Error()+": ")
-		if detail == "not an object" {
-			return "", errors.New("not a JSON object")
-		}
-		return "", errors.New("invalid JSON: " + detail)
+		return r, errors.New(ndjson.LineReason(err))
 	}
-	member := func(k int) []byte {
-		sp := s.spans[k]
-		if !sp.Found() {
-			return nil
-		}
-		v := s.compact[sp.Start:sp.End]
-		return v[bytes.IndexByte(v[1:], '"')+3:] // skip "key": (keys here have no escapes)
+	if r.id, err = lineID(s.member(keyID)); err != nil {
+		return r, err
 	}
-	rawID := member(keyID)
-	id, ok := ndjson.Unquote(rawID)
-	switch {
-	case !ok && len(rawID) > 0 && rawID[0] == '"':
-		return "", errors.New(`"id" holds an escape that is not Unicode text (a lone surrogate such as \ud800?)`)
-	case !ok || len(id) == 0:
-		return "", errors.New(`no string "id"`)
-	case len(id) > MaxIDBytes:
-		return "", fmt.Errorf(`"id" is %d bytes long: at most %d`, len(id), MaxIDBytes)
-	case bytes.IndexByte(id, 0) >= 0:
-		return "", errors.New(`"id" contains a NUL character (\u0000), which PostgreSQL text cannot hold`)
+	if r.typ, err = s.lineType(s.member(keyResourceType)); err != nil {
+		return r, err
 	}
-	t := s.typ
-	if rt := member(keyResourceType); rt != nil {
-		name, ok := ndjson.Unquote(rt)
-		switch {
-		case !ok:
-			return "", errors.New(`"resourceType" is not a string`)
-		case s.typ != "" && string(name) != s.typ:
-			return "", fmt.Errorf("resourceType %q is not --type %s", name, s.typ)
-		case s.typ == "":
-			if t, err = s.typeName(name); err != nil {
-				return "", err
-			}
-		}
-	} else if s.typ == "" {
-		return "", errors.New(`no "resourceType" (give --type for single-type sources)`)
-	}
-
-	meta := member(keyMeta)
+	meta := s.member(keyMeta)
 	if s.merge != nil && s.merge.meta != nil {
 		meta = s.merge.meta
 	}
-	res, cts, err := s.buildResource(meta)
-	if err != nil {
-		return "", err
-	}
-
-	if s.direct == nil { // a direct COPY finds repeated ids itself
-		s.ids.add(t, id)
-	}
-	if s.counts[t] == 0 {
-		s.order = append(s.order, t)
-	}
-	s.counts[t]++
-	if s.direct != nil {
-		if err := s.direct.appendRow(&s.out, t, id, cts, res); err != nil {
-			return "", notTheLine{err}
-		}
-		return "", nil
-	}
-	newType := ""
-	dst := &s.out
-	if !s.known[t] {
-		newType = t
-		dst = &s.pending
-		*dst = (*dst)[:0]
-	}
-	b := *dst
-	b = binary.BigEndian.AppendUint16(b, 5)
-	b = appendField(b, []byte(t))
-	b = binary.BigEndian.AppendUint32(b, 8)
-	b = binary.BigEndian.AppendUint64(b, uint64(s.line))
-	b = appendField(b, id)
-	if cts == nil {
-		b = binary.BigEndian.AppendUint32(b, 0xffffffff)
-	} else {
-		b = binary.BigEndian.AppendUint32(b, 8)
-		b = binary.BigEndian.AppendUint64(b, uint64(cts.UnixMicro()-pgEpochMicros))
-	}
-	b = appendField(b, res)
-	*dst = b
-	return newType, nil
+	r.body, r.cts, err = s.buildResource(meta)
+	return r, err
 }
 
-const pgEpochMicros = 946684800 * 1000000
+// member is the value of the top-level member keys[k] of s.compact, or nil.
+func (s *lineParser) member(k int) []byte {
+	sp := s.spans[k]
+	if !sp.Found() {
+		return nil
+	}
+	v := s.compact[sp.Start:sp.End]
+	return v[bytes.IndexByte(v[1:], '"')+3:] // skip "key": (CompactObject wrote the key canonically)
+}
 
-func appendField(b, f []byte) []byte {
-	b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
-	return append(b, f...)
+// lineID checks the value of a line's "id".
+func lineID(raw []byte) ([]byte, error) {
+	id, ok := ndjson.Unquote(raw)
+	switch {
+	case !ok && len(raw) > 0 && raw[0] == '"':
+		return nil, errors.New(`"id" holds an escape that is not Unicode text (a lone surrogate such as \ud800?)`)
+	case !ok || len(id) == 0:
+		return nil, errors.New(`no string "id"`)
+	case len(id) > MaxIDBytes:
+		return nil, fmt.Errorf(`"id" is %d bytes long: at most %d`, len(id), MaxIDBytes)
+	case bytes.IndexByte(id, 0) >= 0:
+		return nil, errors.New(`"id" contains a NUL character (\u0000), which PostgreSQL text cannot hold`)
+	}
+	return id, nil
+}
+
+// lineType is the type of a line whose "resourceType" is raw (nil when it
+// has none): --type, which it must equal when given, or raw.
+func (s *lineParser) lineType(raw []byte) (string, error) {
+	if raw == nil {
+		if s.typ == "" {
+			return "", errors.New(`no "resourceType" (give --type for single-type sources)`)
+		}
+		return s.typ, nil
+	}
+	name, ok := ndjson.Unquote(raw)
+	switch {
+	case !ok:
+		return "", errors.New(`"resourceType" is not a string`)
+	case s.typ != "" && string(name) != s.typ:
+		return "", fmt.Errorf("resourceType %q is not --type %s", name, s.typ)
+	case s.typ != "":
+		return s.typ, nil
+	}
+	return s.typeName(name)
+}
+
+// appendStaged appends r as a tuple of the staging table:
+// (rtype, n, id, cts, resource).
+func appendStaged(b []byte, r resource, line int64) []byte {
+	b = pg.AppendTuple(b, 5)
+	b = pg.AppendBytes(b, []byte(r.typ))
+	b = pg.AppendInt8(b, line)
+	b = pg.AppendBytes(b, r.id)
+	if r.cts == nil {
+		b = pg.AppendNull(b)
+	} else {
+		b = pg.AppendTime(b, *r.cts)
+	}
+	return pg.AppendBytes(b, r.body)
 }
 
 // metaOwned are meta members the columns own: never stored in resource.
@@ -340,7 +371,7 @@ var metaOwned = []string{"versionId", "lastUpdated", "createdAt"}
 // id, resourceType, meta and the --merge keys, then meta without versionId,
 // lastUpdated and createdAt (dropped when nothing else is left), then the
 // --merge members. It returns an explicit meta.createdAt as cts.
-func (s *stager) buildResource(meta []byte) ([]byte, *time.Time, error) {
+func (s *lineParser) buildResource(meta []byte) ([]byte, *time.Time, error) {
 	r := append(s.res[:0], '{')
 	r = ndjson.AppendMembersExcept(r, s.compact, s.spans...)
 	var cts *time.Time
@@ -412,10 +443,7 @@ func appendMeta(r, meta []byte, fhir bool) ([]byte, *time.Time, error) {
 			r = append(r, ',')
 		}
 		first = false
-		r = append(r, '"')
-		r = append(r, key...)
-		r = append(r, '"', ':')
-		r = append(r, value...)
+		r = ndjson.AppendMember(r, key, value)
 		return true
 	})
 	if merr != nil {
@@ -502,36 +530,30 @@ func parseInstant(v []byte) (*time.Time, error) {
 // direct encodes rows in the final form of a type's table:
 // (id, txid, ts, cts, resource_type, status, resource).
 type direct struct {
-	now   int64 // the transaction's now(), as PostgreSQL microseconds
+	now   time.Time // the transaction's now()
 	txids *txidBlocks
 }
 
-func (d *direct) appendRow(out *[]byte, t string, id []byte, cts *time.Time, res []byte) error {
+func (d *direct) appendRow(b []byte, r resource) ([]byte, error) {
 	txid, err := d.txids.next()
 	if err != nil {
-		return err
+		return b, err
 	}
-	b := *out
-	b = binary.BigEndian.AppendUint16(b, 7)
-	b = appendField(b, id)
-	b = binary.BigEndian.AppendUint32(b, 8)
-	b = binary.BigEndian.AppendUint64(b, uint64(txid))
-	b = binary.BigEndian.AppendUint32(b, 8)
-	b = binary.BigEndian.AppendUint64(b, uint64(d.now))
-	b = binary.BigEndian.AppendUint32(b, 8)
-	if cts != nil {
-		b = binary.BigEndian.AppendUint64(b, uint64(cts.UnixMicro()-pgEpochMicros))
-	} else {
-		b = binary.BigEndian.AppendUint64(b, uint64(d.now))
+	cts := d.now
+	if r.cts != nil {
+		cts = *r.cts
 	}
-	b = appendField(b, []byte(t))
-	b = appendField(b, []byte("created")) // an enum's binary form is its label
-	b = binary.BigEndian.AppendUint32(b, uint32(len(res)+1))
-	b = append(b, 1) // jsonb binary format version
-	b = append(b, res...)
-	*out = b
-	return nil
+	b = pg.AppendTuple(b, 7)
+	b = pg.AppendBytes(b, r.id)
+	b = pg.AppendInt8(b, txid)
+	b = pg.AppendTime(b, d.now)
+	b = pg.AppendTime(b, cts)
+	b = pg.AppendBytes(b, []byte(r.typ))
+	b = pg.AppendBytes(b, statusCreated)
+	return pg.AppendJSONB(b, r.body), nil
 }
+
+var statusCreated = []byte("created")
 
 // txidBlocks hands out values of transaction_id_seq, fetched in growing
 // blocks (so a small load does not use up thousands) by fetch.

@@ -2,7 +2,6 @@ package ndjson
 
 import (
 	"bytes"
-	"fmt"
 )
 
 // Unquote returns the text of the JSON string literal s (quotes included).
@@ -26,7 +25,7 @@ func Elements(arr []byte, fn func(value []byte)) error {
 	}
 	skip()
 	if i == len(arr) || arr[i] != '[' {
-		return fmt.Errorf("%w: not an array", ErrMalformed)
+		return malformed("not an array")
 	}
 	i++
 	skip()
@@ -43,7 +42,7 @@ func Elements(arr []byte, fn func(value []byte)) error {
 		i = end
 		skip()
 		if i >= len(arr) {
-			return fmt.Errorf("%w: unterminated array", ErrMalformed)
+			return malformed("unterminated array")
 		}
 		switch arr[i] {
 		case ',':
@@ -51,7 +50,7 @@ func Elements(arr []byte, fn func(value []byte)) error {
 		case ']':
 			return nil
 		default:
-			return fmt.Errorf("%w: expected ',' or ']'", ErrMalformed)
+			return malformed("expected ',' or ']'")
 		}
 	}
 }
@@ -67,7 +66,7 @@ func Elements(arr []byte, fn func(value []byte)) error {
 // common case) is copied whole after one search for it.
 func AppendStripNulls(dst, v []byte) ([]byte, error) {
 	if len(v) == 0 {
-		return dst, fmt.Errorf("%w: missing value", ErrMalformed)
+		return dst, malformed("missing value")
 	}
 	if (v[0] != '{' && v[0] != '[') || !bytes.Contains(v, []byte("null")) {
 		return append(dst, v...), nil
@@ -86,7 +85,7 @@ func AppendStripNulls(dst, v []byte) ([]byte, error) {
 			inObject = false
 			key := i
 			if i >= len(v) || v[i] != '"' {
-				return dst, fmt.Errorf("%w: expected a key", ErrMalformed)
+				return dst, malformed("expected a key")
 			}
 			kend, err := stringEnd(v, i)
 			if err != nil {
@@ -94,7 +93,7 @@ func AppendStripNulls(dst, v []byte) ([]byte, error) {
 			}
 			i = skipSpaces(v, kend)
 			if i >= len(v) || v[i] != ':' {
-				return dst, fmt.Errorf("%w: expected ':'", ErrMalformed)
+				return dst, malformed("expected ':'")
 			}
 			i = skipSpaces(v, i+1)
 			top := len(open) - 1
@@ -121,7 +120,7 @@ func AppendStripNulls(dst, v []byte) ([]byte, error) {
 			}
 		} else {
 			if i >= len(v) {
-				return dst, fmt.Errorf("%w: missing value", ErrMalformed)
+				return dst, malformed("missing value")
 			}
 			switch c := v[i]; c {
 			case '{', '[':
@@ -143,7 +142,7 @@ func AppendStripNulls(dst, v []byte) ([]byte, error) {
 			default:
 				j := scalarEnd(v, i)
 				if j == i {
-					return dst, fmt.Errorf("%w: missing value", ErrMalformed)
+					return dst, malformed("missing value")
 				}
 				i = j
 			}
@@ -152,13 +151,13 @@ func AppendStripNulls(dst, v []byte) ([]byte, error) {
 		for {
 			if len(open) == 0 {
 				if skipSpaces(v, i) != len(v) {
-					return dst, fmt.Errorf("%w: text after the value", ErrMalformed)
+					return dst, malformed("text after the value")
 				}
 				return append(dst, v[from:]...), nil
 			}
 			i = skipSpaces(v, i)
 			if i >= len(v) {
-				return dst, fmt.Errorf("%w: unterminated value", ErrMalformed)
+				return dst, malformed("unterminated value")
 			}
 			top := open[len(open)-1]
 			c := v[i]
@@ -168,7 +167,7 @@ func AppendStripNulls(dst, v []byte) ([]byte, error) {
 				break
 			}
 			if (c == ']') != (top == '[') || (c != ']' && c != '}') {
-				return dst, fmt.Errorf("%w: expected ',' or the end of the container", ErrMalformed)
+				return dst, malformed("expected ',' or the end of the container")
 			}
 			i++
 			open = open[:len(open)-1]
@@ -211,7 +210,7 @@ type Member struct{ Key, Value []byte }
 // look at all members before writing any.
 func SplitMembers(dst []Member, obj []byte) ([]Member, error) {
 	if len(obj) < 2 || obj[0] != '{' || obj[len(obj)-1] != '}' {
-		return dst, fmt.Errorf("%w: not an object", ErrMalformed)
+		return dst, malformed("not an object")
 	}
 	i := 1
 	if obj[i] == '}' {
@@ -219,14 +218,14 @@ func SplitMembers(dst []Member, obj []byte) ([]Member, error) {
 	}
 	for {
 		if obj[i] != '"' {
-			return dst, fmt.Errorf("%w: expected a key", ErrMalformed)
+			return dst, malformed("expected a key")
 		}
 		kend, err := stringEnd(obj, i)
 		if err != nil {
 			return dst, err
 		}
 		if kend >= len(obj) || obj[kend] != ':' {
-			return dst, fmt.Errorf("%w: expected ':'", ErrMalformed)
+			return dst, malformed("expected ':'")
 		}
 		vend, err := skipValue(obj, kend+1)
 		if err != nil {
@@ -234,18 +233,18 @@ func SplitMembers(dst []Member, obj []byte) ([]Member, error) {
 		}
 		dst = append(dst, Member{Key: obj[i+1 : kend-1], Value: obj[kend+1 : vend]})
 		if vend >= len(obj) {
-			return dst, fmt.Errorf("%w: unterminated object", ErrMalformed)
+			return dst, malformed("unterminated object")
 		}
 		switch obj[vend] {
 		case ',':
 			i = vend + 1
 		case '}':
 			if vend != len(obj)-1 {
-				return dst, fmt.Errorf("%w: text after the object", ErrMalformed)
+				return dst, malformed("text after the object")
 			}
 			return dst, nil
 		default:
-			return dst, fmt.Errorf("%w: expected ',' or '}'", ErrMalformed)
+			return dst, malformed("expected ',' or '}'")
 		}
 	}
 }
@@ -253,7 +252,7 @@ func SplitMembers(dst []Member, obj []byte) ([]Member, error) {
 // SplitElements appends the elements of the compact JSON array arr to dst.
 func SplitElements(dst [][]byte, arr []byte) ([][]byte, error) {
 	if len(arr) < 2 || arr[0] != '[' || arr[len(arr)-1] != ']' {
-		return dst, fmt.Errorf("%w: not an array", ErrMalformed)
+		return dst, malformed("not an array")
 	}
 	i := 1
 	if arr[i] == ']' {
@@ -266,18 +265,18 @@ func SplitElements(dst [][]byte, arr []byte) ([][]byte, error) {
 		}
 		dst = append(dst, arr[i:end])
 		if end >= len(arr) {
-			return dst, fmt.Errorf("%w: unterminated array", ErrMalformed)
+			return dst, malformed("unterminated array")
 		}
 		switch arr[end] {
 		case ',':
 			i = end + 1
 		case ']':
 			if end != len(arr)-1 {
-				return dst, fmt.Errorf("%w: text after the array", ErrMalformed)
+				return dst, malformed("text after the array")
 			}
 			return dst, nil
 		default:
-			return dst, fmt.Errorf("%w: expected ',' or ']'", ErrMalformed)
+			return dst, malformed("expected ',' or ']'")
 		}
 	}
 }

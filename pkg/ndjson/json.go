@@ -17,8 +17,34 @@ import (
 	"unicode/utf8"
 )
 
-// ErrMalformed reports JSON text the byte scanner cannot make sense of.
+// ErrMalformed matches (errors.Is) every *SyntaxError.
 var ErrMalformed = errors.New("malformed JSON")
+
+// SyntaxError is JSON text the byte scanner cannot make sense of; Reason
+// says what, for a person ("unterminated string").
+type SyntaxError struct{ Reason string }
+
+func (e *SyntaxError) Error() string { return "malformed JSON: " + e.Reason }
+
+// Is makes errors.Is(err, ErrMalformed) hold.
+func (e *SyntaxError) Is(target error) bool { return target == ErrMalformed }
+
+// LineReason words an error of the scanner about one line for a person:
+// "not a JSON object", or "invalid JSON: " and what is wrong.
+func LineReason(err error) string {
+	var se *SyntaxError
+	switch {
+	case !errors.As(err, &se):
+		return err.Error()
+	case se.Reason == "not an object":
+		return "not a JSON object"
+	}
+	return "invalid JSON: " + se.Reason
+}
+
+func malformed(format string, args ...any) error {
+	return &SyntaxError{Reason: fmt.Sprintf(format, args...)}
+}
 
 const hex = "0123456789abcdef"
 
@@ -63,7 +89,7 @@ func stringEnd(src []byte, i int) (int, error) {
 	for {
 		k := bytes.IndexByte(src[j:], '"')
 		if k < 0 {
-			return 0, fmt.Errorf("%w: unterminated string", ErrMalformed)
+			return 0, malformed("unterminated string")
 		}
 		q := j + k
 		// A quote is escaped when an odd number of backslashes precede it.
@@ -101,7 +127,7 @@ func keyEnd(src []byte, i int) (end int, escaped bool, err error) {
 			j++
 		}
 		if j >= len(src) {
-			return 0, false, fmt.Errorf("%w: unterminated string", ErrMalformed)
+			return 0, false, malformed("unterminated string")
 		}
 		if src[j] == '"' {
 			return j + 1, escaped, nil
@@ -270,7 +296,7 @@ func CompactObject(dst, src []byte, keys []string, spans []Span) ([]byte, error)
 		i++
 	}
 	if i == len(src) || src[i] != '{' {
-		return dst, fmt.Errorf("%w: not an object", ErrMalformed)
+		return dst, malformed("not an object")
 	}
 	depth := 0
 	expectKey := false // at depth 1, the next string is a member's key
@@ -303,7 +329,7 @@ func CompactObject(dst, src []byte, keys []string, spans []Span) ([]byte, error)
 				}
 				if match >= 0 {
 					if spans[match].Found() {
-						return dst, fmt.Errorf("%w: duplicate key %q", ErrMalformed, keys[match])
+						return dst, malformed("duplicate key %q", keys[match])
 					}
 					spans[match].Start = start
 					cur = match
@@ -331,7 +357,7 @@ func CompactObject(dst, src []byte, keys []string, spans []Span) ([]byte, error)
 				dst = append(dst, c)
 				for i++; i < len(src); i++ {
 					if !isSpace(src[i]) {
-						return dst, fmt.Errorf("%w: text after the object", ErrMalformed)
+						return dst, malformed("text after the object")
 					}
 				}
 				return dst, nil
@@ -348,7 +374,21 @@ func CompactObject(dst, src []byte, keys []string, spans []Span) ([]byte, error)
 		}
 		dst = append(dst, c)
 	}
-	return dst, fmt.Errorf("%w: unterminated object", ErrMalformed)
+	return dst, malformed("unterminated object")
+}
+
+// AppendKey appends `"key":`, key being the raw text between the quotes
+// (escaped as it must be, as Members and CompactObject give keys).
+func AppendKey(dst, key []byte) []byte {
+	dst = append(dst, '"')
+	dst = append(dst, key...)
+	return append(dst, '"', ':')
+}
+
+// AppendMember appends the member `"key":value` (key as for AppendKey,
+// value compact JSON).
+func AppendMember(dst, key, value []byte) []byte {
+	return append(AppendKey(dst, key), value...)
 }
 
 // AppendMembersExcept appends the members of the compact object obj (as made
@@ -396,7 +436,7 @@ func AppendMembersExcept(dst, obj []byte, spans ...Span) []byte {
 // (src[i] is not whitespace). Nested whitespace is tolerated.
 func skipValue(src []byte, i int) (int, error) {
 	if i >= len(src) {
-		return 0, fmt.Errorf("%w: missing value", ErrMalformed)
+		return 0, malformed("missing value")
 	}
 	switch src[i] {
 	case '"':
@@ -420,7 +460,7 @@ func skipValue(src []byte, i int) (int, error) {
 				}
 			}
 		}
-		return 0, fmt.Errorf("%w: unterminated value", ErrMalformed)
+		return 0, malformed("unterminated value")
 	default:
 		j := i
 		for j < len(src) {
@@ -431,7 +471,7 @@ func skipValue(src []byte, i int) (int, error) {
 			j++
 		}
 		if j == i {
-			return 0, fmt.Errorf("%w: missing value", ErrMalformed)
+			return 0, malformed("missing value")
 		}
 		return j, nil
 	}
@@ -450,7 +490,7 @@ func Members(obj []byte, fn func(key, value []byte) bool) error {
 	}
 	skip()
 	if i == len(obj) || obj[i] != '{' {
-		return fmt.Errorf("%w: not an object", ErrMalformed)
+		return malformed("not an object")
 	}
 	i++
 	skip()
@@ -459,7 +499,7 @@ func Members(obj []byte, fn func(key, value []byte) bool) error {
 	}
 	for {
 		if i >= len(obj) || obj[i] != '"' {
-			return fmt.Errorf("%w: expected a key", ErrMalformed)
+			return malformed("expected a key")
 		}
 		kend, err := stringEnd(obj, i)
 		if err != nil {
@@ -469,7 +509,7 @@ func Members(obj []byte, fn func(key, value []byte) bool) error {
 		i = kend
 		skip()
 		if i >= len(obj) || obj[i] != ':' {
-			return fmt.Errorf("%w: expected ':'", ErrMalformed)
+			return malformed("expected ':'")
 		}
 		i++
 		skip()
@@ -483,7 +523,7 @@ func Members(obj []byte, fn func(key, value []byte) bool) error {
 		i = vend
 		skip()
 		if i >= len(obj) {
-			return fmt.Errorf("%w: unterminated object", ErrMalformed)
+			return malformed("unterminated object")
 		}
 		switch obj[i] {
 		case ',':
@@ -492,7 +532,7 @@ func Members(obj []byte, fn func(key, value []byte) bool) error {
 		case '}':
 			return nil
 		default:
-			return fmt.Errorf("%w: expected ',' or '}'", ErrMalformed)
+			return malformed("expected ',' or '}'")
 		}
 	}
 }
@@ -518,7 +558,7 @@ func AppendCompact(dst, src []byte) ([]byte, error) {
 		dst = append(dst, c)
 	}
 	if len(dst) == start {
-		return dst, fmt.Errorf("%w: empty", ErrMalformed)
+		return dst, malformed("empty")
 	}
 	return dst, nil
 }

@@ -131,7 +131,7 @@ func (l *LineReader) skipRest() error {
 // Line is the number of the line Next returned last.
 func (l *LineReader) Line() int64 { return l.n }
 
-// IsBlank reports whether a line holds only spaces and tabs.
+// IsBlank reports whether a line holds only spaces, tabs and carriage returns.
 func IsBlank(b []byte) bool {
 	for _, c := range b {
 		if c != ' ' && c != '\t' && c != '\r' {

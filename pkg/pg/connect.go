@@ -86,10 +86,36 @@ func redact(msg, password string) string {
 	return msg
 }
 
+// BeginReadOnly starts a REPEATABLE READ, READ ONLY transaction: every
+// statement in it sees the database at one instant, the snapshot it takes
+// at its first statement.
+func BeginReadOnly(ctx context.Context, conn *pgx.Conn) (pgx.Tx, error) {
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	return tx, Wrap(err)
+}
+
 // IsUndefinedTable reports whether err is PostgreSQL's "relation does not exist".
 func IsUndefinedTable(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "42P01"
+}
+
+// ServerError is an error PostgreSQL sent, shown as one line (ErrorLine);
+// errors.As still finds the *pgconn.PgError, with its code, inside.
+type ServerError struct{ Err *pgconn.PgError }
+
+func (e *ServerError) Error() string { return ErrorLine(e.Err) }
+func (e *ServerError) Unwrap() error { return e.Err }
+
+// Wrap returns err with a server error in it made a *ServerError; other
+// errors (and nil) come back as they are.
+func Wrap(err error) error {
+	var pgErr *pgconn.PgError
+	var se *ServerError
+	if errors.As(err, &se) || !errors.As(err, &pgErr) {
+		return err
+	}
+	return &ServerError{Err: pgErr}
 }
 
 // ErrorLine renders a server error as one line: message, detail, position.

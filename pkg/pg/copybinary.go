@@ -162,3 +162,45 @@ func JSONB(f []byte) ([]byte, error) {
 	}
 	return f[1:], nil
 }
+
+// The encoding side of binary COPY FROM STDIN: a header, tuples of fields,
+// a trailer. Each Append function appends to dst and returns it.
+
+// AppendCopyHeader appends the binary COPY header.
+func AppendCopyHeader(dst []byte) []byte {
+	dst = append(dst, "PGCOPY\n\xff\r\n\x00"...)
+	dst = binary.BigEndian.AppendUint32(dst, 0)  // flags
+	return binary.BigEndian.AppendUint32(dst, 0) // header extension length
+}
+
+// AppendCopyTrailer appends the end-of-data marker.
+func AppendCopyTrailer(dst []byte) []byte { return binary.BigEndian.AppendUint16(dst, 0xffff) }
+
+// AppendTuple starts a tuple of n fields.
+func AppendTuple(dst []byte, n int) []byte { return binary.BigEndian.AppendUint16(dst, uint16(n)) }
+
+// AppendBytes appends a field of text, bytea or an enum (whose binary form
+// is its label).
+func AppendBytes(dst, f []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(f)))
+	return append(dst, f...)
+}
+
+// AppendNull appends a NULL field.
+func AppendNull(dst []byte) []byte { return binary.BigEndian.AppendUint32(dst, 0xffffffff) }
+
+// AppendInt8 appends a bigint field.
+func AppendInt8(dst []byte, v int64) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, 8)
+	return binary.BigEndian.AppendUint64(dst, uint64(v))
+}
+
+// AppendTime appends a timestamptz field.
+func AppendTime(dst []byte, t time.Time) []byte { return AppendInt8(dst, t.UnixMicro()-pgEpochMicros) }
+
+// AppendJSONB appends a jsonb field holding the JSON text j.
+func AppendJSONB(dst, j []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(j)+1))
+	dst = append(dst, 1) // jsonb's binary format version
+	return append(dst, j...)
+}

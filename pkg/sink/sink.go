@@ -48,6 +48,47 @@ var ErrExists = errors.New("already exists")
 // link): it is never replaced, with or without Force.
 var ErrNotRegular = errors.New("not a regular file")
 
+// Destination is where an export goes: written to, then either committed
+// (made visible, complete) or aborted (nothing of it is left, or, on a
+// stream, nothing more is written). A file, stdout, and a folder of files
+// are destinations.
+type Destination interface {
+	io.Writer
+	Commit() error
+	Abort()
+}
+
+var _ Destination = (*Sink)(nil)
+
+// WriteFile replaces the file at path with data, atomically: a reader sees
+// the old content or the new, never a part (a temporary file beside it,
+// synced, renamed over it, and the folder synced). A symbolic link at path
+// is replaced, not followed. The new file has mode perm. Errors may name
+// the temporary file: say them with FileError.
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	f, tmp, unlock, err := createTemp(path, perm)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp) //nolint:errcheck // best effort: the error says what failed
+		return err
+	}
+	syncDir(filepath.Dir(path))
+	return nil
+}
+
 // Sink is an open destination. Write to it, then call exactly one of Commit
 // or Abort.
 type Sink struct {
@@ -87,9 +128,9 @@ func Open(opts Options) (*Sink, error) {
 			return nil, fmt.Errorf("output %s %w (use --force to replace it)", opts.Path, ErrExists)
 		}
 		removeStaleTemps(opts.Path)
-		f, tmp, unlock, err := createTemp(opts.Path)
+		f, tmp, unlock, err := createTemp(opts.Path, 0o666)
 		if err != nil {
-			return nil, err
+			return nil, FileError("output", opts.Path, err)
 		}
 		s.file, s.tmp, s.unlock, out = f, tmp, unlock, f
 		if old != nil {
@@ -97,7 +138,7 @@ func Open(opts Options) (*Sink, error) {
 			// people than the file it replaces while it is written.
 			if err := keepModeAndOwner(f, old); err != nil {
 				s.discard()
-				return nil, fmt.Errorf("output %s: %w", opts.Path, unwrapPath(err))
+				return nil, FileError("output", opts.Path, err)
 			}
 		}
 	}
@@ -155,9 +196,8 @@ func keepModeAndOwner(f *os.File, old fs.FileInfo) error {
 const tempSuffixLen = 12
 
 // createTemp makes a new file beside path with a hidden random name
-// (".NAME.<12 hex>.tmp") and locks it. It is created with mode 0666 so that
-// the umask decides, as for any new file.
-func createTemp(path string) (*os.File, string, func(), error) {
+// (".NAME.<12 hex>.tmp") and mode perm (less the umask), and locks it.
+func createTemp(path string, perm os.FileMode) (*os.File, string, func(), error) {
 	dir, base := filepath.Split(path)
 	for range 10 {
 		var r [tempSuffixLen / 2]byte
@@ -165,12 +205,12 @@ func createTemp(path string) (*os.File, string, func(), error) {
 			return nil, "", nil, err
 		}
 		tmp := filepath.Join(dir, "."+base+"."+hex.EncodeToString(r[:])+".tmp")
-		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
 		if err != nil {
-			return nil, "", nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
+			return nil, "", nil, err
 		}
 		unlock, ok := lockTemp(f, tmp)
 		if !ok {
@@ -181,7 +221,7 @@ func createTemp(path string) (*os.File, string, func(), error) {
 		}
 		return f, tmp, unlock, nil
 	}
-	return nil, "", nil, fmt.Errorf("output %s: cannot create a temporary file beside it", path)
+	return nil, "", nil, errors.New("cannot create a temporary file beside it")
 }
 
 // isTempOf reports whether name is a temporary file name createTemp makes
@@ -203,14 +243,15 @@ func isTempOf(name, base string) bool {
 	return true
 }
 
-// unwrapPath drops the *PathError wrapper whose path (the temporary name) would
-// only confuse; the caller names the user's path.
-func unwrapPath(err error) error {
+// FileError is err about the file at path, said as "<what> <path>:
+// <reason>": the *PathError wrapper, whose path may be a temporary name,
+// is dropped, so that the user's path is the one named.
+func FileError(what, path string, err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
-		return pe.Err
+		err = pe.Err
 	}
-	return err
+	return fmt.Errorf("%s %s: %w", what, path, err)
 }
 
 // Write buffers p for the destination.
@@ -250,7 +291,7 @@ func (s *Sink) Commit() error {
 	s.file = nil
 	if err != nil {
 		s.discard()
-		return fmt.Errorf("output %s: %w", s.path, unwrapPath(err))
+		return FileError("output", s.path, err)
 	}
 	if err := s.publish(); err != nil {
 		s.discard()
@@ -273,7 +314,7 @@ func (s *Sink) checkTarget() error {
 		return notRegular(s.path, old.Mode())
 	}
 	if err := keepModeAndOwner(s.file, old); err != nil {
-		return fmt.Errorf("output %s: %w", s.path, unwrapPath(err))
+		return FileError("output", s.path, err)
 	}
 	return nil
 }
@@ -281,7 +322,7 @@ func (s *Sink) checkTarget() error {
 func (s *Sink) publish() error {
 	if s.opts.Force {
 		if err := os.Rename(s.tmp, s.path); err != nil {
-			return fmt.Errorf("output %s: %w", s.path, unwrapPath(err))
+			return FileError("output", s.path, err)
 		}
 		return nil
 	}
@@ -299,11 +340,11 @@ func (s *Sink) publish() error {
 			return fmt.Errorf("output %s %w (use --force to replace it)", s.path, ErrExists)
 		}
 		if err := os.Rename(s.tmp, s.path); err != nil {
-			return fmt.Errorf("output %s: %w", s.path, unwrapPath(err))
+			return FileError("output", s.path, err)
 		}
 		return nil
 	default:
-		return fmt.Errorf("output %s: %w", s.path, unwrapPath(err))
+		return FileError("output", s.path, err)
 	}
 }
 

@@ -167,6 +167,16 @@ func notTheBytes(err error) bool {
 	return errors.Is(err, ErrRestart) || isContextErr(err) || errors.As(err, &fe)
 }
 
+// Error is a source that cannot be opened: its name as it may be shown
+// (redacted), and why.
+type Error struct {
+	Source string
+	Err    error
+}
+
+func (e *Error) Error() string { return e.Source + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
 // Open opens spec: "-" for stdin, an http(s) URL (see IsURL), or a file
 // path. Any other scheme ("s3://…", "gs://…") is an error for now. Errors
 // name the source redacted.
@@ -184,7 +194,7 @@ func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 	case spec == "-":
 		name = "stdin"
 		if opts.Stdin == nil {
-			return nil, errors.New("stdin: not available")
+			return nil, &Error{Source: "stdin", Err: errors.New("not available")}
 		}
 		raw = opts.Stdin
 	case hasScheme && strings.HasPrefix(rest, "//") && isHTTPScheme(scheme):
@@ -194,13 +204,13 @@ func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 			if isContextErr(err) {
 				return nil, err
 			}
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, &Error{Source: name, Err: err}
 		}
 		raw, closer, size = h, h, h.size
 	case hasScheme && strings.HasPrefix(rest, "//"):
-		return nil, fmt.Errorf("%s: not supported yet: use a pre-signed https URL", Redact(trimmed))
+		return nil, &Error{Source: Redact(trimmed), Err: errors.New("not supported yet: use a pre-signed https URL")}
 	case hasScheme && isHTTPScheme(scheme):
-		return nil, fmt.Errorf("%s: not a URL: want %s://HOST/PATH", Redact(trimmed), scheme)
+		return nil, &Error{Source: Redact(trimmed), Err: fmt.Errorf("not a URL: want %s://HOST/PATH", scheme)}
 	default:
 		f, err := os.Open(spec)
 		if err != nil {
@@ -208,12 +218,12 @@ func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 			if errors.As(err, &pe) {
 				err = pe.Err
 			}
-			return nil, fmt.Errorf("%s: %w", Redact(spec), err)
+			return nil, &Error{Source: Redact(spec), Err: err}
 		}
 		if st, err := f.Stat(); err == nil {
 			if st.IsDir() {
 				f.Close()
-				return nil, fmt.Errorf("%s: is a folder", Redact(spec))
+				return nil, &Error{Source: Redact(spec), Err: errors.New("is a folder")}
 			}
 			if st.Mode().IsRegular() {
 				size = st.Size()
@@ -231,7 +241,7 @@ func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 		if isContextErr(err) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, &Error{Source: name, Err: err}
 	}
 	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := newGzipReader(br)
@@ -241,9 +251,9 @@ func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 			case isContextErr(err):
 				return nil, err
 			case notTheBytes(err):
-				return nil, fmt.Errorf("%s: %w", name, err)
+				return nil, &Error{Source: name, Err: err}
 			}
-			return nil, fmt.Errorf("%s: gzip: %w (truncated or corrupt)", name, err)
+			return nil, &Error{Source: name, Err: fmt.Errorf("gzip: %w (truncated or corrupt)", err)}
 		}
 		r.r, r.gz = zr, zr
 	}

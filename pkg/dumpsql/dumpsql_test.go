@@ -1,4 +1,4 @@
-package dump
+package dumpsql
 
 import (
 	"context"
@@ -71,11 +71,11 @@ func TestCheckQueryRefuses(t *testing.T) {
 	}
 }
 
-// A refused query never reaches the server: DumpSQL returns before it
+// A refused query never reaches the server: Run returns before it
 // touches the connection (here none).
-func TestDumpSQLRefusesBeforeTheServer(t *testing.T) {
-	_, err := DumpSQL(context.Background(), nil, SQLOptions{Query: "copy (select 1) to program 'id'", Format: "csv"}, io.Discard, nil)
+func TestRunRefusesBeforeTheServer(t *testing.T) {
+	_, err := Run(context.Background(), nil, Options{Query: "copy (select 1) to program 'id'", Format: "csv"}, io.Discard)
 	if !errors.Is(err, ErrNotAQuery) {
-		t.Fatalf("DumpSQL: %v, want ErrNotAQuery", err)
+		t.Fatalf("Run: %v, want ErrNotAQuery", err)
 	}
 }

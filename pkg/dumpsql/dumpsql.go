@@ -1,4 +1,7 @@
-package dump
+// Package dumpsql runs one query and streams its rows in one of five
+// formats: csv, tsv, ndjson, a psql script (sql) or an Elasticsearch bulk
+// body (elastic-bulk).
+package dumpsql
 
 import (
 	"context"
@@ -14,20 +17,22 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
-	"github.com/fhirbulk/fhirbulk/pkg/progress"
 )
 
 // Formats are the dump-sql output formats, the first the default.
 var Formats = []string{"csv", "tsv", "ndjson", "sql", "elastic-bulk"}
 
-// SQLOptions say what DumpSQL runs and how it writes the rows.
-type SQLOptions struct {
+// Options say what Run runs and how it writes the rows.
+type Options struct {
 	Query    string
 	Format   string        // one of Formats
 	NoHeader bool          // csv: no header row
 	Timeout  time.Duration // statement_timeout; 0: the server's
 	Table    string        // sql: the table to create (default "dump")
 	Index    string        // elastic-bulk: the index (default "fhir")
+	// Progress, when set, is called with the rows written so far, every
+	// 4096 rows and at the end.
+	Progress func(rows int64)
 }
 
 // column is one result column as the encoders see it.
@@ -44,11 +49,11 @@ type encoder interface {
 	footer(b []byte) []byte
 }
 
-// DumpSQL runs the query in a READ ONLY transaction and streams its rows
+// Run runs the query in a READ ONLY transaction and streams its rows
 // to w in the chosen format, without holding the result in memory. It
 // returns how many rows it wrote. A query CheckQuery refuses never reaches
 // the server: the error wraps ErrNotAQuery.
-func DumpSQL(ctx context.Context, conn *pgx.Conn, o SQLOptions, w io.Writer, bar *progress.Bar) (int64, error) {
+func Run(ctx context.Context, conn *pgx.Conn, o Options, w io.Writer) (int64, error) {
 	if err := CheckQuery(o.Query); err != nil {
 		return 0, err
 	}
@@ -97,7 +102,9 @@ func DumpSQL(ctx context.Context, conn *pgx.Conn, o SQLOptions, w io.Writer, bar
 	for rr.NextRow() {
 		b = enc.row(b, cols, rr.Values())
 		n++
-		bar.Add(1)
+		if o.Progress != nil && n&4095 == 0 {
+			o.Progress(n)
+		}
 		if len(b) >= 64<<10 {
 			if flush(); werr != nil {
 				rr.Close() //nolint:errcheck // the writer's error is the one to report
@@ -111,6 +118,9 @@ func DumpSQL(ctx context.Context, conn *pgx.Conn, o SQLOptions, w io.Writer, bar
 	b = enc.footer(b)
 	if flush(); werr != nil {
 		return n, werr
+	}
+	if o.Progress != nil {
+		o.Progress(n)
 	}
 	return n, nil
 }
@@ -143,12 +153,12 @@ func queryError(ctx context.Context, err error) error {
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		return fmt.Errorf("query: %s", pg.ErrorLine(err))
+		return fmt.Errorf("query: %w", pg.Wrap(err))
 	}
 	return err
 }
 
-func newEncoder(o SQLOptions) (encoder, error) {
+func newEncoder(o Options) (encoder, error) {
 	switch o.Format {
 	case "", "csv":
 		return csvEncoder{withHeader: !o.NoHeader}, nil
@@ -172,7 +182,7 @@ func newEncoder(o SQLOptions) (encoder, error) {
 	return nil, fmt.Errorf("unknown format %q", o.Format)
 }
 
-// ErrNotAQuery is wrapped by the error of CheckQuery (and DumpSQL) for a
+// ErrNotAQuery is wrapped by the error of CheckQuery (and Run) for a
 // statement that is not a query; the caller may treat it as a usage error.
 var ErrNotAQuery = errors.New("dump-sql runs one SELECT, WITH, VALUES or TABLE query")
 

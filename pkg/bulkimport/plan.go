@@ -1,0 +1,203 @@
+package bulkimport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fhirbulk/fhirbulk/pkg/sink"
+)
+
+// Request is what an import was asked to run.
+type Request struct {
+	Manifest string    // a manifest file, or "-" for stdin; "" when resuming
+	Stdin    io.Reader // read for "-"
+	Resume   string    // the id of an import to run again, with the manifest it recorded
+	// What a detached child is told by its parent: the id, and where the
+	// manifest it reads from stdin came from.
+	RunID        string
+	ManifestDir  string
+	ManifestPath string
+}
+
+// Plan is an import ready to run: its manifest (also as read, for a
+// detached child) and its id.
+type Plan struct {
+	Manifest *Manifest
+	Raw      []byte
+	ID       string
+}
+
+// Plan reads the manifest a request names and settles the import's id: the
+// one a parent chose, else the manifest's, else the resumed import's, else
+// a new one. A manifest that cannot be run is a *ManifestError; a bad id in
+// the request is ErrBadID.
+func (s Store) Plan(req Request, now time.Time) (*Plan, error) {
+	for _, v := range []struct{ what, id string }{{"--resume", req.Resume}, {"--run-id", req.RunID}} {
+		if v.id != "" && CheckID(v.id) != nil {
+			return nil, fmt.Errorf("%s %q: %w", v.what, v.id, ErrBadID)
+		}
+	}
+	spec := req.Manifest
+	if req.Resume != "" {
+		st, err := s.Read(req.Resume)
+		if err != nil {
+			return nil, err
+		}
+		if st.Manifest == "" {
+			return nil, fmt.Errorf("import %q was read from stdin: run fhirbulk import with its manifest again", req.Resume)
+		}
+		spec = st.Manifest
+	}
+	raw, dir, path, err := readManifest(spec, req)
+	if err != nil {
+		return nil, err
+	}
+	m, err := ParseManifest(raw, dir, path)
+	if err != nil {
+		return nil, err
+	}
+	if req.Resume != "" && m.ID != "" && m.ID != req.Resume {
+		return nil, fmt.Errorf("the manifest %s now has id %q, not %q", path, m.ID, req.Resume)
+	}
+	id := req.RunID
+	for _, v := range []string{m.ID, req.Resume} {
+		if id == "" {
+			id = v
+		}
+	}
+	if id == "" {
+		id = NewID(now)
+	}
+	return &Plan{Manifest: m, Raw: raw, ID: id}, nil
+}
+
+// readManifest returns the manifest's bytes, the folder its relative paths
+// start from, and its absolute path ("" for stdin).
+func readManifest(spec string, req Request) (data []byte, dir, path string, err error) {
+	if spec == "-" {
+		if req.Stdin == nil {
+			return nil, "", "", errors.New("manifest: stdin is not available")
+		}
+		if data, err = io.ReadAll(req.Stdin); err != nil {
+			return nil, "", "", fmt.Errorf("manifest: stdin: %w", err)
+		}
+		dir, path = req.ManifestDir, req.ManifestPath
+		if dir == "" {
+			if dir, err = os.Getwd(); err != nil {
+				return nil, "", "", err
+			}
+		}
+		return data, dir, path, nil
+	}
+	if path, err = filepath.Abs(spec); err != nil {
+		return nil, "", "", err
+	}
+	if data, err = os.ReadFile(path); err != nil {
+		return nil, "", "", sink.FileError("manifest", spec, err)
+	}
+	return data, filepath.Dir(path), path, nil
+}
+
+// Detached is an import started by Detach.
+type Detached struct {
+	PID   int
+	Ended bool // it ran to its end before Detach looked (a small import)
+}
+
+// startWait bounds how long Detach waits for the child's state file.
+const startWait = 30 * time.Second
+
+// Detach starts import id in a process of its own (exe with args: it must
+// run the import, reading the manifest from stdin), in a session of its
+// own, without a terminal, its output going to the import's log. The
+// manifest goes to it through a pipe and env (its environment) carries
+// what must not be listed with its arguments, such as the database URL.
+// Detach returns once the child's state file exists, so that `status ID`
+// works at once, or with the child's last words if it stopped without one.
+func (s Store) Detach(ctx context.Context, id string, manifest []byte, exe string, args, env []string) (Detached, error) {
+	if s.Running(id) {
+		return Detached{}, fmt.Errorf("import %q %w", id, ErrRunning)
+	}
+	if err := s.mkdir(); err != nil {
+		return Detached{}, err
+	}
+	logf, err := s.OpenLog(id)
+	if err != nil {
+		return Detached{}, err
+	}
+	defer logf.Close()
+	child := exec.Command(exe, args...)
+	child.Env = env
+	child.Stdout, child.Stderr = logf, logf
+	child.SysProcAttr = DetachedProcAttr()
+	in, err := child.StdinPipe()
+	if err != nil {
+		return Detached{}, err
+	}
+	if err := child.Start(); err != nil {
+		return Detached{}, fmt.Errorf("start the detached import: %w", err)
+	}
+	in.Write(manifest) //nolint:errcheck // a child that died early is reported below
+	in.Close()
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+	started := func() bool {
+		st, err := s.Read(id)
+		return err == nil && st.PID == child.Process.Pid
+	}
+	deadline := time.After(startWait)
+	for {
+		select {
+		case <-exited:
+			if started() { // its state file tells how it went
+				return Detached{PID: child.Process.Pid, Ended: true}, nil
+			}
+			return Detached{}, fmt.Errorf("the detached import stopped at once: %s", lastLine(logf))
+		case <-deadline:
+			return Detached{}, fmt.Errorf("the detached import (pid %d) did not start within %s: see %s", child.Process.Pid, startWait, s.LogPath(id))
+		case <-ctx.Done():
+			return Detached{}, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if started() {
+			return Detached{PID: child.Process.Pid}, nil
+		}
+	}
+}
+
+// lastLine is the last non-empty line of the log, for an error message.
+// It is read from the file the child wrote to, not opened again by name.
+func lastLine(log *os.File) string {
+	const tail = 4 << 10
+	size := int64(0)
+	if fi, err := log.Stat(); err == nil {
+		size = fi.Size()
+	}
+	data, _ := io.ReadAll(io.NewSectionReader(log, max(size-tail, 0), tail))
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if last := strings.TrimSpace(lines[len(lines)-1]); last != "" {
+		return strings.TrimPrefix(last, "fhirbulk: ")
+	}
+	return "no message (see " + log.Name() + ")"
+}
+
+// Err is the error a run that ended in st stands for: nil when it finished.
+func (st *State) Err() error {
+	if st.Status != StatusFailed {
+		return nil
+	}
+	failed := 0
+	for _, in := range st.Inputs {
+		if in.Status == StatusFailed {
+			failed++
+		}
+	}
+	return fmt.Errorf("import %s failed: %d of %d inputs failed (fhirbulk status %s)", st.ID, failed, len(st.Inputs), st.ID)
+}
