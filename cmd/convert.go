@@ -25,7 +25,7 @@ FILEs (gzip detected; - or none for stdin) to stdout or --output. No database.`,
 	}
 	out.register(c)
 	in.register(c)
-	c.Flags().StringVar(&to, "to", "", "the format to write: `fhir` or aidbox (required)")
+	c.Flags().StringVar(&to, "to", "", "the `FORMAT` to write: fhir or aidbox (required)")
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		var dir fhirformat.Direction
 		switch to {

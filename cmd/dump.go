@@ -68,6 +68,7 @@ format (or FHIR format with --fhir), with resourceType, id and meta
 	out.register(c)
 	c.Flags().StringVar(&since, "since", "", "only resources created after `TIME` (RFC 3339 or YYYY-MM-DD, UTC)")
 	c.Flags().BoolVar(&opts.FHIR, "fhir", false, "write FHIR format (createdAt as the meta extension ex:createdAt)")
+	a.dbFlag(c)
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		opts.Type = args[0]
 		if err := pg.ValidateType(opts.Type); err != nil {

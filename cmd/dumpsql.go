@@ -51,6 +51,7 @@ Timestamps are printed in UTC (the session runs with TimeZone=UTC, DateStyle=ISO
 	f.DurationVar(&o.Timeout, "timeout", 0, "cancel the query after `DURATION` (statement_timeout), e.g. 30s, 5m")
 	f.StringVar(&o.Table, "table", "dump", "sql: the `NAME` of the table to create")
 	f.StringVar(&o.Index, "index", "fhir", "elastic-bulk: the index `NAME`")
+	a.dbFlag(c)
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		switch {
 		case len(args) == 1 && file != "":

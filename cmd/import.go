@@ -78,6 +78,7 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 	for _, h := range []string{"run-id", "manifest-dir", "manifest-path"} {
 		fl.MarkHidden(h) //nolint:errcheck // the flags exist
 	}
+	a.dbFlag(c)
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		if f.parallel < 1 {
 			return usagef("--parallel: must be at least 1")

@@ -40,6 +40,7 @@ counts as one line of JSON on stdout.`,
 	f.BoolVar(&opts.StripNulls, "strip-nulls", false, "drop keys whose value is null, at any depth")
 	f.StringVar(&merge, "merge", "", "shallow-merge this JSON `OBJECT` into every resource")
 	in.register(c)
+	a.dbFlag(c)
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		if opts.Type != "" {
 			if err := pg.ValidateType(opts.Type); err != nil {

@@ -107,9 +107,14 @@ The database is --db URL, else $DATABASE_URL, else the libpq variables
 (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, ~/.pgpass).
 
 Data goes to stdout, everything else to stderr. Progress bars are drawn
-only when stderr is a terminal.
+only when stderr is a terminal.`
 
-Exit status: 0 success, 1 failure, 2 usage error, 130 interrupted.`
+// exitStatusHelp ends every command's help.
+const exitStatusHelp = `
+Exit status: 0 success, 1 failure, 2 usage error, 130 interrupted (Ctrl-C).
+A reader that goes away ("fhirbulk dump Patient | head") ends fhirbulk
+quietly, killed by SIGPIPE (status 141), as "yes | head" ends yes.
+`
 
 func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
@@ -126,9 +131,13 @@ func (a *app) rootCmd() *cobra.Command {
 	root.SetErr(a.stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetHelpTemplate(root.HelpTemplate() + exitStatusHelp)
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.db, "db", "", "PostgreSQL connection `URL` (default $DATABASE_URL, else the PG* variables)")
-	pf.BoolVarP(&a.quiet, "quiet", "q", false, "no progress bars")
+	pf.BoolVarP(&a.quiet, "quiet", "q", false, "no progress bars or summary lines")
+	// Also taken before the command ("fhirbulk --db URL dump Patient"), but
+	// listed only by the commands that use a database (dbFlag).
+	pf.StringVar(&a.db, "db", "", "")
+	pf.MarkHidden("db") //nolint:errcheck // the flag exists
 	root.AddCommand(a.dumpCmd(), a.dumpSQLCmd(), a.loadCmd(), a.importCmd(), a.statusCmd(), a.convertCmd())
 	return root
 }
@@ -175,6 +184,11 @@ func (a *app) run(body func(ctx context.Context, args []string) error) func(*cob
 		a.ran = true
 		return body(c.Context(), args)
 	}
+}
+
+// dbFlag gives c, a command that uses the database, the --db flag.
+func (a *app) dbFlag(c *cobra.Command) {
+	c.Flags().StringVar(&a.db, "db", "", "PostgreSQL connection `URL` (default $DATABASE_URL, else the PG* variables)")
 }
 
 // connect opens the database the global flags and environment name.
