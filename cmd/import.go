@@ -104,6 +104,9 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 			return err
 		}
 		dsn := pg.ResolveDSN(a.db, a.getenv)
+		if _, err := pg.ParseDSN(dsn); err != nil {
+			return err
+		}
 		if f.detach {
 			return a.detach(ctx, store, plan, f, dsn)
 		}

@@ -81,7 +81,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return exitBrokenPipe // the reader went away: nothing to say
 	}
 	var ue usageError
-	if errors.As(err, &ue) || !a.ran {
+	var ce *pg.ConfigError
+	if errors.As(err, &ue) || errors.As(err, &ce) || !a.ran {
 		fmt.Fprintf(stderr, "fhirbulk: %s\nRun '%s --help' for usage.\n", errorLine(err), c.CommandPath())
 		return exitUsage
 	}

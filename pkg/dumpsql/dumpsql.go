@@ -153,6 +153,9 @@ func queryError(ctx context.Context, err error) error {
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
+		if pgErr.Code == "42601" && strings.Contains(pgErr.Message, "multiple commands") {
+			return errors.New("query: one statement only (this has several, separated by \";\")")
+		}
 		return fmt.Errorf("query: %w", pg.Wrap(err))
 	}
 	return err

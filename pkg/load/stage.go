@@ -318,7 +318,9 @@ func lineID(raw []byte) ([]byte, error) {
 	switch {
 	case !ok && len(raw) > 0 && raw[0] == '"':
 		return nil, errors.New(`"id" holds an escape that is not Unicode text (a lone surrogate such as \ud800?)`)
-	case !ok || len(id) == 0:
+	case ok && len(id) == 0:
+		return nil, errors.New(`"id" is empty`)
+	case !ok:
 		return nil, errors.New(`no string "id"`)
 	case len(id) > MaxIDBytes:
 		return nil, fmt.Errorf(`"id" is %d bytes long: at most %d`, len(id), MaxIDBytes)

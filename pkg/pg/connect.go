@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -24,24 +25,57 @@ func ResolveDSN(flag string, getenv func(string) string) string {
 	return getenv("DATABASE_URL")
 }
 
-// Connect opens one connection. The session runs with TimeZone=UTC and
-// DateStyle=ISO so that any timestamp the server formats is unambiguous.
-// Errors never carry the password.
-func Connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
+// ConfigError is a connection string that cannot be used (a usage error:
+// it comes from --db, DATABASE_URL or the PG* variables).
+type ConfigError struct{ msg string }
+
+func (e *ConfigError) Error() string { return e.msg }
+
+// DefaultConnectTimeout bounds a connection attempt when the connection
+// string sets no connect_timeout.
+const DefaultConnectTimeout = 15 * time.Second
+
+// ParseDSN reads a connection string as Connect will, or fails with a
+// *ConfigError: a malformed string, a URL of another scheme (mysql://).
+func ParseDSN(dsn string) (*pgx.ConnConfig, error) {
+	if scheme, _, ok := strings.Cut(dsn, "://"); ok && !strings.ContainsAny(scheme, " =") {
+		s := strings.ToLower(scheme)
+		if s != "postgres" && s != "postgresql" {
+			return nil, &ConfigError{fmt.Sprintf("bad connection string (--db, DATABASE_URL): a %s:// URL; want postgres://HOST:PORT/DATABASE", s)}
+		}
+		dsn = s + dsn[len(scheme):] // schemes are case-insensitive; pgx wants them lowercase
+	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		// pgx masks the password in its parse errors already; the message is
-		// still long and technical, so say which input was at fault.
-		return nil, fmt.Errorf("bad connection string (--db, DATABASE_URL or PG* variables): %s", redact(err.Error(), ""))
+		// long and technical: say which input was at fault, and keep its end.
+		msg := err.Error()
+		if i := strings.LastIndex(msg, ": "); i >= 0 {
+			msg = msg[i+2:]
+		}
+		return nil, &ConfigError{"bad connection string (--db, DATABASE_URL or PG* variables): " + msg}
 	}
-	password := cfg.Password
+	return cfg, nil
+}
+
+// Connect opens one connection. The session runs with TimeZone=UTC and
+// DateStyle=ISO so that any timestamp the server formats is unambiguous.
+// An attempt that gets no answer gives up after connect_timeout
+// (DefaultConnectTimeout when not set). Errors are one line that names
+// the database and server and gives the real cause first; they never carry
+// the password.
+func Connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	cfg, err := ParseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
 	cfg.RuntimeParams["TimeZone"] = "UTC"
 	cfg.RuntimeParams["DateStyle"] = "ISO"
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = "fhirbulk"
 	}
 	if cfg.ConnectTimeout == 0 {
-		cfg.ConnectTimeout = 15 * time.Second
+		cfg.ConnectTimeout = DefaultConnectTimeout
 	}
 	// On Ctrl-C ask the server to cancel the running statement (a COPY can
 	// otherwise keep a backend busy until it notices the closed socket), and
@@ -54,33 +88,93 @@ func Connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, errors.New(redact(connectMessage(err), password))
+		msg := connectMessage(err, cfg)
+		if dsn == "" && !libpqVariables() {
+			msg += " (nothing was configured: give --db postgres://HOST:PORT/DATABASE or set DATABASE_URL)"
+		}
+		return nil, errors.New(redact(msg, cfg.Password))
 	}
 	return conn, nil
 }
 
-// connectMessage makes pgx's connect error one line ("cannot connect to
-// PostgreSQL `user=u database=d`: host:port (addr): reason"); with several
-// hosts pgx puts each attempt on a line of its own.
-func connectMessage(err error) string {
-	msg := strings.TrimPrefix(err.Error(), "failed to connect to ")
-	msg = strings.ReplaceAll(msg, "\n\t", "; ")
-	msg = strings.ReplaceAll(msg, ":; ", ": ")
-	// sslmode=prefer tries each host twice (TLS, then plain) with the same
-	// failure; say it once.
-	parts := strings.Split(strings.ReplaceAll(msg, "\n", " "), "; ")
-	kept := parts[:1]
-	for _, p := range parts[1:] {
-		if p != kept[len(kept)-1] {
-			kept = append(kept, p)
-		}
+// Where names the database and server of a configuration, for messages:
+// database "d" as user "u" at host:port.
+func Where(cfg *pgconn.Config) string {
+	host := cfg.Host
+	if strings.HasPrefix(host, "/") {
+		host = "socket " + host
 	}
-	return "cannot connect to PostgreSQL " + strings.Join(kept, "; ")
+	db := cfg.Database
+	if db == "" {
+		db = cfg.User // the server's default, as libpq's
+	}
+	return fmt.Sprintf("database %q as user %q at %s:%d", db, cfg.User, host, cfg.Port)
 }
 
-// redact removes a password from a message, in case a driver ever echoes it.
+// connectMessage makes pgx's connect error one line with the real cause
+// first. pgx tries each address, and each twice with sslmode=prefer (TLS,
+// then plain): a server's own answer (a wrong password) says more than a
+// network error, and a refused TLS handshake is never the cause when
+// another try says more.
+func connectMessage(err error, cfg *pgx.ConnConfig) string {
+	where := Where(&cfg.Config)
+	var ce *pgconn.ConnectError
+	inner := err
+	if errors.As(err, &ce) {
+		inner = ce.Unwrap()
+	}
+	attempts := []error{inner}
+	if j, ok := inner.(interface{ Unwrap() []error }); ok {
+		attempts = j.Unwrap()
+	}
+	for _, a := range attempts {
+		var pgErr *pgconn.PgError
+		if errors.As(a, &pgErr) {
+			return "cannot connect to PostgreSQL " + where + ": " + pgErr.Message
+		}
+	}
+	var reasons []string
+	for _, a := range attempts {
+		r := a.Error()
+		switch {
+		case errors.Is(a, context.DeadlineExceeded) || isTimeout(a):
+			r = fmt.Sprintf("no answer within %s (connect_timeout)", cfg.ConnectTimeout)
+		case strings.Contains(r, "server refused TLS connection") && len(attempts) > 1:
+			continue
+		default:
+			// "host:port (host): dial tcp ...: connect: connection refused"
+			if i := strings.LastIndex(r, ": "); i >= 0 {
+				r = r[i+2:]
+			}
+		}
+		if len(reasons) == 0 || reasons[len(reasons)-1] != r {
+			reasons = append(reasons, r)
+		}
+	}
+	return "cannot connect to PostgreSQL " + where + ": " + strings.Join(reasons, "; ")
+}
+
+func isTimeout(err error) bool {
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
+}
+
+// libpqVariables reports whether any libpq variable that picks a server or
+// database is set.
+func libpqVariables() bool {
+	for _, v := range []string{"PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE", "PGSERVICEFILE"} {
+		if os.Getenv(v) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// redact removes a password from a message, in case a driver ever echoes
+// it. A very short password is left alone: replacing it everywhere would
+// mangle the message, and pgx's messages do not carry it.
 func redact(msg, password string) string {
-	if password != "" {
+	if len(password) >= 4 {
 		msg = strings.ReplaceAll(msg, password, "xxxxx")
 	}
 	return msg

@@ -181,6 +181,21 @@ func prepareTables(ctx context.Context, tx pgx.Tx, t string) (existed bool, err 
 	return existed, nil
 }
 
+// whereOf names the database q runs on, for a message.
+func whereOf(q Querier) string {
+	var conn *pgx.Conn
+	switch q := q.(type) {
+	case *pgx.Conn:
+		conn = q
+	case pgx.Tx:
+		conn = q.Conn()
+	}
+	if conn == nil {
+		return "the database"
+	}
+	return Where(&conn.Config().Config)
+}
+
 // Querier runs a query: a connection or a transaction.
 type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
@@ -211,7 +226,7 @@ func CheckTable(ctx context.Context, q Querier, t string) error {
 	case err != nil:
 		return err
 	case !found:
-		return fmt.Errorf("%w %q", ErrNoTable, t)
+		return fmt.Errorf("%w %q in %s", ErrNoTable, t, whereOf(q))
 	case problem != "":
 		return fmt.Errorf("table %s is not in the Aidbox layout: %s", Table(t), problem)
 	case cols["resource_type"] == "":

@@ -1,0 +1,104 @@
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// fakeServer accepts connections on 127.0.0.1 and hands each to serve.
+func fakeServer(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				serve(c)
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// A wrong password: the server's answer is the message, not the refused
+// TLS handshake of sslmode=prefer's first try.
+func TestConnectSaysTheServersAnswer(t *testing.T) {
+	addr := fakeServer(t, func(c net.Conn) {
+		be := pgproto3.NewBackend(c, c)
+		for {
+			msg, err := be.ReceiveStartupMessage()
+			if err != nil {
+				return
+			}
+			switch msg.(type) {
+			case *pgproto3.SSLRequest:
+				c.Write([]byte("N")) //nolint:errcheck
+			case *pgproto3.StartupMessage:
+				be.Send(&pgproto3.ErrorResponse{Severity: "FATAL", Code: "28P01", Message: `password authentication failed for user "u"`})
+				be.Flush() //nolint:errcheck
+				return
+			}
+		}
+	})
+	_, err := Connect(context.Background(), "postgres://u:s3cr3tpw@"+addr+"/d?sslmode=prefer")
+	want := fmt.Sprintf(`cannot connect to PostgreSQL database "d" as user "u" at %s: password authentication failed for user "u"`, strings.Replace(addr, ":", ":", 1))
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v\nwant %s", err, want)
+	}
+}
+
+// A server that never answers: given up after connect_timeout, said plainly.
+func TestConnectTimeout(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	addr := fakeServer(t, func(c net.Conn) { <-release })
+	_, err := Connect(context.Background(), "postgres://u@"+addr+"/d?connect_timeout=1&sslmode=disable")
+	if err == nil || !strings.HasSuffix(err.Error(), ": no answer within 1s (connect_timeout)") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestParseDSN(t *testing.T) {
+	for dsn, want := range map[string]string{
+		"mysql://u:pw@h/db":  "a mysql:// URL",
+		"postgres://u@[bad/": "bad connection string",
+		"host=h port=eighty": "bad connection string",
+	} {
+		_, err := ParseDSN(dsn)
+		var ce *ConfigError
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseDSN(%q) = %v, want a ConfigError with %q", dsn, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "pw") {
+			t.Errorf("ParseDSN(%q) shows the password: %v", dsn, err)
+		}
+	}
+	for _, ok := range []string{"", "postgres://u@h/db", "POSTGRESQL://u@h/db", "host=h dbname=d"} {
+		if _, err := ParseDSN(ok); err != nil {
+			t.Errorf("ParseDSN(%q): %v", ok, err)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	if got := redact(`user "a" at a host`, "a"); got != `user "a" at a host` {
+		t.Errorf("a short password mangled the message: %s", got)
+	}
+	if got := redact(`echo s3cr3t-pw back`, "s3cr3t-pw"); got != `echo xxxxx back` {
+		t.Errorf("redact = %s", got)
+	}
+}
