@@ -25,6 +25,9 @@
 #   convert convert --to aidbox / --to fhir of the same data, pinned to one core: MB/s
 #   import  import --parallel 2 of the 13 Synthea type files and the Observations (FHIR),
 #           vs load --fhir of the same inputs one after another, into empty tables
+#   export  export --parallel 2 of what import stored, vs psql \copy (binary, to /dev/null) of
+#           every table one after another; --parallel 1 vs dump of every type one after
+#           another; --gzip vs plain; dump --parallel 2 Observation vs one psql \copy
 # Usage: scripts/bench.sh [RUNS]   (each measurement runs RUNS times, default 3, interleaved; medians shown)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -155,6 +158,31 @@ measure "load, one input after another" bash "$onebyone"
 fresh_db
 measure "import --parallel 2" "$bin" --db "$db" -q import --parallel 2 --state-dir "$dir/state" --force "$manifest"
 
+say "export of what import stored (14 types, 1M Observations): $runs runs each, alternating"
+q -c 'VACUUM ANALYZE' -c 'CHECKPOINT'
+tables=$(q -At -c "select relname from pg_class where relnamespace = 'public'::regnamespace and relkind = 'r' and relname !~ '_history$' and relname ~ '^[a-z]+$' order by 1")
+copyall="$dir/copy-all.sh"
+dumpall="$dir/dump-all.sh"
+: > "$copyall"
+: > "$dumpall"
+for t in $tables; do
+  printf 'psql -q -X "%s" -c "\\copy (select id, txid, ts, cts, resource from %s) to /dev/null with (format binary)" || exit 1\n' "$db" "$t" >> "$copyall"
+  T=$(q -At -c "select resource_type from $t limit 1")
+  printf '"%s" --db "%s" -q dump %s > /dev/null || exit 1\n' "$bin" "$db" "$T" >> "$dumpall"
+done
+exports="$dir/exports"
+rm -rf "$exports" && mkdir -p "$exports"
+for _ in $(seq "$runs"); do
+  measure "psql \\copy binary of every table, one by one" bash "$copyall"
+  measure "export --parallel 2" "$bin" --db "$db" -q export --parallel 2 --force "$exports/p2"
+  measure "dump of every type, one by one" bash "$dumpall"
+  measure "export --parallel 1" "$bin" --db "$db" -q export --parallel 1 --force "$exports/p1"
+  measure "export --parallel 2 --gzip" "$bin" --db "$db" -q export --parallel 2 --gzip --force "$exports/gz"
+  measure "psql \\copy binary of observation" psql -q -X "$db" -c "\\copy (select id, txid, ts, cts, resource from observation) to '/dev/null' with (format binary)"
+  measure "dump --parallel 2 Observation" "$bin" --db "$db" -q dump --parallel 2 Observation
+done
+rm -rf "$exports"
+
 say "20,000 one-line sources in one load command, vs one file of the same lines"
 small="$dir/small-sources"
 if [ ! -d "$small" ]; then
@@ -195,6 +223,13 @@ row 'convert --to aidbox (1 core)' 'convert --to aidbox'
 row 'convert --to fhir (1 core)' 'convert --to fhir'
 row 'load of the 14 inputs, one by one' 'load, one input after another'
 row 'import --parallel 2 of the same' 'import --parallel 2' 'load, one input after another'
+row 'psql \copy binary per table (export baseline)' 'psql \copy binary of every table, one by one'
+row 'export --parallel 2' 'export --parallel 2' 'psql \copy binary of every table, one by one'
+row 'dump of every type, one by one' 'dump of every type, one by one'
+row 'export --parallel 1 vs dumps one by one' 'export --parallel 1' 'dump of every type, one by one'
+row 'export --parallel 2 --gzip vs plain' 'export --parallel 2 --gzip' 'export --parallel 2'
+row 'psql \copy binary of observation' 'psql \copy binary of observation'
+row 'dump --parallel 2 Observation' 'dump --parallel 2 Observation' 'psql \copy binary of observation'
 row 'two loads of 120k ids, one after the other' 'two loads, one after the other'
 row 'two loads of the same 120k ids at once' 'two loads at once' 'two loads, one after the other'
 row 'the same 20k lines as one file' 'load of the same lines as one file'

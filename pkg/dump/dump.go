@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,8 +21,15 @@ import (
 // Options selects what Dump writes.
 type Options struct {
 	Type  string    // resource type, e.g. "Observation"
-	Since time.Time // when not zero: only resources created after it (cts > Since)
-	FHIR  bool      // FHIR format instead of Aidbox format
+	Since time.Time // when not zero: only resources created after it (cts > Since), as Aidbox's $dump
+	// ChangedFrom and ChangedUntil, when not zero, keep the resources
+	// changed in [ChangedFrom, ChangedUntil] (ts), as HL7's _since/_until.
+	ChangedFrom, ChangedUntil time.Time
+	// Blocks, when not nil, keeps the rows stored in those heap blocks of
+	// the table (a ctid range, which PostgreSQL 14+ scans directly): how
+	// several connections share one table.
+	Blocks *BlockRange
+	FHIR   bool // FHIR format instead of Aidbox format
 	// Progress, when set, is called with the rows written so far, every
 	// 4096 rows and at the end.
 	Progress func(rows int64)
@@ -60,12 +68,7 @@ func Dump(ctx context.Context, tx pgx.Tx, opts Options, w io.Writer) (int64, err
 		}
 		return 0, err
 	}
-	query := "SELECT id, txid, ts, cts, resource FROM " + pg.Table(opts.Type)
-	if !opts.Since.IsZero() {
-		// COPY takes no parameters; the literal is formatted from a parsed
-		// time, never from the user's text.
-		query += " WHERE cts > '" + opts.Since.UTC().Format(time.RFC3339Nano) + "'::timestamptz"
-	}
+	query := "SELECT id, txid, ts, cts, resource FROM " + pg.Table(opts.Type) + opts.where()
 	sp := &splicer{w: w, progress: opts.Progress, typ: opts.Type}
 	if opts.FHIR {
 		sp.conv = fhirformat.New(fhirformat.ToFHIR)
@@ -93,6 +96,38 @@ func Dump(ctx context.Context, tx pgx.Tx, opts Options, w io.Writer) (int64, err
 	default:
 		return sp.n, fmt.Errorf("dump %s: %w", opts.Type, pg.Wrap(err))
 	}
+}
+
+// BlockRange is the heap blocks [From, To) of a table; To < 0: to the end.
+type BlockRange struct{ From, To int64 }
+
+// where is the query's WHERE clause for the options, or "". COPY takes no
+// parameters: the literals are formatted from parsed times and integers,
+// never from the user's text.
+func (o Options) where() string {
+	var conds []string
+	lit := func(t time.Time) string { return "'" + t.UTC().Format(time.RFC3339Nano) + "'::timestamptz" }
+	if !o.Since.IsZero() {
+		conds = append(conds, "cts > "+lit(o.Since))
+	}
+	if !o.ChangedFrom.IsZero() {
+		conds = append(conds, "ts >= "+lit(o.ChangedFrom))
+	}
+	if !o.ChangedUntil.IsZero() {
+		conds = append(conds, "ts <= "+lit(o.ChangedUntil))
+	}
+	if b := o.Blocks; b != nil {
+		if b.From > 0 {
+			conds = append(conds, fmt.Sprintf("ctid >= '(%d,0)'::tid", b.From))
+		}
+		if b.To >= 0 {
+			conds = append(conds, fmt.Sprintf("ctid < '(%d,0)'::tid", b.To))
+		}
+	}
+	if len(conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(conds, " AND ")
 }
 
 // splicer turns binary rows (id, txid, ts, cts, resource) into ndjson lines.

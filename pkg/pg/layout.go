@@ -407,3 +407,74 @@ func (l *Layout) connect(ctx context.Context) error {
 	l.conn = conn
 	return nil
 }
+
+// TypeInfo is a type's table as the catalogs see it.
+type TypeInfo struct {
+	Type     string // the type's name, as its resources spell it
+	Blocks   int64  // heap blocks (what a ctid range divides)
+	Estimate int64  // the planner's row count, -1 when never analyzed
+	Bytes    int64  // on disk, TOAST and indexes included
+}
+
+// ListTypes lists the types: the tables of the current schema in the
+// Aidbox layout (the columns, and the primary key on id alone: a _history
+// table is not a type), sorted by type name. Read in a transaction at a
+// snapshot, it lists them as of the snapshot.
+func ListTypes(ctx context.Context, tx pgx.Tx) ([]TypeInfo, error) {
+	rows, err := tx.Query(ctx, `SELECT c.relname::text,
+			pg_relation_size(c.oid) / current_setting('block_size')::bigint,
+			c.reltuples::bigint, pg_total_relation_size(c.oid)
+		FROM pg_class c
+		WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+		AND c.relname ~ '^[a-z][a-z0-9]*$' AND length(c.relname) <= $1
+		AND (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+			AND (a.attname::text, format_type(a.atttypid, a.atttypmod)) IN (
+				('id', 'text'), ('txid', 'bigint'), ('ts', 'timestamp with time zone'),
+				('cts', 'timestamp with time zone'), ('resource_type', 'text'),
+				('status', 'resource_status'), ('resource', 'jsonb'))) = 7
+		AND EXISTS (SELECT FROM pg_index x JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
+			WHERE x.indrelid = c.oid AND x.indisprimary AND x.indnkeyatts = 1 AND a.attname = 'id')
+		ORDER BY c.relname`, MaxTypeLen)
+	if err != nil {
+		return nil, fmt.Errorf("list the types: %w", Wrap(err))
+	}
+	type row struct {
+		table                   string
+		blocks, estimate, bytes int64
+	}
+	collected, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var v row
+		return v, r.Scan(&v.table, &v.blocks, &v.estimate, &v.bytes)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list the types: %w", Wrap(err))
+	}
+	types := make([]TypeInfo, 0, len(collected))
+	for _, r := range collected {
+		name, err := typeOfTable(ctx, tx, r.table)
+		if err != nil {
+			return nil, err
+		}
+		types = append(types, TypeInfo{Type: name, Blocks: r.blocks, Estimate: max(r.estimate, -1), Bytes: r.bytes})
+	}
+	slices.SortFunc(types, func(a, b TypeInfo) int { return strings.Compare(a.Type, b.Type) })
+	return types, nil
+}
+
+// typeOfTable is the type name of a resource table: R4's spelling, else
+// how its resources spell it, else (an empty table of a type R4 does not
+// know) its name with a capital.
+func typeOfTable(ctx context.Context, tx pgx.Tx, table string) (string, error) {
+	if name, ok := fhirformat.R4Spelling(table); ok {
+		return name, nil
+	}
+	var stored *string
+	err := tx.QueryRow(ctx, `SELECT resource_type FROM `+pgx.Identifier{table}.Sanitize()+` WHERE resource_type IS NOT NULL LIMIT 1`).Scan(&stored)
+	if err != nil && err != pgx.ErrNoRows {
+		return "", fmt.Errorf("table %s: %w", pgx.Identifier{table}.Sanitize(), Wrap(err))
+	}
+	if stored != nil && strings.EqualFold(*stored, table) && ValidateType(*stored) == nil {
+		return *stored, nil
+	}
+	return strings.ToUpper(table[:1]) + table[1:], nil
+}

@@ -84,15 +84,21 @@ func removeStaleTemps(path string) {
 	entries, _ := d.ReadDir(-1)
 	d.Close() //nolint:errcheck
 	for _, e := range entries {
-		if e.Type().IsRegular() && isTempOf(e.Name(), base) {
-			removeIfUnlocked(filepath.Join(dir, e.Name()))
+		switch {
+		case !isTempOf(e.Name(), base):
+		case e.Type().IsRegular():
+			removeIfUnlocked(filepath.Join(dir, e.Name()), "")
+		case e.IsDir():
+			// A Folder's: its lock file inside marks a live writer.
+			removeIfUnlocked(filepath.Join(dir, e.Name(), folderLock), filepath.Join(dir, e.Name()))
 		}
 	}
 }
 
 // removeIfUnlocked removes the file name if it is a regular file whose lock
-// it can take.
-func removeIfUnlocked(name string) {
+// it can take; with a folder given, it removes that folder (whose lock file
+// name is) instead.
+func removeIfUnlocked(name, folder string) {
 	// O_NONBLOCK and O_NOFOLLOW: should the name have become a named pipe or
 	// a link since the listing, opening it neither waits nor follows.
 	flags := syscall.O_NONBLOCK | syscall.O_NOFOLLOW
@@ -120,6 +126,10 @@ func removeIfUnlocked(name string) {
 	mine, err1 := f.Stat()
 	there, err2 := os.Lstat(name)
 	if err1 == nil && err2 == nil && os.SameFile(mine, there) {
+		if folder != "" {
+			os.RemoveAll(folder) //nolint:errcheck
+			return
+		}
 		os.Remove(name) //nolint:errcheck
 	}
 }

@@ -101,6 +101,9 @@ type Sink struct {
 	path   string
 	opts   Options
 	done   bool
+	// inPlace: the file is written at its final path, inside a Folder's
+	// temporary folder; Commit syncs and closes it, Abort removes it.
+	inPlace bool
 }
 
 // Open prepares the destination. For a file it checks that the final path is
@@ -142,24 +145,31 @@ func Open(opts Options) (*Sink, error) {
 			}
 		}
 	}
+	if err := s.layer(out); err != nil {
+		s.discard()
+		return nil, err
+	}
+	return s, nil
+}
+
+// layer puts the write buffer, and gzip when asked, in front of out.
+func (s *Sink) layer(out io.Writer) error {
 	if s.opts.Gzip {
 		s.gate = &gate{w: out}
 		gz, err := pgzip.NewWriterLevel(s.gate, pgzip.DefaultCompression)
 		if err != nil {
-			s.discard()
-			return nil, err
+			return err
 		}
 		s.gz = gz
 		// 1 MiB blocks, two per core: the pgzip default, written down so the
 		// memory bound (about 2 x cores x 2 MiB) is visible here.
 		if err := gz.SetConcurrency(1<<20, 2*runtime.GOMAXPROCS(0)); err != nil {
-			s.discard()
-			return nil, err
+			return err
 		}
 		out = gz
 	}
 	s.bw = bufio.NewWriterSize(out, bufSize)
-	return s, nil
+	return nil
 }
 
 // notRegular is the error for a final path that is not a regular file.
@@ -275,6 +285,22 @@ func (s *Sink) Commit() error {
 	if s.file == nil {
 		s.discard()
 		return err
+	}
+	if s.inPlace {
+		if err == nil {
+			err = s.file.Sync()
+		}
+		if cerr := s.file.Close(); err == nil {
+			err = cerr
+		}
+		s.file = nil
+		if err != nil {
+			s.discard()
+			return FileError("output", s.path, err)
+		}
+		s.tmp = ""
+		s.discard()
+		return nil
 	}
 	if err == nil && s.opts.Force {
 		if err := s.checkTarget(); err != nil {

@@ -1,0 +1,131 @@
+package cmd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
+	"github.com/fhirbulk/fhirbulk/pkg/dump"
+	"github.com/fhirbulk/fhirbulk/pkg/export"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/progress"
+	"github.com/fhirbulk/fhirbulk/pkg/sink"
+	"github.com/fhirbulk/fhirbulk/pkg/source"
+)
+
+func (a *app) exportCmd() *cobra.Command {
+	var o export.Options
+	var types []string
+	var since, until, sinceManifest string
+	var split sizeValue
+	var force bool
+	c := &cobra.Command{
+		Use:   "export DIR",
+		Short: "Write every type (or some) in one consistent snapshot as an HL7 Bulk Data folder",
+		Long: `Write every resource type that has resources (or those of --type) into the new
+folder DIR, read as of one instant over --parallel connections: one ndjson
+file per type (Patient.ndjson, or numbered files with --split-size), and
+DIR/manifest.json, an HL7 Bulk Data manifest. DIR appears only when the
+export is complete. The manifest is also printed on stdout as one line.
+
+With --since or --since-manifest the export is incremental: the resources
+changed since then, and deleted.TYPE.ndjson files listing those deleted
+(HL7 transaction Bundles of DELETE entries). --since-manifest goes on from
+an earlier export's watermark and misses no change, even one whose
+transaction began before that export and committed after it.`,
+		Example: `  fhirbulk export /exports/full
+  fhirbulk export --type Patient,Observation --gzip --split-size 1GiB /exports/clinical
+  fhirbulk export --since-manifest /exports/last/manifest.json /exports/$(date +%F)`,
+		Args: exactArgs(1, "the export folder DIR"),
+	}
+	f := c.Flags()
+	f.StringSliceVar(&types, "type", nil, "export only `TYPE`s (comma-separated or repeated)")
+	f.BoolVar(&o.FHIR, "fhir", false, "write FHIR format (as dump --fhir)")
+	f.BoolVar(&o.Gzip, "gzip", false, "gzip every file (.ndjson.gz)")
+	f.Var(&split, "split-size", "cut each type into numbered files of about `SIZE` of ndjson (e.g. 500MB, 1GiB)")
+	f.IntVar(&o.Parallel, "parallel", 2, "read with `N` connections")
+	f.StringVar(&since, "since", "", "only resources changed after `TIME` (RFC 3339 or YYYY-MM-DD), and deletions")
+	f.StringVar(&until, "until", "", "only resources changed up to `TIME`")
+	f.StringVar(&sinceManifest, "since-manifest", "", "go on from the export whose manifest is `FILE` (its watermark)")
+	f.BoolVar(&force, "force", false, "replace an existing DIR (once the new export is complete)")
+	a.dbFlag(c)
+	c.RunE = a.run(func(ctx context.Context, args []string) error {
+		for _, t := range types {
+			if err := pg.ValidateType(t); err != nil {
+				return usagef("--type: %v", err)
+			}
+		}
+		o.Types = types
+		if o.Parallel < 1 {
+			return usagef("--parallel: must be at least 1")
+		}
+		o.SplitSize = int64(split)
+		if since != "" && sinceManifest != "" {
+			return usagef("give --since or --since-manifest, not both")
+		}
+		var err error
+		if since != "" {
+			if o.Since, err = dump.ParseSince(since); err != nil {
+				return usagef("--since: %v", err)
+			}
+			o.Since = o.Since.Add(time.Microsecond) // changed after TIME: ts is kept to the microsecond
+		}
+		if until != "" {
+			if o.Until, err = dump.ParseSince(until); err != nil {
+				return usagef("--until: %v", err)
+			}
+		}
+		if sinceManifest != "" {
+			if o.Since, err = bulkdata.Watermark(sinceManifest); err != nil {
+				return sink.FileError("--since-manifest", sinceManifest, err)
+			}
+		}
+		o.DSN = pg.ResolveDSN(a.db, a.getenv)
+		o.Request = exportRequest(c, args)
+		o.Version = version()
+		if progress.Enabled(a.stderr, a.quiet) {
+			bar := progress.New(a.stderr, true, -1, "export", "rows")
+			defer bar.Finish()
+			o.Progress = func(p export.Progress) { bar.Set(p.Rows, "") }
+		}
+		m, err := export.Export(ctx, args[0], force, o)
+		if err != nil {
+			return err
+		}
+		line, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(a.stdout, string(line))
+		return err
+	})
+	return c
+}
+
+// exportRequest is the command as the manifest records it: the flags given
+// (never --db), then DIR, with any URL in them redacted.
+func exportRequest(c *cobra.Command, args []string) string {
+	parts := []string{"fhirbulk", "export"}
+	c.Flags().Visit(func(f *pflag.Flag) {
+		if f.Name == "db" {
+			return
+		}
+		if f.Value.Type() == "bool" {
+			parts = append(parts, "--"+f.Name)
+			return
+		}
+		v := f.Value.String()
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			v = strings.Join(sv.GetSlice(), ",")
+		}
+		parts = append(parts, "--"+f.Name+"="+v)
+	})
+	parts = append(parts, args...)
+	return source.RedactText(strings.Join(parts, " "))
+}

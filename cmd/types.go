@@ -1,0 +1,91 @@
+package cmd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
+)
+
+func (a *app) typesCmd() *cobra.Command {
+	var asJSON, estimate bool
+	c := &cobra.Command{
+		Use:   "types",
+		Short: "List the resource types in the database, with their counts and sizes",
+		Long: `List every resource type: every table in the Aidbox layout, empty ones
+included, with its number of resources (counted, in one snapshot; with
+--estimate the planner's guess, which costs nothing on a huge database)
+and its size on disk (indexes and TOAST included).`,
+		Example: `  fhirbulk types
+  fhirbulk types --json | jq -r '.[] | select(.count > 0) | .type'`,
+		Args: exactArgs(0, "no arguments"),
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, `print one JSON array of {"type", "count", "bytes"}`)
+	c.Flags().BoolVar(&estimate, "estimate", false, "the planner's row counts instead of counting (-1: never analyzed)")
+	a.dbFlag(c)
+	c.RunE = a.run(func(ctx context.Context, args []string) error {
+		conn, err := a.connect(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background()) //nolint:errcheck
+		tx, err := pg.BeginReadOnly(ctx, conn)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(context.Background()) //nolint:errcheck // read only
+		types, err := pg.ListTypes(ctx, tx)
+		if err != nil {
+			return err
+		}
+		type entry struct {
+			Type  string `json:"type"`
+			Count int64  `json:"count"`
+			Bytes int64  `json:"bytes"`
+		}
+		list := make([]entry, 0, len(types))
+		for _, t := range types {
+			n := t.Estimate
+			if !estimate {
+				if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+pg.Table(t.Type)).Scan(&n); err != nil {
+					return fmt.Errorf("count %s: %w", t.Type, pg.Wrap(err))
+				}
+			}
+			list = append(list, entry{Type: t.Type, Count: n, Bytes: t.Bytes})
+		}
+		if asJSON {
+			out, _ := json.Marshal(list) //nolint:errchkjson // plain values
+			_, err := fmt.Fprintln(a.stdout, string(out))
+			return err
+		}
+		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "TYPE\tRESOURCES\tSIZE")
+		for _, e := range list {
+			count := fmt.Sprint(e.Count)
+			if e.Count < 0 {
+				count = "?"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", printable(e.Type), count, humanBytes(e.Bytes))
+		}
+		return tw.Flush()
+	})
+	return c
+}
+
+// humanBytes is a size for people: 81 kB, 1.4 GB.
+func humanBytes(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, i := float64(n), 0
+	for v >= unit && i < 5 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %cB", v, "kMGTP"[i-1])
+}

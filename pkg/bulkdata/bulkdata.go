@@ -1,0 +1,111 @@
+// Package bulkdata is the HL7 Bulk Data manifest (the body of a complete
+// $export status, which HAPI, Microsoft, Google, Aidbox and the SMART
+// bulk-data-client read and write): its shape, and fhirbulk's extension in
+// it, with what an incremental export after it needs.
+package bulkdata
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Manifest is a bulk export's manifest.
+type Manifest struct {
+	// TransactionTime: every resource changed up to this instant is in the
+	// export (some changed after it may be too). fhirbulk writes its
+	// watermark here, so that a client that asks the next export for
+	// _since=transactionTime misses no change.
+	TransactionTime     string `json:"transactionTime"`
+	Request             string `json:"request"`
+	RequiresAccessToken bool   `json:"requiresAccessToken"`
+	Output              []File `json:"output"`
+	Deleted             []File `json:"deleted"`
+	Error               []File `json:"error"`
+	// Extension holds what servers add; fhirbulk's is under the key
+	// "fhirbulk" (see Ext).
+	Extension map[string]json.RawMessage `json:"extension,omitempty"`
+}
+
+// File is one file of a manifest: the type of its resources, its URL
+// (relative to the manifest's folder, or absolute) and how many lines.
+type File struct {
+	Type  string `json:"type"`
+	URL   string `json:"url"`
+	Count *int64 `json:"count,omitempty"`
+}
+
+// Ext is what fhirbulk records in a manifest it writes, to read the
+// export back exactly and to go on from it.
+type Ext struct {
+	Format string `json:"format"` // "aidbox" or "fhir"
+	// Since and Until are the bounds the export was made with (changed
+	// since, inclusive; changed until, inclusive), empty when none.
+	Since string `json:"since,omitempty"`
+	Until string `json:"until,omitempty"`
+	// Snapshot is when the database was read.
+	Snapshot string `json:"snapshotTime"`
+	// Watermark is where the next incremental export starts: every change
+	// at or after it that is not in this export is in the next.
+	Watermark string `json:"watermark"`
+	Version   string `json:"version,omitempty"` // of fhirbulk
+}
+
+// ExtKey is the key of fhirbulk's extension in Manifest.Extension.
+const ExtKey = "fhirbulk"
+
+// TimeFormat is how instants are written: RFC 3339 in UTC with
+// microseconds, as PostgreSQL keeps them.
+const TimeFormat = "2006-01-02T15:04:05.000000Z"
+
+// FormatTime writes t as TimeFormat.
+func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
+
+// SetExt records e in m.
+func (m *Manifest) SetExt(e Ext) {
+	b, _ := json.Marshal(e) //nolint:errchkjson // a struct of strings
+	if m.Extension == nil {
+		m.Extension = map[string]json.RawMessage{}
+	}
+	m.Extension[ExtKey] = b
+}
+
+// Ext is fhirbulk's extension of m, and false when it has none.
+func (m *Manifest) Ext() (Ext, bool) {
+	var e Ext
+	raw, ok := m.Extension[ExtKey]
+	if !ok || json.Unmarshal(raw, &e) != nil {
+		return Ext{}, false
+	}
+	return e, true
+}
+
+// ErrNoWatermark is returned by Watermark for a manifest without one.
+var ErrNoWatermark = errors.New("no fhirbulk watermark (not written by fhirbulk export?)")
+
+// Watermark reads the watermark of the manifest file at path: where an
+// export that goes on from it starts.
+func Watermark(path string) (time.Time, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return time.Time{}, fmt.Errorf("not a bulk data manifest: %v", err)
+	}
+	if m.TransactionTime == "" {
+		return time.Time{}, errors.New("not a bulk data manifest: no transactionTime")
+	}
+	e, ok := m.Ext()
+	if !ok || e.Watermark == "" {
+		return time.Time{}, ErrNoWatermark
+	}
+	w, err := time.Parse(time.RFC3339Nano, e.Watermark)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("watermark %q: not an RFC 3339 instant", e.Watermark)
+	}
+	return w, nil
+}

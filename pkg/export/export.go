@@ -1,0 +1,404 @@
+// Package export writes a whole database, or some of its types, as an HL7
+// Bulk Data folder: one ndjson file per type (or numbered files of a split
+// size), the deletions of an incremental export, and manifest.json. Every
+// table is read as of one instant: the coordinator exports a snapshot
+// (pg.Take) and every connection reads at it, several tables and ranges of
+// one big table at once. The folder appears whole when the export is
+// complete (sink.Folder), or not at all.
+package export
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
+	"github.com/fhirbulk/fhirbulk/pkg/dump"
+	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/sink"
+)
+
+// Options say what Export writes, and how.
+type Options struct {
+	DSN       string
+	Types     []string // nil: every type that has resources
+	FHIR      bool     // FHIR format, as dump --fhir
+	Gzip      bool
+	SplitSize int64 // uncompressed bytes per file; 0: one file per type
+	Parallel  int   // connections (default 2)
+	// Since and Until, when not zero, keep the resources changed in
+	// [Since, Until] (ts); with Since the deletions since then are listed
+	// too.
+	Since, Until time.Time
+	Request      string // the command, without secrets, for the manifest
+	Version      string // fhirbulk's, for the manifest
+	// Progress, when set, is told how far the export is; it is called from
+	// one goroutine at a time.
+	Progress func(Progress)
+}
+
+// Progress is how far an export is.
+type Progress struct {
+	Rows     int64 // written so far
+	Bytes    int64 // of ndjson, before compression
+	Estimate int64 // rows the planner expects in all (a guess; -1 unknown)
+	Done     bool
+}
+
+// NoTableError is a requested type without a table.
+type NoTableError struct{ Err error }
+
+func (e *NoTableError) Error() string { return e.Err.Error() }
+func (e *NoTableError) Unwrap() error { return e.Err }
+
+// Export writes the export into the new folder dir (replacing an existing
+// one only when force, and only once the new one is complete) and returns
+// its manifest, which is also dir/manifest.json.
+func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.Manifest, error) {
+	o.Parallel = max(o.Parallel, 1)
+	folder, err := sink.OpenFolder(dir, force)
+	if err != nil {
+		return nil, err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			folder.Abort()
+		}
+	}()
+	conn, err := pg.Connect(ctx, o.DSN)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background()) //nolint:errcheck
+	snap, err := pg.Take(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	defer snap.Close()
+	types, err := selectTypes(ctx, snap.Tx(), o.Types)
+	if err != nil {
+		return nil, err
+	}
+	e := &exporter{o: o, folder: folder, outputs: map[string]*output{}, deleted: map[string]*output{}}
+	tasks := plan(types, o.Parallel)
+	for _, t := range types {
+		e.estimate += max(t.Estimate, 0)
+		e.outputs[t.Type] = &output{folder: folder, prefix: t.Type, fileType: t.Type, gzip: o.Gzip, splitSize: o.SplitSize, split: o.SplitSize > 0}
+		if !o.Since.IsZero() {
+			e.deleted[t.Type] = &output{folder: folder, prefix: "deleted." + t.Type, fileType: "Bundle", gzip: o.Gzip, pending: 1}
+			tasks = append(tasks, task{typ: t.Type, deleted: true})
+		}
+	}
+	for _, t := range tasks {
+		if !t.deleted {
+			e.outputs[t.typ].pending++
+		}
+	}
+	if err := runTasks(ctx, o.DSN, snap, o.Parallel, tasks, e.run); err != nil {
+		for _, out := range e.all() {
+			out.abort()
+		}
+		return nil, err
+	}
+	m := e.manifest(snap)
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	mf, err := folder.Create("manifest.json", false)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := mf.Write(append(data, '\n')); err != nil {
+		mf.Abort()
+		return nil, err
+	}
+	if err := mf.Commit(); err != nil {
+		return nil, err
+	}
+	if err := folder.Commit(); err != nil {
+		return nil, err
+	}
+	committed = true
+	e.report(true)
+	return m, nil
+}
+
+// selectTypes lists the types to export: those asked for (each must have a
+// table), else every type.
+func selectTypes(ctx context.Context, tx pgx.Tx, want []string) ([]pg.TypeInfo, error) {
+	all, err := pg.ListTypes(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	if len(want) == 0 {
+		return all, nil
+	}
+	var out []pg.TypeInfo
+	for _, w := range want {
+		i := slices.IndexFunc(all, func(t pg.TypeInfo) bool { return t.Type == w })
+		if i < 0 {
+			if err := pg.CheckTable(ctx, tx, w); err != nil {
+				return nil, &NoTableError{err}
+			}
+			// A table that is there but is not a type (no primary key on id).
+			return nil, &NoTableError{fmt.Errorf("table %s is not in the Aidbox layout", pg.Table(w))}
+		}
+		if !slices.ContainsFunc(out, func(t pg.TypeInfo) bool { return t.Type == w }) {
+			out = append(out, all[i])
+		}
+	}
+	return out, nil
+}
+
+type exporter struct {
+	o        Options
+	folder   *sink.Folder
+	outputs  map[string]*output // by type
+	deleted  map[string]*output
+	estimate int64
+
+	mu          sync.Mutex // for the progress counters and the callback
+	rows, bytes int64
+}
+
+// run does one task on a connection reading at the snapshot.
+func (e *exporter) run(ctx context.Context, tx pgx.Tx, t task) error {
+	if t.deleted {
+		out := e.deleted[t.typ]
+		if err := e.deletions(ctx, tx, t.typ, out); err != nil {
+			return fmt.Errorf("export %s: deleted: %w", t.typ, err)
+		}
+		return out.taskDone()
+	}
+	out := e.outputs[t.typ]
+	b := &batch{out: out}
+	counted := &countingWriter{w: b}
+	var lastRows, lastBytes int64
+	opts := dump.Options{Type: t.typ, FHIR: e.o.FHIR, ChangedFrom: e.o.Since, ChangedUntil: e.o.Until, Blocks: t.blocks,
+		Progress: func(rows int64) {
+			e.add(rows-lastRows, counted.n-lastBytes)
+			lastRows, lastBytes = rows, counted.n
+		}}
+	if _, err := dump.Dump(ctx, tx, opts, counted); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("export %s: %w", t.typ, err)
+	}
+	if err := b.flush(); err != nil {
+		return fmt.Errorf("export %s: %w", t.typ, err)
+	}
+	if err := out.taskDone(); err != nil {
+		return fmt.Errorf("export %s: %w", t.typ, err)
+	}
+	return nil
+}
+
+func (e *exporter) add(rows, bytes int64) {
+	e.mu.Lock()
+	e.rows += rows
+	e.bytes += bytes
+	e.mu.Unlock()
+	e.report(false)
+}
+
+func (e *exporter) report(done bool) {
+	if e.o.Progress == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	est := e.estimate
+	if est == 0 {
+		est = -1
+	}
+	e.o.Progress(Progress{Rows: e.rows, Bytes: e.bytes, Estimate: est, Done: done})
+}
+
+// deletions writes the resources of type t deleted in the export's window
+// and not there any more, as HL7 wants them: one line per resource, a
+// transaction Bundle with one DELETE entry. Aidbox deletes a resource by
+// writing a _history row of status 'deleted' and removing the main row;
+// one deleted and created again is in the output, not here.
+func (e *exporter) deletions(ctx context.Context, tx pgx.Tx, t string, out *output) error {
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pg.HistoryTable(t)).Scan(&exists); err != nil || !exists {
+		return pg.Wrap(err)
+	}
+	until := e.o.Until
+	if until.IsZero() {
+		until = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+	}
+	rows, err := tx.Query(ctx, `SELECT h.id, max(h.ts) FROM `+pg.HistoryTable(t)+` h
+		WHERE h.status = 'deleted' AND h.ts >= $1 AND h.ts <= $2
+		AND NOT EXISTS (SELECT FROM `+pg.Table(t)+` r WHERE r.id = h.id)
+		GROUP BY h.id ORDER BY h.id`, e.o.Since, until)
+	if err != nil {
+		return pg.Wrap(err)
+	}
+	defer rows.Close()
+	b := &batch{out: out}
+	var line []byte
+	for rows.Next() {
+		var id string
+		var at time.Time
+		if err := rows.Scan(&id, &at); err != nil {
+			return pg.Wrap(err)
+		}
+		line = deletedLine(line[:0], t, id, at)
+		if _, err := b.Write(line); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return pg.Wrap(err)
+	}
+	return b.flush()
+}
+
+// deletedLine is the HL7 line for a deleted resource.
+func deletedLine(b []byte, t, id string, at time.Time) []byte {
+	b = append(b, `{"resourceType":"Bundle","type":"transaction","meta":{"lastUpdated":"`...)
+	b = append(b, bulkdata.FormatTime(at)...)
+	b = append(b, `"},"entry":[{"request":{"method":"DELETE","url":`...)
+	b = ndjson.AppendString(b, []byte(t+"/"+id))
+	return append(b, "}}]}\n"...)
+}
+
+func (e *exporter) all() []*output {
+	var outs []*output
+	for _, o := range e.outputs {
+		outs = append(outs, o)
+	}
+	for _, o := range e.deleted {
+		outs = append(outs, o)
+	}
+	return outs
+}
+
+// manifest is the export's HL7 manifest. Its transactionTime is the
+// watermark less a microsecond: a client that asks the next export for
+// changes after it (HL7's _since is exclusive) misses nothing.
+func (e *exporter) manifest(snap *pg.Snapshot) *bulkdata.Manifest {
+	watermark := snap.Watermark
+	if !e.o.Until.IsZero() && e.o.Until.Before(watermark) {
+		watermark = e.o.Until.Add(time.Microsecond) // what is after Until is not in this export
+	}
+	m := &bulkdata.Manifest{
+		TransactionTime: bulkdata.FormatTime(watermark.Add(-time.Microsecond)),
+		Request:         e.o.Request,
+		Output:          []bulkdata.File{},
+		Deleted:         []bulkdata.File{},
+		Error:           []bulkdata.File{},
+	}
+	types := make([]string, 0, len(e.outputs))
+	for t := range e.outputs {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	for _, t := range types {
+		m.Output = append(m.Output, e.outputs[t].files...)
+		if d := e.deleted[t]; d != nil {
+			m.Deleted = append(m.Deleted, d.files...)
+		}
+	}
+	ext := bulkdata.Ext{Format: "aidbox", Snapshot: bulkdata.FormatTime(snap.At), Watermark: bulkdata.FormatTime(watermark), Version: e.o.Version}
+	if e.o.FHIR {
+		ext.Format = "fhir"
+	}
+	if !e.o.Since.IsZero() {
+		ext.Since = bulkdata.FormatTime(e.o.Since)
+	}
+	if !e.o.Until.IsZero() {
+		ext.Until = bulkdata.FormatTime(e.o.Until)
+	}
+	m.SetExt(ext)
+	return m
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Dump writes every resource of one type to w as dump.Dump does, but read
+// over parallel connections that share one snapshot, each taking ranges of
+// the table's blocks: the lines come in no particular order. It returns
+// how many it wrote.
+func Dump(ctx context.Context, dsn string, parallel int, opts dump.Options, w io.Writer) (int64, error) {
+	conn, err := pg.Connect(ctx, dsn)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background()) //nolint:errcheck
+	snap, err := pg.Take(ctx, conn)
+	if err != nil {
+		return 0, err
+	}
+	defer snap.Close()
+	if err := pg.CheckTable(ctx, snap.Tx(), opts.Type); err != nil {
+		return 0, err
+	}
+	var blocks int64
+	if err := snap.Tx().QueryRow(ctx, `SELECT pg_relation_size($1::regclass) / current_setting('block_size')::bigint`, pg.Table(opts.Type)).Scan(&blocks); err != nil {
+		return 0, pg.Wrap(err)
+	}
+	tasks := plan([]pg.TypeInfo{{Type: opts.Type, Blocks: blocks}}, parallel)
+	if len(tasks) == 1 && parallel > 1 && blocks > 1 {
+		// Small enough to be one task: still cut it, one range per connection.
+		tasks = nil
+		step := (blocks + int64(parallel) - 1) / int64(parallel)
+		for from := int64(0); from < blocks; from += step {
+			to := from + step
+			if to >= blocks {
+				to = -1
+			}
+			tasks = append(tasks, task{typ: opts.Type, blocks: &dump.BlockRange{From: from, To: to}})
+		}
+	}
+	out := &lockedWriter{w: w}
+	var mu sync.Mutex
+	var total int64
+	progress := opts.Progress
+	err = runTasks(ctx, dsn, snap, parallel, tasks, func(ctx context.Context, tx pgx.Tx, t task) error {
+		o := opts
+		o.Blocks = t.blocks
+		var last int64
+		o.Progress = func(rows int64) {
+			mu.Lock()
+			total += rows - last
+			last = rows
+			if progress != nil {
+				progress(total)
+			}
+			mu.Unlock()
+		}
+		b := &batch{out: out}
+		if _, err := dump.Dump(ctx, tx, o, writerFunc(b.Write)); err != nil {
+			return err
+		}
+		return b.flush()
+	})
+	return total, err
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
