@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -47,17 +48,24 @@ FILEs (gzip detected; - or none for stdin) to stdout or --output. No database.`,
 		if err := checkStdinOnce(args); err != nil {
 			return err
 		}
+		start := time.Now()
 		s, err := out.open(a)
 		if err != nil {
 			return err
 		}
 		defer s.Abort()
+		w := &countingWriter{w: s, countLines: true}
+		bar := a.startConvertDisplay(&out, w)
+		defer bar.stop()
+		var total int64
+		var names []string
 		for _, spec := range args {
 			src, err := source.Open(ctx, spec, in.sourceOptions(a))
 			if err != nil {
 				return fmt.Errorf("convert %w", err)
 			}
-			_, err = fhirformat.Stream(ctx, src, s, dir, int(in.maxLine))
+			bar.begin(src)
+			n, err := fhirformat.Stream(ctx, src, w, dir, int(in.maxLine))
 			src.Close()
 			if err != nil {
 				if ctx.Err() != nil {
@@ -65,8 +73,15 @@ FILEs (gzip detected; - or none for stdin) to stdout or --output. No database.`,
 				}
 				return fmt.Errorf("convert %s: %w", src.Name(), err)
 			}
+			total += n
+			names = append(names, src.Name())
 		}
-		return s.Commit()
+		bar.stop()
+		if err := s.Commit(); err != nil {
+			return err
+		}
+		a.summarize(&out, convertWhat(names), total, "resources", w.n.Load(), time.Since(start))
+		return nil
 	})
 	return c
 }

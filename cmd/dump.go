@@ -2,7 +2,7 @@ package cmd
 
 import (
 	"context"
-	"io"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -28,13 +28,18 @@ func (o *outputFlags) register(c *cobra.Command) {
 }
 
 func (o *outputFlags) open(a *app) (*sink.Sink, error) {
+	if err := refuseCompressedTerminal(o, a.stdout, progress.IsTerminal); err != nil {
+		return nil, err
+	}
 	return sink.Open(sink.Options{Path: o.path, Gzip: o.gzip, Force: o.force, Stdout: a.stdout})
 }
 
 // export opens the output (first: a taken -o path fails before any query)
 // and a connection, runs write, and publishes the output only if write
-// succeeded.
-func (a *app) export(ctx context.Context, out *outputFlags, write func(conn *pgx.Conn, w io.Writer) error) error {
+// succeeded; then says what it wrote (what, and the rows write returns) in
+// a summary line when it wrote a file.
+func (a *app) export(ctx context.Context, out *outputFlags, what string, write func(conn *pgx.Conn, w *countingWriter) (int64, error)) error {
+	start := time.Now()
 	s, err := out.open(a)
 	if err != nil {
 		return err
@@ -45,10 +50,16 @@ func (a *app) export(ctx context.Context, out *outputFlags, write func(conn *pgx
 		return err
 	}
 	defer conn.Close(context.Background())
-	if err := write(conn, s); err != nil {
+	w := &countingWriter{w: s}
+	rows, err := write(conn, w)
+	if err != nil {
 		return err
 	}
-	return s.Commit()
+	if err := s.Commit(); err != nil {
+		return err
+	}
+	a.summarize(out, what, rows, "rows", w.n.Load(), time.Since(start))
+	return nil
 }
 
 func (a *app) dumpCmd() *cobra.Command {
@@ -81,22 +92,20 @@ format (or FHIR format with --fhir), with resourceType, id and meta
 			}
 			opts.Since = t
 		}
-		return a.export(ctx, &out, func(conn *pgx.Conn, w io.Writer) error {
+		return a.export(ctx, &out, "dump "+opts.Type, func(conn *pgx.Conn, w *countingWriter) (int64, error) {
 			tx, err := pg.BeginReadOnly(ctx, conn)
 			if err != nil {
-				return err
+				return 0, err
 			}
 			defer tx.Rollback(context.Background()) //nolint:errcheck // read only: nothing to keep
-			show := progress.Enabled(a.stderr, a.quiet)
 			var total int64 = -1
-			if show {
+			if a.showProgress(out.path == "" || out.path == "-") {
 				total = pg.EstimateRows(ctx, conn, opts.Type)
 			}
-			bar := progress.New(a.stderr, show, total, "dump "+opts.Type, "rows")
-			defer bar.Finish()
-			opts.Progress = func(rows int64) { bar.Set(rows, "") }
-			_, err = dump.Dump(ctx, tx, opts, w)
-			return err
+			bar := a.startRowsDisplay("dump ", opts.Type, total, &out, w)
+			defer bar.stop()
+			opts.Progress = bar.progressFunc()
+			return dump.Dump(ctx, tx, opts, w)
 		})
 	})
 	return c

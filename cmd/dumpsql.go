@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fhirbulk/fhirbulk/pkg/dumpsql"
-	"github.com/fhirbulk/fhirbulk/pkg/progress"
 )
 
 func (a *app) dumpSQLCmd() *cobra.Command {
@@ -91,12 +90,11 @@ Timestamps are printed in UTC (the session runs with TimeZone=UTC, DateStyle=ISO
 		if err := dumpsql.CheckQuery(o.Query); err != nil {
 			return usageError{err}
 		}
-		return a.export(ctx, &out, func(conn *pgx.Conn, w io.Writer) error {
-			bar := progress.New(a.stderr, progress.Enabled(a.stderr, a.quiet), -1, "dump-sql", "rows")
-			defer bar.Finish()
-			o.Progress = func(rows int64) { bar.Set(rows, "") }
-			_, err := dumpsql.Run(ctx, conn, o, w)
-			return err
+		return a.export(ctx, &out, "dump-sql", func(conn *pgx.Conn, w *countingWriter) (int64, error) {
+			bar := a.startRowsDisplay("dump-sql", "", -1, &out, w)
+			defer bar.stop()
+			o.Progress = bar.progressFunc()
+			return dumpsql.Run(ctx, conn, o, w)
 		})
 	})
 	return c

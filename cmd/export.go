@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -89,14 +90,33 @@ transaction began before that export and committed after it.`,
 		o.DSN = pg.ResolveDSN(a.db, a.getenv)
 		o.Request = exportRequest(c, args)
 		o.Version = version()
-		if progress.Enabled(a.stderr, a.quiet) {
-			bar := progress.New(a.stderr, true, -1, "export", "rows")
-			defer bar.Finish()
-			o.Progress = func(p export.Progress) { bar.Set(p.Rows, "") }
+		start := time.Now()
+		if a.showProgress(false) {
+			meter := progress.NewMeter("export ", "rows")
+			var once sync.Once
+			live := progress.StartLine(a.stderr, func(w int) string {
+				if meter.Name() == "" {
+					return ""
+				}
+				return meter.Line(w)
+			})
+			defer live.Stop()
+			o.Progress = func(p export.Progress) {
+				once.Do(func() { meter.Begin(args[0], p.Estimate, 0) })
+				meter.Update(p.Rows, p.Bytes)
+			}
 		}
 		m, err := export.Export(ctx, args[0], force, o)
 		if err != nil {
 			return err
+		}
+		if !a.quiet {
+			var rows int64
+			for _, f := range m.Output {
+				rows += *f.Count
+			}
+			fmt.Fprintf(a.stderr, "export: %s in %d files, %s deleted, to %s in %s\n",
+				progress.Plural(rows, "resources"), len(m.Output), progress.Plural(deletedCount(m), "resources"), printable(args[0]), progress.Took(time.Since(start)))
 		}
 		line, err := json.Marshal(m)
 		if err != nil {
@@ -128,4 +148,12 @@ func exportRequest(c *cobra.Command, args []string) string {
 	})
 	parts = append(parts, args...)
 	return source.RedactText(strings.Join(parts, " "))
+}
+
+func deletedCount(m *bulkdata.Manifest) int64 {
+	var n int64
+	for _, f := range m.Deleted {
+		n += *f.Count
+	}
+	return n
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkimport"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
-	"github.com/fhirbulk/fhirbulk/pkg/progress"
 )
 
 // importFlags are import's flags, also handed to a detached child.
@@ -110,18 +109,13 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 		if f.detach {
 			return a.detach(ctx, store, plan, f, dsn)
 		}
+		bar := a.startImportDisplay()
 		opts := bulkimport.Options{DSN: dsn, Store: store, Parallel: f.parallel, FHIR: f.fhir, Force: f.force,
 			Source: f.read.sourceOptions(a), MaxLineSize: int(f.read.maxLine),
-			Warn: func(err error) { fmt.Fprintf(a.stderr, "fhirbulk: %s\n", errorLine(err)) }}
-		if progress.Enabled(a.stderr, a.quiet) {
-			bar := progress.New(a.stderr, true, -1, "import "+plan.ID, "resources")
-			defer bar.Finish()
-			opts.Progress = func(st bulkimport.State) {
-				done, n := st.Done()
-				bar.Set(n, fmt.Sprintf("import %s: %d/%d inputs", plan.ID, done, len(st.Inputs)))
-			}
-		}
+			Warn:     func(err error) { bar.warn(a.stderr, "fhirbulk: "+errorLine(err)) },
+			Progress: bar.progressFunc()}
 		st, err := bulkimport.Run(ctx, plan.Manifest, plan.ID, opts)
+		bar.stop()
 		if err != nil {
 			return err
 		}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/fhirbulk/fhirbulk/pkg/load"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
-	"github.com/fhirbulk/fhirbulk/pkg/progress"
 )
 
 func (a *app) loadCmd() *cobra.Command {
@@ -70,27 +69,10 @@ counts as one line of JSON on stdout.`,
 		layout := &pg.Layout{DSN: dsn}
 		defer layout.Close()
 		l := &load.Loader{Conn: conn, Layout: layout, Opts: opts}
-		if progress.Enabled(a.stderr, a.quiet) {
-			var bar *progress.Bar
-			l.Progress = func(e load.Event) {
-				if e.Phase == load.Done || e.Phase == load.Failed {
-					bar.Finish()
-					bar = nil
-					return
-				}
-				if bar == nil {
-					// One byte more than the source, so that the bar stays up (and
-					// says "storing") while the server works after the last byte.
-					bar = progress.NewBytes(a.stderr, true, e.Size+1, "")
-				}
-				desc := fmt.Sprintf("load %s: %d lines", e.Source, e.Lines)
-				if e.Phase == load.Storing {
-					desc += ", storing"
-				}
-				bar.Set(e.BytesRead, desc)
-			}
-		}
+		bar := a.startLoadDisplay()
+		l.Progress = bar.progressFunc()
 		total, err := l.LoadAll(ctx, args, in.sourceOptions(a))
+		bar.stop()
 		if err != nil {
 			return err
 		}

@@ -71,6 +71,9 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	root := a.rootCmd()
 	root.SetArgs(args)
 	c, err := root.ExecuteContextC(ctx)
+	if code, ok := reportExitError(stderr, err); ok {
+		return code
+	}
 	switch {
 	case err == nil:
 		return exitOK

@@ -15,19 +15,29 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/progress"
 )
 
+const statusLong = `Without ID: a table of the imports in the state folder (--json: a JSON
+array of their states). With ID: that import's status and its inputs'
+progress, or its state as JSON (--json); --watch follows it until it ends,
+redrawn in place on a terminal, and then shows how it ended. An import
+whose process is gone (Ctrl-C, kill -9, a reboot) shows as interrupted:
+run the same import again to resume it.
+
+With an ID, the exit status says how the import stands (with --json too,
+and with --watch once it ends): 0 finished or still in progress, 1 failed
+(some input failed; the others are loaded), 3 interrupted. Ctrl-C stops
+--watch (exit 130), not the import: it goes on.`
+
 func (a *app) statusCmd() *cobra.Command {
 	var asJSON, watch bool
 	var stateDir string
 	c := &cobra.Command{
 		Use:   "status [ID]",
 		Short: "Show imports, or one import's progress",
-		Long: `Without ID: a table of the imports in the state folder. With ID: that
-import's status and its inputs' progress, or its state as JSON (--json).
-An import whose process is gone (Ctrl-C, kill -9, a reboot) shows as
-interrupted: run the same import again to resume it.`,
+		Long:  statusLong,
 		Example: `  fhirbulk status
   fhirbulk status synthea --watch
-  fhirbulk status synthea --json | jq .inputs`,
+  fhirbulk status synthea --json | jq .inputs
+  fhirbulk status --json | jq -r '.[] | select(.status == "failed") | .id'`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usagef("status takes at most one import ID")
@@ -38,8 +48,8 @@ interrupted: run the same import again to resume it.`,
 			return nil
 		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print the state as JSON")
-	c.Flags().BoolVar(&watch, "watch", false, "redraw until the import ends")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the state as JSON (without ID: every import's, as an array)")
+	c.Flags().BoolVar(&watch, "watch", false, "follow the import until it ends")
 	c.Flags().StringVar(&stateDir, "state-dir", "", "state files' `DIR` (as for import)")
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		dir, err := bulkimport.StateDir(stateDir, a.getenv)
@@ -48,12 +58,15 @@ interrupted: run the same import again to resume it.`,
 		}
 		store := bulkimport.Store{Dir: dir}
 		if len(args) == 0 {
-			if watch || asJSON {
-				return usagef("--watch and --json need an import ID")
+			if watch {
+				return usagef("--watch needs an import ID")
 			}
 			list, err := store.List()
 			if err != nil {
 				return err
+			}
+			if asJSON {
+				return writeJSON(a.stdout, append([]*bulkimport.State{}, list...))
 			}
 			return writeImportTable(a.stdout, list)
 		}
@@ -62,52 +75,115 @@ interrupted: run the same import again to resume it.`,
 		if err != nil {
 			return err
 		}
+		var stopped error
 		if watch {
-			if st, err = a.watch(ctx, store, id, asJSON); err != nil {
-				return err
+			if st, stopped = a.watch(ctx, store, id, asJSON); st == nil {
+				return stopped
 			}
 		}
 		if asJSON {
-			out, _ := json.MarshalIndent(st, "", "  ")
-			_, err = fmt.Fprintln(a.stdout, string(out))
-			return err
-		}
-		if !watch || !progress.Enabled(a.stdout, false) {
+			err = writeJSON(a.stdout, st)
+		} else {
 			_, err = io.WriteString(a.stdout, describe(st))
 		}
-		return err
+		switch {
+		case err != nil:
+			return err
+		case stopped != nil:
+			if st.Status == bulkimport.StatusInProgress {
+				fmt.Fprintf(a.stderr, "stopped watching: import %s goes on%s\n", printable(st.ID), pidNote(st.PID))
+			}
+			return stopped
+		}
+		return importStatusError(st)
 	})
 	return c
 }
 
-// watch rereads the state until the import is no longer in progress; on a
-// terminal it redraws the description in place.
-func (a *app) watch(ctx context.Context, store bulkimport.Store, id string, quietly bool) (*bulkimport.State, error) {
-	live := !quietly && progress.Enabled(a.stdout, false)
-	drawn := 0
+func pidNote(pid int) string {
+	if pid <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (pid %d)", pid)
+}
+
+// importStatusError is what status ID exits with for an import in state
+// st: nil when it finished or is still in progress, exit status 1 when it
+// failed, 3 when it was interrupted.
+func importStatusError(st *bulkimport.State) error {
+	switch st.Status {
+	case bulkimport.StatusFailed:
+		failed := 0
+		for _, in := range st.Inputs {
+			if in.Status == bulkimport.StatusFailed {
+				failed++
+			}
+		}
+		return &exitError{code: exitFailure, err: fmt.Errorf("import %s failed: %d of %d inputs failed", printable(st.ID), failed, len(st.Inputs))}
+	case bulkimport.StatusInterrupted:
+		return &exitError{code: exitImportInterrupted, err: fmt.Errorf("import %s was interrupted: run it again to resume it (fhirbulk import --resume %s)", printable(st.ID), printable(st.ID))}
+	}
+	return nil
+}
+
+// exitImportInterrupted is status's exit status for an interrupted import.
+const exitImportInterrupted = 3
+
+func writeJSON(w io.Writer, v any) error {
+	out, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(out))
+	return err
+}
+
+// watch rereads the state until the import is no longer in progress, and
+// returns its last state. On a terminal (and without asJSON) it redraws a
+// view of it in place, ticking, and clears the view at the end (the caller
+// prints the state for good). Ctrl-C stops it: it returns the last state it
+// read and an *exitError for exit status 130.
+func (a *app) watch(ctx context.Context, store bulkimport.Store, id string, asJSON bool) (*bulkimport.State, error) {
+	var block *progress.Block
+	if !asJSON && progress.IsTerminal(a.stdout) {
+		block = progress.NewBlock(a.stdout)
+		defer block.Clear() //nolint:errcheck // a display
+	}
+	view := newImportView()
+	tick := time.NewTicker(watchEvery)
+	defer tick.Stop()
+	var last *bulkimport.State
 	for {
 		st, err := store.Read(id)
 		if err != nil {
 			return nil, err
 		}
-		if live {
-			text := describe(st)
-			if drawn > 0 {
-				fmt.Fprintf(a.stdout, "\x1b[%dA\x1b[J", drawn) // up, and clear what was drawn
-			}
-			io.WriteString(a.stdout, text) //nolint:errcheck
-			drawn = strings.Count(text, "\n")
-		}
+		last = st
+		now := time.Now()
+		view.observe(st, now)
 		if st.Status != bulkimport.StatusInProgress {
 			return st, nil
 		}
+		if block != nil {
+			w, n := block.Room()
+			block.Draw(view.lines(w, n, now)) //nolint:errcheck
+		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+			// The import may have ended meanwhile: say so rather than that
+			// it goes on.
+			if st, err := store.Read(id); err == nil {
+				last = st
+			}
+			return last, &exitError{code: exitInterrupted}
+		case <-tick.C:
 		}
 	}
 }
+
+// watchEvery is how often status --watch rereads the state file (rewritten
+// at most once a second) and redraws: the clock moves meanwhile.
+const watchEvery = 500 * time.Millisecond
 
 func writeImportTable(w io.Writer, list []*bulkimport.State) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/progress"
 )
 
 func (a *app) typesCmd() *cobra.Command {
@@ -65,27 +66,13 @@ and its size on disk (indexes and TOAST included).`,
 		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "TYPE\tRESOURCES\tSIZE")
 		for _, e := range list {
-			count := fmt.Sprint(e.Count)
+			count := progress.Count(e.Count)
 			if e.Count < 0 {
 				count = "?"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", printable(e.Type), count, humanBytes(e.Bytes))
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", printable(e.Type), count, progress.Bytes(e.Bytes))
 		}
 		return tw.Flush()
 	})
 	return c
-}
-
-// humanBytes is a size for people: 81 kB, 1.4 GB.
-func humanBytes(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, i := float64(n), 0
-	for v >= unit && i < 5 {
-		v /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %cB", v, "kMGTP"[i-1])
 }

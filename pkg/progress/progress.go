@@ -1,104 +1,88 @@
-// Package progress draws progress bars on a terminal and nothing elsewhere.
-// A nil *Bar is valid and does nothing, so callers never branch on whether
-// progress is shown.
+// Package progress is what a person watches while fhirbulk works: status
+// lines on a terminal, redrawn in place, fitted to its width, ticking on
+// their own, and cleared without a trace when the work is done; and the
+// wording of counts, sizes, rates and times that the summary lines share
+// with them (text.go).
+//
+// Only cmd uses it, and only on a terminal: IsTerminal and SameTerminal say
+// when. Packages that do the work report through callbacks and know
+// nothing of this.
+//
+// The lines are drawn here, on top of golang.org/x/term, not through
+// github.com/schollz/progressbar/v3 (which drew them before), because that
+// library cannot do four things the display needs:
+//   - fit a line to the terminal: its description and a spinner's figures
+//     are never cut, a line wider than the terminal wraps, and its clear (a
+//     carriage return, spaces, a carriage return) then leaves the wrapped
+//     rows on screen, above the JSON that follows;
+//   - redraw a block of several lines (import's inputs, status --watch);
+//   - tick on its own a bar of known size: its clock and figures froze
+//     while the server stored what it had been sent;
+//   - word its figures for a person ("(0/-, 0 resources/hr)").
 package progress
 
 import (
 	"io"
 	"os"
-	"time"
+	"reflect"
 
-	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 )
 
-// Enabled reports whether bars should be drawn on w: only when w is a
-// terminal and the user did not ask for quiet.
-func Enabled(w io.Writer, quiet bool) bool {
-	if quiet {
+// Screen is a writer that stands for a terminal without being one: tests
+// hand one to cmd.Main as stdout or stderr. Size is its width and height in
+// cells.
+type Screen interface {
+	io.Writer
+	Size() (width, height int)
+}
+
+// IsTerminal reports whether w is a terminal (or a Screen).
+func IsTerminal(w io.Writer) bool {
+	switch t := w.(type) {
+	case Screen:
+		return true
+	case *os.File:
+		return t != nil && term.IsTerminal(int(t.Fd()))
+	}
+	return false
+}
+
+// Size is the width and height of the terminal w, in cells; 0, 0 when w is
+// not a terminal or does not say.
+func Size(w io.Writer) (width, height int) {
+	switch t := w.(type) {
+	case Screen:
+		return t.Size()
+	case *os.File:
+		if t == nil {
+			return 0, 0
+		}
+		if wd, h, err := term.GetSize(int(t.Fd())); err == nil {
+			return wd, h
+		}
+	}
+	return 0, 0
+}
+
+// SameTerminal reports whether a and b are both terminals, and the same
+// one: what is written to one shows up among the lines drawn on the other.
+func SameTerminal(a, b io.Writer) bool {
+	if !IsTerminal(a) || !IsTerminal(b) {
 		return false
 	}
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-// Bar counts items (rows, resources) towards an optional total.
-type Bar struct {
-	bar   *progressbar.ProgressBar
-	total int64
-	n     int64
-}
-
-// New returns a bar on w counting items (unit names them), or nil when
-// !enabled. total <= 0 means unknown (a spinner with a count and a rate); a
-// total that turns out too small grows.
-func New(w io.Writer, enabled bool, total int64, desc, unit string) *Bar {
-	return newBar(w, enabled, total, desc,
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString(unit))
-}
-
-// NewBytes returns a bar on w counting bytes, or nil when !enabled.
-func NewBytes(w io.Writer, enabled bool, total int64, desc string) *Bar {
-	return newBar(w, enabled, total, desc, progressbar.OptionShowBytes(true), progressbar.OptionShowCount())
-}
-
-func newBar(w io.Writer, enabled bool, total int64, desc string, opts ...progressbar.Option) *Bar {
-	if !enabled {
-		return nil
+	fa, okA := a.(*os.File)
+	fb, okB := b.(*os.File)
+	if okA && okB {
+		sa, errA := fa.Stat()
+		sb, errB := fb.Stat()
+		return errA == nil && errB == nil && os.SameFile(sa, sb)
 	}
-	if total <= 0 {
-		total = -1
+	if okA || okB {
+		return false
 	}
-	opts = append(opts,
-		progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription(desc),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionClearOnFinish(),
-	)
-	return &Bar{total: total, bar: progressbar.NewOptions64(total, opts...)}
-}
-
-// Set moves the bar to n and, when desc is not empty, changes its text.
-func (b *Bar) Set(n int64, desc string) {
-	if b == nil {
-		return
-	}
-	b.n = n
-	if desc != "" {
-		b.bar.Describe(desc)
-	}
-	b.sync()
-}
-
-// Add counts n more items. It is cheap enough for once per row: the bar is
-// redrawn only every 4096 items (and at most every 100 ms).
-func (b *Bar) Add(n int64) {
-	if b == nil {
-		return
-	}
-	before := b.n
-	b.n += n
-	if b.n>>12 != before>>12 {
-		b.sync()
-	}
-}
-
-func (b *Bar) sync() {
-	if b.total > 0 && b.n > b.total {
-		b.total = b.n
-		b.bar.ChangeMax64(b.total)
-	}
-	b.bar.Set64(b.n) //nolint:errcheck // drawing on stderr; nothing to do on failure
-}
-
-// Finish clears the bar.
-func (b *Bar) Finish() {
-	if b == nil {
-		return
-	}
-	b.sync()
-	b.bar.Finish() //nolint:errcheck // with OptionClearOnFinish: erases the bar
+	// Two Screens: the same one if they are the same value (comparing
+	// values of a type that cannot be compared would panic).
+	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
+	return ta == tb && ta.Comparable() && a == b
 }

@@ -1,0 +1,38 @@
+package progress_test
+
+import (
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/fhirbulk/fhirbulk/pkg/progress"
+	"github.com/fhirbulk/fhirbulk/pkg/progress/progresstest"
+)
+
+// A status line drawn by progressbar: a long line is cut to the width, a
+// redraw after a longer one leaves nothing of it, and Stop erases the row.
+func TestStartLineLeavesNoDebris(t *testing.T) {
+	term := progresstest.New(40, 10)
+	io.WriteString(term, "$ fhirbulk load x\n") //nolint:errcheck
+	text := strings.Repeat("long words ", 10)
+	live := progress.StartLine(term, func(width int) string { return text })
+	live.Redraw()
+	got := term.Text()
+	if strings.Count(got, "\n") > 2 || !strings.Contains(got, "long words") {
+		t.Fatalf("one cut line expected:\n%s", got)
+	}
+	for _, l := range strings.Split(got, "\n") {
+		if len([]rune(l)) > 40 {
+			t.Fatalf("a line wider than the terminal: %q", l)
+		}
+	}
+	text = "short"
+	live.Redraw()
+	if got := term.Text(); strings.Contains(got, "long words") || !strings.Contains(got, "short") {
+		t.Fatalf("after a shorter line:\n%s", got)
+	}
+	live.Stop()
+	if got := strings.TrimSpace(term.Text()); got != "$ fhirbulk load x" {
+		t.Fatalf("after Stop:\n%q", got)
+	}
+}
