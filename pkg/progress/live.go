@@ -102,7 +102,7 @@ func (l *Live) Println(msg string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	had := l.block.Drawn() > 0
-	l.block.Clear()                                               //nolint:errcheck
+	l.block.Clear()                                                      //nolint:errcheck
 	io.WriteString(l.block.writer(), strings.TrimSuffix(msg, "\n")+"\n") //nolint:errcheck
 	if had && !l.ended {
 		l.draw()
