@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fhirbulk/fhirbulk/pkg/dump"
+	"github.com/fhirbulk/fhirbulk/pkg/export"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/progress"
 	"github.com/fhirbulk/fhirbulk/pkg/sink"
@@ -79,6 +80,8 @@ format (or FHIR format with --fhir), with resourceType, id and meta
 	out.register(c)
 	c.Flags().StringVar(&since, "since", "", "only resources created after `TIME` (RFC 3339 or YYYY-MM-DD, UTC)")
 	c.Flags().BoolVar(&opts.FHIR, "fhir", false, "write FHIR format (createdAt as the meta extension ex:createdAt)")
+	var parallel int
+	c.Flags().IntVar(&parallel, "parallel", 1, "read with `N` connections at one snapshot (lines then come in no particular order)")
 	a.dbFlag(c)
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		opts.Type = args[0]
@@ -92,7 +95,20 @@ format (or FHIR format with --fhir), with resourceType, id and meta
 			}
 			opts.Since = t
 		}
+		if parallel < 1 {
+			return usagef("--parallel: must be at least 1")
+		}
 		return a.export(ctx, &out, "dump "+opts.Type, func(conn *pgx.Conn, w *countingWriter) (int64, error) {
+			if parallel > 1 {
+				var total int64 = -1
+				if a.showProgress(out.path == "" || out.path == "-") {
+					total = pg.EstimateRows(ctx, conn, opts.Type)
+				}
+				bar := a.startRowsDisplay("dump ", opts.Type, total, &out, w)
+				defer bar.stop()
+				opts.Progress = bar.progressFunc()
+				return export.Dump(ctx, conn, pg.ResolveDSN(a.db, a.getenv), parallel, opts, w)
+			}
 			tx, err := pg.BeginReadOnly(ctx, conn)
 			if err != nil {
 				return 0, err

@@ -17,13 +17,16 @@ import (
 
 // importFlags are import's flags, also handed to a detached child.
 type importFlags struct {
-	read     readFlags
-	detach   bool
-	parallel int
-	fhir     bool
-	force    bool
-	stateDir string
-	resume   string
+	read         readFlags
+	aidbox       bool
+	maxErrors    int
+	preserveMeta bool
+	detach       bool
+	parallel     int
+	fhir         bool
+	force        bool
+	stateDir     string
+	resume       string
 	// Hidden: how a detached child is told what its parent decided.
 	runID        string
 	manifestDir  string
@@ -67,6 +70,9 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 	fl.BoolVar(&f.detach, "detach", false, "run in a background process; print the id and return")
 	fl.IntVar(&f.parallel, "parallel", 2, "load `N` inputs at a time")
 	fl.BoolVar(&f.fhir, "fhir", false, "every input is in FHIR format (as inputFormat: application/fhir+ndjson)")
+	fl.BoolVar(&f.aidbox, "aidbox", false, "every input is in Aidbox format (a bulk export's data is taken for FHIR otherwise)")
+	fl.IntVar(&f.maxErrors, "max-errors", 0, "skip up to `N` bad lines per input (into an errors file in the state folder)")
+	fl.BoolVar(&f.preserveMeta, "preserve-meta", false, "meta.versionId and meta.lastUpdated set txid and ts (an exact restore)")
 	fl.BoolVar(&f.force, "force", false, "load every input again, even of an import that finished")
 	fl.StringVar(&f.stateDir, "state-dir", "", "state files' `DIR` (default $FHIRBULK_STATE_DIR, $XDG_STATE_HOME/fhirbulk, ~/.local/state/fhirbulk)")
 	fl.StringVar(&f.resume, "resume", "", "resume import `ID` with the manifest it recorded")
@@ -81,6 +87,12 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		if f.parallel < 1 {
 			return usagef("--parallel: must be at least 1")
+		}
+		if f.maxErrors < 0 {
+			return usagef("--max-errors: must not be negative")
+		}
+		if f.fhir && f.aidbox {
+			return usagef("give --fhir or --aidbox, not both")
 		}
 		if err := f.read.check(); err != nil {
 			return err
@@ -110,8 +122,8 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 			return a.detach(ctx, store, plan, f, dsn)
 		}
 		bar := a.startImportDisplay()
-		opts := bulkimport.Options{DSN: dsn, Store: store, Parallel: f.parallel, FHIR: f.fhir, Force: f.force,
-			Source: f.read.sourceOptions(a), MaxLineSize: int(f.read.maxLine),
+		opts := bulkimport.Options{DSN: dsn, Store: store, Parallel: f.parallel, FHIR: f.fhir, Aidbox: f.aidbox, Force: f.force,
+			Source: f.read.sourceOptions(a), MaxLineSize: int(f.read.maxLine), MaxErrors: f.maxErrors, PreserveMeta: f.preserveMeta,
 			Warn:     func(err error) { bar.warn(a.stderr, "fhirbulk: "+errorLine(err)) },
 			Progress: bar.progressFunc()}
 		st, err := bulkimport.Run(ctx, plan.Manifest, plan.ID, opts)
@@ -138,14 +150,22 @@ func (a *app) detach(ctx context.Context, store bulkimport.Store, plan *bulkimpo
 	if err != nil {
 		return err
 	}
-	args := []string{"import", "-", "-q", "--state-dir", store.Dir, "--parallel", strconv.Itoa(f.parallel),
+	// A manifest goes to the child through its stdin; a folder by its path.
+	spec := "-"
+	if plan.Raw == nil {
+		spec = plan.Manifest.Path
+	}
+	args := []string{"import", spec, "-q", "--state-dir", store.Dir, "--parallel", strconv.Itoa(f.parallel),
+		"--max-errors", strconv.Itoa(f.maxErrors),
 		"--run-id", plan.ID, "--manifest-dir", plan.Manifest.Dir,
 		"--max-line-size", strconv.FormatInt(int64(f.read.maxLine), 10), "--http-idle-timeout", f.read.idleTimeout.String()}
 	if plan.Manifest.Path != "" {
 		args = append(args, "--manifest-path", plan.Manifest.Path)
 	}
-	if f.fhir {
-		args = append(args, "--fhir")
+	for flag, on := range map[string]bool{"--fhir": f.fhir, "--aidbox": f.aidbox, "--preserve-meta": f.preserveMeta} {
+		if on {
+			args = append(args, flag)
+		}
 	}
 	if f.force {
 		args = append(args, "--force")

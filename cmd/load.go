@@ -6,8 +6,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/load"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/sink"
 )
 
 func (a *app) loadCmd() *cobra.Command {
@@ -38,6 +40,10 @@ counts as one line of JSON on stdout.`,
 	f.BoolVar(&opts.History, "history", false, "keep replaced versions in the type's _history table")
 	f.BoolVar(&opts.StripNulls, "strip-nulls", false, "drop keys whose value is null, at any depth")
 	f.StringVar(&merge, "merge", "", "shallow-merge this JSON `OBJECT` into every resource")
+	f.IntVar(&opts.MaxErrors, "max-errors", 0, "skip up to `N` bad lines per source (the source commits the rest)")
+	var errorsPath string
+	f.StringVar(&errorsPath, "errors", "", "write the skipped lines to `FILE` as OperationOutcome ndjson (else: on stderr)")
+	f.BoolVar(&opts.PreserveMeta, "preserve-meta", false, "meta.versionId and meta.lastUpdated set txid and ts (an exact restore)")
 	in.register(c)
 	a.dbFlag(c)
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
@@ -60,6 +66,20 @@ counts as one line of JSON on stdout.`,
 			return err
 		}
 		opts.MaxLineSize = int(in.maxLine)
+		if opts.MaxErrors < 0 {
+			return usagef("--max-errors: must not be negative")
+		}
+		if errorsPath != "" && opts.MaxErrors == 0 {
+			return usagef("--errors needs --max-errors N: without it the first bad line stops the load")
+		}
+		var errs *sink.Sink
+		if errorsPath != "" {
+			var err error
+			if errs, err = sink.Open(sink.Options{Path: errorsPath}); err != nil {
+				return err
+			}
+			defer errs.Abort()
+		}
 		dsn := pg.ResolveDSN(a.db, a.getenv)
 		conn, err := pg.Connect(ctx, dsn)
 		if err != nil {
@@ -71,19 +91,60 @@ counts as one line of JSON on stdout.`,
 		l := &load.Loader{Conn: conn, Layout: layout, Opts: opts}
 		bar := a.startLoadDisplay()
 		l.Progress = bar.progressFunc()
-		total, err := l.LoadAll(ctx, args, in.sourceOptions(a))
+		res, err := l.LoadAll(ctx, args, in.sourceOptions(a))
 		bar.stop()
+		if werr := a.reportSkipped(res.Skipped, errs); werr != nil && err == nil {
+			err = werr
+		}
 		if err != nil {
 			return err
 		}
+		summary := res.Counts.JSON()
 		if opts.Type != "" {
-			_, err = fmt.Fprintf(a.stdout, "{\"total\":%d}\n", total.Total())
-		} else {
-			_, err = fmt.Fprintln(a.stdout, total.JSON())
+			summary = fmt.Sprintf(`{"total":%d}`, res.Counts.Total())
 		}
+		if opts.MaxErrors > 0 {
+			skipped := res.SkippedByType().JSON()
+			if opts.Type != "" {
+				skipped = fmt.Sprint(len(res.Skipped))
+			}
+			summary = summary[:len(summary)-1]
+			if summary != "{" {
+				summary += ","
+			}
+			summary += `"skipped":` + skipped + "}"
+		}
+		_, err = fmt.Fprintln(a.stdout, summary)
 		return err
 	})
 	return c
+}
+
+// maxSkippedShown is how many skipped lines are told on stderr, one line
+// each, when there is no --errors file.
+const maxSkippedShown = 20
+
+// reportSkipped writes the skipped lines to the errors file (then commits
+// it), or tells them on stderr.
+func (a *app) reportSkipped(bad []load.BadLine, errs *sink.Sink) error {
+	if errs != nil {
+		var b []byte
+		for _, l := range bad {
+			b = bulkdata.AppendOutcome(b[:0], l.Source, l.Line, l.ID, l.Reason)
+			if _, err := errs.Write(b); err != nil {
+				return err
+			}
+		}
+		return errs.Commit()
+	}
+	for i, l := range bad {
+		if i == maxSkippedShown {
+			fmt.Fprintf(a.stderr, "fhirbulk: … and %d more bad lines skipped (use --errors FILE to keep them all)\n", len(bad)-i)
+			break
+		}
+		fmt.Fprintf(a.stderr, "fhirbulk: skipped %s line %d: %s\n", printable(l.Source), l.Line, printable(l.Reason))
+	}
+	return nil
 }
 
 // checkStdinOnce refuses "-" given twice among the sources.

@@ -215,16 +215,31 @@ func describe(st *bulkimport.State) string {
 			detail += fmt.Sprintf(", %s of %s (%d%%)", mb(in.BytesRead), mb(in.BytesTotal), in.BytesRead*100/in.BytesTotal)
 		case in.Status == bulkimport.StatusInProgress:
 			detail += ", " + mb(in.BytesRead)
+		case in.Status == bulkimport.StatusFinished && in.Kind == bulkimport.KindDeleted:
+			detail = fmt.Sprintf("%d deleted, %d not there, in %s", in.Deleted, in.Absent, (time.Duration(in.Duration) * time.Millisecond).Round(time.Millisecond))
 		case in.Status == bulkimport.StatusFinished:
 			detail += fmt.Sprintf(" in %s", (time.Duration(in.Duration) * time.Millisecond).Round(time.Millisecond))
+			if in.Skipped > 0 {
+				detail += fmt.Sprintf(", %d bad lines skipped", in.Skipped)
+			}
 		case in.Status == bulkimport.StatusFailed:
 			detail = printable(in.Error)
 		case in.Status == bulkimport.StatusPending:
 			detail = ""
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", printable(in.Status), printable(in.ResourceType), printable(in.URL), detail)
+		what := in.ResourceType
+		if in.Kind == bulkimport.KindDeleted {
+			what = "deletions"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", printable(in.Status), printable(what), printable(in.URL), detail)
 	}
 	tw.Flush() //nolint:errcheck // a strings.Builder
+	for _, e := range st.Error {
+		fmt.Fprintf(&b, "  skipped lines: %s (%d)\n", printable(e.URL), *e.Count)
+	}
+	for _, e := range st.ServerErrors {
+		fmt.Fprintf(&b, "  the exporting server's errors, not loaded: %s\n", printable(e))
+	}
 	return b.String()
 }
 

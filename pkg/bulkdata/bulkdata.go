@@ -109,3 +109,49 @@ func Watermark(path string) (time.Time, error) {
 	}
 	return w, nil
 }
+
+// Outcome extension URLs: what an errors file says of a bad line besides
+// its text.
+const (
+	OutcomeSource = "https://fhirbulk.dev/StructureDefinition/error-source"
+	OutcomeLine   = "https://fhirbulk.dev/StructureDefinition/error-line"
+	OutcomeID     = "https://fhirbulk.dev/StructureDefinition/error-id"
+)
+
+// AppendOutcome appends the line an errors file holds for a bad line of
+// source (shown redacted): an OperationOutcome, as HL7 bulk error files
+// hold, whose issue says "SOURCE line N: reason" and whose extensions give
+// the source, the line number and the resource's id (when known).
+func AppendOutcome(b []byte, source string, line int64, id, reason string) []byte {
+	where := fmt.Sprintf("line %d", line)
+	type ext struct {
+		URL          string `json:"url"`
+		ValueString  string `json:"valueString,omitempty"`
+		ValueInteger *int64 `json:"valueInteger,omitempty"`
+	}
+	type issue struct {
+		Severity    string   `json:"severity"`
+		Code        string   `json:"code"`
+		Diagnostics string   `json:"diagnostics"`
+		Expression  []string `json:"expression"`
+	}
+	o := struct {
+		ResourceType string  `json:"resourceType"`
+		Issue        []issue `json:"issue"`
+		Extension    []ext   `json:"extension"`
+	}{
+		ResourceType: "OperationOutcome",
+		Issue:        []issue{{Severity: "error", Code: "invalid", Diagnostics: source + " " + where + ": " + reason, Expression: []string{where}}},
+		Extension:    []ext{{URL: OutcomeSource, ValueString: source}},
+	}
+	if line <= 1<<31-1 {
+		o.Extension = append(o.Extension, ext{URL: OutcomeLine, ValueInteger: &line})
+	} else {
+		o.Extension = append(o.Extension, ext{URL: OutcomeLine, ValueString: fmt.Sprint(line)})
+	}
+	if id != "" {
+		o.Extension = append(o.Extension, ext{URL: OutcomeID, ValueString: id})
+	}
+	j, _ := json.Marshal(o) //nolint:errchkjson // strings and numbers
+	return append(append(b, j...), '\n')
+}

@@ -41,9 +41,9 @@ inputs:
 		t.Errorf("manifest %+v", m)
 	}
 	want := []Input{
-		{"Encounter", "https://storage.example/Encounter.ndjson.gz?sig=x"},
-		{"Patient", "/data/m/Patient.ndjson.gz"},
-		{"Condition", "/abs/Condition.ndjson"},
+		{"Encounter", "https://storage.example/Encounter.ndjson.gz?sig=x", nil},
+		{"Patient", "/data/m/Patient.ndjson.gz", nil},
+		{"Condition", "/abs/Condition.ndjson", nil},
 	}
 	for i, in := range want {
 		if m.Inputs[i] != in {
@@ -56,7 +56,7 @@ inputs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.FHIR || m.ID != "" || len(m.Inputs) != 1 || m.Inputs[0] != (Input{"Patient", "/d/p.ndjson"}) {
+	if m.FHIR || m.ID != "" || len(m.Inputs) != 1 || m.Inputs[0] != (Input{"Patient", "/d/p.ndjson", nil}) {
 		t.Errorf("manifest %+v", m)
 	}
 	if m, err := ParseManifest([]byte("type: fhir\ninputs: [{resourceType: A, url: a}]"), "/d", ""); err != nil || !m.FHIR {
@@ -195,11 +195,11 @@ func writeState(t *testing.T, s Store, st *State) {
 func TestResumeComparesWholeURLs(t *testing.T) {
 	s := Store{Dir: t.TempDir()}
 	old := []Input{
-		{"Patient", "https://h/p.ndjson?f=p1"},
-		{"Condition", "https://h/c.ndjson?X-Amz-Signature=one"},
-		{"Observation", "/data/o.ndjson"},
-		{"Encounter", "https://h/e.ndjson?f=e"},
-		{"Basic", "https://h/b.ndjson"},
+		{"Patient", "https://h/p.ndjson?f=p1", nil},
+		{"Condition", "https://h/c.ndjson?X-Amz-Signature=one", nil},
+		{"Observation", "/data/o.ndjson", nil},
+		{"Encounter", "https://h/e.ndjson?f=e", nil},
+		{"Basic", "https://h/b.ndjson", nil},
 	}
 	state := func(hashes bool) *State {
 		st := &State{ID: "x", Status: StatusFailed, Time: StateTime{Start: time.Now().UTC()}}
@@ -214,11 +214,11 @@ func TestResumeComparesWholeURLs(t *testing.T) {
 		return st
 	}
 	now := &Manifest{Inputs: []Input{
-		{"Patient", "https://h/p.ndjson?f=p3"},                  // another query
-		{"Condition", "https://h/c.ndjson?X-Amz-Signature=two"}, // a new signed URL
-		{"Observation", "/data/o.ndjson"},
-		{"Encounter", "https://h/e.ndjson?f=e"},
-		{"Basic", "https://h/b.ndjson"},
+		{"Patient", "https://h/p.ndjson?f=p3", nil},                  // another query
+		{"Condition", "https://h/c.ndjson?X-Amz-Signature=two", nil}, // a new signed URL
+		{"Observation", "/data/o.ndjson", nil},
+		{"Encounter", "https://h/e.ndjson?f=e", nil},
+		{"Basic", "https://h/b.ndjson", nil},
 	}}
 	for _, tc := range []struct {
 		hashes bool
@@ -257,7 +257,7 @@ func TestResumeComparesWholeURLs(t *testing.T) {
 		}
 	}
 	// Another list of inputs (as redacted) is refused, as it always was.
-	other := &Manifest{Inputs: append(append([]Input(nil), old[:4]...), Input{"Basic", "https://h/other.ndjson"})}
+	other := &Manifest{Inputs: append(append([]Input(nil), old[:4]...), Input{"Basic", "https://h/other.ndjson", nil})}
 	if _, err := (Options{Store: s}).begin(other, "x"); err == nil || !strings.Contains(err.Error(), "recorded other inputs") {
 		t.Errorf("other inputs: %v", err)
 	}
@@ -378,7 +378,7 @@ func TestRunCoalescesWrites(t *testing.T) {
 	const n = 300
 	m := &Manifest{ID: "many"}
 	for i := range n {
-		m.Inputs = append(m.Inputs, Input{"Patient", fmt.Sprintf("/nonexistent/p%d.ndjson", i)})
+		m.Inputs = append(m.Inputs, Input{"Patient", fmt.Sprintf("/nonexistent/p%d.ndjson", i), nil})
 	}
 	var writes atomic.Int64
 	var shown []State

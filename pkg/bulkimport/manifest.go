@@ -30,14 +30,26 @@ type Manifest struct {
 	ContentEncoding string // as given; gzip is detected anyway
 	Update          bool   // keep history, as load --history
 	Inputs          []Input
-	Path            string // the manifest file's absolute path; "" for stdin
+	Path            string // the manifest file's (or export folder's) absolute path; "" for stdin
 	Dir             string // the folder its relative paths are resolved against
+	// Of a bulk export (an HL7 manifest or a folder): files of deletions,
+	// applied after every input finished, and the error files of the server
+	// that exported (named in the state, not loaded).
+	Deleted      []Input
+	ServerErrors []string
+	FromExport   bool // a bulk export: its id comes from its path
 }
 
 // Input is one source of one resource type.
 type Input struct {
 	ResourceType string
 	URL          string // as given: a URL, or a path resolved against the manifest's folder
+	Count        *int64 // how many resources it holds, when the manifest says
+}
+
+// all is the inputs, then the deletions.
+func (m *Manifest) all() []Input {
+	return append(append([]Input(nil), m.Inputs...), m.Deleted...)
 }
 
 // ManifestError is a manifest that cannot be run: exit status 2.
@@ -338,10 +350,11 @@ func NewID(now time.Time) string {
 // its state file recorded, compared as they are shown (redacted). Whether
 // an input's whole URL changed too is for unchanged to tell.
 func sameInputs(m *Manifest, st *State) bool {
-	if len(m.Inputs) != len(st.Inputs) {
+	all := m.all()
+	if len(all) != len(st.Inputs) {
 		return false
 	}
-	for i, in := range m.Inputs {
+	for i, in := range all {
 		if in.ResourceType != st.Inputs[i].ResourceType || source.Redact(in.URL) != st.Inputs[i].URL {
 			return false
 		}

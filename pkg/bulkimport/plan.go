@@ -55,14 +55,11 @@ func (s Store) Plan(req Request, now time.Time) (*Plan, error) {
 		}
 		spec = st.Manifest
 	}
-	raw, dir, path, err := readManifest(spec, req)
+	m, raw, err := readAny(spec, req)
 	if err != nil {
 		return nil, err
 	}
-	m, err := ParseManifest(raw, dir, path)
-	if err != nil {
-		return nil, err
-	}
+	path := m.Path
 	if req.Resume != "" && m.ID != "" && m.ID != req.Resume {
 		return nil, fmt.Errorf("the manifest %s now has id %q, not %q", path, m.ID, req.Resume)
 	}
@@ -72,10 +69,40 @@ func (s Store) Plan(req Request, now time.Time) (*Plan, error) {
 			id = v
 		}
 	}
+	if id == "" && m.FromExport && m.Path != "" {
+		id = IDFromPath(m.Path)
+	}
 	if id == "" {
 		id = NewID(now)
 	}
 	return &Plan{Manifest: m, Raw: raw, ID: id}, nil
+}
+
+// readAny reads what spec names: a folder (ReadFolder), a manifest file or
+// stdin, in this tool's shape or HL7's. It returns the manifest's bytes
+// too (nil for a folder without a manifest).
+func readAny(spec string, req Request) (*Manifest, []byte, error) {
+	if spec != "-" {
+		abs, err := filepath.Abs(spec)
+		if err != nil {
+			return nil, nil, err
+		}
+		if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
+			m, err := ReadFolder(abs)
+			return m, nil, err
+		}
+	}
+	raw, dir, path, err := readManifest(spec, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	var m *Manifest
+	if isHL7(raw) {
+		m, err = ParseHL7(raw, dir, path)
+	} else {
+		m, err = ParseManifest(raw, dir, path)
+	}
+	return m, raw, err
 }
 
 // readManifest returns the manifest's bytes, the folder its relative paths

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/load"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
@@ -19,7 +20,13 @@ type Options struct {
 	Store    Store
 	Parallel int  // inputs loaded at once (default 2)
 	FHIR     bool // every input is FHIR format, whatever the manifest says
-	Force    bool // load everything again, even a finished import
+	Aidbox   bool // every input is Aidbox format, whatever the manifest says
+	// MaxErrors is how many bad lines an input may skip (see load.Options);
+	// the skipped lines go to an errors file per input in the state folder.
+	MaxErrors int
+	// PreserveMeta restores txid and ts from meta (load --preserve-meta).
+	PreserveMeta bool
+	Force        bool // load everything again, even a finished import
 	// Source tunes how inputs are read (HTTP idle timeout, retries);
 	// MaxLineSize bounds a line (0: no bound).
 	Source      source.Options
@@ -88,7 +95,7 @@ func Run(ctx context.Context, m *Manifest, id string, o Options) (*State, error)
 	}()
 feed:
 	for i, in := range st.Inputs {
-		if in.Status == StatusFinished {
+		if in.Status == StatusFinished || in.Kind == KindDeleted {
 			continue
 		}
 		select {
@@ -99,6 +106,10 @@ feed:
 	}
 	close(jobs)
 	wg.Wait()
+	// Deletions come after every input has finished, in their order, each
+	// file in one transaction: applied to what the inputs loaded, they
+	// leave what the exporting database held.
+	r.deletions(ctx)
 	close(stop)
 	<-ticked
 
@@ -119,6 +130,13 @@ feed:
 		st.Status = StatusInterrupted
 		st.Time.End = nil
 	}
+	st.Error = nil
+	for i, in := range st.Inputs {
+		if in.Status == StatusFinished && in.Skipped > 0 {
+			n := in.Skipped
+			st.Error = append(st.Error, bulkdata.File{Type: "OperationOutcome", URL: r.o.Store.ErrorsPath(id, i), Count: &n})
+		}
+	}
 	r.mu.Unlock()
 	r.show(true)
 	return st, r.save(true)
@@ -132,11 +150,16 @@ func (o Options) begin(m *Manifest, id string) (*State, error) {
 		ContentEncoding: m.ContentEncoding, Update: m.Update, Manifest: m.Path, PID: os.Getpid(),
 		Time: StateTime{Start: time.Now().UTC()},
 	}
-	if m.FHIR || o.FHIR {
+	if o.fhir(m) {
 		st.Type = "fhir"
 	}
-	for _, in := range m.Inputs {
-		st.Inputs = append(st.Inputs, InputState{ResourceType: in.ResourceType, URL: source.Redact(in.URL), URLHash: HashURL(in.URL), Status: StatusPending})
+	st.ServerErrors = m.ServerErrors
+	for i, in := range m.all() {
+		s := InputState{ResourceType: in.ResourceType, URL: source.Redact(in.URL), URLHash: HashURL(in.URL), Status: StatusPending}
+		if i >= len(m.Inputs) {
+			s.Kind = KindDeleted
+		}
+		st.Inputs = append(st.Inputs, s)
 	}
 	prev, err := o.Store.Read(id)
 	switch {
@@ -152,8 +175,9 @@ func (o Options) begin(m *Manifest, id string) (*State, error) {
 	// Resume: what finished stays finished, if it is still the same input;
 	// everything else loads again.
 	st.Time.Start = prev.Time.Start
+	all := m.all()
 	for i, was := range prev.Inputs {
-		if was.Status == StatusFinished && unchanged(m.Inputs[i], was) {
+		if was.Status == StatusFinished && unchanged(all[i], was) {
 			was.URLHash = st.Inputs[i].URLHash
 			st.Inputs[i] = was
 		}
@@ -259,12 +283,16 @@ func (r *runner) worker(ctx context.Context, jobs <-chan int) {
 			*s = s.pending()
 			s.Status = StatusInProgress
 		})
-		counts, err := r.loadInput(ctx, &conn, in, i)
+		res, err := r.loadInput(ctx, &conn, in, i)
+		if err == nil && len(res.Skipped) > 0 {
+			err = r.writeSkipped(i, res.Skipped)
+		}
 		r.update(i, func(s *InputState) {
 			s.Duration, s.Storing = time.Since(start).Milliseconds(), false
 			switch {
 			case err == nil:
-				s.Status, s.Total, s.Error = StatusFinished, counts.Total(), ""
+				s.Status, s.Total, s.Error = StatusFinished, res.Counts.Total(), ""
+				s.Skipped = int64(len(res.Skipped))
 			case ctx.Err() != nil:
 				s.Status = StatusPending // rolled back: loads again on resume
 			default:
@@ -288,17 +316,13 @@ func (c *connection) close() {
 	c.loader.Conn.Close(context.Background()) //nolint:errcheck
 }
 
-func (r *runner) loadInput(ctx context.Context, cp **connection, in Input, i int) (load.Counts, error) {
-	if *cp == nil || (*cp).loader.Conn.IsClosed() {
-		conn, err := pg.Connect(ctx, r.o.DSN)
-		if err != nil {
-			return nil, err
-		}
-		*cp = &connection{loader: &load.Loader{Conn: conn}, layout: &pg.Layout{DSN: r.o.DSN}}
-		(*cp).loader.Layout = (*cp).layout
+func (r *runner) loadInput(ctx context.Context, cp **connection, in Input, i int) (load.Result, error) {
+	if err := cp2(ctx, cp, r.o.DSN); err != nil {
+		return load.Result{}, err
 	}
 	l := (*cp).loader
-	l.Opts = load.Options{Type: in.ResourceType, FHIR: r.m.FHIR || r.o.FHIR, History: r.m.Update, MaxLineSize: r.o.MaxLineSize}
+	l.Opts = load.Options{Type: in.ResourceType, FHIR: r.o.fhir(r.m), History: r.m.Update, MaxLineSize: r.o.MaxLineSize,
+		MaxErrors: r.o.MaxErrors, PreserveMeta: r.o.PreserveMeta, ExpectCount: in.Count}
 	l.Progress = func(e load.Event) {
 		if e.Phase != load.Reading && e.Phase != load.Storing {
 			return
@@ -308,10 +332,105 @@ func (r *runner) loadInput(ctx context.Context, cp **connection, in Input, i int
 			s.Storing = e.Phase == load.Storing
 		})
 	}
-	counts, err := l.LoadSource(ctx, in.URL, r.o.Source)
+	res, err := l.LoadSource(ctx, in.URL, r.o.Source)
 	var se *load.SourceError
 	if errors.As(err, &se) {
 		err = se.Err // the state names the input already: keep the reason
 	}
-	return counts, err
+	return res, err
+}
+
+// cp2 opens a worker's connection, or opens it again after it was lost.
+func cp2(ctx context.Context, cp **connection, dsn string) error {
+	if *cp != nil && !(*cp).loader.Conn.IsClosed() {
+		return nil
+	}
+	conn, err := pg.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	*cp = &connection{loader: &load.Loader{Conn: conn}, layout: &pg.Layout{DSN: dsn}}
+	(*cp).loader.Layout = (*cp).layout
+	return nil
+}
+
+// fhir reports whether the inputs are FHIR format: as the flags force, else
+// as the manifest says.
+func (o Options) fhir(m *Manifest) bool {
+	switch {
+	case o.FHIR:
+		return true
+	case o.Aidbox:
+		return false
+	}
+	return m.FHIR
+}
+
+// writeSkipped writes the lines input i skipped into its errors file in
+// the state folder, as OperationOutcome ndjson.
+func (r *runner) writeSkipped(i int, bad []load.BadLine) error {
+	var b []byte
+	for _, l := range bad {
+		b = bulkdata.AppendOutcome(b, l.Source, l.Line, l.ID, l.Reason)
+	}
+	return r.o.Store.WriteErrors(r.st.ID, i, b)
+}
+
+// deletions applies the deletions inputs, one after another on one
+// connection, once every other input has finished.
+func (r *runner) deletions(ctx context.Context) {
+	r.mu.Lock()
+	ready := true
+	var todo []int
+	for i, in := range r.st.Inputs {
+		switch {
+		case in.Kind != KindDeleted && in.Status != StatusFinished:
+			ready = false
+		case in.Kind == KindDeleted && in.Status != StatusFinished:
+			todo = append(todo, i)
+		}
+	}
+	r.mu.Unlock()
+	if !ready || len(todo) == 0 {
+		return
+	}
+	var conn *connection
+	defer func() { conn.close() }()
+	all := r.m.all()
+	for _, i := range todo {
+		if ctx.Err() != nil {
+			return
+		}
+		start := time.Now()
+		r.update(i, func(s *InputState) {
+			*s = s.pending()
+			s.Status = StatusInProgress
+		})
+		var d load.Deletions
+		err := cp2(ctx, &conn, r.o.DSN)
+		if err == nil {
+			conn.loader.Opts = load.Options{MaxLineSize: r.o.MaxLineSize}
+			d, err = conn.loader.DeleteSource(ctx, all[i].URL, r.o.Source)
+			var se *load.SourceError
+			if errors.As(err, &se) {
+				err = se.Err
+			}
+		}
+		r.update(i, func(s *InputState) {
+			s.Duration = time.Since(start).Milliseconds()
+			switch {
+			case err == nil:
+				s.Status, s.Error = StatusFinished, ""
+				s.Deleted, s.Absent = d.Deleted.Total(), d.Absent.Total()
+				s.Total = s.Deleted + s.Absent
+			case ctx.Err() != nil:
+				s.Status = StatusPending
+			default:
+				s.Status, s.Error = StatusFailed, oneLine(err.Error())
+			}
+		})
+		if err != nil {
+			return // the deletions after it wait: their order matters
+		}
+	}
 }

@@ -15,8 +15,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/sink"
 )
+
+// KindDeleted marks an input that is a file of deletions.
+const KindDeleted = "deleted"
 
 // Import and input statuses.
 const (
@@ -40,6 +44,12 @@ type State struct {
 	Manifest        string       `json:"manifest,omitempty"` // its path, for --resume
 	PID             int          `json:"pid,omitempty"`
 	Inputs          []InputState `json:"inputs"`
+	// Error lists, as HL7 does, the files of the lines inputs skipped
+	// (OperationOutcome ndjson, in the state folder).
+	Error []bulkdata.File `json:"error,omitempty"`
+	// ServerErrors are the error files of the server that made the export
+	// imported: named, not loaded.
+	ServerErrors []string `json:"serverErrors,omitempty"`
 }
 
 // StateTime is when the import started and ended.
@@ -61,8 +71,14 @@ type InputState struct {
 	BytesRead  int64  `json:"bytesRead,omitempty"`
 	BytesTotal int64  `json:"bytesTotal,omitempty"`
 	Storing    bool   `json:"storing,omitempty"` // all read; the server stores it
-	Duration   int64  `json:"duration"`          // milliseconds
-	Error      string `json:"error,omitempty"`
+	// Kind is "deleted" for a file of deletions (applied after the other
+	// inputs), whose Deleted and Absent count what it did.
+	Kind     string `json:"kind,omitempty"`
+	Deleted  int64  `json:"deleted,omitempty"`
+	Absent   int64  `json:"absent,omitempty"`
+	Skipped  int64  `json:"skipped,omitempty"` // bad lines skipped (--max-errors)
+	Duration int64  `json:"duration"`          // milliseconds
+	Error    string `json:"error,omitempty"`
 }
 
 // HashURL is what the state file keeps of an input's whole URL (or path):
@@ -141,6 +157,22 @@ func StateDir(flag string, getenv func(string) string) (string, error) {
 type Store struct{ Dir string }
 
 func (s Store) path(id string) string { return filepath.Join(s.Dir, id+".json") }
+
+// ErrorsPath is the file of the lines input i of import id skipped.
+func (s Store) ErrorsPath(id string, i int) string {
+	return filepath.Join(s.Dir, fmt.Sprintf("%s.errors.%d.ndjson", id, i))
+}
+
+// WriteErrors replaces the errors file of input i of import id with data.
+func (s Store) WriteErrors(id string, i int, data []byte) error {
+	if err := CheckID(id); err != nil {
+		return err
+	}
+	if err := sink.WriteFile(s.ErrorsPath(id, i), data, 0o600); err != nil {
+		return sink.FileError("errors file", s.ErrorsPath(id, i), err)
+	}
+	return nil
+}
 
 // LogPath is where a detached import writes its messages.
 func (s Store) LogPath(id string) string { return filepath.Join(s.Dir, id+".log") }

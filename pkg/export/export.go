@@ -339,15 +339,10 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 // Dump writes every resource of one type to w as dump.Dump does, but read
-// over parallel connections that share one snapshot, each taking ranges of
-// the table's blocks: the lines come in no particular order. It returns
-// how many it wrote.
-func Dump(ctx context.Context, dsn string, parallel int, opts dump.Options, w io.Writer) (int64, error) {
-	conn, err := pg.Connect(ctx, dsn)
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close(context.Background()) //nolint:errcheck
+// over parallel connections that share one snapshot (conn's, and
+// parallel-1 more to dsn), each taking ranges of the table's blocks: the
+// lines come in no particular order. It returns how many it wrote.
+func Dump(ctx context.Context, conn *pgx.Conn, dsn string, parallel int, opts dump.Options, w io.Writer) (int64, error) {
 	snap, err := pg.Take(ctx, conn)
 	if err != nil {
 		return 0, err

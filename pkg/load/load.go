@@ -49,6 +49,16 @@ type Options struct {
 	StripNulls bool   // drop object members whose value is null, at any depth
 	Merge      *Merge // shallow-merged into every resource (nil: none)
 	FHIR       bool   // input in FHIR format, converted to Aidbox format on the way in
+	// PreserveMeta: meta.versionId sets txid and meta.lastUpdated sets ts
+	// (each when present and valid), and transaction_id_seq is moved past
+	// the largest txid stored: an export restored exactly.
+	PreserveMeta bool
+	// MaxErrors is how many bad lines a source may skip (0: none, the
+	// first fails it); the next one fails it, as ever, nothing committed.
+	MaxErrors int
+	// ExpectCount, when set, is how many resources the source must hold (a
+	// manifest's count): another number fails it, nothing committed.
+	ExpectCount *int64
 	// MaxLineSize bounds a line's length in bytes (0: no bound); a longer
 	// line is an error naming it.
 	MaxLineSize int
@@ -204,10 +214,11 @@ const (
 type Event struct {
 	Source    string // as it may be shown (redacted)
 	Phase     Phase
-	Lines     int64 // lines read so far
-	BytesRead int64 // of the raw (maybe compressed) stream
-	Size      int64 // of the raw stream, -1 when unknown
-	Counts    Counts
+	Lines     int64  // lines read so far
+	BytesRead int64  // of the raw (maybe compressed) stream
+	Size      int64  // of the raw stream, -1 when unknown
+	Counts    Counts // Done: resources stored per type
+	Skipped   int    // Done: bad lines skipped
 }
 
 // SourceError is a source that failed: its name as it may be shown
@@ -236,32 +247,52 @@ func (e *PartialError) Unwrap() error { return e.Err }
 // own, and stops at the first that fails; the sources after it are not
 // read. When some were committed before it, the error is a *PartialError
 // that names them.
-func (l *Loader) LoadAll(ctx context.Context, specs []string, opts source.Options) (Counts, error) {
-	total := Counts{}
+func (l *Loader) LoadAll(ctx context.Context, specs []string, opts source.Options) (Result, error) {
+	total := Result{Counts: Counts{}}
 	var done []string
 	for _, spec := range specs {
-		counts, err := l.LoadSource(ctx, spec, opts)
+		res, err := l.LoadSource(ctx, spec, opts)
 		if err != nil {
 			if len(done) > 0 && !isContext(err) {
 				err = &PartialError{Committed: done, Err: err}
 			}
 			return total, err
 		}
-		total.Add(counts)
+		total.Counts.Add(res.Counts)
+		total.Skipped = append(total.Skipped, res.Skipped...)
 		done = append(done, source.Redact(spec))
 	}
 	return total, nil
+}
+
+// Result is what a source loaded.
+type Result struct {
+	Counts  Counts    // resources stored per type (lines: an id given twice counts twice)
+	Skipped []BadLine // bad lines skipped (with MaxErrors), each with its source
+}
+
+// SkippedByType counts the skipped lines per type ("" when it could not be
+// told).
+func (r Result) SkippedByType() Counts {
+	c := Counts{}
+	for _, b := range r.Skipped {
+		c[b.Type]++
+	}
+	return c
 }
 
 // LoadSource opens spec and loads it in one transaction. An HTTP source that
 // breaks off and cannot be resumed is loaded again from the start (nothing
 // of the broken try was committed). Its errors are *SourceError, but for
 // an interruption (the context's error).
-func (l *Loader) LoadSource(ctx context.Context, spec string, opts source.Options) (Counts, error) {
-	counts, name, err := l.loadSource(ctx, spec, opts)
+func (l *Loader) LoadSource(ctx context.Context, spec string, opts source.Options) (Result, error) {
+	res, name, err := l.loadSource(ctx, spec, opts)
+	for i := range res.Skipped {
+		res.Skipped[i].Source = name
+	}
 	switch {
 	case err == nil:
-		l.report(Event{Source: name, Phase: Done, Counts: counts})
+		l.report(Event{Source: name, Phase: Done, Counts: res.Counts, Skipped: len(res.Skipped)})
 	case isContext(err):
 		l.report(Event{Source: name, Phase: Failed})
 	default:
@@ -272,10 +303,10 @@ func (l *Loader) LoadSource(ctx context.Context, spec string, opts source.Option
 		err = &SourceError{Source: name, Err: err}
 		l.report(Event{Source: name, Phase: Failed})
 	}
-	return counts, err
+	return res, err
 }
 
-func (l *Loader) loadSource(ctx context.Context, spec string, opts source.Options) (Counts, string, error) {
+func (l *Loader) loadSource(ctx context.Context, spec string, opts source.Options) (Result, string, error) {
 	name := source.Redact(spec)
 	if spec == "-" {
 		name = "stdin"
@@ -289,9 +320,9 @@ func (l *Loader) loadSource(ctx context.Context, spec string, opts source.Option
 		src, err := source.Open(srcCtx, spec, opts)
 		if err != nil {
 			cancel()
-			return nil, name, err
+			return Result{}, name, err
 		}
-		counts, err := l.load(ctx, src, allowDirect, cancel)
+		res, err := l.load(ctx, src, allowDirect, cancel)
 		cancel()
 		src.Close()
 		switch {
@@ -302,7 +333,7 @@ func (l *Loader) loadSource(ctx context.Context, spec string, opts source.Option
 			restarts++
 			continue
 		}
-		return counts, src.Name(), err
+		return res, src.Name(), err
 	}
 }
 
@@ -321,7 +352,7 @@ func (l *Loader) progress(src *source.Reader, phase Phase, lines int64) {
 
 const stageTable = "fhirbulk_stage"
 
-func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool, stopSource func()) (Counts, error) {
+func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool, stopSource func()) (Result, error) {
 	st := newStager(src, l.Opts, l.spare)
 	l.spare = st
 	cs := &copySource{r: st}
@@ -333,11 +364,11 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 		st.onLine = func(n int64) { l.progress(src, Reading, n) }
 	}
 	if err := l.prepareStage(ctx); err != nil {
-		return nil, l.dbError(ctx, err, st)
+		return Result{}, l.dbError(ctx, err, st)
 	}
 	tx, err := l.Conn.Begin(ctx)
 	if err != nil {
-		return nil, l.dbError(ctx, err, st)
+		return Result{}, l.dbError(ctx, err, st)
 	}
 	committed := false
 	defer func() {
@@ -349,12 +380,12 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 	if allowDirect {
 		now, ok, err := l.directCandidate(ctx, tx)
 		if err != nil {
-			return nil, l.dbError(ctx, err, st)
+			return Result{}, l.dbError(ctx, err, st)
 		}
 		if ok {
-			counts, err := l.loadDirect(ctx, tx, src, st, cs, now)
+			res, err := l.loadDirect(ctx, tx, src, st, cs, now)
 			committed = err == nil
-			return counts, err
+			return res, err
 		}
 	}
 	addType := func(t string) error {
@@ -369,45 +400,51 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 	}
 	if l.Opts.Type != "" && !st.known[l.Opts.Type] {
 		if err := addType(l.Opts.Type); err != nil {
-			return nil, l.dbError(ctx, err, st)
+			return Result{}, l.dbError(ctx, err, st)
 		}
 	}
 	l.stage.dirty = true // until it commits: rows of a rolled-back COPY stay on disk
 	for {
 		_, err := tx.Conn().PgConn().CopyFrom(ctx, cs, `COPY `+stageTable+` FROM STDIN (FORMAT binary)`)
 		if st.err != nil {
-			return nil, st.err // ours (bad line, read error) rather than the server's "COPY failed"
+			return Result{}, st.err // ours (bad line, read error) rather than the server's "COPY failed"
 		}
 		if err != nil {
-			return nil, l.dbError(ctx, err, st)
+			return Result{}, l.dbError(ctx, err, st)
 		}
 		if st.newType == "" {
 			break
 		}
 		if err := addType(st.newType); err != nil {
-			return nil, l.dbError(ctx, err, st)
+			return Result{}, l.dbError(ctx, err, st)
 		}
 	}
 	l.progress(src, Storing, st.line)
+	if err := l.checkCount(st); err != nil {
+		return Result{}, err
+	}
 	// Writers of one type take turns (pg.LockType); a source of several types
 	// takes their locks in the one order every process uses.
 	types := slices.Clone(st.order)
 	pg.LockOrder(types)
 	for _, t := range types {
 		if err := l.Layout.Prepare(ctx, tx, t); err != nil {
-			return nil, l.dbError(ctx, err, st)
+			return Result{}, l.dbError(ctx, err, st)
 		}
-		if err := l.move(ctx, tx, t, l.stage.partition(t), st.ids.unique(t), st.counts[t]); err != nil {
-			return nil, l.dbError(ctx, err, st)
+		if err := l.moveSkipping(ctx, tx, st, t); err != nil {
+			return Result{}, l.dbError(ctx, err, st)
 		}
 	}
+	if err := l.advanceTxids(ctx, tx, st); err != nil {
+		return Result{}, l.dbError(ctx, err, st)
+	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, l.dbError(ctx, err, st)
+		return Result{}, l.dbError(ctx, err, st)
 	}
 	committed = true
 	l.stage.committed()
 	l.markFilled(st.counts)
-	return Counts(st.counts), nil
+	return st.result(), nil
 }
 
 // prepareStage makes the staging table on this connection when it is not
@@ -418,7 +455,8 @@ func (l *Loader) prepareStage(ctx context.Context) error {
 	if s.conn != l.Conn {
 		*s = stage{conn: l.Conn, partitions: map[string]string{}}
 		_, err := l.Conn.Exec(ctx, `CREATE TEMP TABLE `+stageTable+` (
-			rtype text NOT NULL, n bigint NOT NULL, id text NOT NULL, cts timestamptz, resource text NOT NULL
+			rtype text NOT NULL, n bigint NOT NULL, id text NOT NULL, cts timestamptz,
+			txid bigint, ts timestamptz, resource text NOT NULL
 		) PARTITION BY LIST (rtype) ON COMMIT DELETE ROWS`)
 		if err != nil {
 			s.conn = nil
@@ -509,7 +547,7 @@ func (l *Loader) directCandidate(ctx context.Context, tx pgx.Tx) (time.Time, boo
 // blocks on the layout connection. Whatever the server rejects (an id
 // given twice, JSON it will not take) makes it give up with errNotDirect,
 // and the source is loaded again the staged way.
-func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, st *stager, cs *copySource, now time.Time) (Counts, error) {
+func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, st *stager, cs *copySource, now time.Time) (Result, error) {
 	st.direct = &direct{
 		now:   now,
 		txids: &txidBlocks{fetch: func(n int) ([]int64, error) { return l.Layout.NextTxids(ctx, n) }},
@@ -519,18 +557,71 @@ func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, 
 		`COPY `+pg.Table(l.Opts.Type)+` (id, txid, ts, cts, resource_type, status, resource) FROM STDIN (FORMAT binary)`)
 	switch {
 	case st.err != nil:
-		return nil, st.err
+		return Result{}, st.err
 	case err != nil && (ctx.Err() != nil || l.Conn.IsClosed()):
-		return nil, l.dbError(ctx, err, st)
+		return Result{}, l.dbError(ctx, err, st)
 	case err != nil:
-		return nil, errNotDirect
+		return Result{}, errNotDirect
 	}
 	l.progress(src, Storing, st.line)
+	if err := l.checkCount(st); err != nil {
+		return Result{}, err
+	}
+	if err := l.advanceTxids(ctx, tx, st); err != nil {
+		return Result{}, l.dbError(ctx, err, st)
+	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, l.dbError(ctx, err, st)
+		return Result{}, l.dbError(ctx, err, st)
 	}
 	l.markFilled(st.counts)
-	return Counts(st.counts), nil
+	return st.result(), nil
+}
+
+// advanceTxids moves transaction_id_seq past the largest txid the source
+// set (--preserve-meta), so that no later write reuses one. Sequences are
+// not transactional: on a rollback it stays moved, which costs nothing.
+func (l *Loader) advanceTxids(ctx context.Context, tx pgx.Tx, st *stager) error {
+	if st.maxTxid == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `SELECT setval('transaction_id_seq', greatest($1, (SELECT last_value FROM transaction_id_seq)))`, st.maxTxid)
+	return err
+}
+
+// checkCount fails a source that does not hold the resources it was said
+// to (the file was cut short or changed).
+func (l *Loader) checkCount(st *stager) error {
+	if l.Opts.ExpectCount == nil {
+		return nil
+	}
+	n := Counts(st.counts).Total() + int64(len(st.bad))
+	if n != *l.Opts.ExpectCount {
+		return fmt.Errorf("holds %d resources, the manifest says %d (cut short, or changed?)", n, *l.Opts.ExpectCount)
+	}
+	return nil
+}
+
+// moveSkipping moves type t's staged rows; with MaxErrors, a row the
+// server will not take (JSON it refuses) is dropped from the stage as a bad
+// line, and the move runs again, until it succeeds or the limit is passed.
+func (l *Loader) moveSkipping(ctx context.Context, tx pgx.Tx, st *stager, t string) error {
+	stage := l.stage.partition(t)
+	for {
+		err := l.move(ctx, tx, t, stage, st.ids.unique(t), st.counts[t])
+		var le *ndjson.LineError
+		if !errors.As(err, &le) || len(st.bad) >= st.maxErrors {
+			if le != nil && st.maxErrors > 0 {
+				le.Reason += fmt.Sprintf(" (more than --max-errors %d bad lines)", st.maxErrors)
+			}
+			return err
+		}
+		var id string
+		if err := tx.QueryRow(ctx, `DELETE FROM `+stage+` WHERE n = $1 RETURNING id`, le.Line).Scan(&id); err != nil {
+			return err
+		}
+		st.bad = append(st.bad, BadLine{Line: le.Line, ID: id, Type: t, Reason: le.Reason})
+		st.counts[t]--
+	}
 }
 
 func (l *Loader) markFilled(counts map[string]int64) {
@@ -599,7 +690,7 @@ func (l *Loader) move(ctx context.Context, tx pgx.Tx, t, stage string, unique bo
 		// statements go as one simple query, so the type is a literal.
 		_, err = tx.Exec(ctx, `SAVEPOINT fhirbulk_fast;
 			INSERT INTO `+pg.Table(t)+` (id, txid, ts, cts, resource_type, status, resource)
-			SELECT id, nextval('transaction_id_seq'), now(), coalesce(cts, now()), `+quoteLiteral(t)+`, 'created', resource::jsonb
+			SELECT id, coalesce(txid, nextval('transaction_id_seq')), coalesce(ts, now()), coalesce(cts, now()), `+quoteLiteral(t)+`, 'created', resource::jsonb
 			FROM `+stage+`;
 			RELEASE SAVEPOINT fhirbulk_fast`)
 		if err == nil {
@@ -634,7 +725,7 @@ func (l *Loader) upsert(ctx context.Context, tx pgx.Tx, t, stage string, unique 
 	table, history := pg.Table(t), pg.HistoryTable(t)
 	latest := stage
 	if !unique {
-		latest = `(SELECT s.id, s.n, s.cts, s.resource FROM ` + stage + ` s
+		latest = `(SELECT s.id, s.n, s.cts, s.txid, s.ts, s.resource FROM ` + stage + ` s
 			WHERE s.n IN (SELECT max(n) FROM ` + stage + ` GROUP BY id))`
 	}
 	exec := func(sql string, args ...any) (int64, error) {
@@ -657,7 +748,7 @@ func (l *Loader) upsert(ctx context.Context, tx pgx.Tx, t, stage string, unique 
 			return err
 		}
 	}
-	updated, err := exec(`UPDATE `+table+` t SET txid = nextval('transaction_id_seq'), ts = now(), cts = coalesce(d.cts, t.cts),
+	updated, err := exec(`UPDATE `+table+` t SET txid = coalesce(d.txid, nextval('transaction_id_seq')), ts = coalesce(d.ts, now()), cts = coalesce(d.cts, t.cts),
 			resource_type = $1, status = 'updated', resource = d.resource::jsonb
 			FROM `+latest+` d WHERE t.id = d.id`, t)
 	if err != nil || (unique && updated == staged) {
@@ -665,7 +756,7 @@ func (l *Loader) upsert(ctx context.Context, tx pgx.Tx, t, stage string, unique 
 	}
 	// ON CONFLICT: an id that another session inserted since the UPDATE.
 	_, err = exec(`INSERT INTO `+table+` (id, txid, ts, cts, resource_type, status, resource)
-			SELECT d.id, nextval('transaction_id_seq'), now(), coalesce(d.cts, now()), $1, 'created', d.resource::jsonb
+			SELECT d.id, coalesce(d.txid, nextval('transaction_id_seq')), coalesce(d.ts, now()), coalesce(d.cts, now()), $1, 'created', d.resource::jsonb
 			FROM `+latest+` d WHERE NOT EXISTS (SELECT 1 FROM `+table+` t WHERE t.id = d.id)
 			ON CONFLICT (id) DO UPDATE SET txid = excluded.txid, ts = excluded.ts, cts = excluded.cts,
 				resource_type = excluded.resource_type, status = 'updated', resource = excluded.resource`, t)
@@ -683,35 +774,56 @@ func isJSONError(err error) bool {
 	return false
 }
 
-// badJSON finds the first staged line that PostgreSQL will not take as
-// jsonb and names it. The byte scanner checks structure, not every token,
-// so this is where a line like {"id":"x","a":tru} is caught. The
-// transaction must be usable (rolled back to before the failure).
+// badJSON finds the first staged line PostgreSQL will not take as jsonb
+// (the byte scanner checks structure, not every token, so this is where a
+// line like {"id":"x","a":tru} is caught): it halves the range of line
+// numbers, each probe casting the rows of a range in one statement, in a
+// savepoint. The transaction must be usable (rolled back to before the
+// failure).
 func badJSON(ctx context.Context, tx pgx.Tx, stage string, cause error) error {
-	_, err := tx.Exec(ctx, `CREATE FUNCTION pg_temp.fhirbulk_bad_json(stage text, OUT n bigint, OUT msg text)
-		LANGUAGE plpgsql AS $$
-		DECLARE r record; d text;
-		BEGIN
-			FOR r IN EXECUTE format('SELECT n, resource FROM %s ORDER BY n', stage) LOOP
-				BEGIN
-					PERFORM r.resource::jsonb;
-				EXCEPTION WHEN others THEN
-					GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
-					n := r.n;
-					msg := SQLERRM || CASE WHEN d <> '' THEN ' (' || d || ')' ELSE '' END;
-					RETURN;
-				END;
-			END LOOP;
-		END $$`)
-	if err != nil {
+	var lo, hi *int64
+	if err := tx.QueryRow(ctx, `SELECT min(n), max(n) FROM `+stage).Scan(&lo, &hi); err != nil || lo == nil {
 		return sqlError(cause)
 	}
-	var n *int64
-	var msg *string
-	if err := tx.QueryRow(ctx, `SELECT n, msg FROM pg_temp.fhirbulk_bad_json($1)`, stage).Scan(&n, &msg); err != nil || n == nil {
+	var msg string
+	probe := func(a, b int64) (bad bool, err error) {
+		if _, err := tx.Exec(ctx, `SAVEPOINT fhirbulk_probe`); err != nil {
+			return false, err
+		}
+		_, err = tx.Exec(ctx, `SELECT count(*) FROM `+stage+` WHERE n BETWEEN $1 AND $2 AND resource::jsonb IS NOT NULL`, a, b)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && isJSONError(err) {
+			msg = pgErr.Message
+			if pgErr.Detail != "" {
+				msg += " (" + pgErr.Detail + ")"
+			}
+			_, err = tx.Exec(ctx, `ROLLBACK TO SAVEPOINT fhirbulk_probe`)
+			return true, err
+		}
+		if err != nil {
+			return false, err
+		}
+		_, err = tx.Exec(ctx, `RELEASE SAVEPOINT fhirbulk_probe`)
+		return false, err
+	}
+	a, b := *lo, *hi
+	if bad, err := probe(a, b); err != nil || !bad {
 		return sqlError(cause)
 	}
-	return &ndjson.LineError{Line: *n, Reason: "invalid JSON: " + *msg}
+	for a < b {
+		mid := a + (b-a)/2
+		bad, err := probe(a, mid)
+		if err != nil {
+			return sqlError(err)
+		}
+		if bad {
+			b = mid
+		} else {
+			a = mid + 1
+		}
+	}
+	probe(a, a) //nolint:errcheck // for the message of that very line
+	return &ndjson.LineError{Line: a, Reason: "invalid JSON: " + msg}
 }
 
 func isContext(err error) bool {

@@ -38,6 +38,10 @@ type stager struct {
 	onLine  func(n int64)    // progress, called every 4096 lines (may be nil)
 	direct  *direct          // final-form rows straight into the table (typed loads only)
 	ids     idHashes         // to tell whether a type has repeated ids
+	maxTxid int64            // the largest txid a line set (--preserve-meta)
+
+	maxErrors int       // bad lines that may be skipped
+	bad       []BadLine // those skipped
 
 	out     []byte // encoded COPY data not yet handed to CopyFrom
 	outPos  int
@@ -51,13 +55,17 @@ type stager struct {
 // byte scanner, and splices the stored JSON (buildResource). It keeps its
 // buffers from line to line.
 type lineParser struct {
-	typ    string // --type, or "" to route by resourceType
-	merge  *Merge
-	strip  bool
-	conv   *fhirformat.Converter // FHIR input: converted to Aidbox format first (nil: none)
-	keys   []string              // the top-level keys looked for: id, resourceType, meta, --merge's
-	names  map[string]string     // resourceType names seen and checked
-	tables map[string]string     // their table names, to the name first seen
+	typ   string // --type, or "" to route by resourceType
+	merge *Merge
+	strip bool
+	// --preserve-meta: versionId and lastUpdated set txid and ts
+	preserve bool
+	conv     *fhirformat.Converter // FHIR input: converted to Aidbox format first (nil: none)
+	keys     []string              // the top-level keys looked for: id, resourceType, meta, --merge's
+	names    map[string]string     // resourceType names seen and checked
+	// What was told of the line before it failed (for BadLine).
+	badID, badType string
+	tables         map[string]string // their table names, to the name first seen
 
 	// Scratch, reused for every line.
 	compact  []byte
@@ -81,8 +89,9 @@ const (
 // small sources would otherwise allocate megabytes per source.
 func newStager(r io.Reader, o Options, prev *stager) *stager {
 	s := &stager{
-		counts: map[string]int64{},
-		known:  map[string]bool{},
+		counts:    map[string]int64{},
+		known:     map[string]bool{},
+		maxErrors: o.MaxErrors,
 	}
 	if prev != nil {
 		prev.in.Reset(r)
@@ -100,7 +109,7 @@ func newStager(r io.Reader, o Options, prev *stager) *stager {
 // FHIR converter).
 func (p lineParser) reset(o Options) lineParser {
 	q := lineParser{
-		typ: o.Type, merge: o.Merge, strip: o.StripNulls,
+		typ: o.Type, merge: o.Merge, strip: o.StripNulls, preserve: o.PreserveMeta,
 		keys:    []string{"id", "resourceType", "meta"},
 		compact: p.compact[:0], stripped: p.stripped[:0], fhirIn: p.fhirIn[:0], fhirOut: p.fhirOut[:0], res: p.res[:0],
 	}
@@ -115,6 +124,34 @@ func (p lineParser) reset(o Options) lineParser {
 		}
 	}
 	return q
+}
+
+// BadLine is a line a load skipped (with --max-errors): its number, the
+// id and type of its resource when they could be told, and why.
+type BadLine struct {
+	Source string // as it may be shown (redacted)
+	Line   int64
+	ID     string
+	Type   string
+	Reason string
+}
+
+// result is what the stager staged, and skipped.
+func (s *stager) result() Result {
+	return Result{Counts: Counts(s.counts), Skipped: s.bad}
+}
+
+// skip records the current line as bad and goes on, or, past the limit of
+// bad lines, fails with its error.
+func (s *stager) skip(reason, id, typ string) error {
+	if len(s.bad) >= s.maxErrors {
+		if s.maxErrors > 0 {
+			reason += fmt.Sprintf(" (more than --max-errors %d bad lines)", s.maxErrors)
+		}
+		return &ndjson.LineError{Line: s.line, Reason: reason}
+	}
+	s.bad = append(s.bad, BadLine{Line: s.line, ID: id, Type: typ, Reason: reason})
+	return nil
 }
 
 // admit records that type t now has a partition and starts the next COPY's
@@ -164,9 +201,17 @@ func (s *stager) fill(want int) error {
 			return nil
 		}
 		line, err := s.in.Next()
-		if err == io.EOF {
+		var tooLong *ndjson.LineError
+		switch {
+		case err == io.EOF:
 			s.eof = true
-		} else if err != nil {
+		case errors.As(err, &tooLong):
+			s.line = tooLong.Line
+			if err := s.skip(tooLong.Reason, "", ""); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
 			return err
 		}
 		s.line = s.in.Line()
@@ -182,7 +227,10 @@ func (s *stager) fill(want int) error {
 			return other.err
 		}
 		if err != nil {
-			return &ndjson.LineError{Line: s.line, Reason: err.Error()}
+			if err := s.skip(err.Error(), s.badID, s.badType); err != nil {
+				return err
+			}
+			continue
 		}
 		if t != "" { // a new type: end this COPY, its tuple waits in pending
 			s.newType = t
@@ -242,6 +290,7 @@ func (s *stager) stage(line []byte) (string, error) {
 		s.order = append(s.order, r.typ)
 	}
 	s.counts[r.typ]++
+	s.maxTxid = max(s.maxTxid, r.meta.txid)
 	switch {
 	case s.direct != nil:
 		if s.out, err = s.direct.appendRow(s.out, r); err != nil {
@@ -256,19 +305,29 @@ func (s *stager) stage(line []byte) (string, error) {
 	return "", nil
 }
 
-// resource is a line made ready to store: its type, id, createdAt (nil:
-// none given) and the JSON to store.
+// resource is a line made ready to store: its type, id, the columns its
+// meta sets (createdAt always; versionId and lastUpdated with
+// --preserve-meta) and the JSON to store.
 type resource struct {
 	typ  string
 	id   []byte
-	cts  *time.Time
+	meta metaCols
 	body []byte
+}
+
+// metaCols are the columns a line's meta sets: cts from createdAt, and
+// with --preserve-meta txid from versionId and ts from lastUpdated (nil or
+// 0: not set, the load decides).
+type metaCols struct {
+	cts, ts *time.Time
+	txid    int64
 }
 
 // parse checks one line and makes the resource to store; its slices are
 // valid until the next line.
 func (s *lineParser) parse(line []byte) (resource, error) {
 	var r resource
+	s.badID, s.badType = "", s.typ
 	if bytes.IndexByte(line, 0) >= 0 {
 		return r, errors.New("contains a NUL byte")
 	}
@@ -291,15 +350,40 @@ func (s *lineParser) parse(line []byte) (resource, error) {
 	if r.id, err = lineID(s.member(keyID)); err != nil {
 		return r, err
 	}
+	s.badID = string(r.id)
 	if r.typ, err = s.lineType(s.member(keyResourceType)); err != nil {
 		return r, err
+	}
+	s.badType = r.typ
+	if hasNULEscape(s.compact) {
+		return r, errors.New(`invalid JSON: it holds \u0000, which PostgreSQL's jsonb cannot store`)
 	}
 	meta := s.member(keyMeta)
 	if s.merge != nil && s.merge.meta != nil {
 		meta = s.merge.meta
 	}
-	r.body, r.cts, err = s.buildResource(meta)
+	r.body, r.meta, err = s.buildResource(meta)
 	return r, err
+}
+
+// hasNULEscape reports whether the JSON text holds the escape \u0000
+// (a backslash before it that is itself escaped does not count).
+func hasNULEscape(j []byte) bool {
+	for from := 0; ; {
+		i := bytes.Index(j[from:], []byte(`\u0000`))
+		if i < 0 {
+			return false
+		}
+		i += from
+		bs := 0
+		for k := i - 1; k >= 0 && j[k] == '\\'; k-- {
+			bs++
+		}
+		if bs%2 == 0 {
+			return true
+		}
+		from = i + 1
+	}
 }
 
 // member is the value of the top-level member keys[k] of s.compact, or nil.
@@ -352,18 +436,27 @@ func (s *lineParser) lineType(raw []byte) (string, error) {
 }
 
 // appendStaged appends r as a tuple of the staging table:
-// (rtype, n, id, cts, resource).
+// (rtype, n, id, cts, txid, ts, resource).
 func appendStaged(b []byte, r resource, line int64) []byte {
-	b = pg.AppendTuple(b, 5)
+	b = pg.AppendTuple(b, 7)
 	b = pg.AppendBytes(b, []byte(r.typ))
 	b = pg.AppendInt8(b, line)
 	b = pg.AppendBytes(b, r.id)
-	if r.cts == nil {
-		b = pg.AppendNull(b)
+	b = appendTimeOrNull(b, r.meta.cts)
+	if r.meta.txid > 0 {
+		b = pg.AppendInt8(b, r.meta.txid)
 	} else {
-		b = pg.AppendTime(b, *r.cts)
+		b = pg.AppendNull(b)
 	}
+	b = appendTimeOrNull(b, r.meta.ts)
 	return pg.AppendBytes(b, r.body)
+}
+
+func appendTimeOrNull(b []byte, t *time.Time) []byte {
+	if t == nil {
+		return pg.AppendNull(b)
+	}
+	return pg.AppendTime(b, *t)
 }
 
 // metaOwned are meta members the columns own: never stored in resource.
@@ -372,15 +465,15 @@ var metaOwned = []string{"versionId", "lastUpdated", "createdAt"}
 // buildResource makes the stored resource from s.compact: every member but
 // id, resourceType, meta and the --merge keys, then meta without versionId,
 // lastUpdated and createdAt (dropped when nothing else is left), then the
-// --merge members. It returns an explicit meta.createdAt as cts.
-func (s *lineParser) buildResource(meta []byte) ([]byte, *time.Time, error) {
+// --merge members. It returns the columns meta sets (see metaCols).
+func (s *lineParser) buildResource(meta []byte) ([]byte, metaCols, error) {
 	r := append(s.res[:0], '{')
 	r = ndjson.AppendMembersExcept(r, s.compact, s.spans...)
-	var cts *time.Time
+	var cols metaCols
 	if meta != nil {
 		var err error
-		if r, cts, err = appendMeta(r, meta, s.conv != nil); err != nil {
-			return nil, nil, err
+		if r, cols, err = appendMeta(r, meta, s.conv != nil, s.preserve); err != nil {
+			return nil, cols, err
 		}
 	}
 	if s.merge != nil {
@@ -394,13 +487,13 @@ func (s *lineParser) buildResource(meta []byte) ([]byte, *time.Time, error) {
 		// Into a buffer of its own: id still points into s.compact.
 		stripped, err := ndjson.AppendStripNulls(s.stripped[:0], r)
 		if err != nil {
-			return nil, nil, errors.New("not a JSON object")
+			return nil, cols, errors.New("not a JSON object")
 		}
 		s.stripped = stripped
 		r = append(r[:0], stripped...)
 	}
 	s.res = r
-	return r, cts, nil
+	return r, cols, nil
 }
 
 // appendMeta appends `,"meta":{...}` without the members the columns own,
@@ -408,12 +501,12 @@ func (s *lineParser) buildResource(meta []byte) ([]byte, *time.Time, error) {
 // kept as it is. Its createdAt (Aidbox) or, for FHIR input, its
 // ex:createdAt extension (as Aidbox writes createdAt in FHIR) is returned
 // as cts and not stored.
-func appendMeta(r, meta []byte, fhir bool) ([]byte, *time.Time, error) {
+func appendMeta(r, meta []byte, fhir, preserve bool) ([]byte, metaCols, error) {
 	if len(meta) == 0 || meta[0] != '{' {
 		r = append(r, `,"meta":`...)
-		return append(r, meta...), nil, nil
+		return append(r, meta...), metaCols{}, nil
 	}
-	var cts *time.Time
+	var cols metaCols
 	var err error
 	start := len(r)
 	r = append(r, `,"meta":{`...)
@@ -425,15 +518,20 @@ func appendMeta(r, meta []byte, fhir bool) ([]byte, *time.Time, error) {
 		}
 		for _, k := range metaOwned {
 			if string(name) == k {
-				if k == "createdAt" {
-					cts, err = parseInstant(value)
+				switch {
+				case k == "createdAt":
+					cols.cts, err = parseInstant(value)
+				case preserve && k == "versionId":
+					cols.txid = parseVersionID(value)
+				case preserve && k == "lastUpdated":
+					cols.ts, _ = parseInstant(value) // only when valid, as the flag says
 				}
 				return err == nil
 			}
 		}
 		if fhir && string(name) == "extension" && bytes.Contains(value, []byte(`"ex:createdAt"`)) {
 			var kept []byte
-			if kept, cts, err = takeCreatedAt(value); err != nil {
+			if kept, cols.cts, err = takeCreatedAt(value); err != nil {
 				return false
 			}
 			if kept == nil {
@@ -449,15 +547,15 @@ func appendMeta(r, meta []byte, fhir bool) ([]byte, *time.Time, error) {
 		return true
 	})
 	if merr != nil {
-		return nil, nil, errors.New("not a JSON object")
+		return nil, cols, errors.New("not a JSON object")
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, cols, err
 	}
 	if first {
-		return r[:start], cts, nil
+		return r[:start], cols, nil
 	}
-	return append(r, '}'), cts, nil
+	return append(r, '}'), cols, nil
 }
 
 // takeCreatedAt takes the {"url":"ex:createdAt","valueInstant":...} item
@@ -516,6 +614,23 @@ var (
 	maxInstant = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
+// parseVersionID reads meta.versionId as a txid: a string of at most 18
+// digits, not 0; anything else gives 0 (not set).
+func parseVersionID(v []byte) int64 {
+	s, ok := ndjson.Unquote(v)
+	if !ok || len(s) == 0 || len(s) > 18 {
+		return 0
+	}
+	var n int64
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n
+}
+
 func parseInstant(v []byte) (*time.Time, error) {
 	s, ok := ndjson.Unquote(v)
 	if ok {
@@ -541,14 +656,20 @@ func (d *direct) appendRow(b []byte, r resource) ([]byte, error) {
 	if err != nil {
 		return b, err
 	}
-	cts := d.now
-	if r.cts != nil {
-		cts = *r.cts
+	cts, ts := d.now, d.now
+	if r.meta.cts != nil {
+		cts = *r.meta.cts
+	}
+	if r.meta.ts != nil {
+		ts = *r.meta.ts
+	}
+	if r.meta.txid > 0 {
+		txid = r.meta.txid
 	}
 	b = pg.AppendTuple(b, 7)
 	b = pg.AppendBytes(b, r.id)
 	b = pg.AppendInt8(b, txid)
-	b = pg.AppendTime(b, d.now)
+	b = pg.AppendTime(b, ts)
 	b = pg.AppendTime(b, cts)
 	b = pg.AppendBytes(b, []byte(r.typ))
 	b = pg.AppendBytes(b, statusCreated)

@@ -61,6 +61,14 @@ func tuples(t *testing.T, input, typ string, merge *Merge, strip bool) ([]string
 				fields = append(fields, "cts")
 				continue
 			}
+			if len(f) == 8 && len(fields) == 4 {
+				fields = append(fields, fmt.Sprint(binary.BigEndian.Uint64(f)))
+				continue
+			}
+			if len(f) == 8 && len(fields) == 5 {
+				fields = append(fields, "ts")
+				continue
+			}
 			fields = append(fields, string(f))
 		}
 		out = append(out, strings.Join(fields, "|"))
@@ -78,9 +86,9 @@ func TestStagerSplices(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		`Patient|1|p1|NULL|{"name":[{"given":["A"]}],"meta":{"profile":["p"]}}`,
-		`Patient|3|p"2|NULL|{"active":true}`,
-		`Patient|4|p3|cts|{}`,
+		`Patient|1|p1|NULL|NULL|NULL|{"name":[{"given":["A"]}],"meta":{"profile":["p"]}}`,
+		`Patient|3|p"2|NULL|NULL|NULL|{"active":true}`,
+		`Patient|4|p3|cts|NULL|NULL|{}`,
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("tuples:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -103,7 +111,7 @@ func TestStagerRoutesTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(got, ";") != `A|1|1|NULL|{};B|2|1|NULL|{};A|3|2|NULL|{};A|4|1|NULL|{}` {
+	if strings.Join(got, ";") != `A|1|1|NULL|NULL|NULL|{};B|2|1|NULL|NULL|NULL|{};A|3|2|NULL|NULL|NULL|{};A|4|1|NULL|NULL|NULL|{}` {
 		t.Errorf("tuples %q", got)
 	}
 	if strings.Join(st.order, ",") != "A,B" || st.counts["A"] != 3 || st.counts["B"] != 1 {
@@ -123,7 +131,7 @@ func TestStagerMergeAndStrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `P|1|1|NULL|{"b":{},"meta":{"tag":[{"code":"x"}]},"active":true}`; len(got) != 1 || got[0] != want {
+	if want := `P|1|1|NULL|NULL|NULL|{"b":{},"meta":{"tag":[{"code":"x"}]},"active":true}`; len(got) != 1 || got[0] != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }

@@ -1,0 +1,174 @@
+package bulkimport
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/source"
+)
+
+// What import reads besides its own manifests: bulk exports, as HL7 Bulk
+// Data defines them and as servers, the SMART bulk-data-client and
+// `fhirbulk export` write them: an HL7 manifest, or a folder of ndjson
+// files (with its manifest.json, or without one).
+
+// isHL7 reports whether a manifest document is an HL7 Bulk Data manifest
+// (it has "output"; this tool's own shape never does).
+func isHL7(data []byte) bool {
+	var probe struct {
+		Output json.RawMessage `json:"output"`
+	}
+	return json.Unmarshal(data, &probe) == nil && probe.Output != nil
+}
+
+// ParseHL7 reads an HL7 Bulk Data manifest: each output file is an input,
+// each deleted file a deletions input, and the error files of the server
+// that exported are named in the state, not loaded. Relative urls are
+// resolved against dir. Its data is FHIR format, unless its outputFormat or
+// fhirbulk's extension says Aidbox format.
+func ParseHL7(data []byte, dir, path string) (*Manifest, error) {
+	var doc struct {
+		bulkdata.Manifest
+		OutputFormat string `json:"outputFormat"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, manifestErr("not a bulk data manifest: %s", oneLine(err.Error()))
+	}
+	m := &Manifest{Path: path, Dir: dir, FHIR: true, FromExport: true}
+	if ext, ok := doc.Ext(); ok && ext.Format == "aidbox" {
+		m.FHIR = false
+	}
+	if strings.Contains(strings.ToLower(doc.OutputFormat), "aidbox") {
+		m.FHIR = false
+	}
+	for i, f := range doc.Output {
+		at := fmt.Sprintf("output[%d]", i)
+		if err := pg.ValidateType(f.Type); err != nil {
+			return nil, manifestErr("%s.type: %v", at, err)
+		}
+		u, err := resolveURL(f.URL, dir, at)
+		if err != nil {
+			return nil, err
+		}
+		m.Inputs = append(m.Inputs, Input{ResourceType: f.Type, URL: u, Count: f.Count})
+	}
+	for i, f := range doc.Deleted {
+		u, err := resolveURL(f.URL, dir, fmt.Sprintf("deleted[%d]", i))
+		if err != nil {
+			return nil, err
+		}
+		m.Deleted = append(m.Deleted, Input{ResourceType: "Bundle", URL: u, Count: f.Count})
+	}
+	for _, f := range doc.Error {
+		m.ServerErrors = append(m.ServerErrors, source.Redact(f.URL))
+	}
+	if len(m.Inputs) == 0 && len(m.Deleted) == 0 {
+		return nil, manifestErr("no output and no deleted files")
+	}
+	return m, nil
+}
+
+// resolveURL checks a manifest's url and resolves a relative path against
+// dir.
+func resolveURL(u, dir, at string) (string, error) {
+	if u == "" {
+		return "", manifestErr("%s: no url", at)
+	}
+	if source.IsURL(u) {
+		return u, nil
+	}
+	if strings.Contains(u, "://") {
+		return "", manifestErr("%s.url %s: only http(s) URLs and local paths", at, source.Redact(u))
+	}
+	u = strings.TrimPrefix(u, "file:")
+	if !filepath.IsAbs(u) {
+		u = filepath.Join(dir, u)
+	}
+	return u, nil
+}
+
+// exportFile is how bulk export files are named: Patient.ndjson,
+// Patient.000.ndjson.gz (servers that split), Patient_1.ndjson,
+// 1.Patient.ndjson (the SMART bulk-data-client), and this tool's
+// deleted.Patient.ndjson.
+var exportFile = regexp.MustCompile(`^(?:(deleted)\.|[0-9]+\.)?([A-Z][A-Za-z0-9]*)(?:[._-][0-9]+)?\.ndjson(?:\.gz)?$`)
+
+// ReadFolder reads a bulk export folder: its manifest.json when it has one,
+// else every *.ndjson and *.ndjson.gz in it (sorted by name), each one's
+// type told by its name. log.ndjson (the bulk-data-client's log) is not
+// data. A file whose type cannot be told makes it fail, naming every such
+// file, before anything starts.
+func ReadFolder(dir string) (*Manifest, error) {
+	if data, err := os.ReadFile(filepath.Join(dir, "manifest.json")); err == nil {
+		if isHL7(data) {
+			return ParseHL7(data, dir, filepath.Join(dir, "manifest.json"))
+		}
+		return ParseManifest(data, dir, filepath.Join(dir, "manifest.json"))
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manifest{Path: dir, Dir: dir, FHIR: true, FromExport: true}
+	var unknown []string
+	var names []string
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !(strings.HasSuffix(name, ".ndjson") || strings.HasSuffix(name, ".ndjson.gz")) {
+			continue
+		}
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if name == "log.ndjson" {
+			continue
+		}
+		g := exportFile.FindStringSubmatch(name)
+		if g == nil || pg.ValidateType(g[2]) != nil {
+			unknown = append(unknown, name)
+			continue
+		}
+		in := Input{ResourceType: g[2], URL: filepath.Join(dir, name)}
+		if g[1] == "deleted" {
+			m.Deleted = append(m.Deleted, in)
+		} else {
+			m.Inputs = append(m.Inputs, in)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, manifestErr("%s: the type of %s cannot be told from its name (want Type.ndjson, Type.000.ndjson, Type_1.ndjson or 1.Type.ndjson)", dir, strings.Join(unknown, ", "))
+	}
+	if len(m.Inputs) == 0 && len(m.Deleted) == 0 {
+		return nil, manifestErr("%s: no manifest.json and no .ndjson files", dir)
+	}
+	return m, nil
+}
+
+// IDFromPath makes the id of an import that has none in its manifest from
+// the absolute path of what it reads: the same export imported again has
+// the same id, so that running it again resumes it.
+func IDFromPath(path string) string {
+	sum := sha256.Sum256([]byte(path))
+	base := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			return r
+		}
+		return '-'
+	}, filepath.Base(filepath.Dir(path))+"-"+filepath.Base(path))
+	base = strings.Trim(base, ".-_")
+	if len(base) > 100 {
+		base = base[len(base)-100:]
+	}
+	return "import-" + base + "-" + hex.EncodeToString(sum[:4])
+}
