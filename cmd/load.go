@@ -93,8 +93,12 @@ counts as one line of JSON on stdout.`,
 		l.Progress = bar.progressFunc()
 		res, err := l.LoadAll(ctx, args, in.sourceOptions(a))
 		bar.stop()
-		if werr := a.reportSkipped(res.Skipped, errs); werr != nil && err == nil {
-			err = werr
+		// The errors file is written when the load succeeded, or when the
+		// sources committed before the failed one skipped lines.
+		if err == nil || len(res.Skipped) > 0 {
+			if werr := a.reportSkipped(res.Skipped, errs); werr != nil && err == nil {
+				err = werr
+			}
 		}
 		if err != nil {
 			return err

@@ -91,7 +91,7 @@ func HashURL(u string) string {
 // pending is the input as it is before it loads: what identifies it, and
 // nothing of a load that did not commit.
 func (in InputState) pending() InputState {
-	return InputState{ResourceType: in.ResourceType, URL: in.URL, URLHash: in.URLHash, Status: StatusPending}
+	return InputState{ResourceType: in.ResourceType, URL: in.URL, URLHash: in.URLHash, Kind: in.Kind, Status: StatusPending}
 }
 
 // Done counts the inputs that finished, and the resources they loaded.
@@ -134,20 +134,22 @@ func CheckID(id string) error {
 // StateDir picks the folder of state files: --state-dir, else
 // $FHIRBULK_STATE_DIR, else $XDG_STATE_HOME/fhirbulk, else
 // ~/.local/state/fhirbulk.
+// The folder is made absolute: the state names files in it.
 func StateDir(flag string, getenv func(string) string) (string, error) {
+	var dir string
 	switch {
 	case flag != "":
-		return flag, nil
+		dir = flag
 	case getenv("FHIRBULK_STATE_DIR") != "":
-		return getenv("FHIRBULK_STATE_DIR"), nil
+		dir = getenv("FHIRBULK_STATE_DIR")
 	case getenv("XDG_STATE_HOME") != "":
-		return filepath.Join(getenv("XDG_STATE_HOME"), "fhirbulk"), nil
-	}
-	home := getenv("HOME")
-	if home == "" {
+		dir = filepath.Join(getenv("XDG_STATE_HOME"), "fhirbulk")
+	case getenv("HOME") != "":
+		dir = filepath.Join(getenv("HOME"), ".local", "state", "fhirbulk")
+	default:
 		return "", errors.New("no state folder: set --state-dir, FHIRBULK_STATE_DIR or HOME")
 	}
-	return filepath.Join(home, ".local", "state", "fhirbulk"), nil
+	return filepath.Abs(dir)
 }
 
 // Store is a folder of state files: ID.json (the state), ID.lock (held

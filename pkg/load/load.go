@@ -271,12 +271,16 @@ type Result struct {
 	Skipped []BadLine // bad lines skipped (with MaxErrors), each with its source
 }
 
-// SkippedByType counts the skipped lines per type ("" when it could not be
-// told).
+// SkippedByType counts the skipped lines per type ("unknown" when it could
+// not be told).
 func (r Result) SkippedByType() Counts {
 	c := Counts{}
 	for _, b := range r.Skipped {
-		c[b.Type]++
+		t := b.Type
+		if t == "" {
+			t = "unknown" // a line whose type could not be told
+		}
+		c[t]++
 	}
 	return c
 }

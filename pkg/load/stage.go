@@ -2,6 +2,7 @@ package load
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -138,6 +139,8 @@ type BadLine struct {
 
 // result is what the stager staged, and skipped.
 func (s *stager) result() Result {
+	// Lines the server refused were found after the others: in order.
+	slices.SortFunc(s.bad, func(a, b BadLine) int { return cmp.Compare(a.Line, b.Line) })
 	return Result{Counts: Counts(s.counts), Skipped: s.bad}
 }
 
@@ -347,14 +350,16 @@ func (s *lineParser) parse(line []byte) (resource, error) {
 	if err != nil {
 		return r, errors.New(ndjson.LineReason(err))
 	}
-	if r.id, err = lineID(s.member(keyID)); err != nil {
-		return r, err
+	if id, ok := ndjson.Unquote(s.member(keyID)); ok {
+		s.badID = string(id) // for the error of a line that fails below
 	}
-	s.badID = string(r.id)
 	if r.typ, err = s.lineType(s.member(keyResourceType)); err != nil {
 		return r, err
 	}
 	s.badType = r.typ
+	if r.id, err = lineID(s.member(keyID)); err != nil {
+		return r, err
+	}
 	if hasNULEscape(s.compact) {
 		return r, errors.New(`invalid JSON: it holds \u0000, which PostgreSQL's jsonb cannot store`)
 	}
