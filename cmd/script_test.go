@@ -95,8 +95,12 @@ func scriptCmds() map[string]func(ts *testscript.TestScript, neg bool, args []st
 		"waitsql":    cmdWaitSQL,
 		"locktables": cmdLockTables,
 		"unlock":     cmdUnlock,
+		"waitfile":   cmdWaitFile,
 	}
 	for name, f := range httpdCmds() {
+		cmds[name] = f
+	}
+	for name, f := range exportCmds() {
 		cmds[name] = f
 	}
 	return cmds

@@ -14,6 +14,9 @@
 #           (id, resource) into a temporary table, then UPDATE observation ... FROM it
 #   at once two loads of the same 120,000 ids (every row an update) at the same time,
 #           vs the same two one after the other
+#   import  import --parallel 2 of that export folder, vs load of its files one by one
+#   errors  load --max-errors 1000 of the Observations with 1,000 bad lines spread through
+#           them, vs the clean file
 #   sources 20,000 one-line sources in one load command, vs one file of the same lines;
 #           and how much the system catalogs grew
 #   fhir    load --fhir into an empty table, vs plain load
@@ -181,7 +184,32 @@ for _ in $(seq "$runs"); do
   measure "psql \\copy binary of observation" psql -q -X "$db" -c "\\copy (select id, txid, ts, cts, resource from observation) to '/dev/null' with (format binary)"
   measure "dump --parallel 2 Observation" "$bin" --db "$db" -q dump --parallel 2 Observation
 done
+
+say "import of the export folder vs load of its files one by one, into empty databases"
+loadall="$dir/load-export.sh"
+: > "$loadall"
+for f in "$exports"/p2/*.ndjson; do
+  t=$(basename "$f" .ndjson)
+  printf '"%s" --db "%s" -q load --type %s "%s" > /dev/null || exit 1\n' "$bin" "$db" "$t" "$f" >> "$loadall"
+done
+for _ in $(seq "$runs"); do
+  fresh_db
+  measure "load of the export's files, one by one" bash "$loadall"
+  fresh_db
+  measure "import of the export folder" "$bin" --db "$db" -q import --parallel 2 --state-dir "$dir/state" --force "$exports/p2"
+done
 rm -rf "$exports"
+
+say "--max-errors 1000 on $rows lines with 1,000 bad ones spread through them, vs the clean file"
+dirty="$dir/observations-dirty.ndjson"
+[ -s "$dirty" ] || awk '(NR % 1011) == 0 { print "{\"resourceType\":\"Observation\",\"bad\":" NR "}"; next } { print }' "$obs" > "$dirty"
+for _ in $(seq "$runs"); do
+  fresh_db
+  measure "load of the clean file" "$bin" --db "$db" -q load --type Observation "$obs"
+  fresh_db
+  measure "load --max-errors 1000 of the dirty file" "$bin" --db "$db" -q load --type Observation --max-errors 1000 --errors "$dir/errors.ndjson" "$dirty"
+  rm -f "$dir/errors.ndjson"
+done
 
 say "20,000 one-line sources in one load command, vs one file of the same lines"
 small="$dir/small-sources"
@@ -232,6 +260,10 @@ row 'psql \copy binary of observation' 'psql \copy binary of observation'
 row 'dump --parallel 2 Observation' 'dump --parallel 2 Observation' 'psql \copy binary of observation'
 row 'two loads of 120k ids, one after the other' 'two loads, one after the other'
 row 'two loads of the same 120k ids at once' 'two loads at once' 'two loads, one after the other'
+row 'load of the export files, one by one' "load of the export's files, one by one"
+row 'import of the export folder (--parallel 2)' 'import of the export folder' "load of the export's files, one by one"
+row 'load of the clean 1M-line file' 'load of the clean file'
+row 'load --max-errors 1000, 1,000 bad lines' 'load --max-errors 1000 of the dirty file' 'load of the clean file'
 row 'the same 20k lines as one file' 'load of the same lines as one file'
 row 'the same 20k lines as 20k sources' 'load of 20,000 one-line sources' 'load of the same lines as one file'
 printf 'the system catalogs grew by %s KiB during the load of 20,000 sources\n' "$cat_growth"
