@@ -15,18 +15,21 @@ func (a *app) convertCmd() *cobra.Command {
 	var out outputFlags
 	var in readFlags
 	var to string
+	var noFormatCheck bool
 	c := &cobra.Command{
 		Use:   "convert --to fhir|aidbox [FILE...]",
 		Short: "Convert ndjson resources between FHIR and Aidbox format",
 		Long: `Convert ndjson resources between FHIR format and Aidbox format (references as
 {resourceType, id}, choice elements as value: {Quantity: ...}), as a filter:
-FILEs (gzip detected; - or none for stdin) to stdout or --output. No database.`,
+FILEs (gzip detected; - or none for stdin) to stdout or --output. No database.
+A FILE whose first lines are in the format converted to already is refused.`,
 		Example: `  fhirbulk convert --to aidbox patients.ndjson.gz > patients.aidbox.ndjson
   fhirbulk dump Observation | fhirbulk convert --to fhir`,
 	}
 	out.register(c)
 	in.register(c)
 	c.Flags().StringVar(&to, "to", "", "the `FORMAT` to write: fhir or aidbox (required)")
+	c.Flags().BoolVar(&noFormatCheck, "no-format-check", false, "do not check the first lines of each FILE for being in that format already")
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		var dir fhirformat.Direction
 		switch to {
@@ -59,13 +62,17 @@ FILEs (gzip detected; - or none for stdin) to stdout or --output. No database.`,
 		defer bar.stop()
 		var total int64
 		var names []string
+		checkLines := int64(fhirformat.CheckLines)
+		if noFormatCheck {
+			checkLines = 0
+		}
 		for _, spec := range args {
 			src, err := source.Open(ctx, spec, in.sourceOptions(a))
 			if err != nil {
 				return fmt.Errorf("convert %w", err)
 			}
 			bar.begin(src)
-			n, err := fhirformat.Stream(ctx, src, w, dir, int(in.maxLine))
+			n, err := fhirformat.Stream(ctx, src, w, dir, int(in.maxLine), checkLines)
 			src.Close()
 			if err != nil {
 				if ctx.Err() != nil {

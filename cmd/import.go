@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkimport"
+	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 )
 
@@ -21,6 +22,7 @@ type importFlags struct {
 	aidbox       bool
 	maxErrors    int
 	preserveMeta bool
+	noFmtCheck   bool
 	detach       bool
 	parallel     int
 	fhir         bool
@@ -73,6 +75,7 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 	fl.BoolVar(&f.aidbox, "aidbox", false, "every input is in Aidbox format (a bulk export's data is taken for FHIR otherwise)")
 	fl.IntVar(&f.maxErrors, "max-errors", 0, "skip up to `N` bad lines per input (into an errors file in the state folder)")
 	fl.BoolVar(&f.preserveMeta, "preserve-meta", false, "meta.versionId and meta.lastUpdated set txid and ts (an exact restore)")
+	fl.BoolVar(&f.noFmtCheck, "no-format-check", false, "do not check the first lines of each input for the other format (FHIR or Aidbox)")
 	fl.BoolVar(&f.force, "force", false, "load every input again, even of an import that finished")
 	fl.StringVar(&f.stateDir, "state-dir", "", "state files' `DIR` (default $FHIRBULK_STATE_DIR, $XDG_STATE_HOME/fhirbulk, ~/.local/state/fhirbulk)")
 	fl.StringVar(&f.resume, "resume", "", "resume import `ID` with the manifest it recorded")
@@ -124,8 +127,12 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 		bar := a.startImportDisplay()
 		opts := bulkimport.Options{DSN: dsn, Store: store, Parallel: f.parallel, FHIR: f.fhir, Aidbox: f.aidbox, Force: f.force,
 			Source: f.read.sourceOptions(a), MaxLineSize: int(f.read.maxLine), MaxErrors: f.maxErrors, PreserveMeta: f.preserveMeta,
-			Warn:     func(err error) { bar.warn(a.stderr, "fhirbulk: "+errorLine(err)) },
-			Progress: bar.progressFunc()}
+			FormatCheck: fhirformat.CheckLines,
+			Warn:        func(err error) { bar.warn(a.stderr, "fhirbulk: "+errorLine(err)) },
+			Progress:    bar.progressFunc()}
+		if f.noFmtCheck {
+			opts.FormatCheck = 0
+		}
 		st, err := bulkimport.Run(ctx, plan.Manifest, plan.ID, opts)
 		bar.stop()
 		if err != nil {
@@ -162,7 +169,7 @@ func (a *app) detach(ctx context.Context, store bulkimport.Store, plan *bulkimpo
 	if plan.Manifest.Path != "" {
 		args = append(args, "--manifest-path", plan.Manifest.Path)
 	}
-	for flag, on := range map[string]bool{"--fhir": f.fhir, "--aidbox": f.aidbox, "--preserve-meta": f.preserveMeta} {
+	for flag, on := range map[string]bool{"--fhir": f.fhir, "--aidbox": f.aidbox, "--preserve-meta": f.preserveMeta, "--no-format-check": f.noFmtCheck} {
 		if on {
 			args = append(args, flag)
 		}

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
+	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/load"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/sink"
@@ -16,17 +17,23 @@ func (a *app) loadCmd() *cobra.Command {
 	var opts load.Options
 	var in readFlags
 	var merge string
+	var check, noFormatCheck bool
 	c := &cobra.Command{
 		Use:   "load [--type TYPE] SOURCE...",
 		Short: "Upsert ndjson resources from files, stdin or http(s) URLs",
 		Long: `Load ndjson resources (gzip or plain, detected) from each SOURCE: a file,
 - for stdin, or an http(s) URL (pre-signed URLs work as given). Each source
 is one transaction: all of it is loaded, or none of it. Resources are
-upserted by id without validation, as Aidbox's $load does. Prints the
-counts as one line of JSON on stdout.`,
+upserted by id without validation, as Aidbox's $load does, but a source
+whose first lines are in the other format (FHIR lines without --fhir, or
+Aidbox lines with it) is refused. Prints the counts as one line of JSON on
+stdout. With --check, nothing is stored and no database is needed: the
+sources are read and checked as a load would, and the counts are those it
+would load.`,
 		Example: `  fhirbulk load --type Patient patients.ndjson.gz
   fhirbulk load all-types.ndjson 'https://bucket.example/Observation.ndjson.gz?X-Amz-Signature=...'
-  zcat *.ndjson.gz | fhirbulk load -`,
+  zcat *.ndjson.gz | fhirbulk load -
+  fhirbulk load --check --fhir export/*.ndjson.gz`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usagef("load needs at least one SOURCE (a file, - for stdin, or a URL)")
@@ -44,6 +51,8 @@ counts as one line of JSON on stdout.`,
 	var errorsPath string
 	f.StringVar(&errorsPath, "errors", "", "write the skipped lines to `FILE` as OperationOutcome ndjson (else: on stderr)")
 	f.BoolVar(&opts.PreserveMeta, "preserve-meta", false, "meta.versionId and meta.lastUpdated set txid and ts (an exact restore)")
+	f.BoolVar(&check, "check", false, "store nothing: read and check the sources as a load would, without a database, and print the counts it would load")
+	f.BoolVar(&noFormatCheck, "no-format-check", false, "do not check the first lines of each source for the other format (FHIR or Aidbox)")
 	in.register(c)
 	a.dbFlag(c)
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
@@ -72,6 +81,9 @@ counts as one line of JSON on stdout.`,
 		if errorsPath != "" && opts.MaxErrors == 0 {
 			return usagef("--errors needs --max-errors N: without it the first bad line stops the load")
 		}
+		if !noFormatCheck {
+			opts.FormatCheck = fhirformat.CheckLines
+		}
 		var errs *sink.Sink
 		if errorsPath != "" {
 			var err error
@@ -80,15 +92,18 @@ counts as one line of JSON on stdout.`,
 			}
 			defer errs.Abort()
 		}
-		dsn := pg.ResolveDSN(a.db, a.getenv)
-		conn, err := pg.Connect(ctx, dsn)
-		if err != nil {
-			return err
+		l := &load.Loader{Opts: opts, DryRun: check}
+		if !check {
+			dsn := pg.ResolveDSN(a.db, a.getenv)
+			conn, err := pg.Connect(ctx, dsn)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			l.Layout = &pg.Layout{DSN: dsn}
+			defer l.Layout.Close()
+			l.Conn = conn
 		}
-		defer conn.Close(context.Background())
-		layout := &pg.Layout{DSN: dsn}
-		defer layout.Close()
-		l := &load.Loader{Conn: conn, Layout: layout, Opts: opts}
 		bar := a.startLoadDisplay()
 		l.Progress = bar.progressFunc()
 		res, err := l.LoadAll(ctx, args, in.sourceOptions(a))

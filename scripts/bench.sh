@@ -26,6 +26,10 @@
 #   dump-sql --format csv 'select id, resource from observation' > /dev/null
 #           vs psql \copy (select id, resource from observation) to /dev/null (format csv, header)
 #   convert convert --to aidbox / --to fhir of the same data, pinned to one core: MB/s
+#   check   load of the Observations in Aidbox format (as dump wrote them) into an empty
+#           table, with the format check (the first 1,000 lines) vs --no-format-check
+#           (the other loads of the FHIR-format file here take --no-format-check: they
+#           time the load path on the same bytes as ever)
 #   import  import --parallel 2 of the 13 Synthea type files and the Observations (FHIR),
 #           vs load --fhir of the same inputs one after another, into empty tables
 #   export  export --parallel 2 of what import stored, vs psql \copy (binary, to /dev/null) of
@@ -87,7 +91,7 @@ settle() { q -c 'VACUUM observation' -c 'CHECKPOINT'; } # dead versions of the l
 
 say "load: $rows Observations, $mb MB; $runs rounds"
 # The first load makes the table (and the baseline's file, once).
-measure "fhirbulk load (empty table)" "$bin" --db "$db" -q load --type Observation "$obs"
+measure "fhirbulk load (empty table)" "$bin" --db "$db" -q load --no-format-check --type Observation "$obs"
 if [ ! -s "$final" ]; then
   q -c "\\copy (select id, txid, status, resource from observation) to '$final.tmp' $copyopts"
   mv "$final.tmp" "$final"
@@ -102,14 +106,14 @@ psql_update=(psql -q -X "$db" -c 'create temp table s (id text, resource jsonb)'
 for round in $(seq "$runs"); do
   if [ "$round" -gt 1 ]; then
     fresh
-    measure "fhirbulk load (empty table)" "$bin" --db "$db" -q load --type Observation "$obs"
+    measure "fhirbulk load (empty table)" "$bin" --db "$db" -q load --no-format-check --type Observation "$obs"
   fi
   fresh
   measure "psql \\copy final form (empty table)" psql -q -X "$db" -c "\\copy observation(id,txid,status,resource) from '$final' $copyopts"
   settle
   measure "psql stage + UPDATE ... FROM (all updates)" "${psql_update[@]}"
   settle
-  measure "fhirbulk load (all updates)" "$bin" --db "$db" -q load --type Observation "$obs"
+  measure "fhirbulk load (all updates)" "$bin" --db "$db" -q load --no-format-check --type Observation "$obs"
   fresh
   measure "fhirbulk load --fhir (empty table)" "$bin" --db "$db" -q load --fhir --type Observation "$obs"
 done
@@ -118,9 +122,9 @@ part="$dir/observations-120k.ndjson"
 [ -s "$part" ] || head -n 120000 "$obs" > "$part"
 for _ in $(seq "$runs"); do
   settle
-  measure "two loads, one after the other" bash -c "'$bin' --db '$db' -q load --type Observation '$part' && '$bin' --db '$db' -q load --type Observation '$part'"
+  measure "two loads, one after the other" bash -c "'$bin' --db '$db' -q load --no-format-check --type Observation '$part' && '$bin' --db '$db' -q load --no-format-check --type Observation '$part'"
   settle
-  measure "two loads at once" bash -c "'$bin' --db '$db' -q load --type Observation '$part' & p=\$!; '$bin' --db '$db' -q load --type Observation '$part' && wait \$p"
+  measure "two loads at once" bash -c "'$bin' --db '$db' -q load --no-format-check --type Observation '$part' & p=\$!; '$bin' --db '$db' -q load --no-format-check --type Observation '$part' && wait \$p"
 done
 
 q -c 'VACUUM FULL ANALYZE observation' -c 'CHECKPOINT'
@@ -140,6 +144,14 @@ aidbox="$dir/observations-aidbox.ndjson"
 measure "convert --to aidbox" taskset -c 0 "$bin" convert --to aidbox "$obs"
 measure "convert --to fhir" taskset -c 0 "$bin" convert --to fhir "$aidbox"
 amb=$(( $(stat -c %s "$aidbox") / 1000000 ))
+
+say "the format check: load of the Observations in Aidbox format into an empty table, with it and without"
+for _ in $(seq "$runs"); do
+  fresh
+  measure "load (format check on)" "$bin" --db "$db" -q load --type Observation "$aidbox"
+  fresh
+  measure "load --no-format-check" "$bin" --db "$db" -q load --no-format-check --type Observation "$aidbox"
+done
 
 say "import: the 13 Synthea type files and the Observations, --parallel 2, vs loading them one by one"
 manifest="$dir/import.yaml"
@@ -205,9 +217,9 @@ dirty="$dir/observations-dirty.ndjson"
 [ -s "$dirty" ] || awk '(NR % 1011) == 0 { print "{\"resourceType\":\"Observation\",\"bad\":" NR "}"; next } { print }' "$obs" > "$dirty"
 for _ in $(seq "$runs"); do
   fresh_db
-  measure "load of the clean file" "$bin" --db "$db" -q load --type Observation "$obs"
+  measure "load of the clean file" "$bin" --db "$db" -q load --no-format-check --type Observation "$obs"
   fresh_db
-  measure "load --max-errors 1000 of the dirty file" "$bin" --db "$db" -q load --type Observation --max-errors 1000 --errors "$dir/errors.ndjson" "$dirty"
+  measure "load --max-errors 1000 of the dirty file" "$bin" --db "$db" -q load --no-format-check --type Observation --max-errors 1000 --errors "$dir/errors.ndjson" "$dirty"
   rm -f "$dir/errors.ndjson"
 done
 
@@ -223,10 +235,10 @@ lines20k="$dir/observations-20k.ndjson"
 catalog() { q -At -c "select sum(pg_total_relation_size(c.oid)) from pg_class c where c.relnamespace = 'pg_catalog'::regnamespace and c.relkind = 'r'"; }
 fresh_db
 cat_before=$(catalog)
-measure "load of 20,000 one-line sources" "$bin" --db "$db" -q load --type Observation "$small"/s.*.ndjson
+measure "load of 20,000 one-line sources" "$bin" --db "$db" -q load --no-format-check --type Observation "$small"/s.*.ndjson
 cat_growth=$(( ($(catalog) - cat_before) / 1024 ))
 fresh_db
-measure "load of the same lines as one file" "$bin" --db "$db" -q load --type Observation "$lines20k"
+measure "load of the same lines as one file" "$bin" --db "$db" -q load --no-format-check --type Observation "$lines20k"
 
 row() { # label name baseline
   local w b
@@ -249,6 +261,8 @@ row 'psql \copy csv (dump-sql baseline)' 'psql \copy csv to /dev/null'
 row 'fhirbulk dump-sql --format csv' 'fhirbulk dump-sql --format csv' 'psql \copy csv to /dev/null'
 row 'convert --to aidbox (1 core)' 'convert --to aidbox'
 row 'convert --to fhir (1 core)' 'convert --to fhir'
+row 'load --no-format-check (Aidbox format)' 'load --no-format-check'
+row 'load, format check on (first 1,000 lines)' 'load (format check on)' 'load --no-format-check'
 row 'load of the 14 inputs, one by one' 'load, one input after another'
 row 'import --parallel 2 of the same' 'import --parallel 2' 'load, one input after another'
 row 'psql \copy binary per table (export baseline)' 'psql \copy binary of every table, one by one'

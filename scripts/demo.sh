@@ -34,8 +34,8 @@ say "== go build (into $tmp, removed at the end)"
 go build -o "$tmp/fhirbulk" .
 fhirbulk() { "$tmp/fhirbulk" "$@"; }
 
-say "== fhirbulk load testdata/sample/*.ndjson"
-fhirbulk load testdata/sample/*.ndjson >&2
+say "== fhirbulk load --fhir testdata/sample/*.ndjson (FHIR format, stored in Aidbox format)"
+fhirbulk load --fhir testdata/sample/*.ndjson >&2
 
 say "== fhirbulk dump Patient (stdout)"
 fhirbulk dump Patient

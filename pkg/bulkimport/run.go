@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
+	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/load"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
@@ -26,7 +27,10 @@ type Options struct {
 	MaxErrors int
 	// PreserveMeta restores txid and ts from meta (load --preserve-meta).
 	PreserveMeta bool
-	Force        bool // load everything again, even a finished import
+	// FormatCheck is how many lines of each input are checked for the
+	// other format (see load.Options; 0: none).
+	FormatCheck int64
+	Force       bool // load everything again, even a finished import
 	// Source tunes how inputs are read (HTTP idle timeout, retries);
 	// MaxLineSize bounds a line (0: no bound).
 	Source      source.Options
@@ -322,7 +326,8 @@ func (r *runner) loadInput(ctx context.Context, cp **connection, in Input, i int
 	}
 	l := (*cp).loader
 	l.Opts = load.Options{Type: in.ResourceType, FHIR: r.o.fhir(r.m), History: r.m.Update, MaxLineSize: r.o.MaxLineSize,
-		MaxErrors: r.o.MaxErrors, PreserveMeta: r.o.PreserveMeta, ExpectCount: in.Count}
+		MaxErrors: r.o.MaxErrors, PreserveMeta: r.o.PreserveMeta, ExpectCount: in.Count,
+		FormatCheck: r.o.FormatCheck, FormatHint: importFormatHint}
 	l.Progress = func(e load.Event) {
 		if e.Phase != load.Reading && e.Phase != load.Storing {
 			return
@@ -364,6 +369,15 @@ func (o Options) fhir(m *Manifest) bool {
 		return false
 	}
 	return m.FHIR
+}
+
+// importFormatHint says what to do about an input found in the other
+// format than the one it was taken for.
+func importFormatHint(found fhirformat.Format) string {
+	if found == fhirformat.FHIR {
+		return "use --fhir (or the manifest's inputFormat: application/fhir+ndjson)"
+	}
+	return "use --aidbox"
 }
 
 // writeSkipped writes the lines input i skipped into its errors file in

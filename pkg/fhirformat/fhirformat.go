@@ -473,9 +473,11 @@ func (c *Converter) splitReference(dst, lit []byte, hasID bool) []byte {
 
 // splits reports whether reference text s is Type/id: a concrete resource
 // type and a FHIR id.
-func (c *Converter) splits(s []byte) bool {
+func (c *Converter) splits(s []byte) bool { return c.t.splits(s) }
+
+func (t *table) splits(s []byte) bool {
 	slash := bytes.IndexByte(s, '/')
-	return slash > 0 && isID(s[slash+1:]) && c.t.resources[string(s[:slash])] != nil
+	return slash > 0 && isID(s[slash+1:]) && t.resources[string(s[:slash])] != nil
 }
 
 // isID matches a FHIR id: [A-Za-z0-9\-.]{1,64}.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -152,6 +153,7 @@ func roundTrip(t *testing.T, path string) int {
 		}
 	}
 	toA, toF := New(ToAidbox), New(ToFHIR)
+	fc := newFormatOracle()
 	br := bufio.NewReaderSize(r, 1<<20)
 	var a, back, again []byte
 	n := 0
@@ -172,6 +174,7 @@ func roundTrip(t *testing.T, path string) int {
 			if again, err = toA.Resource(again[:0], back); err != nil || !bytes.Equal(again, a) {
 				t.Fatalf("%s line %d: Aidbox → FHIR → Aidbox differs (%v)", path, n, err)
 			}
+			fc.check(t, fmt.Sprintf("%s line %d", path, n), in, a)
 		}
 		if err == io.EOF {
 			return n

@@ -10,10 +10,17 @@ import (
 // Stream converts ndjson from r to w, one compact resource per line, and
 // returns how many it wrote. Blank lines are skipped; a line that is not a
 // JSON object, or longer than maxLine bytes (0: no bound), stops it with an
-// *ndjson.LineError. w should be buffered.
-func Stream(ctx context.Context, r io.Reader, w io.Writer, dir Direction, maxLine int) (int64, error) {
+// *ndjson.LineError. The first checkLines lines are checked for being in
+// the format converted to already: the first such line stops it with a
+// *FormatError. w should be buffered.
+func Stream(ctx context.Context, r io.Reader, w io.Writer, dir Direction, maxLine int, checkLines int64) (int64, error) {
 	lines := ndjson.NewLineReaderMax(r, maxLine)
 	c := New(dir)
+	want, found, hint := FHIR, Aidbox, "use --to fhir"
+	if dir == ToFHIR {
+		want, found, hint = Aidbox, FHIR, "use --to aidbox"
+	}
+	check := NewChecker(want)
 	var compact, out []byte
 	var n int64
 	for {
@@ -27,6 +34,11 @@ func Stream(ctx context.Context, r io.Reader, w io.Writer, dir Direction, maxLin
 			}
 			var cerr error
 			compact, cerr = ndjson.CompactObject(compact[:0], line, nil, nil)
+			if cerr == nil && lines.Line() <= checkLines {
+				if path, _ := check.Misfit(compact, ""); path != "" {
+					return n, &FormatError{Line: lines.Line(), Found: found, Path: path, Hint: hint}
+				}
+			}
 			if cerr == nil {
 				out, cerr = c.Resource(out[:0], compact)
 			}

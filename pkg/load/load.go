@@ -37,6 +37,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
@@ -62,6 +63,21 @@ type Options struct {
 	// MaxLineSize bounds a line's length in bytes (0: no bound); a longer
 	// line is an error naming it.
 	MaxLineSize int
+	// FormatCheck is how many lines of each source are checked for the
+	// other format (FHIR lines in an Aidbox-format load, or the reverse):
+	// the first such line fails the source with a *fhirformat.FormatError
+	// (0: none).
+	FormatCheck int64
+	// FormatHint says what to do about a source found in format found
+	// (nil: load's flags, "use --fhir" or "drop --fhir").
+	FormatHint func(found fhirformat.Format) string
+}
+
+func loadFormatHint(found fhirformat.Format) string {
+	if found == fhirformat.FHIR {
+		return "use --fhir"
+	}
+	return "drop --fhir"
 }
 
 // Merge is a parsed --merge object.
@@ -171,6 +187,11 @@ type Loader struct {
 	// (every few thousand), when the server stores what was read, and when
 	// the source is committed or rolled back.
 	Progress func(Event)
+	// DryRun reads the sources and applies every rule a load applies to
+	// their lines (see dryRun), without a database: Conn and Layout are
+	// not used, nothing is stored, and the counts are those a load would
+	// store.
+	DryRun bool
 
 	stage stage
 	spare *stager // the last source's stager, whose buffers the next one reuses
@@ -245,15 +266,15 @@ func (e *PartialError) Unwrap() error { return e.Err }
 
 // LoadAll loads the sources one after another, each in a transaction of its
 // own, and stops at the first that fails; the sources after it are not
-// read. When some were committed before it, the error is a *PartialError
-// that names them.
+// read. When some were committed before it (not in a dry run), the error
+// is a *PartialError that names them.
 func (l *Loader) LoadAll(ctx context.Context, specs []string, opts source.Options) (Result, error) {
 	total := Result{Counts: Counts{}}
 	var done []string
 	for _, spec := range specs {
 		res, err := l.LoadSource(ctx, spec, opts)
 		if err != nil {
-			if len(done) > 0 && !isContext(err) {
+			if len(done) > 0 && !isContext(err) && !l.DryRun {
 				err = &PartialError{Committed: done, Err: err}
 			}
 			return total, err
@@ -357,6 +378,9 @@ func (l *Loader) progress(src *source.Reader, phase Phase, lines int64) {
 const stageTable = "fhirbulk_stage"
 
 func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool, stopSource func()) (Result, error) {
+	if l.DryRun {
+		return l.dryRun(ctx, src)
+	}
 	st := newStager(src, l.Opts, l.spare)
 	l.spare = st
 	cs := &copySource{r: st}
@@ -578,6 +602,38 @@ func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, 
 		return Result{}, l.dbError(ctx, err, st)
 	}
 	l.markFilled(st.counts)
+	return st.result(), nil
+}
+
+// dryRun reads src as load does and applies the same rules to its lines:
+// a JSON object, a usable id, a resourceType that fits, no byte that
+// PostgreSQL refuses, the format check, MaxErrors and ExpectCount. What
+// only the server can find (a number out of jsonb's range, a table of
+// another shape, a type name that clashes with a table's) is not found.
+func (l *Loader) dryRun(ctx context.Context, src *source.Reader) (Result, error) {
+	st := newStager(src, l.Opts, l.spare)
+	l.spare = st
+	if l.Progress != nil {
+		st.onLine = func(n int64) { l.progress(src, Reading, n) }
+	}
+	if l.Opts.Type != "" {
+		st.known[l.Opts.Type] = true
+	}
+	for !st.ended || st.newType != "" {
+		if err := ctx.Err(); err != nil {
+			return Result{}, err
+		}
+		if st.newType != "" {
+			st.admit(st.newType)
+		}
+		st.out, st.outPos = st.out[:0], 0
+		if err := st.fill(1 << 20); err != nil {
+			return Result{}, err
+		}
+	}
+	if err := l.checkCount(st); err != nil {
+		return Result{}, err
+	}
 	return st.result(), nil
 }
 

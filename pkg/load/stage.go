@@ -62,8 +62,11 @@ type lineParser struct {
 	// --preserve-meta: versionId and lastUpdated set txid and ts
 	preserve bool
 	conv     *fhirformat.Converter // FHIR input: converted to Aidbox format first (nil: none)
-	keys     []string              // the top-level keys looked for: id, resourceType, meta, --merge's
-	names    map[string]string     // resourceType names seen and checked
+	check    *fhirformat.Checker   // the format check (nil: none)
+	checkTo  int64                 // the last line it looks at
+	hint     func(fhirformat.Format) string
+	keys     []string          // the top-level keys looked for: id, resourceType, meta, --merge's
+	names    map[string]string // resourceType names seen and checked
 	// What was told of the line before it failed (for BadLine).
 	badID, badType string
 	tables         map[string]string // their table names, to the name first seen
@@ -124,7 +127,41 @@ func (p lineParser) reset(o Options) lineParser {
 			q.conv = fhirformat.New(fhirformat.ToAidbox)
 		}
 	}
+	if o.FormatCheck > 0 {
+		want := fhirformat.Aidbox
+		if o.FHIR {
+			want = fhirformat.FHIR
+		}
+		q.check, q.checkTo, q.hint = p.check, o.FormatCheck, o.FormatHint
+		if q.check == nil || q.check.Want() != want {
+			q.check = fhirformat.NewChecker(want)
+		}
+		if q.hint == nil {
+			q.hint = loadFormatHint
+		}
+	}
 	return q
+}
+
+// checkFormat fails line n, just parsed into r, when it is in the other
+// format than the load's.
+func (s *lineParser) checkFormat(n int64, r resource) error {
+	if s.check == nil || n > s.checkTo {
+		return nil
+	}
+	in := s.compact // the line as given, compacted
+	if s.conv != nil {
+		in = s.fhirIn
+	}
+	path, err := s.check.Misfit(in, r.typ)
+	if err != nil || path == "" {
+		return nil // JSON it cannot split was parsed fine: not its concern
+	}
+	found := fhirformat.FHIR
+	if s.check.Want() == fhirformat.FHIR {
+		found = fhirformat.Aidbox
+	}
+	return &fhirformat.FormatError{Line: n, Found: found, Path: path, Hint: s.hint(found)}
 }
 
 // BadLine is a line a load skipped (with --max-errors): its number, the
@@ -229,6 +266,10 @@ func (s *stager) fill(want int) error {
 		if errors.As(err, &other) {
 			return other.err
 		}
+		var wrong *fhirformat.FormatError
+		if errors.As(err, &wrong) {
+			return wrong // the whole source, not a bad line
+		}
 		if err != nil {
 			if err := s.skip(err.Error(), s.badID, s.badType); err != nil {
 				return err
@@ -284,6 +325,9 @@ func (e notTheLine) Error() string { return e.err.Error() }
 func (s *stager) stage(line []byte) (string, error) {
 	r, err := s.parse(line)
 	if err != nil {
+		return "", err
+	}
+	if err := s.checkFormat(s.line, r); err != nil {
 		return "", err
 	}
 	if s.direct == nil { // a direct COPY finds repeated ids itself

@@ -1,0 +1,115 @@
+package fhirformat
+
+import (
+	"bytes"
+	"testing"
+)
+
+// formatOracle checks the Checker against the converters: a resource is in
+// the other format exactly when the converter from that format rewrites it,
+// and never when it is in the format wanted.
+type formatOracle struct {
+	wantAidbox, wantFHIR *Checker
+	toA, toF             *Converter
+	buf                  []byte
+	caught, neutral      int // lines caught in the wrong format; lines the same in both
+}
+
+func newFormatOracle() *formatOracle {
+	return &formatOracle{wantAidbox: NewChecker(Aidbox), wantFHIR: NewChecker(FHIR), toA: New(ToAidbox), toF: New(ToFHIR)}
+}
+
+// check judges fhir (a resource in FHIR format) and aidbox (the same in
+// Aidbox format) both ways.
+func (o *formatOracle) check(t *testing.T, what string, fhir, aidbox []byte) {
+	t.Helper()
+	misfit := func(c *Checker, res []byte) string {
+		t.Helper()
+		p, err := c.Misfit(res, "")
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return p
+	}
+	if p := misfit(o.wantFHIR, fhir); p != "" {
+		t.Errorf("%s: FHIR format taken for Aidbox format (%s)\n%.600s", what, p, fhir)
+	}
+	if p := misfit(o.wantAidbox, aidbox); p != "" {
+		t.Errorf("%s: Aidbox format taken for FHIR format (%s)\n%.600s", what, p, aidbox)
+	}
+	var err error
+	o.buf, err = o.toA.Resource(o.buf[:0], fhir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewritten := !bytes.Equal(o.buf, fhir)
+	if p := misfit(o.wantAidbox, fhir); (p != "") != rewritten {
+		t.Errorf("%s: FHIR format judged %q as Aidbox format, but to Aidbox rewrites it: %v\n%.600s", what, p, rewritten, fhir)
+	}
+	o.buf, err = o.toF.Resource(o.buf[:0], aidbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewritten = !bytes.Equal(o.buf, aidbox)
+	if p := misfit(o.wantFHIR, aidbox); (p != "") != rewritten {
+		t.Errorf("%s: Aidbox format judged %q as FHIR format, but to FHIR rewrites it: %v\n%.600s", what, p, rewritten, aidbox)
+	}
+	if rewritten {
+		o.caught++
+	} else {
+		o.neutral++
+	}
+}
+
+func TestMisfitRules(t *testing.T) {
+	o := newFormatOracle()
+	for _, r := range rules {
+		o.check(t, r.name, compact(t, r.fhir), compact(t, r.aidbox))
+	}
+	if o.caught != len(rules)-2 {
+		t.Errorf("%d rules caught in the wrong format, want all but the 2 that pass through", o.caught)
+	}
+}
+
+func TestMisfitPaths(t *testing.T) {
+	for _, c := range []struct {
+		want     Format
+		typ, res string
+		path     string
+	}{
+		{Aidbox, "", `{"resourceType":"Observation","id":"1","valueQuantity":{"value":1}}`, "Observation.valueQuantity"},
+		{Aidbox, "", `{"resourceType":"Observation","id":"1","status":"final","subject":{"reference":"Patient/1"}}`, "Observation.subject"},
+		{Aidbox, "", `{"resourceType":"Observation","component":[{"code":{}},{"valueString":"x"}]}`, "Observation.component.valueString"},
+		{Aidbox, "", `{"resourceType":"Observation","_effectiveDateTime":{"extension":[]}}`, "Observation._effectiveDateTime"},
+		{Aidbox, "", `{"resourceType":"Observation","performer":[{"identifier":{"assigner":{"reference":"Organization/o"}}}]}`, "Observation.performer.identifier.assigner"},
+		{Aidbox, "", `{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","deceasedBoolean":true}}]}`, "Patient.deceasedBoolean"},
+		{Aidbox, "Observation", `{"id":"1","effectiveDateTime":"2020"}`, "Observation.effectiveDateTime"},
+		{FHIR, "", `{"resourceType":"Observation","id":"1","value":{"Quantity":{"value":1}}}`, "Observation.value.Quantity"},
+		{FHIR, "", `{"resourceType":"Observation","subject":{"resourceType":"Patient","id":"1"}}`, "Observation.subject"},
+		{FHIR, "", `{"resourceType":"Observation","subject":{"localRef":"p"}}`, "Observation.subject"},
+		{FHIR, "", `{"resourceType":"Observation","subject":{"uri":"urn:uuid:1"}}`, "Observation.subject"},
+		{FHIR, "", `{"resourceType":"Patient","extension":[{"url":"u","value":{"_string":{},"string":"x"}}]}`, "Patient.extension.value._string"},
+		// Nothing of the other format.
+		{Aidbox, "", `{"resourceType":"Observation","value":{"Quantity":{"value":1}},"subject":{"resourceType":"Patient","id":"1"}}`, ""},
+		{FHIR, "", `{"resourceType":"Observation","valueQuantity":{"value":1},"subject":{"reference":"Patient/1"}}`, ""},
+		{FHIR, "", `{"resourceType":"Observation","value":{"Foo":1}}`, ""},                   // not a type code of value[x]
+		{FHIR, "", `{"resourceType":"Observation","subject":{"uri":"Patient/1"}}`, ""},       // would read back split: left alone
+		{Aidbox, "", `{"resourceType":"NotAType","valueQuantity":{}}`, ""},                   // types the table does not know are not judged
+		{Aidbox, "", `{"resourceType":"Observation","custom":{"valueString":"x"}}`, ""},      // nor unknown elements
+		{Aidbox, "", `{"resourceType":"Observation","subject":{"reference":1}}`, ""},         // not a string
+		{Aidbox, "", `{"resourceType":"Observation","subject":[1,"x",{"display":"d"}]}`, ""}, // odd shapes are not judged
+	} {
+		got, err := NewChecker(c.want).Misfit(compact(t, c.res), c.typ)
+		if err != nil || got != c.path {
+			t.Errorf("want %s, %s: got %q, %v; want %q", c.want, c.res, got, err, c.path)
+		}
+	}
+}
+
+func TestMisfitBadJSON(t *testing.T) {
+	for _, res := range []string{`{"resourceType":"Observation","subject":{"reference":`, `[`, ``} {
+		if p, err := NewChecker(Aidbox).Misfit([]byte(res), ""); p != "" {
+			t.Errorf("%q: %q, %v", res, p, err)
+		}
+	}
+}
