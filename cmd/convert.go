@@ -29,6 +29,7 @@ A FILE whose first lines are in the format converted to already is refused.`,
 	out.register(c)
 	in.register(c)
 	c.Flags().StringVar(&to, "to", "", "the `FORMAT` to write: fhir or aidbox (required)")
+	mustComplete(c, "to", completeValues("fhir", "aidbox"))
 	c.Flags().BoolVar(&noFormatCheck, "no-format-check", false, "do not check the first lines of each FILE for being in that format already")
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		var dir fhirformat.Direction

@@ -74,7 +74,8 @@ func (a *app) dumpCmd() *cobra.Command {
 format (or FHIR format with --fhir), with resourceType, id and meta
 (versionId, lastUpdated, createdAt) put back, to stdout or to --output.`,
 		Example: `  fhirbulk dump Patient > patients.ndjson
-  fhirbulk dump Observation --since 2024-01-01 -o obs.ndjson.gz`,
+  fhirbulk dump Observation --since 2024-01-01 -o obs.ndjson.gz
+  diff <(fhirbulk --db "$A" dump --order id Patient) <(fhirbulk --db "$B" dump --order id Patient)`,
 		Args: exactArgs(1, "one resource TYPE"),
 	}
 	out.register(c)
@@ -82,7 +83,12 @@ format (or FHIR format with --fhir), with resourceType, id and meta
 	c.Flags().BoolVar(&opts.FHIR, "fhir", false, "write FHIR format (createdAt as the meta extension ex:createdAt)")
 	var parallel int
 	c.Flags().IntVar(&parallel, "parallel", 1, "read with `N` connections at one snapshot (lines then come in no particular order)")
+	var order string
+	c.Flags().StringVar(&order, "order", "", "`id`: lines sorted by id in byte order, as LC_ALL=C sort (for diffing two dumps; the server sorts the table)")
 	a.dbFlag(c)
+	c.ValidArgsFunction = a.completeTypeArg
+	mustComplete(c, "order", completeValues("id"))
+	mustComplete(c, "output", completeFiles("ndjson", "gz"))
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		opts.Type = args[0]
 		if err := pg.ValidateType(opts.Type); err != nil {
@@ -97,6 +103,16 @@ format (or FHIR format with --fhir), with resourceType, id and meta
 		}
 		if parallel < 1 {
 			return usagef("--parallel: must be at least 1")
+		}
+		switch order {
+		case "":
+		case "id":
+			if parallel > 1 {
+				return usagef("--order id reads with one connection: drop --parallel")
+			}
+			opts.ByID = true
+		default:
+			return usagef("--order: %q is not id (the one order there is)", order)
 		}
 		return a.export(ctx, &out, "dump "+opts.Type, func(conn *pgx.Conn, w *countingWriter) (int64, error) {
 			if parallel > 1 {

@@ -51,6 +51,9 @@ Timestamps are printed in UTC (the session runs with TimeZone=UTC, DateStyle=ISO
 	f.StringVar(&o.Table, "table", "dump", "sql: the `NAME` of the table to create")
 	f.StringVar(&o.Index, "index", "fhir", "elastic-bulk: the index `NAME`")
 	a.dbFlag(c)
+	c.ValidArgsFunction = cobra.NoFileCompletions
+	mustComplete(c, "format", completeValues(dumpsql.Formats...))
+	mustComplete(c, "file", completeFiles("sql"))
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		switch {
 		case len(args) == 1 && file != "":

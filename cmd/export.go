@@ -56,6 +56,9 @@ transaction began before that export and committed after it.`,
 	f.StringVar(&sinceManifest, "since-manifest", "", "go on from the export whose manifest is `FILE` (its watermark)")
 	f.BoolVar(&force, "force", false, "replace an existing DIR (once the new export is complete)")
 	a.dbFlag(c)
+	c.ValidArgsFunction = completeDirs
+	mustComplete(c, "type", a.completeTypeList)
+	mustComplete(c, "since-manifest", completeFiles("json"))
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		for _, t := range types {
 			if err := pg.ValidateType(t); err != nil {

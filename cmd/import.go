@@ -87,6 +87,9 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 		fl.MarkHidden(h) //nolint:errcheck // the flags exist
 	}
 	a.dbFlag(c)
+	c.ValidArgsFunction = completeFiles("json", "yaml", "yml")
+	mustComplete(c, "resume", a.completeImportIDs(&f.stateDir))
+	mustComplete(c, "state-dir", completeDirs)
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		if f.parallel < 1 {
 			return usagef("--parallel: must be at least 1")

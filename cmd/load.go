@@ -55,6 +55,8 @@ would load.`,
 	f.BoolVar(&noFormatCheck, "no-format-check", false, "do not check the first lines of each source for the other format (FHIR or Aidbox)")
 	in.register(c)
 	a.dbFlag(c)
+	mustComplete(c, "type", a.completeTypeArg)
+	mustComplete(c, "errors", completeFiles("ndjson"))
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		if opts.Type != "" {
 			if err := pg.ValidateType(opts.Type); err != nil {

@@ -134,7 +134,7 @@ func (a *app) rootCmd() *cobra.Command {
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.CompletionOptions.DisableDefaultCmd = true
+	root.CompletionOptions.DisableDefaultCmd = true // ours, completionCmd, says which shells
 	root.SetHelpTemplate(root.HelpTemplate() + exitStatusHelp)
 	pf := root.PersistentFlags()
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "no progress bars or summary lines")
@@ -143,6 +143,7 @@ func (a *app) rootCmd() *cobra.Command {
 	pf.StringVar(&a.db, "db", "", "")
 	pf.MarkHidden("db") //nolint:errcheck // the flag exists
 	root.AddCommand(a.dumpCmd(), a.dumpSQLCmd(), a.exportCmd(), a.typesCmd(), a.loadCmd(), a.importCmd(), a.statusCmd(), a.convertCmd())
+	root.AddCommand(a.completionCmd(root))
 	return root
 }
 

@@ -114,7 +114,7 @@ func setupDatabase(env *testscript.Env, admin string, cfg *pgx.ConnConfig) error
 	held := &heldLocks{}
 	env.Values["held"] = held
 	env.Defer(held.release)
-	name, u, err := createDatabase(admin, cfg, env.Defer, env.T().Log)
+	name, u, err := createDatabase(admin, cfg, "", env.Defer, env.T().Log)
 	if err != nil {
 		return err
 	}
@@ -137,9 +137,10 @@ func setupDatabase(env *testscript.Env, admin string, cfg *pgx.ConnConfig) error
 	return nil
 }
 
-// createDatabase makes a database of a random name, dropped by the
-// function it hands to deferFn, and returns its name and URL.
-func createDatabase(admin string, cfg *pgx.ConnConfig, deferFn func(func()), logf func(...any)) (string, string, error) {
+// createDatabase makes a database of a random name (with the ICU
+// collation icuLocale, when not ""), dropped by the function it hands to
+// deferFn, and returns its name and URL.
+func createDatabase(admin string, cfg *pgx.ConnConfig, icuLocale string, deferFn func(func()), logf func(...any)) (string, string, error) {
 	var r [4]byte
 	rand.Read(r[:]) //nolint:errcheck
 	name := "fhirbulk_test_" + hex.EncodeToString(r[:])
@@ -149,7 +150,11 @@ func createDatabase(admin string, cfg *pgx.ConnConfig, deferFn func(func()), log
 		return "", "", err
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	create := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize()
+	if icuLocale != "" {
+		create += " TEMPLATE template0 LOCALE_PROVIDER icu LOCALE 'C.UTF-8' ICU_LOCALE " + pgx.Identifier{icuLocale}.Sanitize()
+	}
+	if _, err := conn.Exec(ctx, create); err != nil {
 		return "", "", err
 	}
 	deferFn(func() {
@@ -179,13 +184,17 @@ func createDatabase(admin string, cfg *pgx.ConnConfig, deferFn func(func()), log
 	return name, u.String(), nil
 }
 
-// freshdb VAR creates another empty database for this script and sets VAR
-// to its URL.
+// freshdb VAR [ICU_LOCALE] creates another empty database for this script
+// (of that ICU collation, when given) and sets VAR to its URL.
 func cmdFreshDB(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) != 1 {
-		ts.Fatalf("usage: freshdb VAR")
+	if len(args) != 1 && len(args) != 2 {
+		ts.Fatalf("usage: freshdb VAR [ICU_LOCALE]")
 	}
-	_, u, err := createDatabase(ts.Value("admin").(string), ts.Value("cfg").(*pgx.ConnConfig), ts.Defer, func(a ...any) { ts.Logf("%v", a) })
+	locale := ""
+	if len(args) == 2 {
+		locale = args[1]
+	}
+	_, u, err := createDatabase(ts.Value("admin").(string), ts.Value("cfg").(*pgx.ConnConfig), locale, ts.Defer, func(a ...any) { ts.Logf("%v", a) })
 	ts.Check(err)
 	ts.Setenv(args[0], u)
 }

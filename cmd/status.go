@@ -51,6 +51,8 @@ func (a *app) statusCmd() *cobra.Command {
 	c.Flags().BoolVar(&asJSON, "json", false, "print the state as JSON (without ID: every import's, as an array)")
 	c.Flags().BoolVar(&watch, "watch", false, "follow the import until it ends")
 	c.Flags().StringVar(&stateDir, "state-dir", "", "state files' `DIR` (as for import)")
+	c.ValidArgsFunction = a.completeImportIDs(&stateDir)
+	mustComplete(c, "state-dir", completeDirs)
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		dir, err := bulkimport.StateDir(stateDir, a.getenv)
 		if err != nil {

@@ -28,6 +28,7 @@ and its size on disk (indexes and TOAST included).`,
 	c.Flags().BoolVar(&asJSON, "json", false, `print one JSON array of {"type", "count", "bytes"}`)
 	c.Flags().BoolVar(&estimate, "estimate", false, "the planner's row counts instead of counting (-1: never analyzed)")
 	a.dbFlag(c)
+	c.ValidArgsFunction = cobra.NoFileCompletions
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		conn, err := a.connect(ctx)
 		if err != nil {

@@ -30,6 +30,9 @@ type Options struct {
 	// several connections share one table.
 	Blocks *BlockRange
 	FHIR   bool // FHIR format instead of Aidbox format
+	// ByID sorts the lines by id, in byte order (COLLATE "C"): the same
+	// order on every server whatever its collation, as LC_ALL=C sort.
+	ByID bool
 	// Progress, when set, is called with the rows written so far, every
 	// 4096 rows and at the end.
 	Progress func(rows int64)
@@ -69,6 +72,9 @@ func Dump(ctx context.Context, tx pgx.Tx, opts Options, w io.Writer) (int64, err
 		return 0, err
 	}
 	query := "SELECT id, txid, ts, cts, resource FROM " + pg.Table(opts.Type) + opts.where()
+	if opts.ByID {
+		query += ` ORDER BY id COLLATE "C"`
+	}
 	sp := &splicer{w: w, progress: opts.Progress, typ: opts.Type}
 	if opts.FHIR {
 		sp.conv = fhirformat.New(fhirformat.ToFHIR)

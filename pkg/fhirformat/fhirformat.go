@@ -17,6 +17,7 @@ package fhirformat
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"sync"
 
@@ -576,4 +577,15 @@ var r4TypesByLower = sync.OnceValue(func() map[string]string {
 func R4Spelling(name string) (string, bool) {
 	s, ok := r4TypesByLower()[strings.ToLower(name)]
 	return s, ok
+}
+
+// R4Types returns the names of the concrete R4 resource types, sorted.
+func R4Types() []string {
+	t := loadTable()
+	names := make([]string, 0, len(t.resources))
+	for name := range t.resources {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
 }

@@ -227,3 +227,7 @@ func ErrorLine(err error) string {
 	}
 	return s + " (SQLSTATE " + pgErr.Code + ")"
 }
+
+// Configured reports whether a connection was asked for: dsn (from --db or
+// DATABASE_URL) is set, or a libpq variable that picks a server or database.
+func Configured(dsn string) bool { return dsn != "" || libpqVariables() }
