@@ -115,21 +115,6 @@ format (or FHIR format with --fhir), with resourceType, id and meta
 			return usagef("--order: %q is not id (the one order there is)", order)
 		}
 		return a.export(ctx, &out, "dump "+opts.Type, func(conn *pgx.Conn, w *countingWriter) (int64, error) {
-			if parallel > 1 {
-				var total int64 = -1
-				if a.showProgress(out.path == "" || out.path == "-") {
-					total = pg.EstimateRows(ctx, conn, opts.Type)
-				}
-				bar := a.startRowsDisplay("dump ", opts.Type, total, &out, w)
-				defer bar.stop()
-				opts.Progress = bar.progressFunc()
-				return export.Dump(ctx, conn, pg.ResolveDSN(a.db, a.getenv), parallel, opts, w)
-			}
-			tx, err := pg.BeginReadOnly(ctx, conn)
-			if err != nil {
-				return 0, err
-			}
-			defer tx.Rollback(context.Background()) //nolint:errcheck // read only: nothing to keep
 			var total int64 = -1
 			if a.showProgress(out.path == "" || out.path == "-") {
 				total = pg.EstimateRows(ctx, conn, opts.Type)
@@ -137,6 +122,14 @@ format (or FHIR format with --fhir), with resourceType, id and meta
 			bar := a.startRowsDisplay("dump ", opts.Type, total, &out, w)
 			defer bar.stop()
 			opts.Progress = bar.progressFunc()
+			if parallel > 1 {
+				return export.Dump(ctx, conn, pg.ResolveDSN(a.db, a.getenv), parallel, opts, w)
+			}
+			tx, err := pg.BeginReadOnly(ctx, conn)
+			if err != nil {
+				return 0, err
+			}
+			defer tx.Rollback(context.Background()) //nolint:errcheck // read only: nothing to keep
 			return dump.Dump(ctx, tx, opts, w)
 		})
 	})

@@ -243,7 +243,7 @@ func (c *Checker) reference(ms []ndjson.Member, ctx *elemCtx, depth int) (string
 				return c.here(), nil
 			}
 		}
-	} else if c.aidboxReference(ms) {
+	} else if from, _ := c.t.aidboxTarget(ms); from != nil {
 		return c.here(), nil
 	}
 	for _, m := range ms {
@@ -254,32 +254,4 @@ func (c *Checker) reference(ms []ndjson.Member, ctx *elemCtx, depth int) (string
 		}
 	}
 	return "", nil
-}
-
-// aidboxReference reports whether the members of a Reference make an
-// Aidbox-format target that the converter to FHIR would rewrite: a
-// localRef, a uri (that would not read back as something else), or a
-// resourceType and id.
-func (c *Checker) aidboxReference(ms []ndjson.Member) bool {
-	var localRef, uri, rt, id []byte
-	for _, m := range ms {
-		switch string(m.Key) {
-		case "localRef":
-			localRef = m.Value
-		case "uri":
-			uri = m.Value
-		case "resourceType":
-			rt = m.Value
-		case "id":
-			id = m.Value
-		}
-	}
-	switch {
-	case isString(localRef):
-		return true
-	case isString(uri):
-		s := uri[1 : len(uri)-1]
-		return !(len(s) > 0 && s[0] == '#') && !(id == nil && c.t.splits(s))
-	}
-	return isString(rt) && isString(id) && c.t.resources[string(rt[1:len(rt)-1])] != nil && isID(id[1:len(id)-1])
 }

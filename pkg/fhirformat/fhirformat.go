@@ -495,43 +495,7 @@ func isID(s []byte) bool {
 }
 
 func (c *Converter) referenceToFHIR(dst []byte, ms []ndjson.Member, ctx *elemCtx, depth int) ([]byte, error) {
-	// Which Aidbox members make the reference: localRef, else uri, else
-	// resourceType and id (both strings).
-	var localRef, uri, rt, id []byte
-	for _, m := range ms {
-		switch string(m.Key) {
-		case "localRef":
-			localRef = m.Value
-		case "uri":
-			uri = m.Value
-		case "resourceType":
-			rt = m.Value
-		case "id":
-			id = m.Value
-		}
-	}
-	// Only what reads back the same way is rewritten: a uri that would come
-	// back as a localRef or a split reference, or a resourceType/id that is
-	// not a resource type and a FHIR id, stays as it is.
-	var from []string // the members the reference replaces
-	var ref []byte
-	switch {
-	case isString(localRef):
-		from = []string{"localRef"}
-		ref = append(append(append(ref, `"#`...), localRef[1:len(localRef)-1]...), '"')
-	case isString(uri):
-		s := uri[1 : len(uri)-1]
-		if (len(s) > 0 && s[0] == '#') || (id == nil && c.splits(s)) {
-			break
-		}
-		from = []string{"uri"}
-		ref = uri
-	case isString(rt) && isString(id) && c.t.resources[string(rt[1:len(rt)-1])] != nil && isID(id[1:len(id)-1]):
-		from = []string{"resourceType", "id"}
-		ref = append(ref, rt[:len(rt)-1]...)
-		ref = append(ref, '/')
-		ref = append(ref, id[1:]...)
-	}
+	from, ref := c.t.aidboxTarget(ms)
 	dst = append(dst, '{')
 	n := 0
 	written := false
@@ -559,6 +523,44 @@ func (c *Converter) referenceToFHIR(dst []byte, ms []ndjson.Member, ctx *elemCtx
 		}
 	}
 	return append(dst, '}'), nil
+}
+
+// aidboxTarget finds the Aidbox members of a Reference that make its
+// target: localRef, else uri, else resourceType and id (both strings). It
+// returns the members a FHIR "reference" replaces and its JSON string, or
+// nil when the Reference has no such target. Only what reads back the same
+// way counts: a uri that would come back as a localRef or a split
+// reference, or a resourceType/id that is not a resource type and a FHIR
+// id, stays as it is.
+func (t *table) aidboxTarget(ms []ndjson.Member) (from []string, ref []byte) {
+	var localRef, uri, rt, id []byte
+	for _, m := range ms {
+		switch string(m.Key) {
+		case "localRef":
+			localRef = m.Value
+		case "uri":
+			uri = m.Value
+		case "resourceType":
+			rt = m.Value
+		case "id":
+			id = m.Value
+		}
+	}
+	switch {
+	case isString(localRef):
+		return []string{"localRef"}, append(append([]byte(`"#`), localRef[1:len(localRef)-1]...), '"')
+	case isString(uri):
+		s := uri[1 : len(uri)-1]
+		if (len(s) > 0 && s[0] == '#') || (id == nil && t.splits(s)) {
+			return nil, nil
+		}
+		return []string{"uri"}, uri
+	case isString(rt) && isString(id) && t.resources[string(rt[1:len(rt)-1])] != nil && isID(id[1:len(id)-1]):
+		ref = append(ref, rt[:len(rt)-1]...)
+		ref = append(ref, '/')
+		return []string{"resourceType", "id"}, append(ref, id[1:]...)
+	}
+	return nil, nil
 }
 
 func isString(v []byte) bool { return len(v) >= 2 && v[0] == '"' }

@@ -287,16 +287,8 @@ func (s *Sink) Commit() error {
 		return err
 	}
 	if s.inPlace {
-		if err == nil {
-			err = s.file.Sync()
-		}
-		if cerr := s.file.Close(); err == nil {
-			err = cerr
-		}
-		s.file = nil
-		if err != nil {
-			s.discard()
-			return FileError("output", s.path, err)
+		if err := s.closeFile(err); err != nil {
+			return err
 		}
 		s.tmp = ""
 		s.discard()
@@ -308,6 +300,22 @@ func (s *Sink) Commit() error {
 			return err
 		}
 	}
+	if err := s.closeFile(err); err != nil {
+		return err
+	}
+	if err := s.publish(); err != nil {
+		s.discard()
+		return err
+	}
+	s.tmp = ""
+	s.discard() // releases the lock, now that the temporary name is gone
+	syncDir(filepath.Dir(s.path))
+	return nil
+}
+
+// closeFile syncs and closes the file being written, after err (the
+// error so far, or nil); on any error it discards the file.
+func (s *Sink) closeFile(err error) error {
 	if err == nil {
 		err = s.file.Sync()
 	}
@@ -319,13 +327,6 @@ func (s *Sink) Commit() error {
 		s.discard()
 		return FileError("output", s.path, err)
 	}
-	if err := s.publish(); err != nil {
-		s.discard()
-		return err
-	}
-	s.tmp = ""
-	s.discard() // releases the lock, now that the temporary name is gone
-	syncDir(filepath.Dir(s.path))
 	return nil
 }
 
