@@ -146,9 +146,17 @@ func writeJSON(w io.Writer, v any) error {
 // prints the state for good). Ctrl-C stops it: it returns the last state it
 // read and an *exitError for exit status 130.
 func (a *app) watch(ctx context.Context, store bulkimport.Store, id string, asJSON bool) (*bulkimport.State, error) {
+	// The view: on stdout when it is the output (a terminal); with --json,
+	// whose JSON is the output, on stderr when that is a terminal other
+	// than stdout's, as the progress of the other commands.
 	var block *progress.Block
-	if !asJSON && progress.IsTerminal(a.stdout) {
+	switch {
+	case !asJSON && progress.IsTerminal(a.stdout):
 		block = progress.NewBlock(a.stdout)
+	case asJSON && a.showProgress(true):
+		block = progress.NewBlock(a.stderr)
+	}
+	if block != nil {
 		defer block.Clear() //nolint:errcheck // a display
 	}
 	view := newImportView()
