@@ -1,8 +1,8 @@
 package fhirformat
 
 import (
+	"bytes"
 	"fmt"
-	"strings"
 
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 )
@@ -22,9 +22,10 @@ func (f Format) String() string {
 	return "Aidbox"
 }
 
-// CheckLines is how many lines of a source the format check reads by
-// default: enough to meet most types of a multi-type file, few enough to
-// cost little (see scripts/bench.sh).
+// CheckLines is how many lines of a source the format check reads, at the
+// most: it ends at the first line that shows the right format, so the
+// bound matters for data that shows neither (a Location without
+// references), which is the same in both formats as far as it goes.
 const CheckLines = 1000
 
 // FormatError is input in the other format than the one it was given
@@ -55,7 +56,10 @@ func (e *FormatError) Error() string {
 type Checker struct {
 	t     *table
 	want  Format
-	path  []string          // element names from the resource down
+	path  [][]byte          // element names from the outer resource down (not copied)
+	right bool              // an element in the wanted format was seen
+	ref   []byte            // scratch for aidboxTarget
+	base  int               // where in path the resource being looked at starts
 	scrat [][]ndjson.Member // member scratch per depth
 	elems [][][]byte        // array scratch per depth
 }
@@ -64,6 +68,12 @@ type Checker struct {
 func NewChecker(want Format) *Checker {
 	return &Checker{t: loadTable(), want: want}
 }
+
+// Right reports whether the last resource Misfit looked at has an element
+// that differs between the formats written in the wanted one: a source
+// whose lines are all of one format can be taken as in the right format
+// from then on.
+func (c *Checker) Right() bool { return c.right }
 
 // Want is the format the checker wants.
 func (c *Checker) Want() Format { return c.want }
@@ -76,7 +86,7 @@ func (c *Checker) Want() Format { return c.want }
 // nothing in res is of the other format, and an error only for JSON it
 // cannot split.
 func (c *Checker) Misfit(res []byte, typ string) (string, error) {
-	c.path = c.path[:0]
+	c.path, c.base, c.right = c.path[:0], 0, false
 	return c.resource(res, typ, 0)
 }
 
@@ -100,30 +110,32 @@ func (c *Checker) resource(res []byte, typ string, depth int) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	ctx := c.t.resources[typ]
 	if typ == "" {
 		for _, m := range ms {
 			if string(m.Key) == "resourceType" {
 				if name, ok := ndjson.Unquote(m.Value); ok {
-					typ = string(name)
+					ctx = c.t.resources[string(name)]
 				}
 				break
 			}
 		}
 	}
-	ctx := c.t.resources[typ]
 	if ctx == nil {
 		return "", nil // not judged
 	}
-	saved := c.path
-	c.path = append(c.path[len(c.path):], typ) // a resource's elements are named from its type
+	// A resource's elements are named from its type.
+	base, n := c.base, len(c.path)
+	c.base = n
+	c.path = append(c.path, ctx.nameBytes)
 	found, err := c.object(ms, ctx, depth)
-	c.path = saved
+	c.base, c.path = base, c.path[:n]
 	return found, err
 }
 
-// here is the path of the element key of the object being looked at.
-func (c *Checker) here(key ...string) string {
-	return strings.Join(append(c.path[:len(c.path):len(c.path)], key...), ".")
+// here is the path of the element being looked at, and of names below it.
+func (c *Checker) here(names ...[]byte) string {
+	return string(bytes.Join(append(c.path[c.base:len(c.path):len(c.path)], names...), []byte(".")))
 }
 
 func (c *Checker) object(ms []ndjson.Member, ctx *elemCtx, depth int) (string, error) {
@@ -131,12 +143,12 @@ func (c *Checker) object(ms []ndjson.Member, ctx *elemCtx, depth int) (string, e
 		return c.reference(ms, ctx, depth)
 	}
 	for _, m := range ms {
-		key := string(m.Key)
-		e := ctx.elems[key]
+		key := m.Key
+		e := ctx.elems[string(key)]
 		if e == nil {
 			// _valueString: the extension of a FHIR-spelled choice.
 			if c.want == Aidbox && len(key) > 1 && key[0] == '_' {
-				if pe := ctx.elems[key[1:]]; pe != nil && pe.kind == kChoice {
+				if pe := ctx.elems[string(key[1:])]; pe != nil && pe.kind == kChoice {
 					return c.here(key), nil
 				}
 			}
@@ -147,12 +159,13 @@ func (c *Checker) object(ms []ndjson.Member, ctx *elemCtx, depth int) (string, e
 			if c.want == Aidbox {
 				return c.here(key), nil
 			}
-			// FHIR format: what is inside is not looked at (nor converted).
+			c.right = true // FHIR format: what is inside is not looked at (nor converted)
 		case kChoiceBase:
-			if c.want == FHIR {
-				if code := c.aidboxChoice(m.Value, e, depth); code != "" {
+			if code := c.aidboxChoice(m.Value, e, depth); code != nil {
+				if c.want == FHIR {
 					return c.here(key, code), nil
 				}
+				c.right = true
 			}
 		default:
 			if found, err := c.value(key, m.Value, e, depth+1); found != "" || err != nil {
@@ -165,14 +178,14 @@ func (c *Checker) object(ms []ndjson.Member, ctx *elemCtx, depth int) (string, e
 
 // aidboxChoice returns the first type code of the choice object v
 // ({"Quantity":…}) when every key of v is a type code of the element (as
-// the converter to FHIR requires), else "".
-func (c *Checker) aidboxChoice(v []byte, b *elem, depth int) string {
+// the converter to FHIR requires), else nil.
+func (c *Checker) aidboxChoice(v []byte, b *elem, depth int) []byte {
 	if len(v) == 0 || v[0] != '{' {
-		return ""
+		return nil
 	}
 	inner, err := c.members(v, depth+1)
 	if err != nil || len(inner) == 0 {
-		return ""
+		return nil
 	}
 	for _, in := range inner {
 		code := in.Key
@@ -180,14 +193,14 @@ func (c *Checker) aidboxChoice(v []byte, b *elem, depth int) string {
 			code = code[1:]
 		}
 		if b.codes[string(code)] == nil {
-			return ""
+			return nil
 		}
 	}
-	return string(inner[0].Key)
+	return inner[0].Key
 }
 
 // value looks into the value of element key: an object or an array of them.
-func (c *Checker) value(key string, v []byte, e *elem, depth int) (string, error) {
+func (c *Checker) value(key []byte, v []byte, e *elem, depth int) (string, error) {
 	c.path = append(c.path, key)
 	defer func() { c.path = c.path[:len(c.path)-1] }()
 	if len(v) > 0 && v[0] == '[' {
@@ -237,18 +250,23 @@ func (c *Checker) single(v []byte, e *elem, depth int) (string, error) {
 // reference judges a Reference: its target (as the converters would
 // rewrite it), then its other members as the Reference datatype.
 func (c *Checker) reference(ms []ndjson.Member, ctx *elemCtx, depth int) (string, error) {
-	if c.want == Aidbox {
-		for _, m := range ms {
-			if string(m.Key) == "reference" && isString(m.Value) {
-				return c.here(), nil
-			}
+	fhirTarget := false
+	for _, m := range ms {
+		if string(m.Key) == "reference" && isString(m.Value) {
+			fhirTarget = true
 		}
-	} else if from, _ := c.t.aidboxTarget(ms); from != nil {
+	}
+	var from []string
+	from, c.ref = c.t.aidboxTarget(ms, c.ref[:0])
+	switch {
+	case fhirTarget && c.want == Aidbox, from != nil && c.want == FHIR:
 		return c.here(), nil
+	case fhirTarget || from != nil:
+		c.right = true
 	}
 	for _, m := range ms {
 		if e := ctx.elems[string(m.Key)]; e != nil && e.kind != kChoice && e.kind != kChoiceBase {
-			if found, err := c.value(string(m.Key), m.Value, e, depth+1); found != "" || err != nil {
+			if found, err := c.value(m.Key, m.Value, e, depth+1); found != "" || err != nil {
 				return found, err
 			}
 		}

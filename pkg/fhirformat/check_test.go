@@ -2,12 +2,15 @@ package fhirformat
 
 import (
 	"bytes"
+	"os"
 	"testing"
 )
 
 // formatOracle checks the Checker against the converters: a resource is in
 // the other format exactly when the converter from that format rewrites it,
-// and never when it is in the format wanted.
+// and never when it is in the format wanted; and it is known to be in the
+// format wanted (Right) exactly when the converter from that format
+// rewrites it.
 type formatOracle struct {
 	wantAidbox, wantFHIR *Checker
 	toA, toF             *Converter
@@ -31,18 +34,17 @@ func (o *formatOracle) check(t *testing.T, what string, fhir, aidbox []byte) {
 		}
 		return p
 	}
-	if p := misfit(o.wantFHIR, fhir); p != "" {
-		t.Errorf("%s: FHIR format taken for Aidbox format (%s)\n%.600s", what, p, fhir)
-	}
-	if p := misfit(o.wantAidbox, aidbox); p != "" {
-		t.Errorf("%s: Aidbox format taken for FHIR format (%s)\n%.600s", what, p, aidbox)
-	}
 	var err error
 	o.buf, err = o.toA.Resource(o.buf[:0], fhir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rewritten := !bytes.Equal(o.buf, fhir)
+	if p := misfit(o.wantFHIR, fhir); p != "" {
+		t.Errorf("%s: FHIR format taken for Aidbox format (%s)\n%.600s", what, p, fhir)
+	} else if o.wantFHIR.Right() != rewritten {
+		t.Errorf("%s: FHIR format known as such: %v, but to Aidbox rewrites it: %v\n%.600s", what, o.wantFHIR.Right(), rewritten, fhir)
+	}
 	if p := misfit(o.wantAidbox, fhir); (p != "") != rewritten {
 		t.Errorf("%s: FHIR format judged %q as Aidbox format, but to Aidbox rewrites it: %v\n%.600s", what, p, rewritten, fhir)
 	}
@@ -51,6 +53,11 @@ func (o *formatOracle) check(t *testing.T, what string, fhir, aidbox []byte) {
 		t.Fatal(err)
 	}
 	rewritten = !bytes.Equal(o.buf, aidbox)
+	if p := misfit(o.wantAidbox, aidbox); p != "" {
+		t.Errorf("%s: Aidbox format taken for FHIR format (%s)\n%.600s", what, p, aidbox)
+	} else if o.wantAidbox.Right() != rewritten {
+		t.Errorf("%s: Aidbox format known as such: %v, but to FHIR rewrites it: %v\n%.600s", what, o.wantAidbox.Right(), rewritten, aidbox)
+	}
 	if p := misfit(o.wantFHIR, aidbox); (p != "") != rewritten {
 		t.Errorf("%s: Aidbox format judged %q as FHIR format, but to FHIR rewrites it: %v\n%.600s", what, p, rewritten, aidbox)
 	}
@@ -111,5 +118,36 @@ func TestMisfitBadJSON(t *testing.T) {
 		if p, err := NewChecker(Aidbox).Misfit([]byte(res), ""); p != "" {
 			t.Errorf("%q: %q, %v", res, p, err)
 		}
+	}
+}
+
+// BenchmarkMisfit1000 is the format check of a load: the first 1,000
+// lines of a source (the sample's Observations, over and over), in FHIR
+// format for --fhir and in Aidbox format for a plain load.
+func BenchmarkMisfit1000(b *testing.B) {
+	data, err := os.ReadFile("../../testdata/sample/Observation.ndjson")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var fhir, aidbox [][]byte
+	for _, l := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+		f := compact(b, string(l))
+		fhir = append(fhir, f)
+		aidbox = append(aidbox, convert(b, ToAidbox, f))
+	}
+	for _, c := range []struct {
+		want  Format
+		lines [][]byte
+	}{{FHIR, fhir}, {Aidbox, aidbox}} {
+		b.Run(c.want.String(), func(b *testing.B) {
+			ch := NewChecker(c.want)
+			for b.Loop() {
+				for i := range 1000 {
+					if p, err := ch.Misfit(c.lines[i%len(c.lines)], ""); p != "" || err != nil {
+						b.Fatal(p, err)
+					}
+				}
+			}
+		})
 	}
 }

@@ -53,9 +53,10 @@ type elem struct {
 }
 
 type elemCtx struct {
-	name  string
-	elems map[string]*elem
-	isRef bool // the Reference datatype itself
+	name      string
+	nameBytes []byte // name, for the format check's paths
+	elems     map[string]*elem
+	isRef     bool // the Reference datatype itself
 }
 
 type table struct {
@@ -72,7 +73,7 @@ func parseTable(text string) *table {
 	ctx := func(name string) *elemCtx {
 		c := t.contexts[name]
 		if c == nil {
-			c = &elemCtx{name: name, elems: map[string]*elem{}}
+			c = &elemCtx{name: name, nameBytes: []byte(name), elems: map[string]*elem{}}
 			t.contexts[name] = c
 		}
 		return c
@@ -495,7 +496,7 @@ func isID(s []byte) bool {
 }
 
 func (c *Converter) referenceToFHIR(dst []byte, ms []ndjson.Member, ctx *elemCtx, depth int) ([]byte, error) {
-	from, ref := c.t.aidboxTarget(ms)
+	from, ref := c.t.aidboxTarget(ms, nil)
 	dst = append(dst, '{')
 	n := 0
 	written := false
@@ -527,12 +528,12 @@ func (c *Converter) referenceToFHIR(dst []byte, ms []ndjson.Member, ctx *elemCtx
 
 // aidboxTarget finds the Aidbox members of a Reference that make its
 // target: localRef, else uri, else resourceType and id (both strings). It
-// returns the members a FHIR "reference" replaces and its JSON string, or
-// nil when the Reference has no such target. Only what reads back the same
+// returns the members a FHIR "reference" replaces (nil when the Reference
+// has no such target), and dst with that reference's JSON string appended. Only what reads back the same
 // way counts: a uri that would come back as a localRef or a split
 // reference, or a resourceType/id that is not a resource type and a FHIR
 // id, stays as it is.
-func (t *table) aidboxTarget(ms []ndjson.Member) (from []string, ref []byte) {
+func (t *table) aidboxTarget(ms []ndjson.Member, dst []byte) (from []string, ref []byte) {
 	var localRef, uri, rt, id []byte
 	for _, m := range ms {
 		switch string(m.Key) {
@@ -548,20 +549,26 @@ func (t *table) aidboxTarget(ms []ndjson.Member) (from []string, ref []byte) {
 	}
 	switch {
 	case isString(localRef):
-		return []string{"localRef"}, append(append([]byte(`"#`), localRef[1:len(localRef)-1]...), '"')
+		return fromLocalRef, append(append(append(dst, `"#`...), localRef[1:len(localRef)-1]...), '"')
 	case isString(uri):
 		s := uri[1 : len(uri)-1]
 		if (len(s) > 0 && s[0] == '#') || (id == nil && t.splits(s)) {
-			return nil, nil
+			return nil, dst
 		}
-		return []string{"uri"}, uri
+		return fromURI, append(dst, uri...)
 	case isString(rt) && isString(id) && t.resources[string(rt[1:len(rt)-1])] != nil && isID(id[1:len(id)-1]):
-		ref = append(ref, rt[:len(rt)-1]...)
-		ref = append(ref, '/')
-		return []string{"resourceType", "id"}, append(ref, id[1:]...)
+		dst = append(dst, rt[:len(rt)-1]...)
+		dst = append(dst, '/')
+		return fromTypeID, append(dst, id[1:]...)
 	}
-	return nil, nil
+	return nil, dst
 }
+
+var (
+	fromLocalRef = []string{"localRef"}
+	fromURI      = []string{"uri"}
+	fromTypeID   = []string{"resourceType", "id"}
+)
 
 func isString(v []byte) bool { return len(v) >= 2 && v[0] == '"' }
 

@@ -10,9 +10,10 @@ import (
 // Stream converts ndjson from r to w, one compact resource per line, and
 // returns how many it wrote. Blank lines are skipped; a line that is not a
 // JSON object, or longer than maxLine bytes (0: no bound), stops it with an
-// *ndjson.LineError. The first checkLines lines are checked for being in
-// the format converted to already: the first such line stops it with a
-// *FormatError. w should be buffered.
+// *ndjson.LineError. Lines are checked for being in the format converted
+// to already, until one shows the format converted from, or up to line
+// checkLines: the first such line stops it with a *FormatError. w should
+// be buffered.
 func Stream(ctx context.Context, r io.Reader, w io.Writer, dir Direction, maxLine int, checkLines int64) (int64, error) {
 	lines := ndjson.NewLineReaderMax(r, maxLine)
 	c := New(dir)
@@ -35,8 +36,12 @@ func Stream(ctx context.Context, r io.Reader, w io.Writer, dir Direction, maxLin
 			var cerr error
 			compact, cerr = ndjson.CompactObject(compact[:0], line, nil, nil)
 			if cerr == nil && lines.Line() <= checkLines {
-				if path, _ := check.Misfit(compact, ""); path != "" {
+				path, _ := check.Misfit(compact, "")
+				if path != "" {
 					return n, &FormatError{Line: lines.Line(), Found: found, Path: path, Hint: hint}
+				}
+				if check.Right() {
+					checkLines = 0 // the format shown: no more checks
 				}
 			}
 			if cerr == nil {

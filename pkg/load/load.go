@@ -63,10 +63,11 @@ type Options struct {
 	// MaxLineSize bounds a line's length in bytes (0: no bound); a longer
 	// line is an error naming it.
 	MaxLineSize int
-	// FormatCheck is how many lines of each source are checked for the
-	// other format (FHIR lines in an Aidbox-format load, or the reverse):
-	// the first such line fails the source with a *fhirformat.FormatError
-	// (0: none).
+	// FormatCheck is how many lines of each source, at the most, are
+	// checked for the other format (FHIR lines in an Aidbox-format load, or
+	// the reverse): the first such line fails the source with a
+	// *fhirformat.FormatError (0: no check). The check ends at the first
+	// line that shows the right format.
 	FormatCheck int64
 	// FormatHint says what to do about a source found in format found
 	// (nil: load's flags, "use --fhir" or "drop --fhir").

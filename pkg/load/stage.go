@@ -64,6 +64,7 @@ type lineParser struct {
 	conv     *fhirformat.Converter // FHIR input: converted to Aidbox format first (nil: none)
 	check    *fhirformat.Checker   // the format check (nil: none)
 	checkTo  int64                 // the last line it looks at
+	checked  bool                  // a line showed the right format: no more checks
 	hint     func(fhirformat.Format) string
 	keys     []string          // the top-level keys looked for: id, resourceType, meta, --merge's
 	names    map[string]string // resourceType names seen and checked
@@ -144,9 +145,10 @@ func (p lineParser) reset(o Options) lineParser {
 }
 
 // checkFormat fails line n, just parsed into r, when it is in the other
-// format than the load's.
+// format than the load's. It looks at lines until one shows the right
+// format, or up to line checkTo in data that shows neither.
 func (s *lineParser) checkFormat(n int64, r resource) error {
-	if s.check == nil || n > s.checkTo {
+	if s.check == nil || s.checked || n > s.checkTo {
 		return nil
 	}
 	in := s.compact // the line as given, compacted
@@ -155,6 +157,7 @@ func (s *lineParser) checkFormat(n int64, r resource) error {
 	}
 	path, err := s.check.Misfit(in, r.typ)
 	if err != nil || path == "" {
+		s.checked = err == nil && s.check.Right()
 		return nil // JSON it cannot split was parsed fine: not its concern
 	}
 	found := fhirformat.FHIR
