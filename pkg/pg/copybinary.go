@@ -152,7 +152,86 @@ func AppendTimestamptz(dst, f []byte) ([]byte, error) {
 	case math.MinInt64:
 		return append(dst, "-infinity"...), nil
 	}
-	return time.UnixMicro(us+pgEpochMicros).UTC().AppendFormat(dst, "2006-01-02T15:04:05.999999Z07:00"), nil
+	return appendMicros(dst, us+pgEpochMicros), nil
+}
+
+// rfc3339Micros is AppendTimestamptz's layout.
+const rfc3339Micros = "2006-01-02T15:04:05.999999Z07:00"
+
+// Unix microseconds of 0001-01-01 and of 10000-01-01: the years written
+// with four digits.
+const (
+	minFastMicros = -62135596800 * 1000000
+	endFastMicros = 253402300800 * 1000000
+)
+
+// appendMicros appends Unix microseconds us as time.AppendFormat would
+// with rfc3339Micros in UTC, without its cost (two timestamps a row are a
+// sixth of a dump's CPU time that way): the civil date from the day number
+// (Hinnant's civil_from_days), the fraction without trailing zeros.
+func appendMicros(dst []byte, us int64) []byte {
+	if us < minFastMicros || us >= endFastMicros {
+		return time.UnixMicro(us).UTC().AppendFormat(dst, rfc3339Micros)
+	}
+	const microsPerDay = 86400 * 1000000
+	days := us / microsPerDay
+	rem := us % microsPerDay
+	if rem < 0 {
+		days--
+		rem += microsPerDay
+	}
+	z := days + 719468 // days since 0000-03-01
+	era := z / 146097
+	if z < 0 && z%146097 != 0 {
+		era--
+	}
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	y := yoe + era*400
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d := doy - (153*mp+2)/5 + 1
+	m := mp + 3
+	if m > 12 {
+		m -= 12
+	}
+	if m <= 2 {
+		y++
+	}
+	secs := rem / 1000000
+	frac := rem % 1000000
+	dst = appendDigits(dst, y, 4)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, m, 2)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, d, 2)
+	dst = append(dst, 'T')
+	dst = appendDigits(dst, secs/3600, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, secs/60%60, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, secs%60, 2)
+	if frac != 0 {
+		n := 6
+		for frac%10 == 0 {
+			frac /= 10
+			n--
+		}
+		dst = append(dst, '.')
+		dst = appendDigits(dst, frac, n)
+	}
+	return append(dst, 'Z')
+}
+
+// appendDigits appends v (0 ≤ v < 10ⁿ, n ≤ 6) in n digits, zero-padded.
+func appendDigits(dst []byte, v int64, n int) []byte {
+	start := len(dst)
+	dst = append(dst, "000000"[:n]...)
+	for i := start + n - 1; v > 0; i-- {
+		dst[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return dst
 }
 
 // JSONB returns the JSON text of a binary jsonb field (its version byte removed).

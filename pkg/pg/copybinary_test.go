@@ -3,8 +3,10 @@ package pg
 import (
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 )
 
 // binaryStream builds a COPY binary stream of rows (nil fields are NULL).
@@ -102,6 +104,39 @@ func TestAppendTimestamptz(t *testing.T) {
 	}
 	if _, err := AppendTimestamptz(nil, []byte{1, 2}); err == nil {
 		t.Error("a short field: no error")
+	}
+}
+
+// appendMicros writes what time's AppendFormat writes, at every edge of
+// its fast path and on a million random instants.
+func TestAppendMicrosIsAppendFormat(t *testing.T) {
+	check := func(us int64) {
+		want := time.UnixMicro(us).UTC().AppendFormat(nil, rfc3339Micros)
+		if got := appendMicros(nil, us); string(got) != string(want) {
+			t.Fatalf("appendMicros(%d) = %s; want %s", us, got, want)
+		}
+	}
+	const day = 86400 * 1000000
+	for _, edge := range []int64{0, minFastMicros, endFastMicros, -pgEpochMicros,
+		time.Date(1900, 3, 1, 0, 0, 0, 0, time.UTC).UnixMicro(), time.Date(2000, 2, 29, 0, 0, 0, 0, time.UTC).UnixMicro(),
+		time.Date(2100, 3, 1, 0, 0, 0, 0, time.UTC).UnixMicro(), time.Date(1600, 2, 29, 0, 0, 0, 0, time.UTC).UnixMicro()} {
+		for d := int64(-3); d <= 3; d++ {
+			for _, delta := range []int64{-1000001, -1, 0, 1, 10, 999999, 1000000, 123456} {
+				check(edge + d*day + delta)
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 1_000_000 {
+		check(minFastMicros - 1e12 + r.Int64N(endFastMicros-minFastMicros+2e12))
+	}
+}
+
+func BenchmarkAppendTimestamptz(b *testing.B) {
+	f := binary.BigEndian.AppendUint64(nil, uint64(757_400_706_789_000))
+	var dst []byte
+	for b.Loop() {
+		dst, _ = AppendTimestamptz(dst[:0], f)
 	}
 }
 
