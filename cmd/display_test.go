@@ -318,13 +318,14 @@ func TestStatusWatchOnATerminal(t *testing.T) {
 	go func() {
 		done <- runMain(context.Background(), []string{"status", "w", "--watch", "--state-dir", dir}, nil, term, &stderr)
 	}()
+	// Each new state is followed by two redraws: the second began after the
+	// write, so it read the new state (a condition, not a sleep).
+	redraws := func() int { return strings.Count(term.Written(), "\r\x1b[5A") }
 	for i := 1; i <= 6; i++ {
-		time.Sleep(300 * time.Millisecond)
 		st.Inputs[1].BytesRead, st.Inputs[1].Total = int64(i)*50_000_000, int64(i)*60_000
 		store.Write(st)
-	}
-	if strings.Count(term.Written(), "\r\x1b[5A") < 3 {
-		t.Errorf("few redraws: %q", term.Written())
+		n := redraws()
+		waitUntil(t, "a redraw after the state changed", func() bool { return redraws() >= n+2 })
 	}
 	end := time.Now().UTC()
 	st.Status, st.Time.End = bulkimport.StatusFinished, &end
@@ -365,7 +366,13 @@ func TestStatusWatchInterrupted(t *testing.T) {
 	io.WriteString(term, "$ fhirbulk status w --watch\n")
 	var stderr bytes.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(1200*time.Millisecond, cancel)
+	go func() { // Ctrl-C once the view is on the screen
+		deadline := time.Now().Add(waitLimit)
+		for !strings.Contains(term.Written(), "\r\x1b[") && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+	}()
 	code := runMain(ctx, []string{"status", "w", "--watch", "--state-dir", dir}, nil, term, &stderr)
 	if code != exitInterrupted {
 		t.Errorf("exit %d", code)
@@ -390,5 +397,17 @@ func TestStatusWatchInterrupted(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), "stopped watching") {
 		t.Errorf("ended: %q", stderr.String())
+	}
+}
+
+// waitUntil polls cond until it holds, failing the test after waitLimit.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after %v", what, waitLimit)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -9,7 +9,11 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-// waitfile GLOB REGEXP waits (up to 30 s) until a file matching GLOB (in
+// waitLimit bounds the wait commands: far beyond what a condition takes on
+// a loaded machine, so that they fail only when it never holds.
+const waitLimit = 60 * time.Second
+
+// waitfile GLOB REGEXP waits (up to waitLimit) until a file matching GLOB (in
 // $WORK) holds text that REGEXP (multi-line, as stdout's) matches: for
 // waiting on what a background command writes rather than sleeping, such
 // as a request in the HTTP server's log ("waitfile http.log '^GET /hold/'"),
@@ -25,7 +29,7 @@ func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
 	if _, err := filepath.Match(pattern, ""); err != nil {
 		ts.Fatalf("waitfile: bad pattern %q: %v", args[0], err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(waitLimit)
 	for {
 		names, _ := filepath.Glob(pattern)
 		for _, name := range names {
@@ -35,7 +39,32 @@ func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
 			}
 		}
 		if time.Now().After(deadline) {
-			ts.Fatalf("waitfile: no file matching %s holds %q after 30s (files: %q)", args[0], args[1], names)
+			ts.Fatalf("waitfile: no file matching %s holds %q after %v (files: %q)", args[0], args[1], waitLimit, names)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitexec REGEXP PROG [ARGS...] runs PROG again and again (whatever its
+// exit status) until its stdout matches REGEXP (multi-line, as stdout's),
+// up to waitLimit; then stdout and stderr are those of the run that
+// matched, for the assertions after it. For waiting on what a command
+// reports ("waitexec '"status": "failed"' fhirbulk status ID --json")
+// rather than sleeping.
+func cmdWaitExec(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 || neg {
+		ts.Fatalf("usage: waitexec REGEXP PROG [ARGS...]")
+	}
+	re, err := regexp.Compile("(?m)" + args[0])
+	ts.Check(err)
+	deadline := time.Now().Add(waitLimit)
+	for {
+		ts.Exec(args[1], args[2:]...) //nolint:errcheck // the output decides, not the exit status
+		if re.MatchString(ts.ReadFile("stdout")) {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("waitexec: %s printed nothing matching %q in %v", args[1], args[0], waitLimit)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -96,6 +96,7 @@ func scriptCmds() map[string]func(ts *testscript.TestScript, neg bool, args []st
 		"locktables": cmdLockTables,
 		"unlock":     cmdUnlock,
 		"waitfile":   cmdWaitFile,
+		"waitexec":   cmdWaitExec,
 	}
 	for name, f := range httpdCmds() {
 		cmds[name] = f
