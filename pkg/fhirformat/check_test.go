@@ -34,32 +34,29 @@ func (o *formatOracle) check(t *testing.T, what string, fhir, aidbox []byte) {
 		}
 		return p
 	}
-	var err error
-	o.buf, err = o.toA.Resource(o.buf[:0], fhir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rewritten := !bytes.Equal(o.buf, fhir)
-	if p := misfit(o.wantFHIR, fhir); p != "" {
-		t.Errorf("%s: FHIR format taken for Aidbox format (%s)\n%.600s", what, p, fhir)
-	} else if o.wantFHIR.Right() != rewritten {
-		t.Errorf("%s: FHIR format known as such: %v, but to Aidbox rewrites it: %v\n%.600s", what, o.wantFHIR.Right(), rewritten, fhir)
-	}
-	if p := misfit(o.wantAidbox, fhir); (p != "") != rewritten {
-		t.Errorf("%s: FHIR format judged %q as Aidbox format, but to Aidbox rewrites it: %v\n%.600s", what, p, rewritten, fhir)
-	}
-	o.buf, err = o.toF.Resource(o.buf[:0], aidbox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rewritten = !bytes.Equal(o.buf, aidbox)
-	if p := misfit(o.wantAidbox, aidbox); p != "" {
-		t.Errorf("%s: Aidbox format taken for FHIR format (%s)\n%.600s", what, p, aidbox)
-	} else if o.wantAidbox.Right() != rewritten {
-		t.Errorf("%s: Aidbox format known as such: %v, but to FHIR rewrites it: %v\n%.600s", what, o.wantAidbox.Right(), rewritten, aidbox)
-	}
-	if p := misfit(o.wantFHIR, aidbox); (p != "") != rewritten {
-		t.Errorf("%s: Aidbox format judged %q as FHIR format, but to FHIR rewrites it: %v\n%.600s", what, p, rewritten, aidbox)
+	var rewritten bool
+	for _, c := range []struct {
+		res         []byte
+		own, other  *Checker   // the checkers wanting its format, and the other
+		from        *Converter // the converter from its format
+		name, oname string
+	}{
+		{fhir, o.wantFHIR, o.wantAidbox, o.toA, "FHIR", "Aidbox"},
+		{aidbox, o.wantAidbox, o.wantFHIR, o.toF, "Aidbox", "FHIR"},
+	} {
+		var err error
+		if o.buf, err = c.from.Resource(o.buf[:0], c.res); err != nil {
+			t.Fatal(err)
+		}
+		rewritten = !bytes.Equal(o.buf, c.res)
+		if p := misfit(c.own, c.res); p != "" {
+			t.Errorf("%s: %s format taken for %s format (%s)\n%.600s", what, c.name, c.oname, p, c.res)
+		} else if c.own.Right() != rewritten {
+			t.Errorf("%s: %s format known as such: %v, but to %s rewrites it: %v\n%.600s", what, c.name, c.own.Right(), c.oname, rewritten, c.res)
+		}
+		if p := misfit(c.other, c.res); (p != "") != rewritten {
+			t.Errorf("%s: %s format judged %q as %s format, but to %s rewrites it: %v\n%.600s", what, c.name, p, c.oname, c.oname, rewritten, c.res)
+		}
 	}
 	if rewritten {
 		o.caught++
