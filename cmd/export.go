@@ -3,11 +3,13 @@ package cmd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -55,6 +57,7 @@ transaction began before that export and committed after it.`,
 	f.StringVar(&until, "until", "", "only resources changed up to `TIME`")
 	f.StringVar(&sinceManifest, "since-manifest", "", "go on from the export whose manifest is `FILE` (its watermark)")
 	f.BoolVar(&force, "force", false, "replace an existing DIR (once the new export is complete)")
+	f.DurationVar(&o.Wait, "wait", time.Minute, "wait up to `DURATION` for a table another session locked, and (a role without pg_read_all_stats) for other roles' open transactions")
 	a.dbFlag(c)
 	c.ValidArgsFunction = completeDirs
 	mustComplete(c, "type", a.completeTypeList)
@@ -109,8 +112,25 @@ transaction began before that export and committed after it.`,
 				meter.Update(p.Rows, p.Bytes)
 			}
 		}
+		if o.Wait < 0 {
+			return usagef("--wait: must not be negative")
+		}
+		o.Waiting = func(n int) {
+			if !a.quiet {
+				fmt.Fprintf(a.stderr, "export: waiting up to %s (--wait) for %s of other roles to end: this role cannot read when they began (pg_read_all_stats)\n",
+					o.Wait, progress.Plural(int64(n), "transactions"))
+			}
+		}
 		m, err := export.Export(ctx, args[0], force, o)
-		if err != nil {
+		var hidden *pg.HiddenTransactionsError
+		var locked *export.LockError
+		switch {
+		case errors.As(err, &hidden):
+			return fmt.Errorf("export: %w: no sound watermark; grant pg_read_all_stats to %q (GRANT pg_read_all_stats TO %s), or run it again when they have ended",
+				err, hidden.Role, pgx.Identifier{hidden.Role}.Sanitize())
+		case errors.As(err, &locked):
+			return fmt.Errorf("export: %w (--wait)", err)
+		case err != nil:
 			return err
 		}
 		if !a.quiet {

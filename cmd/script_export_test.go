@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
@@ -28,6 +30,7 @@ func exportCmds() map[string]func(ts *testscript.TestScript, neg bool, args []st
 		"txcommit": cmdTxCommit,
 		"sqlbg":    cmdSQLBackground,
 		"sqlwait":  cmdSQLWait,
+		"readrole": cmdReadRole,
 	}
 }
 
@@ -211,4 +214,51 @@ func cmdSQLWait(ts *testscript.TestScript, neg bool, args []string) {
 	case <-time.After(2 * time.Minute):
 		ts.Fatalf("sqlwait %s: still running after 2 minutes", args[0])
 	}
+}
+
+// readrole VAR creates a least-privilege role for the script's database:
+// it may log in, connect to it and SELECT its tables (and nothing else: no
+// pg_read_all_stats), and sets VAR to DATABASE_URL as that role. Roles are
+// cluster-wide: the role is named after the script's database, and dropped
+// (with what it was granted) when the script ends.
+func cmdReadRole(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: readrole VAR")
+	}
+	role := ts.Getenv("TEST_DB_NAME") + "_reader"
+	ident := pgx.Identifier{role}.Sanitize()
+	conn := scriptConn(ts)
+	defer conn.Close(context.Background())
+	ctx := context.Background()
+	for _, s := range []string{
+		"CREATE ROLE " + ident + " LOGIN",
+		"GRANT CONNECT ON DATABASE " + pgx.Identifier{ts.Getenv("TEST_DB_NAME")}.Sanitize() + " TO " + ident,
+		"GRANT USAGE ON SCHEMA public TO " + ident,
+		"GRANT SELECT ON ALL TABLES IN SCHEMA public TO " + ident,
+	} {
+		_, err := conn.Exec(ctx, s)
+		ts.Check(err)
+	}
+	dbURL := ts.Getenv("DATABASE_URL")
+	ts.Defer(func() {
+		c, err := pgx.Connect(ctx, dbURL)
+		if err != nil {
+			ts.Logf("drop role %s: %v", role, err)
+			return
+		}
+		defer c.Close(ctx)
+		for _, s := range []string{
+			"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '" + role + "'",
+			"DROP OWNED BY " + ident, "DROP ROLE " + ident,
+		} {
+			if _, err := c.Exec(ctx, s); err != nil {
+				ts.Logf("drop role %s: %v", role, err)
+				return
+			}
+		}
+	})
+	u, err := url.Parse(dbURL)
+	ts.Check(err)
+	u.User = url.User(role)
+	ts.Setenv(args[0], u.String())
 }

@@ -38,8 +38,16 @@ type Options struct {
 	// [Since, Until] (ts); with Since the deletions since then are listed
 	// too.
 	Since, Until time.Time
-	Request      string // the command, without secrets, for the manifest
-	Version      string // fhirbulk's, for the manifest
+	// Wait bounds how long the export waits for other sessions: for a
+	// table lock (lock_timeout), and, for a role that may not read when
+	// other roles' transactions began, for those open at its start to end
+	// (pg.TakeWatermarked). 0: not at all.
+	Wait time.Duration
+	// Waiting, when set, is told that the export waits for n transactions
+	// whose start its role cannot read (once, before it waits).
+	Waiting func(n int)
+	Request string // the command, without secrets, for the manifest
+	Version string // fhirbulk's, for the manifest
 	// Progress, when set, is told how far the export is; it is called from
 	// one goroutine at a time.
 	Progress func(Progress)
@@ -74,21 +82,23 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 			folder.Abort()
 		}
 	}()
-	conn, err := pg.Connect(ctx, o.DSN)
+	conn, err := pg.ConnectWith(ctx, o.DSN, sessionSettings(o.Wait))
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close(context.Background()) //nolint:errcheck
-	snap, err := pg.Take(ctx, conn)
+	snap, err := pg.TakeWatermarked(ctx, conn, o.Wait, o.Waiting)
 	if err != nil {
 		return nil, err
 	}
 	defer snap.Close()
-	types, err := selectTypes(ctx, snap.Tx(), o.Types)
+	types, err := selectTypes(ctx, snap.Tx(), o.Types, func(tables []string) error {
+		return lockTables(ctx, snap.Tx(), tables, !o.Since.IsZero(), o.Wait)
+	})
 	if err != nil {
 		return nil, err
 	}
-	e := &exporter{o: o, folder: folder, outputs: map[string]*output{}, deleted: map[string]*output{}}
+	e := &exporter{o: o, folder: folder, coord: snap.Tx(), outputs: map[string]*output{}, deleted: map[string]*output{}}
 	tasks := plan(types, o.Parallel)
 	for _, t := range types {
 		e.estimate += max(t.Estimate, 0)
@@ -134,9 +144,16 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 }
 
 // selectTypes lists the types to export: those asked for (each must have a
-// table), else every type.
-func selectTypes(ctx context.Context, tx pgx.Tx, want []string) ([]pg.TypeInfo, error) {
-	all, err := pg.ListTypes(ctx, tx)
+// table), else every type; lock is called with their tables before any of
+// them is read.
+func selectTypes(ctx context.Context, tx pgx.Tx, want []string, lock func([]string) error) ([]pg.TypeInfo, error) {
+	var keep func(string) bool
+	if len(want) > 0 {
+		keep = func(table string) bool {
+			return slices.ContainsFunc(want, func(w string) bool { return pg.TableName(w) == table })
+		}
+	}
+	all, err := pg.ListTypesWith(ctx, tx, keep, lock)
 	if err != nil {
 		return nil, err
 	}
@@ -150,6 +167,13 @@ func selectTypes(ctx context.Context, tx pgx.Tx, want []string) ([]pg.TypeInfo, 
 			if err := pg.CheckTable(ctx, tx, w); err != nil {
 				return nil, &NoTableError{err}
 			}
+			var parent *string
+			if err := tx.QueryRow(ctx, `SELECT inhparent::regclass::text FROM pg_inherits WHERE inhrelid = to_regclass($1)`, pg.Table(w)).Scan(&parent); err != nil && err != pgx.ErrNoRows {
+				return nil, pg.Wrap(err)
+			}
+			if parent != nil {
+				return nil, &NoTableError{fmt.Errorf("table %s is a partition or an inheritance child of %s: its resources are exported with that table's type", pg.Table(w), *parent)}
+			}
 			// A table that is there but is not a type (no primary key on id).
 			return nil, &NoTableError{fmt.Errorf("table %s is not in the Aidbox layout", pg.Table(w))}
 		}
@@ -162,6 +186,7 @@ func selectTypes(ctx context.Context, tx pgx.Tx, want []string) ([]pg.TypeInfo, 
 
 type exporter struct {
 	o        Options
+	coord    pgx.Tx // the coordinator's transaction, which holds the table locks
 	folder   *sink.Folder
 	outputs  map[string]*output // by type
 	deleted  map[string]*output
@@ -173,6 +198,11 @@ type exporter struct {
 
 // run does one task on a connection reading at the snapshot.
 func (e *exporter) run(ctx context.Context, tx pgx.Tx, t task) error {
+	if tx != e.coord {
+		if err := lockNowait(ctx, tx, t); err != nil {
+			return err
+		}
+	}
 	if t.deleted {
 		out := e.deleted[t.typ]
 		if err := e.deletions(ctx, tx, t.typ, out); err != nil {

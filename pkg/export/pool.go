@@ -63,8 +63,9 @@ func sortLargestFirst(types []pg.TypeInfo) {
 
 // runTasks runs the tasks on parallel connections that all read at the
 // snapshot: the coordinator's transaction (which holds the snapshot) and
-// parallel-1 more, each joined to it. The first error stops the others;
-// it is the one returned.
+// parallel-1 more, each joined to it. A task that do refuses on a worker
+// with errOnCoordinator is done by the coordinator, after the others. The
+// first error stops the others; it is the one returned.
 func runTasks(ctx context.Context, dsn string, snap *pg.Snapshot, parallel int, tasks []task, do func(ctx context.Context, tx pgx.Tx, t task) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -73,12 +74,18 @@ func runTasks(ctx context.Context, dsn string, snap *pg.Snapshot, parallel int, 
 		queue <- t
 	}
 	close(queue)
-	work := func(tx pgx.Tx) {
-		for t := range queue {
+	deferred := make(chan task, len(tasks))
+	work := func(tx pgx.Tx, tasks <-chan task) {
+		for t := range tasks {
 			if ctx.Err() != nil {
 				return
 			}
-			if err := do(ctx, tx, t); err != nil {
+			err := do(ctx, tx, t)
+			if errors.Is(err, errOnCoordinator) && tx != snap.Tx() {
+				deferred <- t
+				continue
+			}
+			if err != nil {
 				cancel(err)
 				return
 			}
@@ -87,7 +94,7 @@ func runTasks(ctx context.Context, dsn string, snap *pg.Snapshot, parallel int, 
 	var wg sync.WaitGroup
 	for range min(parallel, len(tasks)) - 1 {
 		wg.Go(func() {
-			conn, err := pg.Connect(ctx, dsn)
+			conn, err := pg.ConnectWith(ctx, dsn, sessionSettings(-1))
 			if err != nil {
 				cancel(err)
 				return
@@ -99,11 +106,13 @@ func runTasks(ctx context.Context, dsn string, snap *pg.Snapshot, parallel int, 
 				return
 			}
 			defer tx.Rollback(context.Background()) //nolint:errcheck // read only
-			work(tx)
+			work(tx, queue)
 		})
 	}
-	work(snap.Tx())
+	work(snap.Tx(), queue)
 	wg.Wait()
+	close(deferred)
+	work(snap.Tx(), deferred)
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

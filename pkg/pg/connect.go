@@ -65,9 +65,20 @@ func ParseDSN(dsn string) (*pgx.ConnConfig, error) {
 // the database and server and gives the real cause first; they never carry
 // the password.
 func Connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	return ConnectWith(ctx, dsn, nil)
+}
+
+// ConnectWith is Connect with settings (GUCs) sent in the startup packet:
+// they rule from the session's first moment, over the role's and the
+// database's own (ALTER ROLE ... SET), with no statement to run (one that
+// a role's 1 ms statement_timeout could cancel).
+func ConnectWith(ctx context.Context, dsn string, settings map[string]string) (*pgx.Conn, error) {
 	cfg, err := ParseDSN(dsn)
 	if err != nil {
 		return nil, err
+	}
+	for k, v := range settings {
+		cfg.RuntimeParams[k] = v
 	}
 	cfg.RuntimeParams["TimeZone"] = "UTC"
 	cfg.RuntimeParams["DateStyle"] = "ISO"

@@ -420,12 +420,26 @@ type TypeInfo struct {
 // Aidbox layout (the columns, and the primary key on id alone: a _history
 // table is not a type), sorted by type name. Read in a transaction at a
 // snapshot, it lists them as of the snapshot.
+//
+// A partition (relispartition) or a child of classic inheritance is not a
+// type of its own: its rows are its parent's, and a read of the parent
+// (without ONLY) returns them, once. The parent's Blocks is the largest of
+// its tree's tables (a ctid range applies to each of them, so ranges over
+// the largest cover them all), its Estimate and Bytes their sums.
 func ListTypes(ctx context.Context, tx pgx.Tx) ([]TypeInfo, error) {
-	rows, err := tx.Query(ctx, `SELECT c.relname::text,
-			pg_relation_size(c.oid) / current_setting('block_size')::bigint,
-			c.reltuples::bigint, pg_total_relation_size(c.oid)
+	return ListTypesWith(ctx, tx, nil, nil)
+}
+
+// ListTypesWith is ListTypes for the tables keep keeps (nil: all), with a
+// call to prepare (when not nil) with their table names after the catalog
+// is read and before any of them is touched: pg_relation_size and a read
+// of a table take its lock, and an export must take its own first (see
+// export). The catalog read takes no table lock.
+func ListTypesWith(ctx context.Context, tx pgx.Tx, keep func(table string) bool, prepare func(tables []string) error) ([]TypeInfo, error) {
+	rows, err := tx.Query(ctx, `SELECT c.oid::int8, c.relname::text
 		FROM pg_class c
 		WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+		AND NOT c.relispartition AND NOT EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = c.oid)
 		AND c.relname ~ '^[a-z][a-z0-9]*$' AND length(c.relname) <= $1
 		AND (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 			AND (a.attname::text, format_type(a.atttypid, a.atttypmod)) IN (
@@ -435,6 +449,45 @@ func ListTypes(ctx context.Context, tx pgx.Tx) ([]TypeInfo, error) {
 		AND EXISTS (SELECT FROM pg_index x JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
 			WHERE x.indrelid = c.oid AND x.indisprimary AND x.indnkeyatts = 1 AND a.attname = 'id')
 		ORDER BY c.relname`, MaxTypeLen)
+	if err != nil {
+		return nil, fmt.Errorf("list the types: %w", Wrap(err))
+	}
+	type table struct {
+		oid  int64
+		name string
+	}
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (table, error) {
+		var v table
+		return v, r.Scan(&v.oid, &v.name)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list the types: %w", Wrap(err))
+	}
+	var oids []int64
+	var names []string
+	for _, t := range all {
+		if keep == nil || keep(t.name) {
+			oids = append(oids, t.oid)
+			names = append(names, t.name)
+		}
+	}
+	if len(oids) == 0 {
+		return []TypeInfo{}, nil
+	}
+	if prepare != nil {
+		if err := prepare(names); err != nil {
+			return nil, err
+		}
+	}
+	rows, err = tx.Query(ctx, `WITH RECURSIVE tree(root, rel) AS (
+			SELECT o::oid, o::oid FROM unnest($1::int8[]) o
+			UNION ALL SELECT t.root, i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.rel)
+		SELECT r.relname::text, max(pg_relation_size(t.rel)) / current_setting('block_size')::bigint,
+			CASE WHEN bool_and(c.reltuples < 0 OR c.relkind = 'p') THEN -1
+				ELSE sum(CASE WHEN c.relkind = 'p' THEN 0 ELSE greatest(c.reltuples, 0) END) END::bigint,
+			sum(pg_total_relation_size(t.rel))::bigint
+		FROM tree t JOIN pg_class c ON c.oid = t.rel JOIN pg_class r ON r.oid = t.root
+		GROUP BY r.relname ORDER BY r.relname`, oids)
 	if err != nil {
 		return nil, fmt.Errorf("list the types: %w", Wrap(err))
 	}
