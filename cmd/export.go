@@ -57,6 +57,7 @@ transaction began before that export and committed after it.`,
 	f.StringVar(&until, "until", "", "only resources changed up to `TIME`")
 	f.StringVar(&sinceManifest, "since-manifest", "", "go on from the export whose manifest is `FILE` (its watermark)")
 	f.BoolVar(&force, "force", false, "replace an existing DIR (once the new export is complete)")
+	f.BoolVar(&o.ForceSince, "force-since", false, "go on from --since-manifest even if made on another database, of other types, or its watermark is in the future")
 	f.DurationVar(&o.Wait, "wait", time.Minute, "wait up to `DURATION` for a table another session locked, and (a role without pg_read_all_stats) for other roles' open transactions")
 	a.dbFlag(c)
 	c.ValidArgsFunction = completeDirs
@@ -89,9 +90,13 @@ transaction began before that export and committed after it.`,
 			}
 		}
 		if sinceManifest != "" {
-			if o.Since, err = bulkdata.Watermark(sinceManifest); err != nil {
+			var from bulkdata.Ext
+			if o.Since, from, err = bulkdata.ReadChain(sinceManifest); err != nil {
 				return sink.FileError("--since-manifest", sinceManifest, err)
 			}
+			o.From = &from
+		} else if o.ForceSince {
+			return usagef("--force-since goes with --since-manifest")
 		}
 		o.DSN = pg.ResolveDSN(a.db, a.getenv)
 		o.Request = exportRequest(c, args)
@@ -124,7 +129,12 @@ transaction began before that export and committed after it.`,
 		m, err := export.Export(ctx, args[0], force, o)
 		var hidden *pg.HiddenTransactionsError
 		var locked *export.LockError
+		var chain *export.ChainError
 		switch {
+		case errors.As(err, &chain) && chain.Kind == "types":
+			return usagef("--since-manifest %s: %v (--force-since to go on anyway)", printable(sinceManifest), err)
+		case errors.As(err, &chain):
+			return fmt.Errorf("--since-manifest %s: %w (--force-since to go on anyway)", printable(sinceManifest), err)
 		case errors.As(err, &hidden):
 			return fmt.Errorf("export: %w: no sound watermark; grant pg_read_all_stats to %q (GRANT pg_read_all_stats TO %s), or run it again when they have ended",
 				err, hidden.Role, pgx.Identifier{hidden.Role}.Sanitize())

@@ -51,6 +51,22 @@ type Ext struct {
 	// at or after it that is not in this export is in the next.
 	Watermark string `json:"watermark"`
 	Version   string `json:"version,omitempty"` // of fhirbulk
+	// Database is the database the export read (none in manifests of
+	// fhirbulk before it recorded one).
+	Database *Database `json:"database,omitempty"`
+	// Types are the types asked for (--type), sorted; none: every type.
+	Types []string `json:"types,omitempty"`
+}
+
+// Database identifies a database (pg.Identity, as a manifest records it):
+// its cluster's system identifier and its OID decide; the rest is for
+// people. Never a password.
+type Database struct {
+	SystemIdentifier string `json:"systemIdentifier,omitempty"`
+	Name             string `json:"name"`
+	OID              uint32 `json:"oid"`
+	Host             string `json:"host,omitempty"`
+	Port             int    `json:"port,omitempty"`
 }
 
 // ExtKey is the key of fhirbulk's extension in Manifest.Extension.
@@ -88,26 +104,33 @@ var ErrNoWatermark = errors.New("no fhirbulk watermark (not written by fhirbulk 
 // Watermark reads the watermark of the manifest file at path: where an
 // export that goes on from it starts.
 func Watermark(path string) (time.Time, error) {
+	w, _, err := ReadChain(path)
+	return w, err
+}
+
+// ReadChain reads the manifest file at path for an export that goes on
+// from it: its watermark, and its fhirbulk extension (what it was made of).
+func ReadChain(path string) (time.Time, Ext, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, Ext{}, err
 	}
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
-		return time.Time{}, fmt.Errorf("not a bulk data manifest: %v", err)
+		return time.Time{}, Ext{}, fmt.Errorf("not a bulk data manifest: %v", err)
 	}
 	if m.TransactionTime == "" {
-		return time.Time{}, errors.New("not a bulk data manifest: no transactionTime")
+		return time.Time{}, Ext{}, errors.New("not a bulk data manifest: no transactionTime")
 	}
 	e, ok := m.Ext()
 	if !ok || e.Watermark == "" {
-		return time.Time{}, ErrNoWatermark
+		return time.Time{}, Ext{}, ErrNoWatermark
 	}
 	w, err := time.Parse(time.RFC3339Nano, e.Watermark)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("watermark %q: not an RFC 3339 instant", e.Watermark)
+		return time.Time{}, Ext{}, fmt.Errorf("watermark %q: not an RFC 3339 instant", e.Watermark)
 	}
-	return w, nil
+	return w, e, nil
 }
 
 // Outcome extension URLs: what an errors file says of a bad line besides

@@ -46,8 +46,15 @@ type Options struct {
 	// Waiting, when set, is told that the export waits for n transactions
 	// whose start its role cannot read (once, before it waits).
 	Waiting func(n int)
-	Request string // the command, without secrets, for the manifest
-	Version string // fhirbulk's, for the manifest
+	// From, when not nil, is the extension of the manifest the export goes
+	// on from (--since-manifest; Since is its watermark): Export refuses
+	// one made on another database, with another set of types, or with a
+	// watermark after this export's snapshot (a *ChainError), unless
+	// ForceSince.
+	From       *bulkdata.Ext
+	ForceSince bool
+	Request    string // the command, without secrets, for the manifest
+	Version    string // fhirbulk's, for the manifest
 	// Progress, when set, is told how far the export is; it is called from
 	// one goroutine at a time.
 	Progress func(Progress)
@@ -87,11 +94,20 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 		return nil, err
 	}
 	defer conn.Close(context.Background()) //nolint:errcheck
+	id, err := pg.ReadIdentity(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
 	snap, err := pg.TakeWatermarked(ctx, conn, o.Wait, o.Waiting)
 	if err != nil {
 		return nil, err
 	}
 	defer snap.Close()
+	if o.From != nil && !o.ForceSince {
+		if err := checkChain(*o.From, id, typeSet(o.Types), o.Since, snap.At); err != nil {
+			return nil, err
+		}
+	}
 	types, err := selectTypes(ctx, snap.Tx(), o.Types, func(tables []string) error {
 		return lockTables(ctx, snap.Tx(), tables, !o.Since.IsZero(), o.Wait)
 	})
@@ -119,7 +135,7 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 		}
 		return nil, err
 	}
-	m := e.manifest(snap)
+	m := e.manifest(snap, id)
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, err
@@ -319,7 +335,7 @@ func (e *exporter) all() []*output {
 // manifest is the export's HL7 manifest. Its transactionTime is the
 // watermark less a microsecond: a client that asks the next export for
 // changes after it (HL7's _since is exclusive) misses nothing.
-func (e *exporter) manifest(snap *pg.Snapshot) *bulkdata.Manifest {
+func (e *exporter) manifest(snap *pg.Snapshot, id pg.Identity) *bulkdata.Manifest {
 	watermark := snap.Watermark
 	if !e.o.Until.IsZero() && e.o.Until.Before(watermark) {
 		watermark = e.o.Until.Add(time.Microsecond) // what is after Until is not in this export
@@ -342,7 +358,8 @@ func (e *exporter) manifest(snap *pg.Snapshot) *bulkdata.Manifest {
 			m.Deleted = append(m.Deleted, d.files...)
 		}
 	}
-	ext := bulkdata.Ext{Format: "aidbox", Snapshot: bulkdata.FormatTime(snap.At), Watermark: bulkdata.FormatTime(watermark), Version: e.o.Version}
+	ext := bulkdata.Ext{Format: "aidbox", Snapshot: bulkdata.FormatTime(snap.At), Watermark: bulkdata.FormatTime(watermark), Version: e.o.Version,
+		Database: databaseOf(id), Types: typeSet(e.o.Types)}
 	if e.o.FHIR {
 		ext.Format = "fhir"
 	}
