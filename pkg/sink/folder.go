@@ -31,17 +31,28 @@ type Folder struct {
 // folderLock is the name of a temporary folder's lock file.
 const folderLock = ".lock"
 
+// ErrNotFolder is returned (wrapped) when a folder's path is something
+// else (a file, a symbolic link, ...): it is never replaced.
+var ErrNotFolder = errors.New("not a folder")
+
+// ErrNotExport is returned (wrapped) by a forced Folder whose path is a
+// folder that is neither empty nor holds a manifest.json: force replaces
+// an earlier export, not a home folder given by mistake.
+var ErrNotExport = errors.New("not an earlier export (no manifest.json), and not empty")
+
+// Manifest is the file whose presence makes a folder an export that force
+// may replace.
+const Manifest = "manifest.json"
+
 // OpenFolder prepares a new folder at path. An existing path is refused
-// unless force (and then it must be a folder: it is replaced by Commit,
-// only once the new one is complete). The parent folder must exist.
+// unless force, and then it must be a folder that is empty or holds a
+// Manifest (it is replaced by Commit, only once the new one is complete).
+// The parent folder must exist.
 func OpenFolder(path string, force bool) (*Folder, error) {
 	path = filepath.Clean(path)
 	if old, err := os.Lstat(path); err == nil {
-		switch {
-		case !old.IsDir():
-			return nil, fmt.Errorf("output %s is not a folder: %w", path, ErrNotRegular)
-		case !force:
-			return nil, fmt.Errorf("output %s %w (use --force to replace it)", path, ErrExists)
+		if err := replaceable(path, old, force); err != nil {
+			return nil, err
 		}
 	}
 	removeStaleTemps(path)
@@ -136,13 +147,11 @@ func (f *Folder) Abort() {
 // force, and then the old folder is swapped out and removed.
 func publishFolder(tmp, path string, force bool) error {
 	old, err := os.Lstat(path)
-	switch {
-	case err != nil:
+	if err != nil {
 		return renameNoReplace(tmp, path)
-	case !old.IsDir():
-		return fmt.Errorf("output %s is not a folder: %w", path, ErrNotRegular)
-	case !force:
-		return fmt.Errorf("output %s %w (use --force to replace it)", path, ErrExists)
+	}
+	if err := replaceable(path, old, force); err != nil {
+		return err
 	}
 	if err := exchange(tmp, path); err != nil {
 		return FileError("output", path, err)
@@ -181,4 +190,34 @@ func swapAside(from, to string) error {
 		return err
 	}
 	return os.Rename(aside, from)
+}
+
+// replaceable says why the existing path (old is its Lstat) may not be
+// replaced by a folder, or nil.
+func replaceable(path string, old fs.FileInfo, force bool) error {
+	if !old.IsDir() {
+		kind := "a file"
+		switch mode := old.Mode(); {
+		case mode&fs.ModeSymlink != 0:
+			kind = "a symbolic link"
+		case !mode.IsRegular():
+			kind = "a special file"
+		}
+		return fmt.Errorf("output %s is %s, %w: it is never replaced", path, kind, ErrNotFolder)
+	}
+	if !force {
+		return fmt.Errorf("output %s %w (use --force to replace it)", path, ErrExists)
+	}
+	if m, err := os.Lstat(filepath.Join(path, Manifest)); err == nil && m.Mode().IsRegular() {
+		return nil
+	}
+	d, err := os.Open(path)
+	if err != nil {
+		return FileError("output", path, err)
+	}
+	defer d.Close()
+	if names, _ := d.Readdirnames(1); len(names) > 0 {
+		return fmt.Errorf("output %s is %w: --force replaces only those", path, ErrNotExport)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -37,10 +38,22 @@ func TestFolderAppearsWhole(t *testing.T) {
 		t.Fatalf("left beside it: %v", others)
 	}
 
-	// An existing folder: refused without force; with it, replaced whole.
+	// An existing folder: refused without force; with it, replaced whole,
+	// but only an earlier export (a manifest.json) or an empty folder.
 	if _, err := OpenFolder(path, false); !errors.Is(err, ErrExists) {
 		t.Fatalf("existing folder: %v", err)
 	}
+	if _, err := OpenFolder(path, true); !errors.Is(err, ErrNotExport) {
+		t.Fatalf("a folder without a manifest: %v", err)
+	}
+	os.Mkdir(filepath.Join(parent, "empty"), 0o755) //nolint:errcheck
+	if e, err := OpenFolder(filepath.Join(parent, "empty"), true); err != nil {
+		t.Fatalf("an empty folder: %v", err)
+	} else {
+		e.Abort()
+	}
+	os.Remove(filepath.Join(parent, "empty"))                        //nolint:errcheck
+	os.WriteFile(filepath.Join(path, Manifest), []byte("{}"), 0o644) //nolint:errcheck
 	g, err := OpenFolder(path, true)
 	if err != nil {
 		t.Fatal(err)
@@ -69,8 +82,12 @@ func TestFolderAppearsWhole(t *testing.T) {
 		t.Fatalf("left after Abort: %v", others)
 	}
 	os.WriteFile(filepath.Join(parent, "file"), nil, 0o644) //nolint:errcheck
-	if _, err := OpenFolder(filepath.Join(parent, "file"), true); !errors.Is(err, ErrNotRegular) {
+	if _, err := OpenFolder(filepath.Join(parent, "file"), true); !errors.Is(err, ErrNotFolder) || err.Error() != "output "+filepath.Join(parent, "file")+" is a file, not a folder: it is never replaced" {
 		t.Fatalf("a file at the path: %v", err)
+	}
+	os.Symlink(path, filepath.Join(parent, "link")) //nolint:errcheck
+	if _, err := OpenFolder(filepath.Join(parent, "link"), true); !errors.Is(err, ErrNotFolder) || !strings.Contains(err.Error(), "link is a symbolic link, not a folder") {
+		t.Fatalf("a link at the path: %v", err)
 	}
 }
 
@@ -83,17 +100,41 @@ func TestFolderStaleRemoved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead := filepath.Join(parent, ".export.0123456789ab.tmp")
-	os.Mkdir(dead, 0o755)                                           //nolint:errcheck
-	os.WriteFile(filepath.Join(dead, folderLock), nil, 0o600)       //nolint:errcheck
-	os.WriteFile(filepath.Join(dead, "Patient.ndjson"), nil, 0o644) //nolint:errcheck
-	other, err := OpenFolder(path, false)
+	// A killed run's folder, of this name and of last night's (a folder
+	// per night never comes back to a name); and what is not ours.
+	var dead []string
+	for _, name := range []string{".export.0123456789ab.tmp", ".2026-11-30.0123456789ab.tmp"} {
+		d := filepath.Join(parent, name)
+		os.Mkdir(d, 0o755)                                           //nolint:errcheck
+		os.WriteFile(filepath.Join(d, folderLock), nil, 0o600)       //nolint:errcheck
+		os.WriteFile(filepath.Join(d, "Patient.ndjson"), nil, 0o644) //nolint:errcheck
+		dead = append(dead, d)
+	}
+	var kept []string
+	for _, name := range []string{".other.0123456789ab.tmp", ".x.0123456789xy.tmp", ".x.012345.tmp", "x.0123456789ab.tmp"} {
+		d := filepath.Join(parent, name)
+		os.Mkdir(d, 0o755) //nolint:errcheck
+		if name == ".other.0123456789ab.tmp" {
+			continue // no lock file: not a Folder's (or one being renamed)
+		}
+		os.WriteFile(filepath.Join(d, folderLock), nil, 0o600) //nolint:errcheck
+		kept = append(kept, d)
+	}
+	kept = append(kept, filepath.Join(parent, ".other.0123456789ab.tmp"))
+	other, err := OpenFolder(filepath.Join(parent, "2026-12-01"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer other.Abort()
-	if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the dead run's folder is still there: %v", err)
+	for _, d := range dead {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the dead run's folder %s is still there: %v", d, err)
+		}
+	}
+	for _, d := range kept {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s was removed: %v", d, err)
+		}
 	}
 	if _, err := os.Stat(live.tmp); err != nil {
 		t.Errorf("the live run's folder was removed: %v", err)

@@ -70,8 +70,12 @@ func flock(fd int) error {
 // removeStaleTemps removes the temporary files that runs writing path
 // left when they were killed: regular files named as createTemp names them
 // for path whose lock can be taken (their writer is gone). Files of other
-// names, and those whose writer still runs, are not touched. Errors are
-// ignored: this is tidying, never a reason to fail.
+// names, and those whose writer still runs, are not touched. Temporary
+// folders (a Folder's, ".NAME.<12 hex>.tmp" holding a lock file) are
+// removed whatever NAME: an export to a new folder every night
+// ($(date +%F)) never writes the same name twice, and the folder a killed
+// run left would stay for good. Errors are ignored: this is tidying, never
+// a reason to fail.
 func removeStaleTemps(path string) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
@@ -85,12 +89,12 @@ func removeStaleTemps(path string) {
 	d.Close() //nolint:errcheck
 	for _, e := range entries {
 		switch {
+		case e.IsDir() && isTempFolder(e.Name()):
+			// A Folder's: its lock file inside marks a live writer.
+			removeIfUnlocked(filepath.Join(dir, e.Name(), folderLock), filepath.Join(dir, e.Name()))
 		case !isTempOf(e.Name(), base):
 		case e.Type().IsRegular():
 			removeIfUnlocked(filepath.Join(dir, e.Name()), "")
-		case e.IsDir():
-			// A Folder's: its lock file inside marks a live writer.
-			removeIfUnlocked(filepath.Join(dir, e.Name(), folderLock), filepath.Join(dir, e.Name()))
 		}
 	}
 }
