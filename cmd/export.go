@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -143,6 +144,10 @@ transaction began before that export and committed after it.`,
 		case err != nil:
 			return err
 		}
+		if n := errorCount(m); n > 0 {
+			fmt.Fprintf(a.stderr, "export: %s could not be exported (not a JSON object, or no id): listed in %s\n",
+				progress.Plural(n, "resources"), printable(filepath.Join(args[0], m.Error[0].URL)))
+		}
 		if !a.quiet {
 			var rows int64
 			for _, f := range m.Output {
@@ -186,6 +191,14 @@ func exportRequest(c *cobra.Command, args []string) string {
 func deletedCount(m *bulkdata.Manifest) int64 {
 	var n int64
 	for _, f := range m.Deleted {
+		n += *f.Count
+	}
+	return n
+}
+
+func errorCount(m *bulkdata.Manifest) int64 {
+	var n int64
+	for _, f := range m.Error {
 		n += *f.Count
 	}
 	return n

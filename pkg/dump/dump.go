@@ -36,6 +36,26 @@ type Options struct {
 	// Progress, when set, is called with the rows written so far, every
 	// 4096 rows and at the end.
 	Progress func(rows int64)
+	// Bad, when set, is told of each row that cannot be written (a
+	// resource that is not a JSON object, an empty id: a *BadRowError),
+	// which is then left out; its error, if any, ends the dump. When not
+	// set, the first such row ends the dump with its *BadRowError.
+	Bad func(*BadRowError) error
+}
+
+// BadRowError is a stored row that cannot be a resource line.
+type BadRowError struct {
+	Type   string
+	ID     string // "" for an empty id
+	Txid   int64  // its version, to find a row without an id
+	Reason string
+}
+
+func (e *BadRowError) Error() string {
+	if e.ID == "" {
+		return fmt.Sprintf("%s row of txid %d: %s", e.Type, e.Txid, e.Reason)
+	}
+	return fmt.Sprintf("resource %s/%s: %s", e.Type, e.ID, e.Reason)
 }
 
 // ParseSince reads a --since value: RFC 3339, or YYYY-MM-DD meaning UTC midnight.
@@ -75,7 +95,7 @@ func Dump(ctx context.Context, tx pgx.Tx, opts Options, w io.Writer) (int64, err
 	if opts.ByID {
 		query += ` ORDER BY id COLLATE "C"`
 	}
-	sp := &splicer{w: w, progress: opts.Progress, typ: opts.Type}
+	sp := &splicer{w: w, progress: opts.Progress, typ: opts.Type, bad: opts.Bad}
 	if opts.FHIR {
 		sp.conv = fhirformat.New(fhirformat.ToFHIR)
 	}
@@ -99,6 +119,10 @@ func Dump(ctx context.Context, tx pgx.Tx, opts Options, w io.Writer) (int64, err
 		return 0, fmt.Errorf("no table for resource type %q", opts.Type)
 	case sp.werr != nil:
 		return sp.n, sp.werr // the writer failed (a closed pipe, a full disk): its own error
+	case errors.As(err, new(*BadRowError)):
+		var bad *BadRowError
+		errors.As(err, &bad)
+		return sp.n, bad
 	default:
 		return sp.n, fmt.Errorf("dump %s: %w", opts.Type, pg.Wrap(err))
 	}
@@ -139,6 +163,7 @@ func (o Options) where() string {
 // splicer turns binary rows (id, txid, ts, cts, resource) into ndjson lines.
 type splicer struct {
 	w        io.Writer
+	bad      func(*BadRowError) error
 	progress func(rows int64)
 	prefix   []byte // {"resourceType":"T","id":
 	compact  []byte // the stored resource, compacted
@@ -167,6 +192,20 @@ func (s *splicer) row(f [][]byte) error {
 	if len(f) != 5 || f[0] == nil || f[1] == nil || f[4] == nil {
 		return errors.New("row with a NULL id, txid or resource")
 	}
+	txid, err := pg.Int8(f[1])
+	if err != nil {
+		return err
+	}
+	badRow := func(reason string) error {
+		e := &BadRowError{Type: s.typ, ID: string(f[0]), Txid: txid, Reason: reason}
+		if s.bad == nil {
+			return e
+		}
+		return s.bad(e)
+	}
+	if len(f[0]) == 0 {
+		return badRow("empty id")
+	}
 	raw, err := pg.JSONB(f[4])
 	if err != nil {
 		return err
@@ -176,17 +215,13 @@ func (s *splicer) row(f [][]byte) error {
 			s.fhirOut, err = s.conv.ResourceOfType(s.fhirOut[:0], s.fhirIn, s.typ)
 		}
 		if err != nil {
-			return fmt.Errorf("resource %q: %w", f[0], err)
+			return badRow(err.Error())
 		}
 		raw = s.fhirOut
 	}
 	s.compact, err = ndjson.CompactObject(s.compact[:0], raw, topKeys, s.spans[:])
 	if err != nil {
-		return fmt.Errorf("resource %q: %w", f[0], err)
-	}
-	txid, err := pg.Int8(f[1])
-	if err != nil {
-		return err
+		return badRow(err.Error())
 	}
 	b := append(s.line[:0], s.prefix...)
 	b = ndjson.AppendString(b, f[0])

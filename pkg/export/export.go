@@ -14,6 +14,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -114,7 +115,8 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 	if err != nil {
 		return nil, err
 	}
-	e := &exporter{o: o, folder: folder, coord: snap.Tx(), outputs: map[string]*output{}, deleted: map[string]*output{}}
+	e := &exporter{o: o, folder: folder, coord: snap.Tx(), outputs: map[string]*output{}, deleted: map[string]*output{},
+		errs: &output{folder: folder, prefix: "error", fileType: "OperationOutcome", gzip: o.Gzip, pending: 1}}
 	tasks := plan(types, o.Parallel)
 	for _, t := range types {
 		e.estimate += max(t.Estimate, 0)
@@ -129,7 +131,11 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 			e.outputs[t.typ].pending++
 		}
 	}
-	if err := runTasks(ctx, o.DSN, snap, o.Parallel, tasks, e.run); err != nil {
+	err = runTasks(ctx, o.DSN, snap, o.Parallel, tasks, e.run)
+	if err == nil {
+		err = e.errs.taskDone()
+	}
+	if err != nil {
 		for _, out := range e.all() {
 			out.abort()
 		}
@@ -206,6 +212,7 @@ type exporter struct {
 	folder   *sink.Folder
 	outputs  map[string]*output // by type
 	deleted  map[string]*output
+	errs     *output // the rows that cannot be exported, as OperationOutcomes
 	estimate int64
 
 	mu          sync.Mutex // for the progress counters and the callback
@@ -230,7 +237,7 @@ func (e *exporter) run(ctx context.Context, tx pgx.Tx, t task) error {
 	b := &batch{out: out}
 	counted := &countingWriter{w: b}
 	var lastRows, lastBytes int64
-	opts := dump.Options{Type: t.typ, FHIR: e.o.FHIR, ChangedFrom: e.o.Since, ChangedUntil: e.o.Until, Blocks: t.blocks,
+	opts := dump.Options{Type: t.typ, FHIR: e.o.FHIR, ChangedFrom: e.o.Since, ChangedUntil: e.o.Until, Blocks: t.blocks, Bad: e.bad,
 		Progress: func(rows int64) {
 			e.add(rows-lastRows, counted.n-lastBytes)
 			lastRows, lastBytes = rows, counted.n
@@ -321,8 +328,36 @@ func deletedLine(b []byte, t, id string, at time.Time) []byte {
 	return append(b, "}}]}\n"...)
 }
 
+// bad lists a row that cannot be exported in the error file, as HL7 bulk
+// exports report theirs: an OperationOutcome, whose issue names the row.
+// The export goes on without it.
+func (e *exporter) bad(b *dump.BadRowError) error {
+	return e.errs.write(outcomeLine(b))
+}
+
+// outcomeLine is the error file's line for a bad row.
+func outcomeLine(b *dump.BadRowError) []byte {
+	type issue struct {
+		Severity    string   `json:"severity"`
+		Code        string   `json:"code"`
+		Diagnostics string   `json:"diagnostics"`
+		Expression  []string `json:"expression,omitempty"`
+	}
+	diagnostics := b.Error() + ": not exported"
+	if b.ID != "" {
+		diagnostics = b.Error() + " (txid " + strconv.FormatInt(b.Txid, 10) + "): not exported"
+	}
+	o := struct {
+		ResourceType string  `json:"resourceType"`
+		Issue        []issue `json:"issue"`
+	}{"OperationOutcome", []issue{{Severity: "error", Code: "invalid",
+		Diagnostics: diagnostics, Expression: []string{b.Type}}}}
+	j, _ := json.Marshal(o) //nolint:errchkjson // strings
+	return append(j, '\n')
+}
+
 func (e *exporter) all() []*output {
-	var outs []*output
+	outs := []*output{e.errs}
 	for _, o := range e.outputs {
 		outs = append(outs, o)
 	}
@@ -358,6 +393,7 @@ func (e *exporter) manifest(snap *pg.Snapshot, id pg.Identity) *bulkdata.Manifes
 			m.Deleted = append(m.Deleted, d.files...)
 		}
 	}
+	m.Error = append(m.Error, e.errs.files...)
 	ext := bulkdata.Ext{Format: "aidbox", Snapshot: bulkdata.FormatTime(snap.At), Watermark: bulkdata.FormatTime(watermark), Version: e.o.Version,
 		Database: databaseOf(id), Types: typeSet(e.o.Types)}
 	if e.o.FHIR {
