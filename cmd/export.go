@@ -121,6 +121,10 @@ transaction began before that export and committed after it.`,
 		if o.Wait < 0 {
 			return usagef("--wait: must not be negative")
 		}
+		o.Capped = func(asked, used, free int) {
+			fmt.Fprintf(a.stderr, "export: --parallel %d capped at %d: the server has %s free besides this one, and the export leaves a quarter of them (at least one) to others\n",
+				asked, used, progress.Plural(int64(free), "connection slots"))
+		}
 		o.Waiting = func(n int) {
 			if !a.quiet {
 				fmt.Fprintf(a.stderr, "export: waiting up to %s (--wait) for %s of other roles to end: this role cannot read when they began (pg_read_all_stats)\n",

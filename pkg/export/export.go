@@ -44,6 +44,9 @@ type Options struct {
 	// other roles' transactions began, for those open at its start to end
 	// (pg.TakeWatermarked). 0: not at all.
 	Wait time.Duration
+	// Capped, when set, is told that Parallel was more than the server's
+	// free connection slots allow (see freeSlots), and how many it uses.
+	Capped func(asked, used, free int)
 	// Waiting, when set, is told that the export waits for n transactions
 	// whose start its role cannot read (once, before it waits).
 	Waiting func(n int)
@@ -98,6 +101,18 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 	id, err := pg.ReadIdentity(ctx, conn)
 	if err != nil {
 		return nil, err
+	}
+	if o.Parallel > 1 {
+		free, err := freeSlots(ctx, conn)
+		if err != nil {
+			return nil, err
+		}
+		if most := 1 + max(free-max(1, free/4), 0); o.Parallel > most {
+			if o.Capped != nil {
+				o.Capped(o.Parallel, most, free)
+			}
+			o.Parallel = most
+		}
 	}
 	snap, err := pg.TakeWatermarked(ctx, conn, o.Wait, o.Waiting)
 	if err != nil {
@@ -480,3 +495,26 @@ func Dump(ctx context.Context, conn *pgx.Conn, dsn string, parallel int, opts du
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// freeSlots is how many more connections the server would take from this
+// role now: max_connections, less the slots reserved for superusers (for
+// a role that is not one), less the sessions open; and no more than the
+// role's and the database's own limits allow. A role that may not see
+// other roles' sessions still sees that they are there (pg_stat_activity
+// lists them all); background processes without a role are not counted.
+// The export takes at most three quarters of them (Export), so that it
+// never takes every slot from the application.
+func freeSlots(ctx context.Context, conn *pgx.Conn) (int, error) {
+	var free int
+	err := conn.QueryRow(ctx, `SELECT least(
+		current_setting('max_connections')::int
+			- CASE WHEN r.rolsuper THEN 0 ELSE current_setting('superuser_reserved_connections')::int END
+			- (SELECT count(*) FROM pg_stat_activity WHERE usesysid IS NOT NULL)::int,
+		CASE WHEN r.rolconnlimit >= 0 THEN r.rolconnlimit - (SELECT count(*) FROM pg_stat_activity WHERE usesysid = r.oid)::int ELSE 1 << 30 END,
+		CASE WHEN d.datconnlimit >= 0 THEN d.datconnlimit - (SELECT count(*) FROM pg_stat_activity WHERE datid = d.oid)::int ELSE 1 << 30 END)
+		FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = current_database()`).Scan(&free)
+	if err != nil {
+		return 0, fmt.Errorf("count the free connection slots: %w", pg.Wrap(err))
+	}
+	return max(free, 0), nil
+}
