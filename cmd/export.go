@@ -17,6 +17,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/dump"
 	"github.com/fhirbulk/fhirbulk/pkg/export"
+	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/progress"
 	"github.com/fhirbulk/fhirbulk/pkg/sink"
@@ -70,9 +71,15 @@ transaction began before that export and committed after it.`,
 				return usagef("--type: %v", err)
 			}
 		}
+		if c.Flags().Changed("type") && len(types) == 0 {
+			return usagef("--type: no type given (leave --type out for every type)")
+		}
 		o.Types = types
 		if o.Parallel < 1 {
 			return usagef("--parallel: must be at least 1")
+		}
+		if split > 0 && split < minSplitSize {
+			return usagef("--split-size: %s is less than %s, the least (a size takes a unit: 500MB, 1GiB)", split.String(), ndjson.FormatSize(minSplitSize))
 		}
 		o.SplitSize = int64(split)
 		if since != "" && sinceManifest != "" {
@@ -170,8 +177,14 @@ transaction began before that export and committed after it.`,
 	return c
 }
 
-// exportRequest is the command as the manifest records it: the flags given
-// (never --db), then DIR, with any URL in them redacted.
+// minSplitSize is the least --split-size: "--split-size 10" (bytes, meant
+// as 10 GB?) once made a file of every line, 43,350 of them. Smaller
+// pieces than this are a mistake, not a choice.
+const minSplitSize = 16 << 10
+
+// exportRequest is the command as the manifest records it, as it can be
+// run again (shell-quoted where needed): the flags given (never --db),
+// then DIR, with any URL in them redacted.
 func exportRequest(c *cobra.Command, args []string) string {
 	parts := []string{"fhirbulk", "export"}
 	c.Flags().Visit(func(f *pflag.Flag) {
@@ -183,13 +196,27 @@ func exportRequest(c *cobra.Command, args []string) string {
 			return
 		}
 		v := f.Value.String()
-		if sv, ok := f.Value.(pflag.SliceValue); ok {
-			v = strings.Join(sv.GetSlice(), ",")
+		switch fv := f.Value.(type) {
+		case pflag.SliceValue:
+			v = strings.Join(fv.GetSlice(), ",")
+		case *sizeValue:
+			v = fv.text()
 		}
-		parts = append(parts, "--"+f.Name+"="+v)
+		parts = append(parts, shellQuote("--"+f.Name+"="+v))
 	})
-	parts = append(parts, args...)
+	for _, a := range args {
+		parts = append(parts, shellQuote(a))
+	}
 	return source.RedactText(strings.Join(parts, " "))
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but
+// characters that need no quoting.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=,@%+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func deletedCount(m *bulkdata.Manifest) int64 {

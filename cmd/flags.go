@@ -60,6 +60,12 @@ func (s *sizeValue) Set(v string) error {
 	return nil
 }
 
+// text is the size as a flag can be given again: 1GiB, 500000000 (no
+// space, which String's "1 GiB" has).
+func (s *sizeValue) text() string {
+	return strings.ReplaceAll(strings.TrimSuffix(strings.TrimSuffix(ndjson.FormatSize(int64(*s)), " bytes"), " byte"), " ", "")
+}
+
 var sizeUnits = []struct {
 	suffix string
 	mult   int64

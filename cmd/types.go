@@ -59,6 +59,10 @@ and its size on disk (indexes and TOAST included).`,
 			}
 			list = append(list, entry{Type: t.Type, Count: n, Bytes: t.Bytes})
 		}
+		if len(list) == 0 && !asJSON {
+			fmt.Fprintf(a.stderr, "types: no resource types (no table in the Aidbox layout) in %s\n", pg.Where(&conn.Config().Config))
+			return nil
+		}
 		if asJSON {
 			out, _ := json.Marshal(list) //nolint:errchkjson // plain values
 			_, err := fmt.Fprintln(a.stdout, string(out))
