@@ -43,7 +43,13 @@ With --since or --since-manifest the export is incremental: the resources
 changed since then, and deleted.TYPE.ndjson files listing those deleted
 (HL7 transaction Bundles of DELETE entries). --since-manifest goes on from
 an earlier export's watermark and misses no change, even one whose
-transaction began before that export and committed after it.`,
+transaction began before that export and committed after it.
+
+The tables read are locked IN ACCESS SHARE MODE until the export ends, as
+pg_dump locks them: a TRUNCATE or a table rewrite waits for it. A role
+without pg_read_all_stats cannot see when other roles' transactions began:
+the export then waits (--wait) for those open at its start to end, or
+refuses; grant it pg_read_all_stats to spare the wait.`,
 		Example: `  fhirbulk export /exports/full
   fhirbulk export --type Patient,Observation --gzip --split-size 1GiB /exports/clinical
   fhirbulk export --since-manifest /exports/last/manifest.json /exports/$(date +%F)`,
@@ -58,7 +64,7 @@ transaction began before that export and committed after it.`,
 	f.StringVar(&since, "since", "", "only resources changed after `TIME` (RFC 3339 or YYYY-MM-DD), and deletions")
 	f.StringVar(&until, "until", "", "only resources changed up to `TIME`")
 	f.StringVar(&sinceManifest, "since-manifest", "", "go on from the export whose manifest is `FILE` (its watermark)")
-	f.BoolVar(&force, "force", false, "replace an existing DIR (once the new export is complete)")
+	f.BoolVar(&force, "force", false, "replace an existing DIR that holds an earlier export, once the new one is complete")
 	f.BoolVar(&o.ForceSince, "force-since", false, "go on from --since-manifest even if made on another database, of other types, or its watermark is in the future")
 	f.DurationVar(&o.Wait, "wait", time.Minute, "wait up to `DURATION` for a table another session locked, and (a role without pg_read_all_stats) for other roles' open transactions")
 	a.dbFlag(c)
