@@ -210,6 +210,9 @@ func (s *splicer) row(f [][]byte) error {
 	if err != nil {
 		return err
 	}
+	if len(raw) == 0 || raw[0] != '{' { // jsonb's text has no leading space
+		return badRow("resource is not a JSON object but " + jsonKind(raw))
+	}
 	if s.conv != nil {
 		if s.fhirIn, err = ndjson.CompactObject(s.fhirIn[:0], raw, nil, nil); err == nil {
 			s.fhirOut, err = s.conv.ResourceOfType(s.fhirOut[:0], s.fhirIn, s.typ)
@@ -355,4 +358,23 @@ func appendExtensions(b, arr, created []byte) []byte {
 		b = append(b, created...)
 	}
 	return append(b, ']')
+}
+
+// jsonKind names the kind of JSON value v is, for a message.
+func jsonKind(v []byte) string {
+	if len(v) == 0 {
+		return "nothing"
+	}
+	switch v[0] {
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "a number"
+	}
 }
