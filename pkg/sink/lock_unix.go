@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -97,6 +98,16 @@ func removeStaleTemps(path string) {
 			removeIfUnlocked(filepath.Join(dir, e.Name()), "")
 		}
 	}
+}
+
+// isTempFolder reports whether name is named as a Folder's temporary
+// folder for some final name: ".NAME.<12 hex>.tmp".
+func isTempFolder(name string) bool {
+	rest, ok := strings.CutSuffix(name, ".tmp")
+	if !ok || len(rest) < 2+tempSuffixLen+1 || rest[0] != '.' || rest[len(rest)-tempSuffixLen-1] != '.' {
+		return false
+	}
+	return isTempOf(name, rest[1:len(rest)-tempSuffixLen-1])
 }
 
 // removeIfUnlocked removes the file name if it is a regular file whose lock

@@ -253,16 +253,6 @@ func isTempOf(name, base string) bool {
 	return true
 }
 
-// isTempFolder reports whether name is named as a Folder's temporary
-// folder for some final name: ".NAME.<12 hex>.tmp".
-func isTempFolder(name string) bool {
-	rest, ok := strings.CutSuffix(name, ".tmp")
-	if !ok || len(rest) < 2+tempSuffixLen+1 || rest[0] != '.' || rest[len(rest)-tempSuffixLen-1] != '.' {
-		return false
-	}
-	return isTempOf(name, rest[1:len(rest)-tempSuffixLen-1])
-}
-
 // FileError is err about the file at path, said as "<what> <path>:
 // <reason>": the *PathError wrapper, whose path may be a temporary name,
 // is dropped, so that the user's path is the one named.
