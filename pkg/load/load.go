@@ -406,6 +406,14 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 			l.stage.rolledBack()
 		}
 	}()
+	if l.Opts.PreserveMeta {
+		var now time.Time
+		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
+			return Result{}, l.dbError(ctx, err, st)
+		}
+		st.notAfter = now.Add(LastUpdatedSlack)
+		st.advance = func(txid int64) (int64, error) { return l.Layout.AdvanceTxids(ctx, txid) }
+	}
 	if allowDirect {
 		now, ok, err := l.directCandidate(ctx, tx)
 		if err != nil {
@@ -452,6 +460,9 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 	if err := l.checkCount(st); err != nil {
 		return Result{}, err
 	}
+	if err := st.advanceTxids(); err != nil { // done by the last fill already; no txid is drawn before it
+		return Result{}, l.dbError(ctx, err, st)
+	}
 	// Writers of one type take turns (pg.LockType); a source of several types
 	// takes their locks in the one order every process uses.
 	types := slices.Clone(st.order)
@@ -463,9 +474,6 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 		if err := l.moveSkipping(ctx, tx, st, t); err != nil {
 			return Result{}, l.dbError(ctx, err, st)
 		}
-	}
-	if err := l.advanceTxids(ctx, tx, st); err != nil {
-		return Result{}, l.dbError(ctx, err, st)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return Result{}, l.dbError(ctx, err, st)
@@ -554,6 +562,18 @@ func (l *Loader) directCandidate(ctx context.Context, tx pgx.Tx) (time.Time, boo
 		if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM `+pg.Table(t)+`)`).Scan(&empty); err != nil {
 			return time.Time{}, false, err
 		}
+		if empty && l.Opts.PreserveMeta {
+			// A direct COPY does not compare preserved txids with the
+			// versions in history (a deletion): only the staged path does.
+			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NULL`, pg.HistoryTable(t)).Scan(&empty); err != nil {
+				return time.Time{}, false, err
+			}
+			if !empty {
+				if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM `+pg.HistoryTable(t)+`)`).Scan(&empty); err != nil {
+					return time.Time{}, false, err
+				}
+			}
+		}
 		if !empty {
 			l.markFilled(map[string]int64{t: 1})
 			return time.Time{}, false, nil
@@ -578,8 +598,14 @@ func (l *Loader) directCandidate(ctx context.Context, tx pgx.Tx) (time.Time, boo
 // and the source is loaded again the staged way.
 func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, st *stager, cs *copySource, now time.Time) (Result, error) {
 	st.direct = &direct{
-		now:   now,
-		txids: &txidBlocks{fetch: func(n int) ([]int64, error) { return l.Layout.NextTxids(ctx, n) }},
+		now: now,
+		txids: &txidBlocks{fetch: func(n int) ([]int64, error) {
+			// Past every txid preserved so far first, so that none is drawn.
+			if err := st.advanceTxids(); err != nil {
+				return nil, err
+			}
+			return l.Layout.NextTxids(ctx, n)
+		}},
 	}
 	st.known[l.Opts.Type] = true
 	_, err := tx.Conn().PgConn().CopyFrom(ctx, cs,
@@ -596,7 +622,7 @@ func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, 
 	if err := l.checkCount(st); err != nil {
 		return Result{}, err
 	}
-	if err := l.advanceTxids(ctx, tx, st); err != nil {
+	if err := st.advanceTxids(); err != nil {
 		return Result{}, l.dbError(ctx, err, st)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -620,6 +646,9 @@ func (l *Loader) dryRun(ctx context.Context, src *source.Reader) (Result, error)
 	if l.Opts.Type != "" {
 		st.known[l.Opts.Type] = true
 	}
+	if l.Opts.PreserveMeta {
+		st.notAfter = time.Now().Add(LastUpdatedSlack) // no server: this clock
+	}
 	for !st.ended || st.newType != "" {
 		if err := ctx.Err(); err != nil {
 			return Result{}, err
@@ -636,17 +665,6 @@ func (l *Loader) dryRun(ctx context.Context, src *source.Reader) (Result, error)
 		return Result{}, err
 	}
 	return st.result(), nil
-}
-
-// advanceTxids moves transaction_id_seq past the largest txid the source
-// set (--preserve-meta), so that no later write reuses one. Sequences are
-// not transactional: on a rollback it stays moved, which costs nothing.
-func (l *Loader) advanceTxids(ctx context.Context, tx pgx.Tx, st *stager) error {
-	if st.maxTxid == 0 {
-		return nil
-	}
-	_, err := tx.Exec(ctx, `SELECT setval('transaction_id_seq', greatest($1, (SELECT last_value FROM transaction_id_seq)))`, st.maxTxid)
-	return err
 }
 
 // checkCount fails a source that does not hold the resources it was said
@@ -744,6 +762,11 @@ func (l *Loader) dbError(ctx context.Context, err error, st *stager) error {
 // move puts the staged rows of type t into its table. unique says the
 // source certainly has no repeated id of this type; staged is how many rows.
 func (l *Loader) move(ctx context.Context, tx pgx.Tx, t, stage string, unique bool, staged int64) error {
+	if l.Opts.PreserveMeta {
+		if err := olderVersion(ctx, tx, t, stage); err != nil {
+			return err
+		}
+	}
 	var err error
 	if unique {
 		// The fast path: every id is new. It fails at the first one that is
@@ -824,6 +847,26 @@ func (l *Loader) upsert(ctx context.Context, tx pgx.Tx, t, stage string, unique 
 	return err
 }
 
+// olderVersion fails the first staged line (--preserve-meta) whose txid is
+// lower than a version the database holds of its id, current or in
+// history: stored, it would make the current version older than its
+// history (or bring back a deleted resource under an older version).
+func olderVersion(ctx context.Context, tx pgx.Tx, t, stage string) error {
+	var n, txid, stored int64
+	err := tx.QueryRow(ctx, `SELECT n, txid, stored FROM (
+			SELECT s.n, s.txid, r.txid AS stored FROM `+stage+` s JOIN `+pg.Table(t)+` r ON r.id = s.id WHERE s.txid < r.txid
+			UNION ALL
+			SELECT s.n, s.txid, h.txid FROM `+stage+` s JOIN `+pg.HistoryTable(t)+` h ON h.id = s.id WHERE s.txid < h.txid
+		) o ORDER BY n, stored DESC LIMIT 1`).Scan(&n, &txid, &stored)
+	if err == pgx.ErrNoRows {
+		return nil
+	}
+	if err != nil {
+		return sqlError(err)
+	}
+	return &ndjson.LineError{Line: n, Reason: fmt.Sprintf("meta.versionId %d is older than version %d of this resource in the database: stored, it would make the history go backwards (drop --preserve-meta to store it as a new version)", txid, stored)}
+}
+
 // isJSONError reports the errors PostgreSQL gives for text it will not
 // take as jsonb (bad syntax, \u0000, nesting too deep, a number too large
 // for numeric).
@@ -854,9 +897,9 @@ func badJSON(ctx context.Context, tx pgx.Tx, stage string, cause error) error {
 		_, err = tx.Exec(ctx, `SELECT count(*) FROM `+stage+` WHERE n BETWEEN $1 AND $2 AND resource::jsonb IS NOT NULL`, a, b)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && isJSONError(err) {
-			msg = pgErr.Message
+			msg = ndjson.ClipQuoted(pgErr.Message)
 			if pgErr.Detail != "" {
-				msg += " (" + pgErr.Detail + ")"
+				msg += " (" + ndjson.ClipQuoted(pgErr.Detail) + ")"
 			}
 			_, err = tx.Exec(ctx, `ROLLBACK TO SAVEPOINT fhirbulk_probe`)
 			return true, err

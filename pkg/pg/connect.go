@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+
+	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 )
 
 // ResolveDSN picks the connection string: the --db flag, else DATABASE_URL,
@@ -213,14 +215,17 @@ func Wrap(err error) error {
 }
 
 // ErrorLine renders a server error as one line: message, detail, position.
+// Values the server quotes are cut (ndjson.ClipQuoted): its "Token ... is
+// invalid" quotes the whole bad token, which may be megabytes of a
+// resource.
 func ErrorLine(err error) string {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		return err.Error()
 	}
-	s := pgErr.Message
+	s := ndjson.ClipQuoted(pgErr.Message)
 	if pgErr.Detail != "" {
-		s += " (" + pgErr.Detail + ")"
+		s += " (" + ndjson.ClipQuoted(pgErr.Detail) + ")"
 	}
 	if pgErr.Position > 0 {
 		s += fmt.Sprintf(" at position %d", pgErr.Position)

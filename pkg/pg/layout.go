@@ -343,14 +343,8 @@ func (l *Layout) Prepare(ctx context.Context, tx pgx.Tx, t string) error {
 	if err := ValidateType(t); err != nil {
 		return err
 	}
-	if !l.shared {
-		if err := l.connect(ctx); err != nil {
-			return err
-		}
-		if err := EnsureShared(ctx, l.conn); err != nil {
-			return err
-		}
-		l.shared = true
+	if err := l.ensureShared(ctx); err != nil {
+		return err
 	}
 	if err := LockType(ctx, tx, t); err != nil {
 		return err
@@ -369,6 +363,40 @@ func (l *Layout) Prepare(ctx context.Context, tx pgx.Tx, t string) error {
 		l.ready[t] = true
 	}
 	return nil
+}
+
+func (l *Layout) ensureShared(ctx context.Context) error {
+	if l.shared {
+		return nil
+	}
+	if err := l.connect(ctx); err != nil {
+		return err
+	}
+	if err := EnsureShared(ctx, l.conn); err != nil {
+		return err
+	}
+	l.shared = true
+	return nil
+}
+
+// AdvanceTxids moves transaction_id_seq so that its next value is past
+// txid, at once (on the Layout's own connection, outside any transaction:
+// other sessions see it before the rows that carry txid are written), and
+// returns the sequence's last value then. It never moves it back. (The
+// read and the setval are one statement, not one atomic step: a session
+// that draws past txid in between would see the sequence go back to txid.
+// PostgreSQL offers no lock on a sequence that nextval respects.)
+func (l *Layout) AdvanceTxids(ctx context.Context, txid int64) (int64, error) {
+	if err := l.ensureShared(ctx); err != nil {
+		return 0, err
+	}
+	var v int64
+	err := l.conn.QueryRow(ctx, `SELECT CASE WHEN last_value < $1 OR (last_value = $1 AND NOT is_called)
+		THEN setval('transaction_id_seq', $1) ELSE last_value END FROM transaction_id_seq`, txid).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("transaction_id_seq: %w", Wrap(err))
+	}
+	return v, nil
 }
 
 // Close closes the connection, if one was opened.
