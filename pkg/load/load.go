@@ -253,38 +253,81 @@ type SourceError struct {
 func (e *SourceError) Error() string { return "load " + e.Source + ": " + e.Err.Error() }
 func (e *SourceError) Unwrap() error { return e.Err }
 
-// PartialError is a run of sources (LoadAll) that stopped at a failed one
-// after others were committed.
+// PartialError is a run of sources (LoadAll) that stopped at a failed one,
+// or was interrupted, after others were committed.
 type PartialError struct {
 	Committed []string // the sources committed before, as shown
-	Err       error    // the failure, a *SourceError
+	Counts    []int64  // the resources each of them stored
+	NotLoaded []string // the failed source and those after it, as shown
+	Err       error    // the failure, a *SourceError, or the context's error
 }
 
 func (e *PartialError) Error() string {
+	if isContext(e.Err) {
+		var b strings.Builder
+		b.WriteString("interrupted: ")
+		for i, s := range e.Committed {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s committed (%d resources)", s, e.Counts[i])
+		}
+		b.WriteString("; not loaded: " + strings.Join(e.NotLoaded, ", "))
+		return b.String()
+	}
 	return e.Err.Error() + "; loaded and committed before it: " + strings.Join(e.Committed, ", ")
 }
 func (e *PartialError) Unwrap() error { return e.Err }
 
+// Interrupted reports whether the run was interrupted (not failed).
+func (e *PartialError) Interrupted() bool { return isContext(e.Err) }
+
 // LoadAll loads the sources one after another, each in a transaction of its
 // own, and stops at the first that fails; the sources after it are not
-// read. When some were committed before it (not in a dry run), the error
-// is a *PartialError that names them.
+// read. Before the first is loaded every source is checked (source.Check:
+// a file that is missing, a URL that does not parse), so such a mistake
+// commits nothing. When some were committed before a failure or an
+// interruption (not in a dry run), the error is a *PartialError that names
+// them.
 func (l *Loader) LoadAll(ctx context.Context, specs []string, opts source.Options) (Result, error) {
+	for _, spec := range specs {
+		if err := source.Check(spec, opts); err != nil {
+			var se *source.Error
+			if errors.As(err, &se) {
+				err = &SourceError{Source: se.Source, Err: se.Err}
+			}
+			return Result{Counts: Counts{}}, err
+		}
+	}
 	total := Result{Counts: Counts{}}
 	var done []string
-	for _, spec := range specs {
+	var counts []int64
+	for i, spec := range specs {
 		res, err := l.LoadSource(ctx, spec, opts)
 		if err != nil {
-			if len(done) > 0 && !isContext(err) && !l.DryRun {
-				err = &PartialError{Committed: done, Err: err}
+			if len(done) > 0 && !l.DryRun {
+				var rest []string
+				for _, s := range specs[i:] {
+					rest = append(rest, shownName(s))
+				}
+				err = &PartialError{Committed: done, Counts: counts, NotLoaded: rest, Err: err}
 			}
 			return total, err
 		}
 		total.Counts.Add(res.Counts)
 		total.Skipped = append(total.Skipped, res.Skipped...)
-		done = append(done, source.Redact(spec))
+		done = append(done, shownName(spec))
+		counts = append(counts, res.Counts.Total())
 	}
 	return total, nil
+}
+
+// shownName is spec as it may be shown.
+func shownName(spec string) string {
+	if spec == "-" {
+		return "stdin"
+	}
+	return source.Redact(spec)
 }
 
 // Result is what a source loaded.
@@ -333,10 +376,7 @@ func (l *Loader) LoadSource(ctx context.Context, spec string, opts source.Option
 }
 
 func (l *Loader) loadSource(ctx context.Context, spec string, opts source.Options) (Result, string, error) {
-	name := source.Redact(spec)
-	if spec == "-" {
-		name = "stdin"
-	}
+	name := shownName(spec)
 	// Only a source that can be read twice may try the direct path.
 	allowDirect := l.Opts.Type != "" && spec != "-"
 	for restarts := 0; ; {
