@@ -69,6 +69,12 @@ type Options struct {
 	// *fhirformat.FormatError (0: no check). The check ends at the first
 	// line that shows the right format.
 	FormatCheck int64
+	// OnlyKnownTypes refuses a type that is neither an R4 type nor has a
+	// table: a line of such a resourceType is a bad line (a typo such as
+	// Patinet would otherwise make a table of its own). It does not apply
+	// to Type (the caller checks it) nor to a dry run (which knows no
+	// tables).
+	OnlyKnownTypes bool
 	// FormatHint says what to do about a source found in format found
 	// (nil: load's flags, "use --fhir" or "drop --fhir").
 	FormatHint func(found fhirformat.Format) string
@@ -446,6 +452,9 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 			l.stage.rolledBack()
 		}
 	}()
+	if l.Opts.OnlyKnownTypes {
+		st.checkType = func(t string) error { return l.knownType(ctx, t) }
+	}
 	if l.Opts.PreserveMeta {
 		var now time.Time
 		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
@@ -522,6 +531,29 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 	l.stage.committed()
 	l.markFilled(st.counts)
 	return st.result(), nil
+}
+
+// knownType refuses type t when it is neither an R4 type nor has a table
+// (Options.OnlyKnownTypes).
+func (l *Loader) knownType(ctx context.Context, t string) error {
+	if _, ok := fhirformat.R4Spelling(t); ok {
+		return nil
+	}
+	ok, err := l.Layout.HasTable(ctx, t)
+	if err != nil {
+		return notTheLine{err}
+	}
+	if !ok {
+		return &UnknownTypeError{Type: t}
+	}
+	return nil
+}
+
+// UnknownTypeError is a type that is neither an R4 type nor has a table.
+type UnknownTypeError struct{ Type string }
+
+func (e *UnknownTypeError) Error() string {
+	return fmt.Sprintf("resourceType %q is not an R4 type and has no table%s (--new-type makes its table)", e.Type, pg.DidYouMean(e.Type))
 }
 
 // prepareStage makes the staging table on this connection when it is not

@@ -79,6 +79,10 @@ type lineParser struct {
 	// What was told of the line before it failed (for BadLine).
 	badID, badType string
 	tables         map[string]string // their table names, to the name first seen
+	// checkType, when set, refuses a resourceType name (once per name;
+	// Options.OnlyKnownTypes); refused keeps its answers.
+	checkType func(t string) error
+	refused   map[string]error
 
 	// Scratch, reused for every line.
 	compact  []byte
@@ -339,6 +343,20 @@ func (s *lineParser) typeName(name []byte) (string, error) {
 	t := string(name)
 	if err := pg.ValidateType(t); err != nil {
 		return "", errors.New("resourceType " + strings.TrimPrefix(err.Error(), "bad resource type "))
+	}
+	if err, ok := s.refused[t]; ok {
+		return "", err
+	}
+	if s.checkType != nil {
+		if err := s.checkType(t); err != nil {
+			if _, ok := err.(notTheLine); !ok {
+				if s.refused == nil {
+					s.refused = map[string]error{}
+				}
+				s.refused[t] = err
+			}
+			return "", err
+		}
 	}
 	if s.names == nil {
 		s.names = map[string]string{}

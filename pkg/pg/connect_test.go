@@ -102,3 +102,14 @@ func TestRedact(t *testing.T) {
 		t.Errorf("redact = %s", got)
 	}
 }
+
+func TestSuggest(t *testing.T) {
+	for in, want := range map[string]string{
+		"patient": "Patient", "PATIENT": "Patient", "Patinet": "Patient", "Obsevation": "Observation",
+		"Observaton": "Observation", "Patient": "", "Zebra": "", "Foo": "", "X": "",
+	} {
+		if got := Suggest(in); got != want {
+			t.Errorf("Suggest(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
