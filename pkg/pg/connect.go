@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 )
@@ -33,6 +35,10 @@ type ConfigError struct{ msg string }
 
 func (e *ConfigError) Error() string { return e.msg }
 
+// bareWord is a connection string that is one word: no URL, no key=value
+// (and nothing secret to hide: no '@', ':' or '=').
+var bareWord = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
 // DefaultConnectTimeout bounds a connection attempt when the connection
 // string sets no connect_timeout.
 const DefaultConnectTimeout = 15 * time.Second
@@ -46,6 +52,11 @@ func ParseDSN(dsn string) (*pgx.ConnConfig, error) {
 			return nil, &ConfigError{fmt.Sprintf("bad connection string (--db, DATABASE_URL): a %s:// URL; want postgres://HOST:PORT/DATABASE", s)}
 		}
 		dsn = s + dsn[len(scheme):] // schemes are case-insensitive; pgx wants them lowercase
+	}
+	if bareWord.MatchString(dsn) {
+		// pgx says only "invalid keyword/value": most often a database
+		// name given where a connection string goes.
+		return nil, &ConfigError{fmt.Sprintf("bad connection string %q (--db, DATABASE_URL): not a URL (postgres://HOST:PORT/DATABASE) nor keyword=value pairs (host=HOST dbname=DATABASE); for the database %s give dbname=%s", dsn, dsn, dsn)}
 	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
@@ -138,7 +149,15 @@ func connectMessage(err error, cfg *pgx.ConnConfig) string {
 	var reasons []string
 	for _, a := range attempts {
 		r := a.Error()
+		var tooLong *pgproto3.ExceededMaxBodyLenErr
 		switch {
+		case errors.As(a, &tooLong):
+			// The first bytes of the answer read as a message length: the
+			// server does not speak PostgreSQL's protocol.
+			r = "the server there does not speak PostgreSQL's protocol (is it the right port? PostgreSQL's is usually 5432)"
+			if n := tooLong.ActualBodyLen + 4; string([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}) == "TTP/" { // after an 'H': "HTTP/1.1 400 ..."
+				r = "the server there answers in HTTP, not PostgreSQL's protocol (a web server's port? PostgreSQL's is usually 5432)"
+			}
 		case errors.Is(a, context.DeadlineExceeded) || isTimeout(a):
 			r = fmt.Sprintf("no answer within %s (connect_timeout)", cfg.ConnectTimeout)
 		case strings.Contains(r, "server refused TLS connection") && len(attempts) > 1:
