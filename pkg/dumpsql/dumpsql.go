@@ -135,12 +135,20 @@ func resultTypes(ctx context.Context, conn *pgx.Conn, query string) ([]string, e
 	types := make([]string, len(sd.Fields))
 	for i, f := range sd.Fields {
 		var t string
-		if err := conn.QueryRow(ctx, "SELECT format_type($1, $2)", f.DataTypeOID, f.TypeModifier).Scan(&t); err != nil {
+		var builtin bool
+		if err := conn.QueryRow(ctx, `SELECT format_type($1, $2),
+				coalesce((SELECT typnamespace = 'pg_catalog'::regnamespace FROM pg_type WHERE oid = $1), false)`,
+			f.DataTypeOID, f.TypeModifier).Scan(&t, &builtin); err != nil {
 			return nil, queryError(ctx, err)
 		}
-		switch t {
-		case "unknown", "record", "anyelement", "void", "-":
+		switch {
+		case t == "unknown" || t == "record" || t == "anyelement" || t == "void" || t == "-":
 			t = "text" // pseudo-types cannot be column types
+		case !builtin:
+			// A type of this database (the resource_status enum, a domain,
+			// an extension's type) may not exist where the script is
+			// replayed: its values as text load anywhere.
+			t = "text /* " + strings.ReplaceAll(t, "*/", "* /") + " */"
 		}
 		types[i] = t
 	}
