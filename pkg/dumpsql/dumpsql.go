@@ -35,6 +35,10 @@ type Options struct {
 	Progress func(rows int64)
 }
 
+// MaxTimeout is the longest Timeout: statement_timeout is an int of
+// milliseconds (2^31-1 ms, about 596 hours).
+const MaxTimeout = (1<<31 - 1) * time.Millisecond
+
 // column is one result column as the encoders see it.
 type column struct {
 	name    string

@@ -30,6 +30,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -105,6 +106,9 @@ func ParseMerge(s string) (*Merge, error) {
 	if err != nil {
 		return nil, errors.New("not a JSON object")
 	}
+	if err := storableEscapes(compact); err != nil {
+		return nil, err
+	}
 	m := &Merge{}
 	seen := map[string]bool{}
 	var bad error
@@ -140,6 +144,47 @@ func ParseMerge(s string) (*Merge, error) {
 	}
 	m.keys = keys
 	return m, nil
+}
+
+// storableEscapes refuses the \u escapes of JSON text j that PostgreSQL's
+// jsonb will not store: \u0000, and a surrogate that is not half of a
+// pair (a line holding them is a bad line; in --merge, every line would
+// be).
+func storableEscapes(j []byte) error {
+	if hasNULEscape(j) {
+		return errors.New(`it holds \u0000, which PostgreSQL's jsonb cannot store`)
+	}
+	lone := errors.New(`it holds a lone surrogate escape (\ud800-\udfff not in a pair), which PostgreSQL's jsonb refuses`)
+	high := false // the escape before was a high surrogate: a low one must follow
+	for i := 0; i < len(j); i++ {
+		if j[i] != '\\' {
+			if high {
+				return lone
+			}
+			continue
+		}
+		i++ // the escaped character
+		if i+4 < len(j) && j[i] == 'u' {
+			v, err := strconv.ParseUint(string(j[i+1:i+5]), 16, 16)
+			if err != nil {
+				return errors.New("not valid JSON")
+			}
+			i += 4
+			isHigh, isLow := v >= 0xd800 && v < 0xdc00, v >= 0xdc00 && v < 0xe000
+			if high != isLow {
+				return lone
+			}
+			high = isHigh
+			continue
+		}
+		if high {
+			return lone
+		}
+	}
+	if high {
+		return lone
+	}
+	return nil
 }
 
 // Counts are resources loaded per type (lines, so a repeated id counts twice).
