@@ -93,6 +93,18 @@ func Run(ctx context.Context, conn *pgx.Conn, o Options, w io.Writer) (int64, er
 			cols[i].sqlType = types[i]
 		}
 	}
+	if o.Format == "ndjson" || o.Format == "elastic-bulk" {
+		// A JSON object with a key twice: most readers keep one value and
+		// drop the other without a word.
+		seen := make(map[string]bool, len(cols))
+		for _, c := range cols {
+			if seen[c.name] {
+				rr.Close() //nolint:errcheck // this error is the one to report
+				return 0, fmt.Errorf("column name %q appears twice in the result: give the columns distinct names (... AS %s) for --format %s", c.name, pgx.Identifier{c.name + "_2"}.Sanitize(), o.Format)
+			}
+			seen[c.name] = true
+		}
+	}
 	var b []byte
 	var n int64
 	var werr error
