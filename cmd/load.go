@@ -23,7 +23,10 @@ func (a *app) loadCmd() *cobra.Command {
 		Short: "Upsert ndjson resources from files, stdin or http(s) URLs",
 		Long: `Load ndjson resources (gzip or plain, detected) from each SOURCE: a file,
 - for stdin, or an http(s) URL (pre-signed URLs work as given). Each source
-is one transaction: all of it is loaded, or none of it. Resources are
+is one transaction: all of it is loaded, or none of it; every SOURCE is
+checked (a file exists and opens, a URL parses) before the first is
+loaded. A type that is neither an R4 type nor has a table is refused as a
+likely typo unless --new-type is given. Resources are
 upserted by id without validation, as Aidbox's $load does, but a source
 whose first lines are in the other format (FHIR lines without --fhir, or
 Aidbox lines with it) is refused. Prints the counts as one line of JSON on
