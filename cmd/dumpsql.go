@@ -84,6 +84,9 @@ Timestamps are printed in UTC (the session runs with TimeZone=UTC, DateStyle=ISO
 		if o.Timeout < 0 {
 			return usagef("--timeout: must not be negative")
 		}
+		if o.Timeout > dumpsql.MaxTimeout {
+			return usagef("--timeout %s: at most %s (PostgreSQL's statement_timeout counts milliseconds up to 2^31-1); 0 is no timeout", o.Timeout, dumpsql.MaxTimeout)
+		}
 		if o.Timeout > 0 && o.Timeout < time.Millisecond {
 			o.Timeout = time.Millisecond
 		}

@@ -17,13 +17,16 @@ func (a *app) loadCmd() *cobra.Command {
 	var opts load.Options
 	var in readFlags
 	var merge string
-	var check, noFormatCheck bool
+	var check, noFormatCheck, newType bool
 	c := &cobra.Command{
 		Use:   "load [--type TYPE] SOURCE...",
 		Short: "Upsert ndjson resources from files, stdin or http(s) URLs",
 		Long: `Load ndjson resources (gzip or plain, detected) from each SOURCE: a file,
 - for stdin, or an http(s) URL (pre-signed URLs work as given). Each source
-is one transaction: all of it is loaded, or none of it. Resources are
+is one transaction: all of it is loaded, or none of it; every SOURCE is
+checked (a file exists and opens, a URL parses) before the first is
+loaded. A type that is neither an R4 type nor has a table is refused as a
+likely typo unless --new-type is given. Resources are
 upserted by id without validation, as Aidbox's $load does, but a source
 whose first lines are in the other format (FHIR lines without --fhir, or
 Aidbox lines with it) is refused. Prints the counts as one line of JSON on
@@ -52,6 +55,7 @@ would load.`,
 	f.StringVar(&errorsPath, "errors", "", "write the skipped lines to `FILE` as OperationOutcome ndjson (else: on stderr)")
 	f.BoolVar(&opts.PreserveMeta, "preserve-meta", false, "meta.versionId and meta.lastUpdated set txid and ts (an exact restore)")
 	f.BoolVar(&check, "check", false, "store nothing: read and check the sources as a load would, without a database, and print the counts it would load")
+	f.BoolVar(&newType, "new-type", false, "allow a type that is neither an R4 type nor has a table yet: its tables are made (else such a type is refused, as a likely typo)")
 	f.BoolVar(&noFormatCheck, "no-format-check", false, "do not check the first lines of each source for the other format (FHIR or Aidbox)")
 	in.register(c)
 	a.dbFlag(c)
@@ -94,6 +98,7 @@ would load.`,
 			}
 			defer errs.Abort()
 		}
+		opts.OnlyKnownTypes = !newType
 		l := &load.Loader{Opts: opts, DryRun: check}
 		if !check {
 			dsn := pg.ResolveDSN(a.db, a.getenv)
@@ -105,6 +110,9 @@ would load.`,
 			l.Layout = &pg.Layout{DSN: dsn}
 			defer l.Layout.Close()
 			l.Conn = conn
+			if err := checkNewType(ctx, l.Layout, opts.Type, newType); err != nil {
+				return err
+			}
 		}
 		bar := a.startLoadDisplay()
 		l.Progress = bar.progressFunc()
@@ -139,6 +147,22 @@ would load.`,
 		return err
 	})
 	return c
+}
+
+// checkNewType refuses --type t when it is neither an R4 type nor has a
+// table, unless --new-type says it is meant.
+func checkNewType(ctx context.Context, layout *pg.Layout, t string, newType bool) error {
+	if t == "" || newType {
+		return nil
+	}
+	if _, ok := fhirformat.R4Spelling(t); ok {
+		return nil
+	}
+	ok, err := layout.HasTable(ctx, t)
+	if err != nil || ok {
+		return err
+	}
+	return usagef("--type %s: not an R4 resource type, and there is no table %s%s; give --new-type to create it", t, pg.Table(t), pg.DidYouMean(t))
 }
 
 // maxSkippedShown is how many skipped lines are told on stderr, one line

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/fhirbulk/fhirbulk/pkg/load"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
@@ -78,7 +79,13 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	case err == nil:
 		return exitOK
 	case ctx.Err() != nil:
-		fmt.Fprintln(stderr, "fhirbulk: interrupted")
+		// A load of several sources says which it committed before.
+		var pe *load.PartialError
+		if errors.As(err, &pe) && pe.Interrupted() {
+			fmt.Fprintf(stderr, "fhirbulk: %s\n", errorLine(pe))
+		} else {
+			fmt.Fprintln(stderr, "fhirbulk: interrupted")
+		}
 		return exitInterrupted
 	case errors.Is(err, syscall.EPIPE):
 		return exitBrokenPipe // the reader went away: nothing to say

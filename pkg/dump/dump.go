@@ -60,13 +60,18 @@ func (e *BadRowError) Error() string {
 
 // ParseSince reads a --since value: RFC 3339, or YYYY-MM-DD meaning UTC midnight.
 func ParseSince(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		if t, err = time.Parse(time.DateOnly, s); err != nil {
+			return time.Time{}, fmt.Errorf("bad time %q: want RFC 3339 (2024-01-31T12:00:00Z) or a date (2024-01-31)", s)
+		}
 	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
+	// PostgreSQL has no year 0 (its text form would be "1 BC"), and what
+	// dump writes is years 0001-9999 in UTC.
+	if t.Before(time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)) || !t.Before(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		return time.Time{}, fmt.Errorf("bad time %q: outside the years 0001-9999 in UTC", s)
 	}
-	return time.Time{}, fmt.Errorf("bad time %q: want RFC 3339 (2024-01-31T12:00:00Z) or a date (2024-01-31)", s)
+	return t, nil
 }
 
 // Dump writes every resource of opts.Type to w as ndjson in Aidbox format,

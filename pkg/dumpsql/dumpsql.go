@@ -35,6 +35,10 @@ type Options struct {
 	Progress func(rows int64)
 }
 
+// MaxTimeout is the longest Timeout: statement_timeout is an int of
+// milliseconds (2^31-1 ms, about 596 hours).
+const MaxTimeout = (1<<31 - 1) * time.Millisecond
+
 // column is one result column as the encoders see it.
 type column struct {
 	name    string
@@ -89,6 +93,18 @@ func Run(ctx context.Context, conn *pgx.Conn, o Options, w io.Writer) (int64, er
 			cols[i].sqlType = types[i]
 		}
 	}
+	if o.Format == "ndjson" || o.Format == "elastic-bulk" {
+		// A JSON object with a key twice: most readers keep one value and
+		// drop the other without a word.
+		seen := make(map[string]bool, len(cols))
+		for _, c := range cols {
+			if seen[c.name] {
+				rr.Close() //nolint:errcheck // this error is the one to report
+				return 0, fmt.Errorf("column name %q appears twice in the result: give the columns distinct names (... AS %s) for --format %s", c.name, pgx.Identifier{c.name + "_2"}.Sanitize(), o.Format)
+			}
+			seen[c.name] = true
+		}
+	}
 	var b []byte
 	var n int64
 	var werr error
@@ -135,12 +151,20 @@ func resultTypes(ctx context.Context, conn *pgx.Conn, query string) ([]string, e
 	types := make([]string, len(sd.Fields))
 	for i, f := range sd.Fields {
 		var t string
-		if err := conn.QueryRow(ctx, "SELECT format_type($1, $2)", f.DataTypeOID, f.TypeModifier).Scan(&t); err != nil {
+		var builtin bool
+		if err := conn.QueryRow(ctx, `SELECT format_type($1, $2),
+				coalesce((SELECT typnamespace = 'pg_catalog'::regnamespace FROM pg_type WHERE oid = $1), false)`,
+			f.DataTypeOID, f.TypeModifier).Scan(&t, &builtin); err != nil {
 			return nil, queryError(ctx, err)
 		}
-		switch t {
-		case "unknown", "record", "anyelement", "void", "-":
+		switch {
+		case t == "unknown" || t == "record" || t == "anyelement" || t == "void" || t == "-":
 			t = "text" // pseudo-types cannot be column types
+		case !builtin:
+			// A type of this database (the resource_status enum, a domain,
+			// an extension's type) may not exist where the script is
+			// replayed: its values as text load anywhere.
+			t = "text /* " + strings.ReplaceAll(t, "*/", "* /") + " */"
 		}
 		types[i] = t
 	}

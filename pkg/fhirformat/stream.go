@@ -35,6 +35,11 @@ func Stream(ctx context.Context, r io.Reader, w io.Writer, dir Direction, maxLin
 			}
 			var cerr error
 			compact, cerr = ndjson.CompactObject(compact[:0], line, nil, nil)
+			if cerr == nil {
+				// The scanner checks structure only; nothing after convert
+				// would find a bad token before a reader trips on it.
+				cerr = ndjson.Validate(line)
+			}
 			if cerr == nil && lines.Line() <= checkLines {
 				path, _ := check.Misfit(compact, "")
 				if path != "" {

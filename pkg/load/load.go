@@ -30,6 +30,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -69,6 +70,12 @@ type Options struct {
 	// *fhirformat.FormatError (0: no check). The check ends at the first
 	// line that shows the right format.
 	FormatCheck int64
+	// OnlyKnownTypes refuses a type that is neither an R4 type nor has a
+	// table: a line of such a resourceType is a bad line (a typo such as
+	// Patinet would otherwise make a table of its own). It does not apply
+	// to Type (the caller checks it) nor to a dry run (which knows no
+	// tables).
+	OnlyKnownTypes bool
 	// FormatHint says what to do about a source found in format found
 	// (nil: load's flags, "use --fhir" or "drop --fhir").
 	FormatHint func(found fhirformat.Format) string
@@ -98,6 +105,9 @@ func ParseMerge(s string) (*Merge, error) {
 	compact, err := ndjson.CompactObject(nil, []byte(s), nil, nil)
 	if err != nil {
 		return nil, errors.New("not a JSON object")
+	}
+	if err := storableEscapes(compact); err != nil {
+		return nil, err
 	}
 	m := &Merge{}
 	seen := map[string]bool{}
@@ -134,6 +144,47 @@ func ParseMerge(s string) (*Merge, error) {
 	}
 	m.keys = keys
 	return m, nil
+}
+
+// storableEscapes refuses the \u escapes of JSON text j that PostgreSQL's
+// jsonb will not store: \u0000, and a surrogate that is not half of a
+// pair (a line holding them is a bad line; in --merge, every line would
+// be).
+func storableEscapes(j []byte) error {
+	if hasNULEscape(j) {
+		return errors.New(`it holds \u0000, which PostgreSQL's jsonb cannot store`)
+	}
+	lone := errors.New(`it holds a lone surrogate escape (\ud800-\udfff not in a pair), which PostgreSQL's jsonb refuses`)
+	high := false // the escape before was a high surrogate: a low one must follow
+	for i := 0; i < len(j); i++ {
+		if j[i] != '\\' {
+			if high {
+				return lone
+			}
+			continue
+		}
+		i++ // the escaped character
+		if i+4 < len(j) && j[i] == 'u' {
+			v, err := strconv.ParseUint(string(j[i+1:i+5]), 16, 16)
+			if err != nil {
+				return errors.New("not valid JSON")
+			}
+			i += 4
+			isHigh, isLow := v >= 0xd800 && v < 0xdc00, v >= 0xdc00 && v < 0xe000
+			if high != isLow {
+				return lone
+			}
+			high = isHigh
+			continue
+		}
+		if high {
+			return lone
+		}
+	}
+	if high {
+		return lone
+	}
+	return nil
 }
 
 // Counts are resources loaded per type (lines, so a repeated id counts twice).
@@ -253,38 +304,81 @@ type SourceError struct {
 func (e *SourceError) Error() string { return "load " + e.Source + ": " + e.Err.Error() }
 func (e *SourceError) Unwrap() error { return e.Err }
 
-// PartialError is a run of sources (LoadAll) that stopped at a failed one
-// after others were committed.
+// PartialError is a run of sources (LoadAll) that stopped at a failed one,
+// or was interrupted, after others were committed.
 type PartialError struct {
 	Committed []string // the sources committed before, as shown
-	Err       error    // the failure, a *SourceError
+	Counts    []int64  // the resources each of them stored
+	NotLoaded []string // the failed source and those after it, as shown
+	Err       error    // the failure, a *SourceError, or the context's error
 }
 
 func (e *PartialError) Error() string {
+	if isContext(e.Err) {
+		var b strings.Builder
+		b.WriteString("interrupted: ")
+		for i, s := range e.Committed {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s committed (%d resources)", s, e.Counts[i])
+		}
+		b.WriteString("; not loaded: " + strings.Join(e.NotLoaded, ", "))
+		return b.String()
+	}
 	return e.Err.Error() + "; loaded and committed before it: " + strings.Join(e.Committed, ", ")
 }
 func (e *PartialError) Unwrap() error { return e.Err }
 
+// Interrupted reports whether the run was interrupted (not failed).
+func (e *PartialError) Interrupted() bool { return isContext(e.Err) }
+
 // LoadAll loads the sources one after another, each in a transaction of its
 // own, and stops at the first that fails; the sources after it are not
-// read. When some were committed before it (not in a dry run), the error
-// is a *PartialError that names them.
+// read. Before the first is loaded every source is checked (source.Check:
+// a file that is missing, a URL that does not parse), so such a mistake
+// commits nothing. When some were committed before a failure or an
+// interruption (not in a dry run), the error is a *PartialError that names
+// them.
 func (l *Loader) LoadAll(ctx context.Context, specs []string, opts source.Options) (Result, error) {
+	for _, spec := range specs {
+		if err := source.Check(spec, opts); err != nil {
+			var se *source.Error
+			if errors.As(err, &se) {
+				err = &SourceError{Source: se.Source, Err: se.Err}
+			}
+			return Result{Counts: Counts{}}, err
+		}
+	}
 	total := Result{Counts: Counts{}}
 	var done []string
-	for _, spec := range specs {
+	var counts []int64
+	for i, spec := range specs {
 		res, err := l.LoadSource(ctx, spec, opts)
 		if err != nil {
-			if len(done) > 0 && !isContext(err) && !l.DryRun {
-				err = &PartialError{Committed: done, Err: err}
+			if len(done) > 0 && !l.DryRun {
+				var rest []string
+				for _, s := range specs[i:] {
+					rest = append(rest, shownName(s))
+				}
+				err = &PartialError{Committed: done, Counts: counts, NotLoaded: rest, Err: err}
 			}
 			return total, err
 		}
 		total.Counts.Add(res.Counts)
 		total.Skipped = append(total.Skipped, res.Skipped...)
-		done = append(done, source.Redact(spec))
+		done = append(done, shownName(spec))
+		counts = append(counts, res.Counts.Total())
 	}
 	return total, nil
+}
+
+// shownName is spec as it may be shown.
+func shownName(spec string) string {
+	if spec == "-" {
+		return "stdin"
+	}
+	return source.Redact(spec)
 }
 
 // Result is what a source loaded.
@@ -333,10 +427,7 @@ func (l *Loader) LoadSource(ctx context.Context, spec string, opts source.Option
 }
 
 func (l *Loader) loadSource(ctx context.Context, spec string, opts source.Options) (Result, string, error) {
-	name := source.Redact(spec)
-	if spec == "-" {
-		name = "stdin"
-	}
+	name := shownName(spec)
 	// Only a source that can be read twice may try the direct path.
 	allowDirect := l.Opts.Type != "" && spec != "-"
 	for restarts := 0; ; {
@@ -406,6 +497,17 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 			l.stage.rolledBack()
 		}
 	}()
+	if l.Opts.OnlyKnownTypes {
+		st.checkType = func(t string) error { return l.knownType(ctx, t) }
+	}
+	if l.Opts.PreserveMeta {
+		var now time.Time
+		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
+			return Result{}, l.dbError(ctx, err, st)
+		}
+		st.notAfter = now.Add(LastUpdatedSlack)
+		st.advance = func(txid int64) (int64, error) { return l.Layout.AdvanceTxids(ctx, txid) }
+	}
 	if allowDirect {
 		now, ok, err := l.directCandidate(ctx, tx)
 		if err != nil {
@@ -452,6 +554,9 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 	if err := l.checkCount(st); err != nil {
 		return Result{}, err
 	}
+	if err := st.advanceTxids(); err != nil { // done by the last fill already; no txid is drawn before it
+		return Result{}, l.dbError(ctx, err, st)
+	}
 	// Writers of one type take turns (pg.LockType); a source of several types
 	// takes their locks in the one order every process uses.
 	types := slices.Clone(st.order)
@@ -464,9 +569,6 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 			return Result{}, l.dbError(ctx, err, st)
 		}
 	}
-	if err := l.advanceTxids(ctx, tx, st); err != nil {
-		return Result{}, l.dbError(ctx, err, st)
-	}
 	if err := tx.Commit(ctx); err != nil {
 		return Result{}, l.dbError(ctx, err, st)
 	}
@@ -474,6 +576,29 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 	l.stage.committed()
 	l.markFilled(st.counts)
 	return st.result(), nil
+}
+
+// knownType refuses type t when it is neither an R4 type nor has a table
+// (Options.OnlyKnownTypes).
+func (l *Loader) knownType(ctx context.Context, t string) error {
+	if _, ok := fhirformat.R4Spelling(t); ok {
+		return nil
+	}
+	ok, err := l.Layout.HasTable(ctx, t)
+	if err != nil {
+		return notTheLine{err}
+	}
+	if !ok {
+		return &UnknownTypeError{Type: t}
+	}
+	return nil
+}
+
+// UnknownTypeError is a type that is neither an R4 type nor has a table.
+type UnknownTypeError struct{ Type string }
+
+func (e *UnknownTypeError) Error() string {
+	return fmt.Sprintf("resourceType %q is not an R4 type and has no table%s (--new-type makes its table)", e.Type, pg.DidYouMean(e.Type))
 }
 
 // prepareStage makes the staging table on this connection when it is not
@@ -554,6 +679,18 @@ func (l *Loader) directCandidate(ctx context.Context, tx pgx.Tx) (time.Time, boo
 		if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM `+pg.Table(t)+`)`).Scan(&empty); err != nil {
 			return time.Time{}, false, err
 		}
+		if empty && l.Opts.PreserveMeta {
+			// A direct COPY does not compare preserved txids with the
+			// versions in history (a deletion): only the staged path does.
+			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NULL`, pg.HistoryTable(t)).Scan(&empty); err != nil {
+				return time.Time{}, false, err
+			}
+			if !empty {
+				if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM `+pg.HistoryTable(t)+`)`).Scan(&empty); err != nil {
+					return time.Time{}, false, err
+				}
+			}
+		}
 		if !empty {
 			l.markFilled(map[string]int64{t: 1})
 			return time.Time{}, false, nil
@@ -578,8 +715,14 @@ func (l *Loader) directCandidate(ctx context.Context, tx pgx.Tx) (time.Time, boo
 // and the source is loaded again the staged way.
 func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, st *stager, cs *copySource, now time.Time) (Result, error) {
 	st.direct = &direct{
-		now:   now,
-		txids: &txidBlocks{fetch: func(n int) ([]int64, error) { return l.Layout.NextTxids(ctx, n) }},
+		now: now,
+		txids: &txidBlocks{fetch: func(n int) ([]int64, error) {
+			// Past every txid preserved so far first, so that none is drawn.
+			if err := st.advanceTxids(); err != nil {
+				return nil, err
+			}
+			return l.Layout.NextTxids(ctx, n)
+		}},
 	}
 	st.known[l.Opts.Type] = true
 	_, err := tx.Conn().PgConn().CopyFrom(ctx, cs,
@@ -596,7 +739,7 @@ func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, 
 	if err := l.checkCount(st); err != nil {
 		return Result{}, err
 	}
-	if err := l.advanceTxids(ctx, tx, st); err != nil {
+	if err := st.advanceTxids(); err != nil {
 		return Result{}, l.dbError(ctx, err, st)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -620,6 +763,9 @@ func (l *Loader) dryRun(ctx context.Context, src *source.Reader) (Result, error)
 	if l.Opts.Type != "" {
 		st.known[l.Opts.Type] = true
 	}
+	if l.Opts.PreserveMeta {
+		st.notAfter = time.Now().Add(LastUpdatedSlack) // no server: this clock
+	}
 	for !st.ended || st.newType != "" {
 		if err := ctx.Err(); err != nil {
 			return Result{}, err
@@ -636,17 +782,6 @@ func (l *Loader) dryRun(ctx context.Context, src *source.Reader) (Result, error)
 		return Result{}, err
 	}
 	return st.result(), nil
-}
-
-// advanceTxids moves transaction_id_seq past the largest txid the source
-// set (--preserve-meta), so that no later write reuses one. Sequences are
-// not transactional: on a rollback it stays moved, which costs nothing.
-func (l *Loader) advanceTxids(ctx context.Context, tx pgx.Tx, st *stager) error {
-	if st.maxTxid == 0 {
-		return nil
-	}
-	_, err := tx.Exec(ctx, `SELECT setval('transaction_id_seq', greatest($1, (SELECT last_value FROM transaction_id_seq)))`, st.maxTxid)
-	return err
 }
 
 // checkCount fails a source that does not hold the resources it was said
@@ -744,6 +879,11 @@ func (l *Loader) dbError(ctx context.Context, err error, st *stager) error {
 // move puts the staged rows of type t into its table. unique says the
 // source certainly has no repeated id of this type; staged is how many rows.
 func (l *Loader) move(ctx context.Context, tx pgx.Tx, t, stage string, unique bool, staged int64) error {
+	if l.Opts.PreserveMeta {
+		if err := olderVersion(ctx, tx, t, stage); err != nil {
+			return err
+		}
+	}
 	var err error
 	if unique {
 		// The fast path: every id is new. It fails at the first one that is
@@ -824,6 +964,26 @@ func (l *Loader) upsert(ctx context.Context, tx pgx.Tx, t, stage string, unique 
 	return err
 }
 
+// olderVersion fails the first staged line (--preserve-meta) whose txid is
+// lower than a version the database holds of its id, current or in
+// history: stored, it would make the current version older than its
+// history (or bring back a deleted resource under an older version).
+func olderVersion(ctx context.Context, tx pgx.Tx, t, stage string) error {
+	var n, txid, stored int64
+	err := tx.QueryRow(ctx, `SELECT n, txid, stored FROM (
+			SELECT s.n, s.txid, r.txid AS stored FROM `+stage+` s JOIN `+pg.Table(t)+` r ON r.id = s.id WHERE s.txid < r.txid
+			UNION ALL
+			SELECT s.n, s.txid, h.txid FROM `+stage+` s JOIN `+pg.HistoryTable(t)+` h ON h.id = s.id WHERE s.txid < h.txid
+		) o ORDER BY n, stored DESC LIMIT 1`).Scan(&n, &txid, &stored)
+	if err == pgx.ErrNoRows {
+		return nil
+	}
+	if err != nil {
+		return sqlError(err)
+	}
+	return &ndjson.LineError{Line: n, Reason: fmt.Sprintf("meta.versionId %d is older than version %d of this resource in the database: stored, it would make the history go backwards (drop --preserve-meta to store it as a new version)", txid, stored)}
+}
+
 // isJSONError reports the errors PostgreSQL gives for text it will not
 // take as jsonb (bad syntax, \u0000, nesting too deep, a number too large
 // for numeric).
@@ -854,9 +1014,9 @@ func badJSON(ctx context.Context, tx pgx.Tx, stage string, cause error) error {
 		_, err = tx.Exec(ctx, `SELECT count(*) FROM `+stage+` WHERE n BETWEEN $1 AND $2 AND resource::jsonb IS NOT NULL`, a, b)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && isJSONError(err) {
-			msg = pgErr.Message
+			msg = ndjson.ClipQuoted(pgErr.Message)
 			if pgErr.Detail != "" {
-				msg += " (" + pgErr.Detail + ")"
+				msg += " (" + ndjson.ClipQuoted(pgErr.Detail) + ")"
 			}
 			_, err = tx.Exec(ctx, `ROLLBACK TO SAVEPOINT fhirbulk_probe`)
 			return true, err

@@ -40,6 +40,12 @@ type stager struct {
 	direct  *direct          // final-form rows straight into the table (typed loads only)
 	ids     idHashes         // to tell whether a type has repeated ids
 	maxTxid int64            // the largest txid a line set (--preserve-meta)
+	// advance moves transaction_id_seq past a txid (it returns the
+	// sequence's value then); advanced is how far it is known to be.
+	// Called after each batch of lines, before they reach the server, so
+	// that no txid drawn meanwhile equals one the lines preserve.
+	advance  func(txid int64) (int64, error)
+	advanced int64
 
 	maxErrors int       // bad lines that may be skipped
 	bad       []BadLine // those skipped
@@ -61,6 +67,8 @@ type lineParser struct {
 	strip bool
 	// --preserve-meta: versionId and lastUpdated set txid and ts
 	preserve bool
+	// notAfter, when set, is the latest lastUpdated --preserve-meta takes.
+	notAfter time.Time
 	conv     *fhirformat.Converter // FHIR input: converted to Aidbox format first (nil: none)
 	check    *fhirformat.Checker   // the format check (nil: none)
 	checkTo  int64                 // the last line it looks at
@@ -71,6 +79,10 @@ type lineParser struct {
 	// What was told of the line before it failed (for BadLine).
 	badID, badType string
 	tables         map[string]string // their table names, to the name first seen
+	// checkType, when set, refuses a resourceType name (once per name;
+	// Options.OnlyKnownTypes); refused keeps its answers.
+	checkType func(t string) error
+	refused   map[string]error
 
 	// Scratch, reused for every line.
 	compact  []byte
@@ -187,6 +199,10 @@ func (s *stager) result() Result {
 // skip records the current line as bad and goes on, or, past the limit of
 // bad lines, fails with its error.
 func (s *stager) skip(reason, id, typ string) error {
+	reason = ndjson.ClipQuoted(reason) // it may quote the line: a name, not a copy
+	if len(id) > MaxIDBytes {
+		id = ndjson.Clip(id)
+	}
 	if len(s.bad) >= s.maxErrors {
 		if s.maxErrors > 0 {
 			reason += fmt.Sprintf(" (more than --max-errors %d bad lines)", s.maxErrors)
@@ -236,8 +252,31 @@ func (s *stager) Read(p []byte) (int, error) {
 }
 
 // fill encodes lines into s.out until it holds at least want bytes, the
-// input ends, or a line needs a new partition.
+// input ends, or a line needs a new partition; then, before those lines
+// go anywhere, it moves transaction_id_seq past the txids they preserve.
 func (s *stager) fill(want int) error {
+	if err := s.fillLines(want); err != nil {
+		return err
+	}
+	return s.advanceTxids()
+}
+
+// advanceTxids moves transaction_id_seq past the largest txid the lines
+// read so far preserve (--preserve-meta), when it is not known to be
+// there: one round trip per batch of lines that raises it.
+func (s *stager) advanceTxids() error {
+	if s.advance == nil || s.maxTxid <= s.advanced {
+		return nil
+	}
+	v, err := s.advance(s.maxTxid)
+	if err != nil {
+		return err
+	}
+	s.advanced = max(v, s.maxTxid)
+	return nil
+}
+
+func (s *stager) fillLines(want int) error {
 	for len(s.out) < want {
 		if s.eof {
 			s.endCopy()
@@ -304,6 +343,20 @@ func (s *lineParser) typeName(name []byte) (string, error) {
 	t := string(name)
 	if err := pg.ValidateType(t); err != nil {
 		return "", errors.New("resourceType " + strings.TrimPrefix(err.Error(), "bad resource type "))
+	}
+	if err, ok := s.refused[t]; ok {
+		return "", err
+	}
+	if s.checkType != nil {
+		if err := s.checkType(t); err != nil {
+			if _, ok := err.(notTheLine); !ok {
+				if s.refused == nil {
+					s.refused = map[string]error{}
+				}
+				s.refused[t] = err
+			}
+			return "", err
+		}
 	}
 	if s.names == nil {
 		s.names = map[string]string{}
@@ -524,7 +577,7 @@ func (s *lineParser) buildResource(meta []byte) ([]byte, metaCols, error) {
 	var cols metaCols
 	if meta != nil {
 		var err error
-		if r, cols, err = appendMeta(r, meta, s.conv != nil, s.preserve); err != nil {
+		if r, cols, err = appendMeta(r, meta, s.conv != nil, s.preserve, s.notAfter); err != nil {
 			return nil, cols, err
 		}
 	}
@@ -553,7 +606,7 @@ func (s *lineParser) buildResource(meta []byte) ([]byte, metaCols, error) {
 // kept as it is. Its createdAt (Aidbox) or, for FHIR input, its
 // ex:createdAt extension (as Aidbox writes createdAt in FHIR) is returned
 // as cts and not stored.
-func appendMeta(r, meta []byte, fhir, preserve bool) ([]byte, metaCols, error) {
+func appendMeta(r, meta []byte, fhir, preserve bool, notAfter time.Time) ([]byte, metaCols, error) {
 	if len(meta) == 0 || meta[0] != '{' {
 		r = append(r, `,"meta":`...)
 		return append(r, meta...), metaCols{}, nil
@@ -574,9 +627,9 @@ func appendMeta(r, meta []byte, fhir, preserve bool) ([]byte, metaCols, error) {
 				case k == "createdAt":
 					cols.cts, err = parseInstant(value)
 				case preserve && k == "versionId":
-					cols.txid = parseVersionID(value)
+					cols.txid, err = parseVersionID(value)
 				case preserve && k == "lastUpdated":
-					cols.ts, _ = parseInstant(value) // only when valid, as the flag says
+					cols.ts, err = preservedInstant(value, notAfter)
 				}
 				return err == nil
 			}
@@ -666,21 +719,55 @@ var (
 	maxInstant = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
-// parseVersionID reads meta.versionId as a txid: a string of at most 18
-// digits, not 0; anything else gives 0 (not set).
-func parseVersionID(v []byte) int64 {
+// MaxPreservedTxid is the largest meta.versionId --preserve-meta keeps as
+// a txid: 2^53-1, the largest integer every JSON reader (JavaScript's
+// Number) holds exactly. transaction_id_seq is shared by every table and
+// never goes back: one stray versionId (999999999999999999) would move it
+// for good, so a larger one is a bad line rather than a silent jump.
+const MaxPreservedTxid = 1<<53 - 1
+
+// parseVersionID reads meta.versionId as a txid: a string of decimal
+// digits, 1 to MaxPreservedTxid. Another string (servers that spell
+// versions otherwise: "W/1", base64) or another JSON value gives 0 (not
+// preserved: the row gets a txid of its own); digits above the bound are
+// an error.
+func parseVersionID(v []byte) (int64, error) {
 	s, ok := ndjson.Unquote(v)
-	if !ok || len(s) == 0 || len(s) > 18 {
-		return 0
+	if !ok || len(s) == 0 {
+		return 0, nil
 	}
 	var n int64
 	for _, c := range s {
 		if c < '0' || c > '9' {
-			return 0
+			return 0, nil
+		}
+		if n > (MaxPreservedTxid-int64(c-'0'))/10 {
+			return 0, fmt.Errorf("meta.versionId %s is above %d, the largest txid --preserve-meta keeps (it would move the shared transaction_id_seq for good)", ndjson.Clip(string(v)), int64(MaxPreservedTxid))
 		}
 		n = n*10 + int64(c-'0')
 	}
-	return n
+	return n, nil
+}
+
+// LastUpdatedSlack is how far past the server's clock (its now() when the
+// source starts) a preserved lastUpdated may be: clocks of two servers
+// differ a little. A later one is refused: every incremental export (ts >=
+// watermark) would find that row again until then.
+const LastUpdatedSlack = time.Minute
+
+// preservedInstant reads meta.lastUpdated for --preserve-meta: nil (not
+// preserved) when it is not a valid instant, an error when it is later
+// than notAfter (when set).
+func preservedInstant(v []byte, notAfter time.Time) (*time.Time, error) {
+	t, err := parseInstant(v)
+	if err != nil {
+		return nil, nil // only when valid, as the flag says
+	}
+	if !notAfter.IsZero() && t.After(notAfter) {
+		return nil, fmt.Errorf("meta.lastUpdated %s is in the future (the server's clock says %s): every incremental export would find it again until then",
+			ndjson.Clip(string(v)), notAfter.Add(-LastUpdatedSlack).UTC().Format(time.RFC3339))
+	}
+	return t, nil
 }
 
 func parseInstant(v []byte) (*time.Time, error) {
@@ -688,12 +775,12 @@ func parseInstant(v []byte) (*time.Time, error) {
 	if ok {
 		if t, err := time.Parse(time.RFC3339Nano, string(s)); err == nil {
 			if t.Before(minInstant) || !t.Before(maxInstant) {
-				return nil, fmt.Errorf("meta.createdAt %s is outside the years 0001–9999 in UTC", v)
+				return nil, fmt.Errorf("meta.createdAt %s is outside the years 0001–9999 in UTC", ndjson.Clip(string(v)))
 			}
 			return &t, nil
 		}
 	}
-	return nil, fmt.Errorf("meta.createdAt %s is not an RFC 3339 instant", v)
+	return nil, fmt.Errorf("meta.createdAt %s is not an RFC 3339 instant", ndjson.Clip(string(v)))
 }
 
 // direct encodes rows in the final form of a type's table:
@@ -704,9 +791,19 @@ type direct struct {
 }
 
 func (d *direct) appendRow(b []byte, r resource) ([]byte, error) {
-	txid, err := d.txids.next()
-	if err != nil {
-		return b, err
+	// A preserved txid takes none from the sequence. One the blocks drawn
+	// so far may hold (drawn for earlier lines, or by another session
+	// before the sequence was moved past it) could be another row's: the
+	// staged path draws only after every preserved txid is known.
+	txid := r.meta.txid
+	if txid > 0 && txid <= d.txids.maxDrawn {
+		return b, errNotDirect
+	}
+	if txid == 0 {
+		var err error
+		if txid, err = d.txids.next(); err != nil {
+			return b, err
+		}
 	}
 	cts, ts := d.now, d.now
 	if r.meta.cts != nil {
@@ -714,9 +811,6 @@ func (d *direct) appendRow(b []byte, r resource) ([]byte, error) {
 	}
 	if r.meta.ts != nil {
 		ts = *r.meta.ts
-	}
-	if r.meta.txid > 0 {
-		txid = r.meta.txid
 	}
 	b = pg.AppendTuple(b, 7)
 	b = pg.AppendBytes(b, r.id)
@@ -733,9 +827,10 @@ var statusCreated = []byte("created")
 // txidBlocks hands out values of transaction_id_seq, fetched in growing
 // blocks (so a small load does not use up thousands) by fetch.
 type txidBlocks struct {
-	fetch func(n int) ([]int64, error)
-	have  []int64
-	size  int
+	fetch    func(n int) ([]int64, error)
+	have     []int64
+	size     int
+	maxDrawn int64 // the largest value fetched
 }
 
 func (t *txidBlocks) next() (int64, error) {
@@ -746,6 +841,9 @@ func (t *txidBlocks) next() (int64, error) {
 			return 0, err
 		}
 		t.have = ids
+		for _, v := range ids {
+			t.maxDrawn = max(t.maxDrawn, v)
+		}
 	}
 	v := t.have[0]
 	t.have = t.have[1:]

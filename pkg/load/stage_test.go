@@ -213,3 +213,25 @@ func TestTxidBlocksGrow(t *testing.T) {
 		t.Errorf("block sizes %v", asked)
 	}
 }
+
+func TestParseMergeRefusesWhatJSONBRefuses(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"a":"\u0000"}`:         `it holds \u0000`,
+		`{"a":"x\ud800"}`:        `lone surrogate`,
+		`{"a":"\udc00"}`:         `lone surrogate`,
+		`{"a":"\ud800\n"}`:       `lone surrogate`,
+		`{"a":"\ud800\u0041"}`:   `lone surrogate`,
+		`{"\ud800":1}`:           `lone surrogate`,
+		`{"a":"\ud83d\ude00"}`:   ``,
+		`{"a":"\\u0000\\ud800"}`: ``,
+		`{"a":"\u00e9"}`:         ``,
+	} {
+		_, err := ParseMerge(in)
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("ParseMerge(%s): %v", in, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("ParseMerge(%s) = %v, want %q", in, err, want)
+		}
+	}
+}

@@ -7,12 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 )
 
 // ResolveDSN picks the connection string: the --db flag, else DATABASE_URL,
@@ -31,6 +35,10 @@ type ConfigError struct{ msg string }
 
 func (e *ConfigError) Error() string { return e.msg }
 
+// bareWord is a connection string that is one word: no URL, no key=value
+// (and nothing secret to hide: no '@', ':' or '=').
+var bareWord = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
 // DefaultConnectTimeout bounds a connection attempt when the connection
 // string sets no connect_timeout.
 const DefaultConnectTimeout = 15 * time.Second
@@ -44,6 +52,11 @@ func ParseDSN(dsn string) (*pgx.ConnConfig, error) {
 			return nil, &ConfigError{fmt.Sprintf("bad connection string (--db, DATABASE_URL): a %s:// URL; want postgres://HOST:PORT/DATABASE", s)}
 		}
 		dsn = s + dsn[len(scheme):] // schemes are case-insensitive; pgx wants them lowercase
+	}
+	if bareWord.MatchString(dsn) {
+		// pgx says only "invalid keyword/value": most often a database
+		// name given where a connection string goes.
+		return nil, &ConfigError{fmt.Sprintf("bad connection string %q (--db, DATABASE_URL): not a URL (postgres://HOST:PORT/DATABASE) nor keyword=value pairs (host=HOST dbname=DATABASE); for the database %s give dbname=%s", dsn, dsn, dsn)}
 	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
@@ -147,7 +160,15 @@ func connectMessage(err error, cfg *pgx.ConnConfig) string {
 	var reasons []string
 	for _, a := range attempts {
 		r := a.Error()
+		var tooLong *pgproto3.ExceededMaxBodyLenErr
 		switch {
+		case errors.As(a, &tooLong):
+			// The first bytes of the answer read as a message length: the
+			// server does not speak PostgreSQL's protocol.
+			r = "the server there does not speak PostgreSQL's protocol (is it the right port? PostgreSQL's is usually 5432)"
+			if n := tooLong.ActualBodyLen + 4; string([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}) == "TTP/" { // after an 'H': "HTTP/1.1 400 ..."
+				r = "the server there answers in HTTP, not PostgreSQL's protocol (a web server's port? PostgreSQL's is usually 5432)"
+			}
 		case errors.Is(a, context.DeadlineExceeded) || isTimeout(a):
 			r = fmt.Sprintf("no answer within %s (connect_timeout)", cfg.ConnectTimeout)
 		case strings.Contains(r, "server refused TLS connection") && len(attempts) > 1:
@@ -224,14 +245,17 @@ func Wrap(err error) error {
 }
 
 // ErrorLine renders a server error as one line: message, detail, position.
+// Values the server quotes are cut (ndjson.ClipQuoted): its "Token ... is
+// invalid" quotes the whole bad token, which may be megabytes of a
+// resource.
 func ErrorLine(err error) string {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		return err.Error()
 	}
-	s := pgErr.Message
+	s := ndjson.ClipQuoted(pgErr.Message)
 	if pgErr.Detail != "" {
-		s += " (" + pgErr.Detail + ")"
+		s += " (" + ndjson.ClipQuoted(pgErr.Detail) + ")"
 	}
 	if pgErr.Position > 0 {
 		s += fmt.Sprintf(" at position %d", pgErr.Position)

@@ -102,3 +102,42 @@ func TestRedact(t *testing.T) {
 		t.Errorf("redact = %s", got)
 	}
 }
+
+func TestSuggest(t *testing.T) {
+	for in, want := range map[string]string{
+		"patient": "Patient", "PATIENT": "Patient", "Patinet": "Patient", "Obsevation": "Observation",
+		"Observaton": "Observation", "Patient": "", "Zebra": "", "Foo": "", "X": "",
+	} {
+		if got := Suggest(in); got != want {
+			t.Errorf("Suggest(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A port where a web server listens: pgx said "expected at most
+// 1073741822, but got 1414811691" (the bytes "TTP/" read as a length).
+func TestConnectToHTTPServer(t *testing.T) {
+	addr := fakeServer(t, func(c net.Conn) {
+		c.Read(make([]byte, 100))                                                                     //nolint:errcheck
+		c.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")) //nolint:errcheck
+	})
+	for _, mode := range []string{"prefer", "disable"} {
+		_, err := Connect(context.Background(), "postgres://u@"+addr+"/d?sslmode="+mode)
+		if err == nil || !strings.HasSuffix(err.Error(), ": the server there answers in HTTP, not PostgreSQL's protocol (a web server's port? PostgreSQL's is usually 5432)") {
+			t.Errorf("sslmode=%s: err = %v", mode, err)
+		}
+	}
+}
+
+// A bare word is most often a database name given as the connection string.
+func TestParseDSNBareWord(t *testing.T) {
+	_, err := ParseDSN("nc_a")
+	var ce *ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), `bad connection string "nc_a" (--db, DATABASE_URL): not a URL (postgres://HOST:PORT/DATABASE) nor keyword=value pairs`) ||
+		!strings.HasSuffix(err.Error(), "give dbname=nc_a") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := ParseDSN("dbname=nc_a"); err != nil {
+		t.Fatal(err)
+	}
+}

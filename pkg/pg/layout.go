@@ -31,7 +31,7 @@ var typeName = regexp.MustCompile(`^[A-Z][A-Za-z0-9]*$`)
 // table of Patient).
 func ValidateType(t string) error {
 	if !typeName.MatchString(t) {
-		return fmt.Errorf("bad resource type %q: it must match ^[A-Z][A-Za-z0-9]*$", t)
+		return fmt.Errorf("bad resource type %q: it must match ^[A-Z][A-Za-z0-9]*$%s", t, DidYouMean(t))
 	}
 	if len(t) > MaxTypeLen {
 		return fmt.Errorf("bad resource type %q: longer than %d characters (its history table's name would not fit PostgreSQL's 63-byte names)", t, MaxTypeLen)
@@ -40,6 +40,63 @@ func ValidateType(t string) error {
 		return fmt.Errorf("bad resource type %q: R4 spells it %q (type names are case-sensitive)", t, r4)
 	}
 	return nil
+}
+
+// DidYouMean is ", did you mean Patient?" when t is not an R4 type name but
+// is close to one (as spelled, or in another case: at most one letter in
+// four differs, two at the most), else "".
+func DidYouMean(t string) string {
+	if s := Suggest(t); s != "" {
+		return "; did you mean " + s + "?"
+	}
+	return ""
+}
+
+// Suggest is the R4 type name nearest t (see DidYouMean), or "".
+func Suggest(t string) string {
+	if r4, ok := fhirformat.R4Spelling(t); ok {
+		if r4 == t {
+			return ""
+		}
+		return r4
+	}
+	if len(t) > 64 {
+		return ""
+	}
+	lt := strings.ToLower(t)
+	best, bestD := "", min(2, len(t)/4)+1
+	for _, name := range fhirformat.R4Types() {
+		if d := editDistance(lt, strings.ToLower(name)); d < bestD {
+			best, bestD = name, d
+		}
+	}
+	return best
+}
+
+// editDistance counts the insertions, deletions, substitutions and swaps
+// of two neighbours that make a into b (optimal string alignment).
+func editDistance(a, b string) int {
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
 }
 
 // TableName is the name of the table holding resources of type t: the
@@ -226,7 +283,7 @@ func CheckTable(ctx context.Context, q Querier, t string) error {
 	case err != nil:
 		return err
 	case !found:
-		return fmt.Errorf("%w %q in %s", ErrNoTable, t, whereOf(q))
+		return fmt.Errorf("%w %q in %s%s", ErrNoTable, t, whereOf(q), DidYouMean(t))
 	case problem != "":
 		return fmt.Errorf("table %s is not in the Aidbox layout: %s", Table(t), problem)
 	case cols["resource_type"] == "":
@@ -343,14 +400,8 @@ func (l *Layout) Prepare(ctx context.Context, tx pgx.Tx, t string) error {
 	if err := ValidateType(t); err != nil {
 		return err
 	}
-	if !l.shared {
-		if err := l.connect(ctx); err != nil {
-			return err
-		}
-		if err := EnsureShared(ctx, l.conn); err != nil {
-			return err
-		}
-		l.shared = true
+	if err := l.ensureShared(ctx); err != nil {
+		return err
 	}
 	if err := LockType(ctx, tx, t); err != nil {
 		return err
@@ -369,6 +420,54 @@ func (l *Layout) Prepare(ctx context.Context, tx pgx.Tx, t string) error {
 		l.ready[t] = true
 	}
 	return nil
+}
+
+func (l *Layout) ensureShared(ctx context.Context) error {
+	if l.shared {
+		return nil
+	}
+	if err := l.connect(ctx); err != nil {
+		return err
+	}
+	if err := EnsureShared(ctx, l.conn); err != nil {
+		return err
+	}
+	l.shared = true
+	return nil
+}
+
+// AdvanceTxids moves transaction_id_seq so that its next value is past
+// txid, at once (on the Layout's own connection, outside any transaction:
+// other sessions see it before the rows that carry txid are written), and
+// returns the sequence's last value then. It never moves it back. (The
+// read and the setval are one statement, not one atomic step: a session
+// that draws past txid in between would see the sequence go back to txid.
+// PostgreSQL offers no lock on a sequence that nextval respects.)
+func (l *Layout) AdvanceTxids(ctx context.Context, txid int64) (int64, error) {
+	if err := l.ensureShared(ctx); err != nil {
+		return 0, err
+	}
+	var v int64
+	err := l.conn.QueryRow(ctx, `SELECT CASE WHEN last_value < $1 OR (last_value = $1 AND NOT is_called)
+		THEN setval('transaction_id_seq', $1) ELSE last_value END FROM transaction_id_seq`, txid).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("transaction_id_seq: %w", Wrap(err))
+	}
+	return v, nil
+}
+
+// HasTable reports whether type t has a table (in the current schema
+// search path), asked on the Layout's own connection: a load asks it while
+// its own connection is busy with a COPY.
+func (l *Layout) HasTable(ctx context.Context, t string) (bool, error) {
+	if err := l.connect(ctx); err != nil {
+		return false, err
+	}
+	var ok bool
+	if err := l.conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, Table(t)).Scan(&ok); err != nil {
+		return false, Wrap(err)
+	}
+	return ok, nil
 }
 
 // Close closes the connection, if one was opened.

@@ -46,6 +46,9 @@ func IsURL(spec string) bool {
 func Redact(spec string) string {
 	s := strings.TrimSpace(spec)
 	scheme, rest, ok := cutScheme(s)
+	if !ok && strings.HasPrefix(s, "//") && strings.ContainsAny(s, "@?#") {
+		return redactSchemeless(s)
+	}
 	if !ok || !strings.HasPrefix(rest, "//") && !isHTTPScheme(scheme) {
 		return spec
 	}
@@ -65,6 +68,21 @@ func Redact(spec string) string {
 		rest = rest[at+1:]
 	}
 	return scheme + ":" + slashes + rest + hidden
+}
+
+// redactSchemeless redacts "//user:pass@host/x?sig=…", a URL without its
+// scheme (a path would not have user info or a query): the user info and
+// the query go, as in Redact.
+func redactSchemeless(s string) string {
+	rest, hidden := s[2:], ""
+	if i := strings.IndexAny(rest, "?#"); i >= 0 {
+		hidden = rest[i:i+1] + "…"
+		rest = rest[:i]
+	}
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		rest = rest[at+1:]
+	}
+	return "//" + rest + hidden
 }
 
 // urlInText finds what looks like a URL in free text: a scheme and "://",

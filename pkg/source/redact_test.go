@@ -26,6 +26,11 @@ func TestRedact(t *testing.T) {
 		"./local/file.ndjson":                                                       "./local/file.ndjson",
 		" local file ?x":                                                            " local file ?x",
 		"-":                                                                         "-",
+		// No scheme: still no user info, query or fragment.
+		"//user:PASSWORD@host/x?sig=SIG": "//host/x?…",
+		" //host/x#frag":                 "//host/x#…",
+		"//u:PASS/WORD@host/x":           "//host/x",
+		"//server/share/file.ndjson":     "//server/share/file.ndjson",
 		// Any case, spaces around, any scheme.
 		" https://u:PASSWORD@host/x?X-Amz-Signature=SIG": "https://host/x?…",
 		"HTTPS://u:PASSWORD@Host/x?sig=SIG \n":           "https://Host/x?…",

@@ -22,6 +22,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -177,6 +178,44 @@ type Error struct {
 func (e *Error) Error() string { return e.Source + ": " + e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
 
+// Check tells, without reading it, whether Open could open spec: "-"
+// needs Stdin, a URL must be an http(s) URL that parses with a host (no
+// request is made), a file must exist, be readable and not be a folder.
+// A load of several sources checks them all before it commits the first.
+func Check(spec string, opts Options) error {
+	trimmed := strings.TrimSpace(spec)
+	scheme, rest, hasScheme := cutScheme(trimmed)
+	switch {
+	case spec == "-":
+		if opts.Stdin == nil {
+			return &Error{Source: "stdin", Err: errors.New("not available")}
+		}
+		return nil
+	case hasScheme && strings.HasPrefix(rest, "//") && isHTTPScheme(scheme):
+		if u, err := url.Parse(trimmed); err != nil || u.Host == "" {
+			return &Error{Source: Redact(trimmed), Err: fmt.Errorf("not a URL: want %s://HOST/PATH", scheme)}
+		}
+		return nil
+	case hasScheme || strings.HasPrefix(trimmed, "//"):
+		_, err := Open(context.Background(), spec, opts) // refused before any request
+		return err
+	}
+	// Opened, not read: a load of 20,000 small files checks them all.
+	f, err := os.Open(spec)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return &Error{Source: Redact(spec), Err: err}
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		return &Error{Source: Redact(spec), Err: errors.New("is a folder")}
+	}
+	return nil
+}
+
 // Open opens spec: "-" for stdin, an http(s) URL (see IsURL), or a file
 // path. Any other scheme ("s3://…", "gs://…") is an error for now. Errors
 // name the source redacted.
@@ -211,6 +250,9 @@ func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 		return nil, &Error{Source: Redact(trimmed), Err: errors.New("not supported yet: use a pre-signed https URL")}
 	case hasScheme && isHTTPScheme(scheme):
 		return nil, &Error{Source: Redact(trimmed), Err: fmt.Errorf("not a URL: want %s://HOST/PATH", scheme)}
+	case !hasScheme && strings.HasPrefix(trimmed, "//") && strings.ContainsAny(trimmed, "@?"):
+		// Not a path anyone means: a URL that lost its scheme.
+		return nil, &Error{Source: Redact(trimmed), Err: errors.New("not a URL: no scheme (want https://HOST/PATH)")}
 	default:
 		f, err := os.Open(spec)
 		if err != nil {
