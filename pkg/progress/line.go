@@ -2,7 +2,6 @@ package progress
 
 import (
 	"io"
-	"time"
 
 	"github.com/schollz/progressbar/v3"
 )
@@ -31,7 +30,12 @@ func newBarLine(w io.Writer) *barLine {
 			progressbar.OptionSetWriter(w),
 			progressbar.OptionUseANSICodes(true),
 			progressbar.OptionSpinnerType(14), // braille dots
-			progressbar.OptionSetSpinnerChangeInterval(100*time.Millisecond),
+			// 0: the spinner turns at each draw. With an interval
+			// progressbar starts a goroutine of its own that redraws the
+			// row on its own clock, without our lock and for good: the
+			// line came back after Stop had erased it, and the race
+			// detector saw it read the bar's state unlocked.
+			progressbar.OptionSetSpinnerChangeInterval(0),
 			progressbar.OptionSetElapsedTime(false),
 			progressbar.OptionSetPredictTime(false),
 			progressbar.OptionThrottle(0), // Live decides when to draw

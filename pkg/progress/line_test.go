@@ -2,6 +2,7 @@ package progress_test
 
 import (
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -34,5 +35,21 @@ func TestStartLineLeavesNoDebris(t *testing.T) {
 	live.Stop()
 	if got := strings.TrimSpace(term.Text()); got != "$ fhirbulk load x" {
 		t.Fatalf("after Stop:\n%q", got)
+	}
+}
+
+// A stopped status line stays erased: nothing of progressbar's goes on
+// drawing it (its spinner goroutine did, every 100 ms, after Stop).
+func TestStartLineStopsForGood(t *testing.T) {
+	before := runtime.NumGoroutine()
+	term := progresstest.New(40, 10)
+	live := progress.StartLine(term, func(width int) string { return "storing" })
+	live.Redraw()
+	live.Stop()
+	if n := runtime.NumGoroutine(); n > before {
+		t.Fatalf("%d goroutines left running after Stop (%d before Start)", n, before)
+	}
+	if got := strings.TrimSpace(term.Text()); got != "" {
+		t.Fatalf("after Stop: %q", got)
 	}
 }
