@@ -116,15 +116,22 @@ refuses; grant it pg_read_all_stats to spare the wait.`,
 		o.Request = exportRequest(c, args)
 		o.Version = version()
 		start := time.Now()
+		// The live line shows from the start (its clock runs while the
+		// export waits for locks or a watermark), and ends before anything
+		// else is printed: a message goes above it, the summary after it.
+		var live *progress.Live
+		say := func(format string, args ...any) {
+			if live != nil {
+				live.Println(fmt.Sprintf(format, args...))
+				return
+			}
+			fmt.Fprintf(a.stderr, format, args...)
+		}
 		if a.showProgress(false) {
 			meter := progress.NewMeter("export ", "rows")
+			meter.Begin(args[0], -1, 0)
 			var once sync.Once
-			live := progress.StartLine(a.stderr, func(w int) string {
-				if meter.Name() == "" {
-					return ""
-				}
-				return meter.Line(w)
-			})
+			live = progress.StartLine(a.stderr, meter.Line)
 			defer live.Stop()
 			o.Progress = func(p export.Progress) {
 				once.Do(func() { meter.Begin(args[0], p.Estimate, 0) })
@@ -135,16 +142,17 @@ refuses; grant it pg_read_all_stats to spare the wait.`,
 			return usagef("--wait: must not be negative")
 		}
 		o.Capped = func(asked, used, free int) {
-			fmt.Fprintf(a.stderr, "export: --parallel %d capped at %d: the server has %s free besides this one, and the export leaves a quarter of them (at least one) to others\n",
+			say("export: --parallel %d capped at %d: the server has %s free besides this one, and the export leaves a quarter of them (at least one) to others\n",
 				asked, used, progress.Plural(int64(free), "connection slots"))
 		}
 		o.Waiting = func(n int) {
 			if !a.quiet {
-				fmt.Fprintf(a.stderr, "export: waiting up to %s (--wait) for %s of other roles to end: this role cannot read when they began (pg_read_all_stats)\n",
+				say("export: waiting up to %s (--wait) for %s of other roles to end: this role cannot read when they began (pg_read_all_stats)\n",
 					o.Wait, progress.Plural(int64(n), "transactions"))
 			}
 		}
 		m, err := export.Export(ctx, args[0], force, o)
+		live.Stop()
 		var hidden *pg.HiddenTransactionsError
 		var locked *export.LockError
 		var chain *export.ChainError
@@ -170,8 +178,8 @@ refuses; grant it pg_read_all_stats to spare the wait.`,
 			for _, f := range m.Output {
 				rows += *f.Count
 			}
-			fmt.Fprintf(a.stderr, "export: %s in %d files, %s deleted, to %s in %s\n",
-				progress.Plural(rows, "resources"), len(m.Output), progress.Plural(deletedCount(m), "resources"), printable(args[0]), progress.Took(time.Since(start)))
+			fmt.Fprintf(a.stderr, "export: %s in %s, %s deleted, to %s in %s\n",
+				progress.Plural(rows, "resources"), progress.Plural(int64(len(m.Output)), "files"), progress.Plural(deletedCount(m), "resources"), printable(args[0]), progress.Took(time.Since(start)))
 		}
 		line, err := json.Marshal(m)
 		if err != nil {
