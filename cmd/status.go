@@ -16,7 +16,7 @@ import (
 )
 
 const statusLong = `Without ID: a table of the imports in the state folder (--json: a JSON
-array of their states). With ID: that import's status and its inputs'
+array of their states; with none, a line on stderr says so). With ID: that import's status and its inputs'
 progress, or its state as JSON (--json); --watch follows it until it ends,
 redrawn in place on a terminal, and then shows how it ended. An import
 whose process is gone (Ctrl-C, kill -9, a reboot) shows as interrupted:
@@ -69,6 +69,10 @@ func (a *app) statusCmd() *cobra.Command {
 			}
 			if asJSON {
 				return writeJSON(a.stdout, append([]*bulkimport.State{}, list...))
+			}
+			if len(list) == 0 {
+				fmt.Fprintf(a.stderr, "status: no imports in %s\n", printable(dir))
+				return nil
 			}
 			return writeImportTable(a.stdout, list)
 		}
