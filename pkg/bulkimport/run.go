@@ -300,7 +300,7 @@ func (r *runner) worker(ctx context.Context, jobs <-chan int) {
 			case ctx.Err() != nil:
 				s.Status = StatusPending // rolled back: loads again on resume
 			default:
-				s.Status, s.Error = StatusFailed, oneLine(err.Error())
+				s.fail(err)
 			}
 		})
 	}
@@ -440,7 +440,7 @@ func (r *runner) deletions(ctx context.Context) {
 			case ctx.Err() != nil:
 				s.Status = StatusPending
 			default:
-				s.Status, s.Error = StatusFailed, oneLine(err.Error())
+				s.fail(err)
 			}
 		})
 		if err != nil {

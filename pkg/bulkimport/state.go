@@ -94,13 +94,23 @@ func (in InputState) pending() InputState {
 	return InputState{ResourceType: in.ResourceType, URL: in.URL, URLHash: in.URLHash, Kind: in.Kind, Status: StatusPending}
 }
 
-// Done counts the inputs that finished, and the resources they loaded.
+// fail marks the input failed with err. What it read is forgotten: its
+// transaction rolled back, so none of it is in the database.
+func (in *InputState) fail(err error) {
+	duration := in.Duration
+	*in = in.pending()
+	in.Status, in.Error, in.Duration = StatusFailed, oneLine(err.Error()), duration
+}
+
+// Done counts the inputs that finished, and the resources they loaded: what
+// is committed, not the lines an input at work has read so far (nor those
+// a failed one had read: they were rolled back).
 func (s *State) Done() (inputs int, resources int64) {
 	for _, in := range s.Inputs {
 		if in.Status == StatusFinished {
 			inputs++
+			resources += in.Total
 		}
-		resources += in.Total
 	}
 	return inputs, resources
 }
