@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkimport"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/progress"
 )
 
@@ -201,12 +204,25 @@ const watchEvery = 500 * time.Millisecond
 
 func writeImportTable(w io.Writer, list []*bulkimport.State) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tSTARTED\tINPUTS\tRESOURCES")
+	fmt.Fprintln(tw, "ID\tSTATUS\tSTARTED\tINPUTS\tRESOURCES\tDATABASE")
 	for _, st := range list {
 		done, n := st.Done()
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\n", printable(st.ID), printable(st.Status), st.Time.Start.Local().Format("2006-01-02 15:04:05"), done, len(st.Inputs), n)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\n", printable(st.ID), printable(st.Status), st.Time.Start.Local().Format("2006-01-02 15:04:05"), done, len(st.Inputs), n, shortDatabase(st.Database))
 	}
 	return tw.Flush()
+}
+
+// shortDatabase names an import's database in the table of imports:
+// name@host:port ("-" for a state file that records none).
+func shortDatabase(db *pg.Identity) string {
+	if db == nil {
+		return "-"
+	}
+	s := db.Database
+	if db.Host != "" {
+		s += "@" + net.JoinHostPort(db.Host, strconv.Itoa(db.Port))
+	}
+	return printable(s)
 }
 
 // describe renders one import for a person.
@@ -219,6 +235,9 @@ func describe(st *bulkimport.State) string {
 		end = *st.Time.End
 	}
 	fmt.Fprintf(&b, " (started %s, %s)\n", st.Time.Start.Local().Format("2006-01-02 15:04:05"), end.Sub(st.Time.Start).Round(time.Second/10))
+	if st.Database != nil {
+		fmt.Fprintf(&b, "  into %s\n", printable(st.Database.String()))
+	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	for _, in := range st.Inputs {
 		detail := fmt.Sprintf("%d resources", in.Total)
