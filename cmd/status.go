@@ -250,6 +250,9 @@ func describe(st *bulkimport.State) string {
 			detail += ", " + mb(in.BytesRead)
 		case in.Status == bulkimport.StatusFinished && in.Kind == bulkimport.KindDeleted:
 			detail = fmt.Sprintf("%d deleted, %d not there, in %s", in.Deleted, in.Absent, (time.Duration(in.Duration) * time.Millisecond).Round(time.Millisecond))
+			if in.Skipped > 0 {
+				detail += fmt.Sprintf(", %d bad lines skipped", in.Skipped)
+			}
 		case in.Status == bulkimport.StatusFinished:
 			detail += fmt.Sprintf(" in %s", (time.Duration(in.Duration) * time.Millisecond).Round(time.Millisecond))
 			if in.Skipped > 0 {

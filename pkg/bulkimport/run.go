@@ -490,12 +490,17 @@ func (r *runner) deletions(ctx context.Context) {
 		var d load.Deletions
 		err := r.connect(ctx, &conn)
 		if err == nil {
-			conn.loader.Opts = load.Options{MaxLineSize: r.o.MaxLineSize}
+			// The file must hold what the manifest counts; bad lines are
+			// skipped as in the other inputs.
+			conn.loader.Opts = load.Options{MaxLineSize: r.o.MaxLineSize, MaxErrors: r.o.MaxErrors, ExpectCount: all[i].Count}
 			d, err = conn.loader.DeleteSource(ctx, all[i].URL, r.o.Source)
 			var se *load.SourceError
 			if errors.As(err, &se) {
 				err = se.Err
 			}
+		}
+		if err == nil && len(d.Skipped) > 0 {
+			err = r.writeSkipped(i, d.Skipped)
 		}
 		r.update(i, func(s *InputState) {
 			s.Duration = time.Since(start).Milliseconds()
@@ -503,7 +508,7 @@ func (r *runner) deletions(ctx context.Context) {
 			case err == nil:
 				s.Status, s.Error = StatusFinished, ""
 				s.Deleted, s.Absent = d.Deleted.Total(), d.Absent.Total()
-				s.Total = s.Deleted + s.Absent
+				s.Total, s.Skipped = s.Deleted+s.Absent, int64(len(d.Skipped))
 			case ctx.Err() != nil:
 				s.Status = StatusPending
 			default:

@@ -13,9 +13,11 @@ import (
 )
 
 // Deletions is what a deletions source did, per type: resources deleted,
-// and DELETEs of resources that were not there.
+// and DELETEs of resources that were not there; and the bad lines it
+// skipped (Options.MaxErrors), each with its source.
 type Deletions struct {
 	Deleted, Absent Counts
+	Skipped         []BadLine
 }
 
 // DeleteSource applies a deletions source, in one transaction: ndjson
@@ -26,6 +28,12 @@ type Deletions struct {
 // _history row of status 'deleted' with a new txid is written, and the row
 // is removed. A DELETE of a resource that is not there is counted, not an
 // error. Its errors are *SourceError.
+//
+// Of the Options it heeds MaxLineSize; MaxErrors (a line that is not a
+// Bundle of DELETEs is skipped, whole, up to that many; the next fails the
+// source, as in a load); ExpectCount (a manifest's count: the source must
+// hold that many DELETE entries, or that many Bundles, bad lines counted
+// as one each; else it fails, nothing applied).
 func (l *Loader) DeleteSource(ctx context.Context, spec string, opts source.Options) (Deletions, error) {
 	name := source.Redact(spec)
 	src, err := source.Open(ctx, spec, opts)
@@ -44,24 +52,29 @@ func (l *Loader) DeleteSource(ctx context.Context, spec string, opts source.Opti
 	if err != nil && !isContext(err) {
 		err = &SourceError{Source: src.Name(), Err: err}
 	}
+	for i := range d.Skipped {
+		d.Skipped[i].Source = src.Name()
+	}
 	return d, err
 }
 
-const deleteTable = "fhirbulk_deletes"
+const deleteTable = "fhirbulk_deletions"
 
-func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (Deletions, error) {
-	d := Deletions{Deleted: Counts{}, Absent: Counts{}}
+func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (d Deletions, err error) {
+	d = Deletions{Deleted: Counts{}, Absent: Counts{}}
 	tx, err := l.Conn.Begin(ctx)
 	if err != nil {
 		return d, pg.Wrap(err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
-	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS `+deleteTable+` (rtype text, id text) ON COMMIT DELETE ROWS`); err != nil {
+	// n is the line of the request (an id deleted twice: the last wins).
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS `+deleteTable+` (n bigint, rtype text, id text) ON COMMIT DELETE ROWS`); err != nil {
 		return d, pg.Wrap(err)
 	}
+	dr := &deletionsReader{lines: ndjson.NewLineReaderMax(src, l.Opts.MaxLineSize), types: map[string]bool{},
+		maxErrors: l.Opts.MaxErrors}
 	// The requests stream into the table: memory stays flat whatever the
 	// number of deletions.
-	dr := &deletionsReader{lines: ndjson.NewLineReaderMax(src, l.Opts.MaxLineSize), types: map[string]bool{}}
 	cs := &copySource{r: dr}
 	defer cs.finish()
 	if _, err := tx.Conn().PgConn().CopyFrom(ctx, cs, `COPY `+deleteTable+` FROM STDIN (FORMAT binary)`); err != nil {
@@ -70,26 +83,42 @@ func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (Deletions, er
 		}
 		return d, pg.Wrap(err)
 	}
+	defer func() { d.Skipped = dr.bad }()
+	if want := l.Opts.ExpectCount; want != nil && *want != dr.entries && *want != dr.bundles {
+		holds := fmt.Sprintf("%d deletions", dr.entries)
+		if dr.entries != dr.bundles {
+			holds += fmt.Sprintf(" in %d Bundles", dr.bundles)
+		}
+		return d, fmt.Errorf("holds %s, the manifest says %d (cut short, or changed?)", holds, *want)
+	}
 	types := make([]string, 0, len(dr.types))
 	for t := range dr.types {
 		types = append(types, t)
 	}
 	pg.LockOrder(types)
+	// Every type's writer lock first, in the one order.
+	exists := map[string]bool{}
 	for _, t := range types {
-		var exists bool
-		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pg.Table(t)).Scan(&exists); err != nil {
+		var ok bool
+		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pg.Table(t)).Scan(&ok); err != nil {
 			return d, pg.Wrap(err)
 		}
+		if !ok {
+			continue // nothing to delete: no table is made for it
+		}
+		exists[t] = true
+		if err := l.Layout.Prepare(ctx, tx, t); err != nil {
+			return d, err
+		}
+	}
+	for _, t := range types {
 		var wanted int64
 		if err := tx.QueryRow(ctx, `SELECT count(DISTINCT id) FROM `+deleteTable+` WHERE rtype = $1`, t).Scan(&wanted); err != nil {
 			return d, pg.Wrap(err)
 		}
-		if !exists {
+		if !exists[t] {
 			d.Absent[t] += wanted
 			continue
-		}
-		if err := l.Layout.Prepare(ctx, tx, t); err != nil {
-			return d, err
 		}
 		// The current version to history as it is, then the 'deleted'
 		// version, then the row goes.
@@ -115,9 +144,10 @@ func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (Deletions, er
 }
 
 // deletionsReader is the binary COPY of a deletions source's requests:
-// (type, id) tuples, read line by line. A line that is not a transaction
-// Bundle of DELETE entries is an error naming it (a deletions file must not
-// be half applied).
+// (line, type, id) tuples, read line by line. A line that is not
+// a transaction Bundle of DELETE entries is a bad line: skipped whole
+// (MaxErrors) or an error naming it (a deletions file must not be half
+// applied).
 type deletionsReader struct {
 	lines   *ndjson.LineReader
 	types   map[string]bool
@@ -127,9 +157,28 @@ type deletionsReader struct {
 	done    bool
 	err     error
 
+	maxErrors int
+	bad       []BadLine
+	// What the source holds, for ExpectCount: DELETE entries and Bundles
+	// (non-blank lines), a bad line counted as one of each.
+	entries, bundles int64
+
 	compact []byte
 	spans   [1]ndjson.Span
 	ids     map[string][]string
+}
+
+// skip records line n as bad, or, past MaxErrors, fails with its error.
+func (r *deletionsReader) skip(n int64, reason string) error {
+	reason = ndjson.ClipQuoted(reason)
+	if len(r.bad) >= r.maxErrors {
+		if r.maxErrors > 0 {
+			reason += fmt.Sprintf(" (more than --max-errors %d bad lines)", r.maxErrors)
+		}
+		return &ndjson.LineError{Line: n, Reason: reason}
+	}
+	r.bad = append(r.bad, BadLine{Line: n, Reason: reason})
+	return nil
 }
 
 func (r *deletionsReader) Read(p []byte) (int, error) {
@@ -162,14 +211,23 @@ func (r *deletionsReader) fill(want int) error {
 			return err
 		}
 		if !ndjson.IsBlank(line) {
+			n := r.lines.Line()
+			r.bundles++
 			clear(r.ids)
-			if derr := deletionsOf(line, &r.compact, r.spans[:], r.ids); derr != nil {
-				return &ndjson.LineError{Line: r.lines.Line(), Reason: derr.Error()}
+			derr := r.deletionsOf(line)
+			if derr != nil {
+				r.entries++
+				if err := r.skip(n, derr.Error()); err != nil {
+					return err
+				}
+				clear(r.ids) // skipped whole
 			}
 			for t, ids := range r.ids {
 				r.types[t] = true
 				for _, id := range ids {
-					r.out = pg.AppendTuple(r.out, 2)
+					r.entries++
+					r.out = pg.AppendTuple(r.out, 3)
+					r.out = pg.AppendInt8(r.out, n)
 					r.out = pg.AppendBytes(r.out, []byte(t))
 					r.out = pg.AppendBytes(r.out, []byte(id))
 				}
@@ -184,16 +242,23 @@ func (r *deletionsReader) fill(want int) error {
 	return nil
 }
 
-func deletionsOf(line []byte, compact *[]byte, spans []ndjson.Span, ids map[string][]string) error {
+// deletionsOf reads one line's DELETE requests into r.ids.
+func (r *deletionsReader) deletionsOf(line []byte) error {
 	var err error
-	*compact, err = ndjson.CompactObject((*compact)[:0], line, []string{"entry"}, spans)
+	r.compact, err = ndjson.CompactObject(r.compact[:0], line, []string{"entry"}, r.spans[:])
 	if err != nil {
 		return errors.New(ndjson.LineReason(err))
 	}
-	if !spans[0].Found() {
+	if !r.spans[0].Found() {
 		return errors.New(`no "entry": want a Bundle of DELETE requests`)
 	}
-	entries := (*compact)[spans[0].Start+len(`"entry":`) : spans[0].End]
+	entries := r.compact[r.spans[0].Start+len(`"entry":`) : r.spans[0].End]
+	return deletionsOf(entries, r.ids)
+}
+
+// deletionsOf reads the DELETE requests of a Bundle's entry array into
+// ids, per type.
+func deletionsOf(entries []byte, ids map[string][]string) error {
 	var bad error
 	eerr := ndjson.Elements(entries, func(entry []byte) {
 		if bad != nil {
