@@ -80,7 +80,7 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 	fl.BoolVar(&f.fhir, "fhir", false, "every input is in FHIR format (as inputFormat: application/fhir+ndjson)")
 	fl.BoolVar(&f.aidbox, "aidbox", false, "every input is in Aidbox format (a bulk export's data is taken for FHIR otherwise)")
 	fl.IntVar(&f.maxErrors, "max-errors", 0, "skip up to `N` bad lines per input (into an errors file in the state folder)")
-	fl.BoolVar(&f.preserveMeta, "preserve-meta", false, "meta.versionId and meta.lastUpdated set txid and ts (an exact restore)")
+	fl.BoolVar(&f.preserveMeta, "preserve-meta", false, "meta.versionId and meta.lastUpdated set txid and ts (an exact restore, deletions included)")
 	fl.BoolVar(&f.noFmtCheck, "no-format-check", false, "do not check the first lines of each input for the other format (FHIR or Aidbox)")
 	fl.BoolVar(&f.force, "force", false, "load every input again, even of an import that finished or that ran against another database")
 	fl.StringVar(&f.stateDir, "state-dir", "", "state files' `DIR` (default $FHIRBULK_STATE_DIR, $XDG_STATE_HOME/fhirbulk, ~/.local/state/fhirbulk)")

@@ -490,9 +490,11 @@ func (r *runner) deletions(ctx context.Context) {
 		var d load.Deletions
 		err := r.connect(ctx, &conn)
 		if err == nil {
-			// The file must hold what the manifest counts; bad lines are
-			// skipped as in the other inputs.
-			conn.loader.Opts = load.Options{MaxLineSize: r.o.MaxLineSize, MaxErrors: r.o.MaxErrors, ExpectCount: all[i].Count}
+			// A deletion keeps the source's txid and time as a resource
+			// does (PreserveMeta); the file must hold what the manifest
+			// counts; bad lines are skipped as in the other inputs.
+			conn.loader.Opts = load.Options{MaxLineSize: r.o.MaxLineSize, MaxErrors: r.o.MaxErrors,
+				PreserveMeta: r.o.PreserveMeta, ExpectCount: all[i].Count}
 			d, err = conn.loader.DeleteSource(ctx, all[i].URL, r.o.Source)
 			var se *load.SourceError
 			if errors.As(err, &se) {
