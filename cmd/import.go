@@ -53,6 +53,12 @@ interruption, and only the inputs that did not finish load again.
   - resourceType: Patient
     url: ./Patient.ndjson.gz                   # a path (relative to the manifest) or an http(s) URL
 
+The database is reached once before anything starts (a wrong --db is one
+line, exit 1, nothing started). The state records it: the same import (its
+id, or --resume) against another database is refused (--force starts it
+over there); a bulk export's import id is made of its path and the
+database, so one export can be imported into several.
+
 Without --detach it runs in the foreground and prints the final status as
 JSON; exit status 0 when every input finished, 1 when any failed.`,
 		Example: `  fhirbulk import synthea.yaml
@@ -74,9 +80,9 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 	fl.BoolVar(&f.fhir, "fhir", false, "every input is in FHIR format (as inputFormat: application/fhir+ndjson)")
 	fl.BoolVar(&f.aidbox, "aidbox", false, "every input is in Aidbox format (a bulk export's data is taken for FHIR otherwise)")
 	fl.IntVar(&f.maxErrors, "max-errors", 0, "skip up to `N` bad lines per input (into an errors file in the state folder)")
-	fl.BoolVar(&f.preserveMeta, "preserve-meta", false, "meta.versionId and meta.lastUpdated set txid and ts (an exact restore)")
+	fl.BoolVar(&f.preserveMeta, "preserve-meta", false, "meta.versionId and meta.lastUpdated set txid and ts (an exact restore, deletions included)")
 	fl.BoolVar(&f.noFmtCheck, "no-format-check", false, "do not check the first lines of each input for the other format (FHIR or Aidbox)")
-	fl.BoolVar(&f.force, "force", false, "load every input again, even of an import that finished")
+	fl.BoolVar(&f.force, "force", false, "load every input again, even of an import that finished or that ran against another database")
 	fl.StringVar(&f.stateDir, "state-dir", "", "state files' `DIR` (default $FHIRBULK_STATE_DIR, $XDG_STATE_HOME/fhirbulk, ~/.local/state/fhirbulk)")
 	fl.StringVar(&f.resume, "resume", "", "resume import `ID` with the manifest it recorded")
 	f.read.register(c)
@@ -124,18 +130,30 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 		if _, err := pg.ParseDSN(dsn); err != nil {
 			return err
 		}
-		if f.detach {
-			return a.detach(ctx, store, plan, f, dsn)
+		// The database is reached once before anything starts: a wrong --db
+		// is one line here, not a failure of every input (nor a detached
+		// process and a state file), and its identity settles the id of a
+		// bulk export's import and is checked against a resumed one's.
+		db, err := bulkimport.Identify(ctx, dsn)
+		if err != nil {
+			return err
 		}
-		bar := a.startImportDisplay()
-		opts := bulkimport.Options{DSN: dsn, Store: store, Parallel: f.parallel, FHIR: f.fhir, Aidbox: f.aidbox, Force: f.force,
+		plan.Into(db)
+		opts := bulkimport.Options{DSN: dsn, DB: db, Store: store, Parallel: f.parallel, FHIR: f.fhir, Aidbox: f.aidbox, Force: f.force,
 			Source: f.read.sourceOptions(a), MaxLineSize: int(f.read.maxLine), MaxErrors: f.maxErrors, PreserveMeta: f.preserveMeta,
-			FormatCheck: fhirformat.CheckLines,
-			Warn:        func(err error) { bar.warn(a.stderr, "fhirbulk: "+errorLine(err)) },
-			Progress:    bar.progressFunc()}
+			FormatCheck: fhirformat.CheckLines}
 		if f.noFmtCheck {
 			opts.FormatCheck = 0
 		}
+		if f.detach {
+			if err := bulkimport.Check(plan.Manifest, plan.ID, opts); err != nil {
+				return err
+			}
+			return a.detach(ctx, store, plan, f, dsn)
+		}
+		bar := a.startImportDisplay()
+		opts.Warn = func(err error) { bar.warn(a.stderr, "fhirbulk: "+errorLine(err)) }
+		opts.Progress = bar.progressFunc()
 		st, err := bulkimport.Run(ctx, plan.Manifest, plan.ID, opts)
 		bar.stop()
 		if err != nil {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,11 +14,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkimport"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/progress"
 )
 
 const statusLong = `Without ID: a table of the imports in the state folder (--json: a JSON
-array of their states). With ID: that import's status and its inputs'
+array of their states; with none, a line on stderr says so). With ID: that import's status and its inputs'
 progress, or its state as JSON (--json); --watch follows it until it ends,
 redrawn in place on a terminal, and then shows how it ended. An import
 whose process is gone (Ctrl-C, kill -9, a reboot) shows as interrupted:
@@ -69,6 +72,10 @@ func (a *app) statusCmd() *cobra.Command {
 			}
 			if asJSON {
 				return writeJSON(a.stdout, append([]*bulkimport.State{}, list...))
+			}
+			if len(list) == 0 {
+				fmt.Fprintf(a.stderr, "status: no imports in %s\n", printable(dir))
+				return nil
 			}
 			return writeImportTable(a.stdout, list)
 		}
@@ -197,12 +204,25 @@ const watchEvery = 500 * time.Millisecond
 
 func writeImportTable(w io.Writer, list []*bulkimport.State) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tSTARTED\tINPUTS\tRESOURCES")
+	fmt.Fprintln(tw, "ID\tSTATUS\tSTARTED\tINPUTS\tRESOURCES\tDATABASE")
 	for _, st := range list {
 		done, n := st.Done()
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\n", printable(st.ID), printable(st.Status), st.Time.Start.Local().Format("2006-01-02 15:04:05"), done, len(st.Inputs), n)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\n", printable(st.ID), printable(st.Status), st.Time.Start.Local().Format("2006-01-02 15:04:05"), done, len(st.Inputs), n, shortDatabase(st.Database))
 	}
 	return tw.Flush()
+}
+
+// shortDatabase names an import's database in the table of imports:
+// name@host:port ("-" for a state file that records none).
+func shortDatabase(db *pg.Identity) string {
+	if db == nil {
+		return "-"
+	}
+	s := db.Database
+	if db.Host != "" {
+		s += "@" + net.JoinHostPort(db.Host, strconv.Itoa(db.Port))
+	}
+	return printable(s)
 }
 
 // describe renders one import for a person.
@@ -215,6 +235,9 @@ func describe(st *bulkimport.State) string {
 		end = *st.Time.End
 	}
 	fmt.Fprintf(&b, " (started %s, %s)\n", st.Time.Start.Local().Format("2006-01-02 15:04:05"), end.Sub(st.Time.Start).Round(time.Second/10))
+	if st.Database != nil {
+		fmt.Fprintf(&b, "  into %s\n", printable(st.Database.String()))
+	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	for _, in := range st.Inputs {
 		detail := fmt.Sprintf("%d resources", in.Total)
@@ -227,6 +250,9 @@ func describe(st *bulkimport.State) string {
 			detail += ", " + mb(in.BytesRead)
 		case in.Status == bulkimport.StatusFinished && in.Kind == bulkimport.KindDeleted:
 			detail = fmt.Sprintf("%d deleted, %d not there, in %s", in.Deleted, in.Absent, (time.Duration(in.Duration) * time.Millisecond).Round(time.Millisecond))
+			if in.Skipped > 0 {
+				detail += fmt.Sprintf(", %d bad lines skipped", in.Skipped)
+			}
 		case in.Status == bulkimport.StatusFinished:
 			detail += fmt.Sprintf(" in %s", (time.Duration(in.Duration) * time.Millisecond).Round(time.Millisecond))
 			if in.Skipped > 0 {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
@@ -386,6 +387,7 @@ func TestRunCoalescesWrites(t *testing.T) {
 	o := Options{
 		// Nothing listens on port 1: every input fails at once, without a database.
 		DSN: "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=5", Store: s, Parallel: 2,
+		DB:         pg.Identity{Database: "none", Host: "127.0.0.1", Port: 1}, // as if read before: Run does not connect first
 		Progress:   func(st State) { shown = append(shown, st) },
 		writeState: func(st *State) error { writes.Add(1); return s.Write(st) },
 	}

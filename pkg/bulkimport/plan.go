@@ -2,6 +2,8 @@ package bulkimport
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/sink"
 )
 
@@ -32,11 +35,25 @@ type Plan struct {
 	Manifest *Manifest
 	Raw      []byte
 	ID       string
+	fromPath bool // ID is made of the manifest's path: Into adds the database
+}
+
+// Into settles the plan's id for the database db the import loads into:
+// the id made of a bulk export's path gets db's tag (DBTag), so that one
+// export imported into several databases (staging, then production) is an
+// import for each. Other ids are as given: their state records the
+// database, and Run refuses another (OtherDatabaseError).
+func (p *Plan) Into(db pg.Identity) {
+	if p.fromPath {
+		p.ID += DBTag(db)
+		p.fromPath = false
+	}
 }
 
 // Plan reads the manifest a request names and settles the import's id: the
 // one a parent chose, else the manifest's, else the resumed import's, else
-// a new one. A manifest that cannot be run is a *ManifestError; a bad id in
+// for a bulk export one made of its path (and of the database: see Into),
+// else a new one. A manifest that cannot be run is a *ManifestError; a bad id in
 // the request is ErrBadID.
 func (s Store) Plan(req Request, now time.Time) (*Plan, error) {
 	for _, v := range []struct{ what, id string }{{"--resume", req.Resume}, {"--run-id", req.RunID}} {
@@ -69,13 +86,25 @@ func (s Store) Plan(req Request, now time.Time) (*Plan, error) {
 			id = v
 		}
 	}
+	fromPath := false
 	if id == "" && m.FromExport && m.Path != "" {
-		id = IDFromPath(m.Path)
+		id, fromPath = IDFromPath(m.Path), true
 	}
 	if id == "" {
 		id = NewID(now)
 	}
-	return &Plan{Manifest: m, Raw: raw, ID: id}, nil
+	return &Plan{Manifest: m, Raw: raw, ID: id, fromPath: fromPath}, nil
+}
+
+// DBTag is what the id of a bulk export's import says of the database it
+// loads into: "-" and 8 hex digits of a SHA-256 of its Key ("" for a zero
+// Identity).
+func DBTag(db pg.Identity) string {
+	if db == (pg.Identity{}) {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(db.Key()))
+	return "-" + hex.EncodeToString(sum[:4])
 }
 
 // readAny reads what spec names: a folder (ReadFolder), a manifest file or

@@ -17,7 +17,11 @@ import (
 
 // Options tune Run.
 type Options struct {
-	DSN      string
+	DSN string
+	// DB is the identity of the database DSN reaches, read by the caller
+	// (pg.ReadIdentity) on the connection it checked the database with;
+	// when zero, Run connects once to read it before anything starts.
+	DB       pg.Identity
 	Store    Store
 	Parallel int  // inputs loaded at once (default 2)
 	FHIR     bool // every input is FHIR format, whatever the manifest says
@@ -62,11 +66,20 @@ const (
 )
 
 // Run runs (or resumes) import id of manifest m and returns its final state.
-// It fails only when the import cannot start: another process runs it, it
-// finished already (without Force), its state file records other inputs, or
-// the state folder is not writable. Inputs that fail are recorded in the
-// state, which then says failed.
+// It fails only when the import cannot start: the database cannot be
+// reached, another process runs it, it finished already (without Force),
+// its state file records other inputs or another database (an
+// *OtherDatabaseError), or the state folder is not writable; then no state
+// file is written. Inputs that fail are recorded in the state, which then
+// says failed.
 func Run(ctx context.Context, m *Manifest, id string, o Options) (*State, error) {
+	if o.DB == (pg.Identity{}) {
+		db, err := Identify(ctx, o.DSN)
+		if err != nil {
+			return nil, err
+		}
+		o.DB = db
+	}
 	lock, err := o.Store.Lock(id)
 	if err != nil {
 		return nil, err
@@ -146,13 +159,55 @@ feed:
 	return st, r.save(true)
 }
 
+// Identify connects to the database of dsn once and reads its identity:
+// what an import records, and checks before it starts.
+func Identify(ctx context.Context, dsn string) (pg.Identity, error) {
+	conn, err := pg.Connect(ctx, dsn)
+	if err != nil {
+		return pg.Identity{}, err
+	}
+	defer conn.Close(context.Background()) //nolint:errcheck // read only
+	return pg.ReadIdentity(ctx, conn)
+}
+
+// Check tells, without running it, whether import id of manifest m could
+// start now: the refusals of Run that need no lock (the state folder
+// cannot be made, the import finished already, its state records other
+// inputs or another database). import --detach asks before it starts a
+// process.
+func Check(m *Manifest, id string, o Options) error {
+	if err := o.Store.mkdir(); err != nil {
+		return err
+	}
+	_, err := o.begin(m, id)
+	return err
+}
+
+// OtherDatabaseError refuses to run an import again (resume it, or run its
+// id again) against another database than the one its state records: its
+// finished inputs are in that one, not in this one.
+type OtherDatabaseError struct {
+	ID           string
+	Recorded, DB pg.Identity
+	FromExport   bool // the import of a bulk export, whose id is made for each database
+}
+
+func (e *OtherDatabaseError) Error() string {
+	again := "give the manifest another id"
+	if e.FromExport {
+		again = "import the export without --resume (each database gets an import of its own)"
+	}
+	return fmt.Sprintf("import %q loaded into %s, not into %s: to load it into this one, %s, or use --force (everything loads again)", e.ID, e.Recorded, e.DB, again)
+}
+
 // begin makes the state to run: new, or the one of an import that did not
 // finish, its finished inputs kept unless their whole URL changed.
 func (o Options) begin(m *Manifest, id string) (*State, error) {
+	db := o.DB
 	st := &State{
 		ID: id, Status: StatusInProgress, Type: "aidbox",
 		ContentEncoding: m.ContentEncoding, Update: m.Update, Manifest: m.Path, PID: os.Getpid(),
-		Time: StateTime{Start: time.Now().UTC()},
+		Time: StateTime{Start: time.Now().UTC()}, Database: &db,
 	}
 	if o.fhir(m) {
 		st.Type = "fhir"
@@ -171,6 +226,8 @@ func (o Options) begin(m *Manifest, id string) (*State, error) {
 		return st, nil
 	case err != nil:
 		return nil, err
+	case prev.Database != nil && !prev.Database.Same(o.DB):
+		return nil, &OtherDatabaseError{ID: id, Recorded: *prev.Database, DB: o.DB, FromExport: m.FromExport}
 	case prev.Status == StatusFinished:
 		return nil, fmt.Errorf("import %q finished already (use --force to load it all again)", id)
 	case !sameInputs(m, prev):
@@ -300,7 +357,7 @@ func (r *runner) worker(ctx context.Context, jobs <-chan int) {
 			case ctx.Err() != nil:
 				s.Status = StatusPending // rolled back: loads again on resume
 			default:
-				s.Status, s.Error = StatusFailed, oneLine(err.Error())
+				s.fail(err)
 			}
 		})
 	}
@@ -321,7 +378,7 @@ func (c *connection) close() {
 }
 
 func (r *runner) loadInput(ctx context.Context, cp **connection, in Input, i int) (load.Result, error) {
-	if err := cp2(ctx, cp, r.o.DSN); err != nil {
+	if err := r.connect(ctx, cp); err != nil {
 		return load.Result{}, err
 	}
 	l := (*cp).loader
@@ -345,16 +402,26 @@ func (r *runner) loadInput(ctx context.Context, cp **connection, in Input, i int
 	return res, err
 }
 
-// cp2 opens a worker's connection, or opens it again after it was lost.
-func cp2(ctx context.Context, cp **connection, dsn string) error {
+// connect opens a worker's connection, or opens it again after it was
+// lost. It must reach the database the import started on: a connection
+// string can name several hosts, or a name that moves to another server.
+func (r *runner) connect(ctx context.Context, cp **connection) error {
 	if *cp != nil && !(*cp).loader.Conn.IsClosed() {
 		return nil
 	}
-	conn, err := pg.Connect(ctx, dsn)
+	conn, err := pg.Connect(ctx, r.o.DSN)
 	if err != nil {
 		return err
 	}
-	*cp = &connection{loader: &load.Loader{Conn: conn}, layout: &pg.Layout{DSN: dsn}}
+	db, err := pg.ReadIdentity(ctx, conn)
+	if err == nil && !db.Same(r.o.DB) {
+		err = fmt.Errorf("connected to %s, not to %s where the import started", db, r.o.DB)
+	}
+	if err != nil {
+		conn.Close(context.Background()) //nolint:errcheck // the error says why
+		return err
+	}
+	*cp = &connection{loader: &load.Loader{Conn: conn}, layout: &pg.Layout{DSN: r.o.DSN}}
 	(*cp).loader.Layout = (*cp).layout
 	return nil
 }
@@ -421,14 +488,21 @@ func (r *runner) deletions(ctx context.Context) {
 			s.Status = StatusInProgress
 		})
 		var d load.Deletions
-		err := cp2(ctx, &conn, r.o.DSN)
+		err := r.connect(ctx, &conn)
 		if err == nil {
-			conn.loader.Opts = load.Options{MaxLineSize: r.o.MaxLineSize}
+			// A deletion keeps the source's txid and time as a resource
+			// does (PreserveMeta); the file must hold what the manifest
+			// counts; bad lines are skipped as in the other inputs.
+			conn.loader.Opts = load.Options{MaxLineSize: r.o.MaxLineSize, MaxErrors: r.o.MaxErrors,
+				PreserveMeta: r.o.PreserveMeta, ExpectCount: all[i].Count}
 			d, err = conn.loader.DeleteSource(ctx, all[i].URL, r.o.Source)
 			var se *load.SourceError
 			if errors.As(err, &se) {
 				err = se.Err
 			}
+		}
+		if err == nil && len(d.Skipped) > 0 {
+			err = r.writeSkipped(i, d.Skipped)
 		}
 		r.update(i, func(s *InputState) {
 			s.Duration = time.Since(start).Milliseconds()
@@ -436,11 +510,11 @@ func (r *runner) deletions(ctx context.Context) {
 			case err == nil:
 				s.Status, s.Error = StatusFinished, ""
 				s.Deleted, s.Absent = d.Deleted.Total(), d.Absent.Total()
-				s.Total = s.Deleted + s.Absent
+				s.Total, s.Skipped = s.Deleted+s.Absent, int64(len(d.Skipped))
 			case ctx.Err() != nil:
 				s.Status = StatusPending
 			default:
-				s.Status, s.Error = StatusFailed, oneLine(err.Error())
+				s.fail(err)
 			}
 		})
 		if err != nil {

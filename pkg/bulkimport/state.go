@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/sink"
 )
 
@@ -35,15 +36,18 @@ const (
 // Secrets never enter it: URLs are kept redacted (source.Redact), and each
 // input's whole URL only as a hash, to tell on resume whether it changed.
 type State struct {
-	ID              string       `json:"id"`
-	Status          string       `json:"status"`
-	Time            StateTime    `json:"time"`
-	Type            string       `json:"type"` // fhir | aidbox
-	ContentEncoding string       `json:"contentEncoding,omitempty"`
-	Update          bool         `json:"update"`
-	Manifest        string       `json:"manifest,omitempty"` // its path, for --resume
-	PID             int          `json:"pid,omitempty"`
-	Inputs          []InputState `json:"inputs"`
+	ID              string    `json:"id"`
+	Status          string    `json:"status"`
+	Time            StateTime `json:"time"`
+	Type            string    `json:"type"` // fhir | aidbox
+	ContentEncoding string    `json:"contentEncoding,omitempty"`
+	Update          bool      `json:"update"`
+	Manifest        string    `json:"manifest,omitempty"` // its path, for --resume
+	// Database is the database the import loads into (no credentials:
+	// see pg.Identity). A state file of an older version has none.
+	Database *pg.Identity `json:"database,omitempty"`
+	PID      int          `json:"pid,omitempty"`
+	Inputs   []InputState `json:"inputs"`
 	// Error lists, as HL7 does, the files of the lines inputs skipped
 	// (OperationOutcome ndjson, in the state folder).
 	Error []bulkdata.File `json:"error,omitempty"`
@@ -94,13 +98,23 @@ func (in InputState) pending() InputState {
 	return InputState{ResourceType: in.ResourceType, URL: in.URL, URLHash: in.URLHash, Kind: in.Kind, Status: StatusPending}
 }
 
-// Done counts the inputs that finished, and the resources they loaded.
+// fail marks the input failed with err. What it read is forgotten: its
+// transaction rolled back, so none of it is in the database.
+func (in *InputState) fail(err error) {
+	duration := in.Duration
+	*in = in.pending()
+	in.Status, in.Error, in.Duration = StatusFailed, oneLine(err.Error()), duration
+}
+
+// Done counts the inputs that finished, and the resources they loaded: what
+// is committed, not the lines an input at work has read so far (nor those
+// a failed one had read: they were rolled back).
 func (s *State) Done() (inputs int, resources int64) {
 	for _, in := range s.Inputs {
 		if in.Status == StatusFinished {
 			inputs++
+			resources += in.Total
 		}
-		resources += in.Total
 	}
 	return inputs, resources
 }
@@ -109,6 +123,10 @@ func (s *State) Done() (inputs int, resources int64) {
 func (s *State) clone() State {
 	cp := *s
 	cp.Inputs = append([]InputState(nil), s.Inputs...)
+	if s.Database != nil {
+		db := *s.Database
+		cp.Database = &db
+	}
 	if s.Time.End != nil {
 		end := *s.Time.End
 		cp.Time.End = &end

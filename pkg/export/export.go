@@ -295,9 +295,12 @@ func (e *exporter) report(done bool) {
 
 // deletions writes the resources of type t deleted in the export's window
 // and not there any more, as HL7 wants them: one line per resource, a
-// transaction Bundle with one DELETE entry. Aidbox deletes a resource by
-// writing a _history row of status 'deleted' and removing the main row;
-// one deleted and created again is in the output, not here.
+// transaction Bundle with one DELETE entry, whose meta is the deletion's
+// (its versionId the txid, its lastUpdated the ts of the latest 'deleted'
+// row: import --preserve-meta gives the copy's deletion the same). Aidbox
+// deletes a resource by writing a _history row of status 'deleted' and
+// removing the main row; one deleted and created again is in the output,
+// not here.
 func (e *exporter) deletions(ctx context.Context, tx pgx.Tx, t string, out *output) error {
 	var exists bool
 	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pg.HistoryTable(t)).Scan(&exists); err != nil || !exists {
@@ -307,10 +310,10 @@ func (e *exporter) deletions(ctx context.Context, tx pgx.Tx, t string, out *outp
 	if until.IsZero() {
 		until = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 	}
-	rows, err := tx.Query(ctx, `SELECT h.id, max(h.ts) FROM `+pg.HistoryTable(t)+` h
+	rows, err := tx.Query(ctx, `SELECT DISTINCT ON (h.id) h.id, h.txid, h.ts FROM `+pg.HistoryTable(t)+` h
 		WHERE h.status = 'deleted' AND h.ts >= $1 AND h.ts <= $2
 		AND NOT EXISTS (SELECT FROM `+pg.Table(t)+` r WHERE r.id = h.id)
-		GROUP BY h.id ORDER BY h.id`, e.o.Since, until)
+		ORDER BY h.id, h.ts DESC, h.txid DESC`, e.o.Since, until)
 	if err != nil {
 		return pg.Wrap(err)
 	}
@@ -319,11 +322,12 @@ func (e *exporter) deletions(ctx context.Context, tx pgx.Tx, t string, out *outp
 	var line []byte
 	for rows.Next() {
 		var id string
+		var txid int64
 		var at time.Time
-		if err := rows.Scan(&id, &at); err != nil {
+		if err := rows.Scan(&id, &txid, &at); err != nil {
 			return pg.Wrap(err)
 		}
-		line = deletedLine(line[:0], t, id, at)
+		line = deletedLine(line[:0], t, id, txid, at)
 		if _, err := b.Write(line); err != nil {
 			return err
 		}
@@ -334,9 +338,13 @@ func (e *exporter) deletions(ctx context.Context, tx pgx.Tx, t string, out *outp
 	return b.flush()
 }
 
-// deletedLine is the HL7 line for a deleted resource.
-func deletedLine(b []byte, t, id string, at time.Time) []byte {
-	b = append(b, `{"resourceType":"Bundle","type":"transaction","meta":{"lastUpdated":"`...)
+// deletedLine is the HL7 line for a resource deleted at txid and time at.
+// (The deletion's version goes in the Bundle's meta: an entry of a
+// transaction Bundle may not carry a response, FHIR's bdl-4.)
+func deletedLine(b []byte, t, id string, txid int64, at time.Time) []byte {
+	b = append(b, `{"resourceType":"Bundle","type":"transaction","meta":{"versionId":"`...)
+	b = strconv.AppendInt(b, txid, 10)
+	b = append(b, `","lastUpdated":"`...)
 	b = append(b, bulkdata.FormatTime(at)...)
 	b = append(b, `"},"entry":[{"request":{"method":"DELETE","url":`...)
 	b = ndjson.AppendString(b, []byte(t+"/"+id))

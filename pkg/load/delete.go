@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
@@ -13,9 +16,11 @@ import (
 )
 
 // Deletions is what a deletions source did, per type: resources deleted,
-// and DELETEs of resources that were not there.
+// and DELETEs of resources that were not there; and the bad lines it
+// skipped (Options.MaxErrors), each with its source.
 type Deletions struct {
 	Deleted, Absent Counts
+	Skipped         []BadLine
 }
 
 // DeleteSource applies a deletions source, in one transaction: ndjson
@@ -26,6 +31,19 @@ type Deletions struct {
 // _history row of status 'deleted' with a new txid is written, and the row
 // is removed. A DELETE of a resource that is not there is counted, not an
 // error. Its errors are *SourceError.
+//
+// Of the Options it heeds MaxLineSize; MaxErrors (a line that is not a
+// Bundle of DELETEs is skipped, whole, up to that many; the next fails the
+// source, as in a load); ExpectCount (a manifest's count: the source must
+// hold that many DELETE entries, or that many Bundles, bad lines counted
+// as one each; else it fails, nothing applied); and PreserveMeta: a
+// Bundle's meta.versionId and meta.lastUpdated (fhirbulk export writes
+// the deletion's txid and ts there) become the txid and ts of the
+// 'deleted' rows of its entries, under the rules of a load's
+// --preserve-meta (digits up to MaxPreservedTxid, a time no later than the
+// server's clock and LastUpdatedSlack, a version newer than every one the
+// database holds of that id: else a bad line), and transaction_id_seq is
+// moved past them.
 func (l *Loader) DeleteSource(ctx context.Context, spec string, opts source.Options) (Deletions, error) {
 	name := source.Redact(spec)
 	src, err := source.Open(ctx, spec, opts)
@@ -44,24 +62,38 @@ func (l *Loader) DeleteSource(ctx context.Context, spec string, opts source.Opti
 	if err != nil && !isContext(err) {
 		err = &SourceError{Source: src.Name(), Err: err}
 	}
+	for i := range d.Skipped {
+		d.Skipped[i].Source = src.Name()
+	}
 	return d, err
 }
 
-const deleteTable = "fhirbulk_deletes"
+const deleteTable = "fhirbulk_deletions"
 
-func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (Deletions, error) {
-	d := Deletions{Deleted: Counts{}, Absent: Counts{}}
+func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (d Deletions, err error) {
+	d = Deletions{Deleted: Counts{}, Absent: Counts{}}
 	tx, err := l.Conn.Begin(ctx)
 	if err != nil {
 		return d, pg.Wrap(err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
-	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS `+deleteTable+` (rtype text, id text) ON COMMIT DELETE ROWS`); err != nil {
+	// n is the line of the request: a line found bad later (an older
+	// version, with PreserveMeta) is taken out whole. txid and ts are the
+	// preserved ones, or NULL.
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS `+deleteTable+` (n bigint, rtype text, id text, txid bigint, ts timestamptz) ON COMMIT DELETE ROWS`); err != nil {
 		return d, pg.Wrap(err)
+	}
+	dr := &deletionsReader{lines: ndjson.NewLineReaderMax(src, l.Opts.MaxLineSize), types: map[string]bool{},
+		maxErrors: l.Opts.MaxErrors, preserve: l.Opts.PreserveMeta}
+	if dr.preserve {
+		var now time.Time
+		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
+			return d, pg.Wrap(err)
+		}
+		dr.notAfter = now.Add(LastUpdatedSlack)
 	}
 	// The requests stream into the table: memory stays flat whatever the
 	// number of deletions.
-	dr := &deletionsReader{lines: ndjson.NewLineReaderMax(src, l.Opts.MaxLineSize), types: map[string]bool{}}
 	cs := &copySource{r: dr}
 	defer cs.finish()
 	if _, err := tx.Conn().PgConn().CopyFrom(ctx, cs, `COPY `+deleteTable+` FROM STDIN (FORMAT binary)`); err != nil {
@@ -70,38 +102,76 @@ func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (Deletions, er
 		}
 		return d, pg.Wrap(err)
 	}
+	defer func() { d.Skipped = dr.bad }()
+	if want := l.Opts.ExpectCount; want != nil && *want != dr.entries && *want != dr.bundles {
+		holds := fmt.Sprintf("%d deletions", dr.entries)
+		if dr.entries != dr.bundles {
+			holds += fmt.Sprintf(" in %d Bundles", dr.bundles)
+		}
+		return d, fmt.Errorf("holds %s, the manifest says %d (cut short, or changed?)", holds, *want)
+	}
 	types := make([]string, 0, len(dr.types))
 	for t := range dr.types {
 		types = append(types, t)
 	}
 	pg.LockOrder(types)
+	// Every type's writer lock first (in the one order), so that what the
+	// checks below see stays so until the deletes.
+	exists := map[string]bool{}
 	for _, t := range types {
-		var exists bool
-		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pg.Table(t)).Scan(&exists); err != nil {
+		var ok bool
+		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pg.Table(t)).Scan(&ok); err != nil {
 			return d, pg.Wrap(err)
 		}
+		if !ok {
+			continue // nothing to delete: no table is made for it
+		}
+		exists[t] = true
+		if err := l.Layout.Prepare(ctx, tx, t); err != nil {
+			return d, err
+		}
+	}
+	if dr.preserve {
+		for _, t := range types {
+			if exists[t] {
+				if err := dr.skipOlder(ctx, tx, t); err != nil {
+					return d, err
+				}
+			}
+		}
+		var top *int64
+		if err := tx.QueryRow(ctx, `SELECT max(txid) FROM `+deleteTable).Scan(&top); err != nil {
+			return d, pg.Wrap(err)
+		}
+		if top != nil {
+			if _, err := l.Layout.AdvanceTxids(ctx, *top); err != nil {
+				return d, err
+			}
+		}
+	}
+	for _, t := range types {
 		var wanted int64
 		if err := tx.QueryRow(ctx, `SELECT count(DISTINCT id) FROM `+deleteTable+` WHERE rtype = $1`, t).Scan(&wanted); err != nil {
 			return d, pg.Wrap(err)
 		}
-		if !exists {
+		if !exists[t] {
 			d.Absent[t] += wanted
 			continue
 		}
-		if err := l.Layout.Prepare(ctx, tx, t); err != nil {
-			return d, err
-		}
 		// The current version to history as it is, then the 'deleted'
-		// version, then the row goes.
-		tag, err := tx.Exec(ctx, `WITH gone AS (
-				DELETE FROM `+pg.Table(t)+` r USING (SELECT DISTINCT id FROM `+deleteTable+` WHERE rtype = $1) d
-				WHERE r.id = d.id RETURNING r.*),
+		// version (of the txid and time preserved, else new ones), then
+		// the row goes. An id deleted twice: its last line wins.
+		tag, err := tx.Exec(ctx, `WITH d AS (
+				SELECT DISTINCT ON (id) id, txid, ts FROM `+deleteTable+` WHERE rtype = $1 ORDER BY id, n DESC),
+			gone AS (
+				DELETE FROM `+pg.Table(t)+` r USING d
+				WHERE r.id = d.id RETURNING r.*, d.txid AS deleted_txid, d.ts AS deleted_ts),
 			kept AS (
 				INSERT INTO `+pg.HistoryTable(t)+` (id, txid, ts, cts, resource_type, status, resource)
 				SELECT id, txid, ts, cts, resource_type, status, resource FROM gone
 				ON CONFLICT DO NOTHING)
 			INSERT INTO `+pg.HistoryTable(t)+` (id, txid, ts, cts, resource_type, status, resource)
-			SELECT id, nextval('transaction_id_seq'), now(), cts, resource_type, 'deleted', resource FROM gone`, t)
+			SELECT id, coalesce(deleted_txid, nextval('transaction_id_seq')), coalesce(deleted_ts, now()), cts, resource_type, 'deleted', resource FROM gone`, t)
 		if err != nil {
 			return d, fmt.Errorf("delete %s: %w", t, pg.Wrap(err))
 		}
@@ -114,10 +184,42 @@ func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (Deletions, er
 	return d, nil
 }
 
+// skipOlder takes out, as bad lines, the lines (PreserveMeta) whose
+// version of a resource of type t that is there is not newer than every
+// version the database holds of it, current or in history: stored, the
+// deletion would be older than the version it deletes. Past MaxErrors the
+// first such line fails the source.
+func (r *deletionsReader) skipOlder(ctx context.Context, tx pgx.Tx, t string) error {
+	for {
+		var n, txid, stored int64
+		var id string
+		err := tx.QueryRow(ctx, `SELECT d.n, d.id, d.txid, greatest(r.txid, (SELECT max(h.txid) FROM `+pg.HistoryTable(t)+` h WHERE h.id = d.id))
+			FROM `+deleteTable+` d JOIN `+pg.Table(t)+` r ON r.id = d.id
+			WHERE d.rtype = $1 AND d.txid IS NOT NULL
+			AND (d.txid <= r.txid OR EXISTS (SELECT FROM `+pg.HistoryTable(t)+` h WHERE h.id = d.id AND h.txid >= d.txid))
+			ORDER BY d.n LIMIT 1`, t).Scan(&n, &id, &txid, &stored)
+		if err == pgx.ErrNoRows {
+			return nil
+		}
+		if err != nil {
+			return pg.Wrap(err)
+		}
+		reason := fmt.Sprintf("meta.versionId %d is not newer than version %d of %s/%s in the database: the deletion would make the history go backwards (drop --preserve-meta to delete it as a new version)", txid, stored, t, ndjson.Clip(id))
+		if err := r.skip(n, reason); err != nil {
+			return err
+		}
+		r.bad[len(r.bad)-1].ID, r.bad[len(r.bad)-1].Type = ndjson.Clip(id), t
+		if _, err := tx.Exec(ctx, `DELETE FROM `+deleteTable+` WHERE n = $1`, n); err != nil {
+			return pg.Wrap(err)
+		}
+	}
+}
+
 // deletionsReader is the binary COPY of a deletions source's requests:
-// (type, id) tuples, read line by line. A line that is not a transaction
-// Bundle of DELETE entries is an error naming it (a deletions file must not
-// be half applied).
+// (line, type, id, txid, ts) tuples, read line by line. A line that is not
+// a transaction Bundle of DELETE entries is a bad line: skipped whole
+// (MaxErrors) or an error naming it (a deletions file must not be half
+// applied).
 type deletionsReader struct {
 	lines   *ndjson.LineReader
 	types   map[string]bool
@@ -127,9 +229,30 @@ type deletionsReader struct {
 	done    bool
 	err     error
 
+	maxErrors int
+	bad       []BadLine
+	preserve  bool      // PreserveMeta: the Bundle's meta sets txid and ts
+	notAfter  time.Time // the latest lastUpdated taken
+	// What the source holds, for ExpectCount: DELETE entries and Bundles
+	// (non-blank lines), a bad line counted as one of each.
+	entries, bundles int64
+
 	compact []byte
-	spans   [1]ndjson.Span
+	spans   [2]ndjson.Span
 	ids     map[string][]string
+}
+
+// skip records line n as bad, or, past MaxErrors, fails with its error.
+func (r *deletionsReader) skip(n int64, reason string) error {
+	reason = ndjson.ClipQuoted(reason)
+	if len(r.bad) >= r.maxErrors {
+		if r.maxErrors > 0 {
+			reason += fmt.Sprintf(" (more than --max-errors %d bad lines)", r.maxErrors)
+		}
+		return &ndjson.LineError{Line: n, Reason: reason}
+	}
+	r.bad = append(r.bad, BadLine{Line: n, Reason: reason})
+	return nil
 }
 
 func (r *deletionsReader) Read(p []byte) (int, error) {
@@ -162,16 +285,35 @@ func (r *deletionsReader) fill(want int) error {
 			return err
 		}
 		if !ndjson.IsBlank(line) {
+			n := r.lines.Line()
+			r.bundles++
 			clear(r.ids)
-			if derr := deletionsOf(line, &r.compact, r.spans[:], r.ids); derr != nil {
-				return &ndjson.LineError{Line: r.lines.Line(), Reason: derr.Error()}
+			txid, ts, derr := r.deletionsOf(line)
+			if derr != nil {
+				r.entries++
+				if err := r.skip(n, derr.Error()); err != nil {
+					return err
+				}
+				clear(r.ids) // skipped whole
 			}
 			for t, ids := range r.ids {
 				r.types[t] = true
 				for _, id := range ids {
-					r.out = pg.AppendTuple(r.out, 2)
+					r.entries++
+					r.out = pg.AppendTuple(r.out, 5)
+					r.out = pg.AppendInt8(r.out, n)
 					r.out = pg.AppendBytes(r.out, []byte(t))
 					r.out = pg.AppendBytes(r.out, []byte(id))
+					if txid > 0 {
+						r.out = pg.AppendInt8(r.out, txid)
+					} else {
+						r.out = pg.AppendNull(r.out)
+					}
+					if ts != nil {
+						r.out = pg.AppendTime(r.out, *ts)
+					} else {
+						r.out = pg.AppendNull(r.out)
+					}
 				}
 			}
 		}
@@ -184,16 +326,45 @@ func (r *deletionsReader) fill(want int) error {
 	return nil
 }
 
-func deletionsOf(line []byte, compact *[]byte, spans []ndjson.Span, ids map[string][]string) error {
+// deletionsOf reads one line's DELETE requests into r.ids, and with
+// PreserveMeta the txid (0: none) and time (nil: none) its meta gives them.
+func (r *deletionsReader) deletionsOf(line []byte) (int64, *time.Time, error) {
 	var err error
-	*compact, err = ndjson.CompactObject((*compact)[:0], line, []string{"entry"}, spans)
+	r.compact, err = ndjson.CompactObject(r.compact[:0], line, []string{"entry", "meta"}, r.spans[:])
 	if err != nil {
-		return errors.New(ndjson.LineReason(err))
+		return 0, nil, errors.New(ndjson.LineReason(err))
 	}
-	if !spans[0].Found() {
-		return errors.New(`no "entry": want a Bundle of DELETE requests`)
+	if !r.spans[0].Found() {
+		return 0, nil, errors.New(`no "entry": want a Bundle of DELETE requests`)
 	}
-	entries := (*compact)[spans[0].Start+len(`"entry":`) : spans[0].End]
+	entries := r.compact[r.spans[0].Start+len(`"entry":`) : r.spans[0].End]
+	if err := deletionsOf(entries, r.ids); err != nil {
+		return 0, nil, err
+	}
+	if !r.preserve || !r.spans[1].Found() {
+		return 0, nil, nil
+	}
+	var txid int64
+	var ts *time.Time
+	meta := r.compact[r.spans[1].Start+len(`"meta":`) : r.spans[1].End]
+	ndjson.Members(meta, func(k, v []byte) bool { //nolint:errcheck // a meta that is not an object preserves nothing
+		if text, ok := ndjson.KeyText(k); ok {
+			k = text
+		}
+		switch string(k) {
+		case "versionId":
+			txid, err = parseVersionID(v)
+		case "lastUpdated":
+			ts, err = preservedInstant(v, r.notAfter)
+		}
+		return err == nil
+	})
+	return txid, ts, err
+}
+
+// deletionsOf reads the DELETE requests of a Bundle's entry array into
+// ids, per type.
+func deletionsOf(entries []byte, ids map[string][]string) error {
 	var bad error
 	eerr := ndjson.Elements(entries, func(entry []byte) {
 		if bad != nil {
