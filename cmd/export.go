@@ -105,7 +105,7 @@ refuses; grant it pg_read_all_stats to spare the wait.`,
 		}
 		if sinceManifest != "" {
 			var from bulkdata.Ext
-			if o.Since, from, err = bulkdata.ReadChain(sinceManifest); err != nil {
+			if o.Since, from, err = bulkdata.ReadChain(ctx, sinceManifest); err != nil {
 				return sink.FileError("--since-manifest", sinceManifest, err)
 			}
 			o.From = &from

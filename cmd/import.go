@@ -119,7 +119,7 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 		if len(args) == 1 {
 			req.Manifest = args[0]
 		}
-		plan, err := store.Plan(req, time.Now())
+		plan, err := store.Plan(ctx, req, time.Now())
 		var me *bulkimport.ManifestError
 		if errors.As(err, &me) || errors.Is(err, bulkimport.ErrBadID) {
 			return usageError{err}

@@ -5,10 +5,10 @@
 package bulkdata
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 )
 
@@ -98,20 +98,16 @@ func (m *Manifest) Ext() (Ext, bool) {
 	return e, true
 }
 
-// ErrNoWatermark is returned by Watermark for a manifest without one.
+// ErrNoWatermark is returned by ReadChain for a manifest without a
+// watermark.
 var ErrNoWatermark = errors.New("no fhirbulk watermark (not written by fhirbulk export?)")
-
-// Watermark reads the watermark of the manifest file at path: where an
-// export that goes on from it starts.
-func Watermark(path string) (time.Time, error) {
-	w, _, err := ReadChain(path)
-	return w, err
-}
 
 // ReadChain reads the manifest file at path for an export that goes on
 // from it: its watermark, and its fhirbulk extension (what it was made of).
-func ReadChain(path string) (time.Time, Ext, error) {
-	data, err := os.ReadFile(path)
+// The file is read as ReadFile reads it: bounded, and given up when ctx
+// ends.
+func ReadChain(ctx context.Context, path string) (time.Time, Ext, error) {
+	data, err := ReadFile(ctx, path)
 	if err != nil {
 		return time.Time{}, Ext{}, err
 	}

@@ -1,10 +1,13 @@
 package bulkimport
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/sink"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
@@ -107,12 +111,18 @@ var exportFile = regexp.MustCompile(`^(?:(deleted)\.|[0-9]+\.)?([A-Z][A-Za-z0-9]
 // type told by its name. log.ndjson (the bulk-data-client's log) is not
 // data. A file whose type cannot be told makes it fail, naming every such
 // file, before anything starts.
-func ReadFolder(dir string) (*Manifest, error) {
-	if data, err := os.ReadFile(filepath.Join(dir, "manifest.json")); err == nil {
-		if isHL7(data) {
-			return ParseHL7(data, dir, filepath.Join(dir, "manifest.json"))
-		}
-		return ParseManifest(data, dir, filepath.Join(dir, "manifest.json"))
+func ReadFolder(ctx context.Context, dir string) (*Manifest, error) {
+	mpath := filepath.Join(dir, "manifest.json")
+	data, err := bulkdata.ReadFile(ctx, mpath)
+	switch {
+	case err == nil && isHL7(data):
+		return ParseHL7(data, dir, mpath)
+	case err == nil:
+		return ParseManifest(data, dir, mpath)
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, sink.FileError("manifest", mpath, err)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {

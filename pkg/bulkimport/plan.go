@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/sink"
 )
@@ -55,7 +56,11 @@ func (p *Plan) Into(db pg.Identity) {
 // for a bulk export one made of its path (and of the database: see Into),
 // else a new one. A manifest that cannot be run is a *ManifestError; a bad id in
 // the request is ErrBadID.
-func (s Store) Plan(req Request, now time.Time) (*Plan, error) {
+//
+// The manifest is read as bulkdata.ReadFile reads it: at most
+// bulkdata.MaxFileSize, and given up (ctx.Err()) when ctx ends, even while
+// it waits for a FIFO's writer.
+func (s Store) Plan(ctx context.Context, req Request, now time.Time) (*Plan, error) {
 	for _, v := range []struct{ what, id string }{{"--resume", req.Resume}, {"--run-id", req.RunID}} {
 		if v.id != "" && CheckID(v.id) != nil {
 			return nil, fmt.Errorf("%s %q: %w", v.what, v.id, ErrBadID)
@@ -72,7 +77,7 @@ func (s Store) Plan(req Request, now time.Time) (*Plan, error) {
 		}
 		spec = st.Manifest
 	}
-	m, raw, err := readAny(spec, req)
+	m, raw, err := readAny(ctx, spec, req)
 	if err != nil {
 		return nil, err
 	}
@@ -110,18 +115,18 @@ func DBTag(db pg.Identity) string {
 // readAny reads what spec names: a folder (ReadFolder), a manifest file or
 // stdin, in this tool's shape or HL7's. It returns the manifest's bytes
 // too (nil for a folder without a manifest).
-func readAny(spec string, req Request) (*Manifest, []byte, error) {
+func readAny(ctx context.Context, spec string, req Request) (*Manifest, []byte, error) {
 	if spec != "-" {
 		abs, err := filepath.Abs(spec)
 		if err != nil {
 			return nil, nil, err
 		}
 		if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
-			m, err := ReadFolder(abs)
+			m, err := ReadFolder(ctx, abs)
 			return m, nil, err
 		}
 	}
-	raw, dir, path, err := readManifest(spec, req)
+	raw, dir, path, err := readManifest(ctx, spec, req)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -136,12 +141,12 @@ func readAny(spec string, req Request) (*Manifest, []byte, error) {
 
 // readManifest returns the manifest's bytes, the folder its relative paths
 // start from, and its absolute path ("" for stdin).
-func readManifest(spec string, req Request) (data []byte, dir, path string, err error) {
+func readManifest(ctx context.Context, spec string, req Request) (data []byte, dir, path string, err error) {
 	if spec == "-" {
 		if req.Stdin == nil {
 			return nil, "", "", errors.New("manifest: stdin is not available")
 		}
-		if data, err = io.ReadAll(req.Stdin); err != nil {
+		if data, err = bulkdata.ReadAll(ctx, req.Stdin); err != nil {
 			return nil, "", "", fmt.Errorf("manifest: stdin: %w", err)
 		}
 		dir, path = req.ManifestDir, req.ManifestPath
@@ -155,7 +160,7 @@ func readManifest(spec string, req Request) (data []byte, dir, path string, err 
 	if path, err = filepath.Abs(spec); err != nil {
 		return nil, "", "", err
 	}
-	if data, err = os.ReadFile(path); err != nil {
+	if data, err = bulkdata.ReadFile(ctx, path); err != nil {
 		return nil, "", "", sink.FileError("manifest", spec, err)
 	}
 	return data, filepath.Dir(path), path, nil
