@@ -109,8 +109,11 @@ var exportFile = regexp.MustCompile(`^(?:(deleted)\.|[0-9]+\.)?([A-Z][A-Za-z0-9]
 // ReadFolder reads a bulk export folder: its manifest.json when it has one,
 // else every *.ndjson and *.ndjson.gz in it (sorted by name), each one's
 // type told by its name. log.ndjson (the bulk-data-client's log) is not
-// data. A file whose type cannot be told makes it fail, naming every such
-// file, before anything starts.
+// data. A symbolic link to a regular file is read as the file; any other
+// entry with such a name that is not a regular file (a link to nothing or
+// to a folder, a folder, a FIFO) makes it fail, naming each, as does a
+// file whose type cannot be told: before anything starts, and never is
+// data skipped silently.
 func ReadFolder(ctx context.Context, dir string) (*Manifest, error) {
 	mpath := filepath.Join(dir, "manifest.json")
 	data, err := bulkdata.ReadFile(ctx, mpath)
@@ -124,25 +127,35 @@ func ReadFolder(ctx context.Context, dir string) (*Manifest, error) {
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, sink.FileError("manifest", mpath, err)
 	}
+	if _, lerr := os.Lstat(mpath); lerr == nil { // there, but a link to nothing
+		return nil, manifestErr("%s: a symbolic link to nothing", mpath)
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	m := &Manifest{Path: dir, Dir: dir, FHIR: true, FromExport: true}
-	var unknown []string
+	var unknown, irregular []string
 	var names []string
 	for _, e := range entries {
 		name := e.Name()
-		if !e.Type().IsRegular() || !(strings.HasSuffix(name, ".ndjson") || strings.HasSuffix(name, ".ndjson.gz")) {
+		if !(strings.HasSuffix(name, ".ndjson") || strings.HasSuffix(name, ".ndjson.gz")) || name == "log.ndjson" {
 			continue
+		}
+		if !e.Type().IsRegular() {
+			if what := notRegular(filepath.Join(dir, name), e.Type()); what != "" {
+				irregular = append(irregular, name+" ("+what+")")
+				continue
+			}
 		}
 		names = append(names, name)
 	}
+	if len(irregular) > 0 {
+		sort.Strings(irregular)
+		return nil, manifestErr("%s: not a regular file: %s", dir, strings.Join(irregular, ", "))
+	}
 	sort.Strings(names)
 	for _, name := range names {
-		if name == "log.ndjson" {
-			continue
-		}
 		g := exportFile.FindStringSubmatch(name)
 		if g == nil || pg.ValidateType(g[2]) != nil {
 			unknown = append(unknown, name)
@@ -162,6 +175,46 @@ func ReadFolder(ctx context.Context, dir string) (*Manifest, error) {
 		return nil, manifestErr("%s: no manifest.json and no .ndjson files", dir)
 	}
 	return m, nil
+}
+
+// notRegular says what the folder entry at path, of type typ (as ReadDir
+// tells it: the link itself, for a link), is when it is not a regular file
+// or a symbolic link to one, and "" when it is one of those.
+func notRegular(path string, typ fs.FileMode) string {
+	if typ&fs.ModeSymlink == 0 {
+		return kindOf(typ)
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "a symbolic link to nothing"
+	case err != nil:
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return "a symbolic link that cannot be followed: " + err.Error()
+	case fi.Mode().IsRegular():
+		return ""
+	}
+	return "a symbolic link to " + kindOf(fi.Mode())
+}
+
+// kindOf names a file mode's type that is not a regular file's.
+func kindOf(mode fs.FileMode) string {
+	switch {
+	case mode.IsDir():
+		return "a folder"
+	case mode&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case mode&fs.ModeSocket != 0:
+		return "a socket"
+	case mode&fs.ModeDevice != 0:
+		return "a device"
+	case mode&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return "not a regular file"
 }
 
 // IDFromPath makes the id of an import that has none in its manifest from
