@@ -29,6 +29,7 @@ type importFlags struct {
 	force        bool
 	stateDir     string
 	resume       string
+	allowOutside bool
 	// Hidden: how a detached child is told what its parent decided.
 	runID        string
 	manifestDir  string
@@ -59,6 +60,10 @@ id, or --resume) against another database is refused (--force starts it
 over there); a bulk export's import id is made of its path and the
 database, so one export can be imported into several.
 
+A local url (a relative path, an absolute one, file:///PATH) must name a
+file inside the manifest's folder (.. and symbolic links resolved), unless
+--allow-outside is given.
+
 Without --detach it runs in the foreground and prints the final status as
 JSON; exit status 0 when every input finished, 1 when any failed.`,
 		Example: `  fhirbulk import synthea.yaml
@@ -85,6 +90,7 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 	fl.BoolVar(&f.force, "force", false, "load every input again, even of an import that finished or that ran against another database")
 	fl.StringVar(&f.stateDir, "state-dir", "", "state files' `DIR` (default $FHIRBULK_STATE_DIR, $XDG_STATE_HOME/fhirbulk, ~/.local/state/fhirbulk)")
 	fl.StringVar(&f.resume, "resume", "", "resume import `ID` with the manifest it recorded")
+	fl.BoolVar(&f.allowOutside, "allow-outside", false, "let the manifest name local files outside its own folder")
 	f.read.register(c)
 	fl.StringVar(&f.runID, "run-id", "", "")
 	fl.StringVar(&f.manifestDir, "manifest-dir", "", "")
@@ -115,7 +121,7 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 		}
 		store := bulkimport.Store{Dir: dir}
 		req := bulkimport.Request{Stdin: a.stdin, Resume: f.resume, RunID: f.runID,
-			ManifestDir: f.manifestDir, ManifestPath: f.manifestPath}
+			ManifestDir: f.manifestDir, ManifestPath: f.manifestPath, AllowOutside: f.allowOutside}
 		if len(args) == 1 {
 			req.Manifest = args[0]
 		}
@@ -190,7 +196,8 @@ func (a *app) detach(ctx context.Context, store bulkimport.Store, plan *bulkimpo
 	if plan.Manifest.Path != "" {
 		args = append(args, "--manifest-path", plan.Manifest.Path)
 	}
-	for flag, on := range map[string]bool{"--fhir": f.fhir, "--aidbox": f.aidbox, "--preserve-meta": f.preserveMeta, "--no-format-check": f.noFmtCheck} {
+	for flag, on := range map[string]bool{"--fhir": f.fhir, "--aidbox": f.aidbox, "--preserve-meta": f.preserveMeta, "--no-format-check": f.noFmtCheck,
+		"--allow-outside": f.allowOutside} {
 		if on {
 			args = append(args, flag)
 		}

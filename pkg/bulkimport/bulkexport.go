@@ -36,10 +36,10 @@ func isHL7(data []byte) bool {
 
 // ParseHL7 reads an HL7 Bulk Data manifest: each output file is an input,
 // each deleted file a deletions input, and the error files of the server
-// that exported are named in the state, not loaded. Relative urls are
-// resolved against dir. Its data is FHIR format, unless its outputFormat or
+// that exported are named in the state, not loaded. Its urls are resolved
+// as resolveURL does. Its data is FHIR format, unless its outputFormat or
 // fhirbulk's extension says Aidbox format.
-func ParseHL7(data []byte, dir, path string) (*Manifest, error) {
+func ParseHL7(data []byte, w Where) (*Manifest, error) {
 	var doc struct {
 		bulkdata.Manifest
 		OutputFormat string `json:"outputFormat"`
@@ -47,7 +47,7 @@ func ParseHL7(data []byte, dir, path string) (*Manifest, error) {
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, manifestErr("not a bulk data manifest: %s", oneLine(err.Error()))
 	}
-	m := &Manifest{Path: path, Dir: dir, FHIR: true, FromExport: true}
+	m := &Manifest{Path: w.Path, Dir: w.Dir, FHIR: true, FromExport: true}
 	if ext, ok := doc.Ext(); ok && ext.Format == "aidbox" {
 		m.FHIR = false
 	}
@@ -59,14 +59,14 @@ func ParseHL7(data []byte, dir, path string) (*Manifest, error) {
 		if err := pg.ValidateType(f.Type); err != nil {
 			return nil, manifestErr("%s.type: %v", at, err)
 		}
-		u, err := resolveURL(f.URL, dir, at)
+		u, err := resolveURL(f.URL, w, at)
 		if err != nil {
 			return nil, err
 		}
 		m.Inputs = append(m.Inputs, Input{ResourceType: f.Type, URL: u, Count: f.Count})
 	}
 	for i, f := range doc.Deleted {
-		u, err := resolveURL(f.URL, dir, fmt.Sprintf("deleted[%d]", i))
+		u, err := resolveURL(f.URL, w, fmt.Sprintf("deleted[%d]", i))
 		if err != nil {
 			return nil, err
 		}
@@ -79,25 +79,6 @@ func ParseHL7(data []byte, dir, path string) (*Manifest, error) {
 		return nil, manifestErr("no output and no deleted files")
 	}
 	return m, nil
-}
-
-// resolveURL checks a manifest's url and resolves a relative path against
-// dir.
-func resolveURL(u, dir, at string) (string, error) {
-	if u == "" {
-		return "", manifestErr("%s: no url", at)
-	}
-	if source.IsURL(u) {
-		return u, nil
-	}
-	if strings.Contains(u, "://") {
-		return "", manifestErr("%s.url %s: only http(s) URLs and local paths", at, source.Redact(u))
-	}
-	u = strings.TrimPrefix(u, "file:")
-	if !filepath.IsAbs(u) {
-		u = filepath.Join(dir, u)
-	}
-	return u, nil
 }
 
 // exportFile is how bulk export files are named: Patient.ndjson,
@@ -114,14 +95,18 @@ var exportFile = regexp.MustCompile(`^(?:(deleted)\.|[0-9]+\.)?([A-Z][A-Za-z0-9]
 // to a folder, a folder, a FIFO) makes it fail, naming each, as does a
 // file whose type cannot be told: before anything starts, and never is
 // data skipped silently.
-func ReadFolder(ctx context.Context, dir string) (*Manifest, error) {
+//
+// A manifest.json's urls may name files outside dir only with
+// allowOutside (see Where).
+func ReadFolder(ctx context.Context, dir string, allowOutside bool) (*Manifest, error) {
 	mpath := filepath.Join(dir, "manifest.json")
 	data, err := bulkdata.ReadFile(ctx, mpath)
+	w := Where{Dir: dir, Path: mpath, AllowOutside: allowOutside}
 	switch {
 	case err == nil && isHL7(data):
-		return ParseHL7(data, dir, mpath)
+		return ParseHL7(data, w)
 	case err == nil:
-		return ParseManifest(data, dir, mpath)
+		return ParseManifest(data, w)
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	case !errors.Is(err, fs.ErrNotExist):

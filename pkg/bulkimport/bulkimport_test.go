@@ -34,7 +34,7 @@ inputs:
 - resourceType: Condition
   url: /abs/Condition.ndjson
 `
-	m, err := ParseManifest([]byte(yaml), "/data/m", "/data/m/m.yaml")
+	m, err := ParseManifest([]byte(yaml), Where{Dir: "/data/m", Path: "/data/m/m.yaml", AllowOutside: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,14 +53,14 @@ inputs:
 	}
 
 	// JSON, and the HL7 proposal's spelling.
-	m, err = ParseManifest([]byte(`{"inputFormat":"application/ndjson","inputSource":"https://x","storageDetail":{"type":"https"},"input":[{"type":"Patient","url":"p.ndjson"}]}`), "/d", "")
+	m, err = ParseManifest([]byte(`{"inputFormat":"application/ndjson","inputSource":"https://x","storageDetail":{"type":"https"},"input":[{"type":"Patient","url":"p.ndjson"}]}`), Where{Dir: "/d"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.FHIR || m.ID != "" || len(m.Inputs) != 1 || m.Inputs[0] != (Input{"Patient", "/d/p.ndjson", nil}) {
 		t.Errorf("manifest %+v", m)
 	}
-	if m, err := ParseManifest([]byte("type: fhir\ninputs: [{resourceType: A, url: a}]"), "/d", ""); err != nil || !m.FHIR {
+	if m, err := ParseManifest([]byte("type: fhir\ninputs: [{resourceType: A, url: a}]"), Where{Dir: "/d"}); err != nil || !m.FHIR {
 		t.Errorf("type: fhir: %+v, %v", m, err)
 	}
 
@@ -78,7 +78,7 @@ inputs:
 		"[1, 2]": "manifest: line 1: cannot unmarshal !!seq into map[string]interface {}",
 		"inputs: [{resourceType: A, url: 'ftp://h/x?k=s'}]": "manifest: inputs[0].url ftp://h/x?…: only http(s) URLs and local paths",
 	} {
-		_, err := ParseManifest([]byte(in), "/d", "")
+		_, err := ParseManifest([]byte(in), Where{Dir: "/d"})
 		var me *ManifestError
 		if !errors.As(err, &me) || err.Error() != want {
 			t.Errorf("%q: %v, want %q", in, err, want)
@@ -171,7 +171,7 @@ func TestManifestErrorsShowNoValue(t *testing.T) {
 		"type: " + url + "\ninputs: []":                          `manifest: type "https://host/x?…": want fhir or aidbox`,
 		"contentEncoding: " + url + "\ninputs: []":               `manifest: contentEncoding "https://host/x?…": want gzip or plain`,
 	} {
-		_, err := ParseManifest([]byte(in), "/d", "")
+		_, err := ParseManifest([]byte(in), Where{Dir: "/d"})
 		var me *ManifestError
 		if !errors.As(err, &me) || err.Error() != want {
 			t.Errorf("%q:\n got %v\nwant %s", in, err, want)

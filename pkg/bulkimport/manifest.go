@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -73,10 +72,10 @@ var (
 	inputKeys = map[string]bool{"resourceType": true, "type": true, "url": true, "inputDetails": true, "count": true}
 )
 
-// ParseManifest reads a JSON or YAML manifest. dir is the folder relative
-// paths are resolved against (the manifest's own folder); path, when not
-// empty, is recorded for --resume.
-func ParseManifest(data []byte, dir, path string) (*Manifest, error) {
+// ParseManifest reads a JSON or YAML manifest read from w: its urls are
+// resolved against w.Dir (see resolveURL); w.Path, when not empty, is
+// recorded for --resume.
+func ParseManifest(data []byte, w Where) (*Manifest, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, manifestErr("not JSON or YAML: %s", yamlProblem(err, nil))
@@ -93,7 +92,7 @@ func ParseManifest(data []byte, dir, path string) (*Manifest, error) {
 			return nil, manifestErr("unknown key %s", shown(k))
 		}
 	}
-	m := &Manifest{Path: path, Dir: dir}
+	m := &Manifest{Path: w.Path, Dir: w.Dir}
 	if err := m.parseSettings(doc); err != nil {
 		return nil, err
 	}
@@ -109,7 +108,7 @@ func ParseManifest(data []byte, dir, path string) (*Manifest, error) {
 		return nil, manifestErr("no inputs (a list of {resourceType, url})")
 	}
 	for i, it := range items {
-		in, err := parseInput(it, fmt.Sprintf("%s[%d]", key, i), dir)
+		in, err := parseInput(it, fmt.Sprintf("%s[%d]", key, i), w)
 		if err != nil {
 			return nil, err
 		}
@@ -167,9 +166,9 @@ func (m *Manifest) parseSettings(doc map[string]any) error {
 	return nil
 }
 
-// parseInput reads one item of the inputs (at names it in errors); a
-// relative path is resolved against dir.
-func parseInput(it any, at, dir string) (Input, error) {
+// parseInput reads one item of the inputs (at names it in errors), its url
+// resolved as resolveURL does.
+func parseInput(it any, at string, w Where) (Input, error) {
 	obj, ok := it.(map[string]any)
 	if !ok {
 		return Input{}, manifestErr("%s: want {resourceType, url}", at)
@@ -199,17 +198,8 @@ func parseInput(it any, at, dir string) (Input, error) {
 	if err != nil {
 		return Input{}, err
 	}
-	if u == "" {
-		return Input{}, manifestErr("%s: no url", at)
-	}
-	if !source.IsURL(u) {
-		if strings.Contains(u, "://") {
-			return Input{}, manifestErr("%s.url %s: only http(s) URLs and local paths", at, source.Redact(u))
-		}
-		u = strings.TrimPrefix(u, "file:")
-		if !filepath.IsAbs(u) {
-			u = filepath.Join(dir, u)
-		}
+	if u, err = resolveURL(u, w, at); err != nil {
+		return Input{}, err
 	}
 	return Input{ResourceType: rt, URL: u}, nil
 }

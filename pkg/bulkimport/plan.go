@@ -28,6 +28,9 @@ type Request struct {
 	RunID        string
 	ManifestDir  string
 	ManifestPath string
+	// AllowOutside lets the manifest's urls name local files outside its
+	// folder (see Where).
+	AllowOutside bool
 }
 
 // Plan is an import ready to run: its manifest (also as read, for a
@@ -122,7 +125,7 @@ func readAny(ctx context.Context, spec string, req Request) (*Manifest, []byte, 
 			return nil, nil, err
 		}
 		if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
-			m, err := ReadFolder(ctx, abs)
+			m, err := ReadFolder(ctx, abs, req.AllowOutside)
 			return m, nil, err
 		}
 	}
@@ -130,11 +133,12 @@ func readAny(ctx context.Context, spec string, req Request) (*Manifest, []byte, 
 	if err != nil {
 		return nil, nil, err
 	}
+	w := Where{Dir: dir, Path: path, AllowOutside: req.AllowOutside}
 	var m *Manifest
 	if isHL7(raw) {
-		m, err = ParseHL7(raw, dir, path)
+		m, err = ParseHL7(raw, w)
 	} else {
-		m, err = ParseManifest(raw, dir, path)
+		m, err = ParseManifest(raw, w)
 	}
 	return m, raw, err
 }
