@@ -30,6 +30,7 @@ type importFlags struct {
 	stateDir     string
 	resume       string
 	allowOutside bool
+	noOrderCheck bool
 	// Hidden: how a detached child is told what its parent decided.
 	runID        string
 	manifestDir  string
@@ -64,6 +65,11 @@ A local url (a relative path, an absolute one, file:///PATH) must name a
 file inside the manifest's folder (.. and symbolic links resolved), unless
 --allow-outside is given.
 
+An incremental export (fhirbulk export --since-manifest) must come after
+the export it follows: one imported before it, or after a later one, is
+refused (exit 1), naming the export to import first; --no-order-check
+imports it anyway.
+
 Without --detach it runs in the foreground and prints the final status as
 JSON; exit status 0 when every input finished, 1 when any failed.`,
 		Example: `  fhirbulk import synthea.yaml
@@ -91,6 +97,7 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 	fl.StringVar(&f.stateDir, "state-dir", "", "state files' `DIR` (default $FHIRBULK_STATE_DIR, $XDG_STATE_HOME/fhirbulk, ~/.local/state/fhirbulk)")
 	fl.StringVar(&f.resume, "resume", "", "resume import `ID` with the manifest it recorded")
 	fl.BoolVar(&f.allowOutside, "allow-outside", false, "let the manifest name local files outside its own folder")
+	fl.BoolVar(&f.noOrderCheck, "no-order-check", false, "import an incremental export even if the export it follows was not imported (or a later one was)")
 	f.read.register(c)
 	fl.StringVar(&f.runID, "run-id", "", "")
 	fl.StringVar(&f.manifestDir, "manifest-dir", "", "")
@@ -144,6 +151,10 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 		if err != nil {
 			return err
 		}
+		order, err := bulkimport.CheckOrder(store, plan.Manifest, db, !f.noOrderCheck)
+		if err != nil {
+			return err
+		}
 		plan.Into(db)
 		opts := bulkimport.Options{DSN: dsn, DB: db, Store: store, Parallel: f.parallel, FHIR: f.fhir, Aidbox: f.aidbox, Force: f.force,
 			Source: f.read.sourceOptions(a), MaxLineSize: int(f.read.maxLine), MaxErrors: f.maxErrors, PreserveMeta: f.preserveMeta,
@@ -164,6 +175,11 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 		bar.stop()
 		if err != nil {
 			return err
+		}
+		if st.Status == bulkimport.StatusFinished {
+			if err := order.Record(plan.ID); err != nil {
+				fmt.Fprintf(a.stderr, "fhirbulk: %s (the next import of its chain may be refused: --no-order-check)\n", errorLine(err))
+			}
 		}
 		out, _ := json.MarshalIndent(st, "", "  ")
 		if _, err := fmt.Fprintln(a.stdout, string(out)); err != nil {
@@ -197,7 +213,7 @@ func (a *app) detach(ctx context.Context, store bulkimport.Store, plan *bulkimpo
 		args = append(args, "--manifest-path", plan.Manifest.Path)
 	}
 	for flag, on := range map[string]bool{"--fhir": f.fhir, "--aidbox": f.aidbox, "--preserve-meta": f.preserveMeta, "--no-format-check": f.noFmtCheck,
-		"--allow-outside": f.allowOutside} {
+		"--allow-outside": f.allowOutside, "--no-order-check": f.noOrderCheck} {
 		if on {
 			args = append(args, flag)
 		}

@@ -56,6 +56,11 @@ type Ext struct {
 	Database *Database `json:"database,omitempty"`
 	// Types are the types asked for (--type), sorted; none: every type.
 	Types []string `json:"types,omitempty"`
+	// Follows is the manifest an incremental export went on from
+	// (--since-manifest), as an absolute path with its symbolic links
+	// resolved (a "last" link moves on), when known: import names it when
+	// this export comes before it. Its watermark is Since.
+	Follows string `json:"follows,omitempty"`
 }
 
 // Database identifies a database (pg.Identity, as a manifest records it):

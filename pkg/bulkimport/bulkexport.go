@@ -48,8 +48,11 @@ func ParseHL7(data []byte, w Where) (*Manifest, error) {
 		return nil, manifestErr("not a bulk data manifest: %s", oneLine(err.Error()))
 	}
 	m := &Manifest{Path: w.Path, Dir: w.Dir, FHIR: true, FromExport: true}
-	if ext, ok := doc.Ext(); ok && ext.Format == "aidbox" {
-		m.FHIR = false
+	if ext, ok := doc.Ext(); ok {
+		m.Export = &ext
+		if ext.Format == "aidbox" {
+			m.FHIR = false
+		}
 	}
 	if strings.Contains(strings.ToLower(doc.OutputFormat), "aidbox") {
 		m.FHIR = false

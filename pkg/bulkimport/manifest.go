@@ -18,6 +18,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
@@ -37,6 +38,9 @@ type Manifest struct {
 	Deleted      []Input
 	ServerErrors []string
 	FromExport   bool // a bulk export: its id comes from its path
+	// Export is fhirbulk's extension of an export's manifest: what chain
+	// of exports it belongs to (see CheckOrder). nil for anything else.
+	Export *bulkdata.Ext
 }
 
 // Input is one source of one resource type.

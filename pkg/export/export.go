@@ -59,6 +59,9 @@ type Options struct {
 	ForceSince bool
 	Request    string // the command, without secrets, for the manifest
 	Version    string // fhirbulk's, for the manifest
+	// FromPath is where From was read, recorded as the new manifest's
+	// extension's Follows.
+	FromPath string
 	// Progress, when set, is told how far the export is; it is called from
 	// one goroutine at a time.
 	Progress func(Progress)
@@ -418,7 +421,7 @@ func (e *exporter) manifest(snap *pg.Snapshot, id pg.Identity) *bulkdata.Manifes
 	}
 	m.Error = append(m.Error, e.errs.files...)
 	ext := bulkdata.Ext{Format: "aidbox", Snapshot: bulkdata.FormatTime(snap.At), Watermark: bulkdata.FormatTime(watermark), Version: e.o.Version,
-		Database: databaseOf(id), Types: typeSet(e.o.Types)}
+		Database: databaseOf(id), Types: typeSet(e.o.Types), Follows: e.o.FromPath}
 	if e.o.FHIR {
 		ext.Format = "fhir"
 	}
