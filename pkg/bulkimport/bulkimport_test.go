@@ -60,6 +60,13 @@ inputs:
 	if m.FHIR || m.ID != "" || len(m.Inputs) != 1 || m.Inputs[0] != (Input{"Patient", "/d/p.ndjson", nil}) {
 		t.Errorf("manifest %+v", m)
 	}
+	// A count is checked as an HL7 manifest's: YAML and JSON numbers alike.
+	for _, doc := range []string{"inputs: [{resourceType: A, url: a, count: 12}]", `{"inputs":[{"resourceType":"A","url":"a","count":12}]}`, `{"inputs":[{"resourceType":"A","url":"a","count":12.0}]}`} {
+		m, err := ParseManifest([]byte(doc), Where{Dir: "/d"})
+		if err != nil || m.Inputs[0].Count == nil || *m.Inputs[0].Count != 12 {
+			t.Errorf("%s: %+v, %v", doc, m, err)
+		}
+	}
 	if m, err := ParseManifest([]byte("type: fhir\ninputs: [{resourceType: A, url: a}]"), Where{Dir: "/d"}); err != nil || !m.FHIR {
 		t.Errorf("type: fhir: %+v, %v", m, err)
 	}
@@ -72,6 +79,9 @@ inputs:
 		"input: [{type: A}]":                  "manifest: input[0]: no url",
 		"inputs: [{resourceType: 1, url: a}]": "manifest: inputs[0].resourceType: want a string",
 		"inputs: [a]":                         "manifest: inputs[0]: want {resourceType, url}",
+		"inputs: [{resourceType: A, url: a, count: -1}]":    `manifest: inputs[0].count: want a whole number of resources, not "-1"`,
+		"inputs: [{resourceType: A, url: a, count: 1.5}]":   `manifest: inputs[0].count: want a whole number of resources, not "1.5"`,
+		"inputs: [{resourceType: A, url: a, count: ten}]":   `manifest: inputs[0].count: want a whole number of resources, not "ten"`,
 		"inputs: [{resourceType: A, url: a}]\nupdate: yes!": "manifest: update: want true or false",
 		"inputs: [{resourceType: A, url: a}]\ninput: []":    "manifest: both inputs and input: give one",
 		"":       "manifest: empty",

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"sort"
 	"strconv"
@@ -205,7 +206,34 @@ func parseInput(it any, at string, w Where) (Input, error) {
 	if u, err = resolveURL(u, w, at); err != nil {
 		return Input{}, err
 	}
-	return Input{ResourceType: rt, URL: u}, nil
+	in := Input{ResourceType: rt, URL: u}
+	if v, ok := obj["count"]; ok && v != nil {
+		n, ok := wholeNumber(v)
+		if !ok || n < 0 {
+			return Input{}, manifestErr("%s.count: want a whole number of resources, not %s", at, shown(fmt.Sprint(v)))
+		}
+		in.Count = &n
+	}
+	return in, nil
+}
+
+// wholeNumber is v, a number as YAML or JSON decode it, when it is a whole
+// one that an int64 holds.
+func wholeNumber(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int:
+		return int64(n), true
+	case int64:
+		return n, true
+	case uint64:
+		return int64(n), n <= math.MaxInt64
+	case float64:
+		if n != math.Trunc(n) || n < 0 || n >= 1<<63 {
+			return 0, false
+		}
+		return int64(n), true
+	}
+	return 0, false
 }
 
 func stringKey(obj map[string]any, key, at string) (string, error) {
