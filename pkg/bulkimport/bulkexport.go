@@ -78,9 +78,9 @@ func ParseHL7(data []byte, w Where) (*Manifest, error) {
 	for _, f := range doc.Error {
 		m.ServerErrors = append(m.ServerErrors, source.Redact(f.URL))
 	}
-	if len(m.Inputs) == 0 && len(m.Deleted) == 0 {
-		return nil, manifestErr("no output and no deleted files")
-	}
+	// No output and no deleted files is an export of nothing (an empty
+	// database, or an incremental export of a quiet day): importing it
+	// stores nothing and, in a chain, moves it on.
 	return m, nil
 }
 

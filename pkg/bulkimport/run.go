@@ -213,6 +213,7 @@ func (o Options) begin(m *Manifest, id string) (*State, error) {
 		st.Type = "fhir"
 	}
 	st.ServerErrors = m.ServerErrors
+	st.Inputs = make([]InputState, 0, len(m.all())) // [] in JSON, never null
 	for i, in := range m.all() {
 		s := InputState{ResourceType: in.ResourceType, URL: source.Redact(in.URL), URLHash: HashURL(in.URL), Status: StatusPending}
 		if i >= len(m.Inputs) {

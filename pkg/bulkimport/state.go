@@ -122,7 +122,7 @@ func (s *State) Done() (inputs int, resources int64) {
 // clone is a copy of s that shares nothing mutable with it.
 func (s *State) clone() State {
 	cp := *s
-	cp.Inputs = append([]InputState(nil), s.Inputs...)
+	cp.Inputs = append(make([]InputState, 0, len(s.Inputs)), s.Inputs...) // [] in JSON, never null
 	if s.Database != nil {
 		db := *s.Database
 		cp.Database = &db
