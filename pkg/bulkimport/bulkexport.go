@@ -205,21 +205,36 @@ func kindOf(mode fs.FileMode) string {
 	return "not a regular file"
 }
 
-// IDFromPath makes the id of an import that has none in its manifest from
-// the absolute path of what it reads: the same export imported again has
-// the same id, so that running it again resumes it.
-func IDFromPath(path string) string {
-	sum := sha256.Sum256([]byte(path))
-	base := strings.Map(func(r rune) rune {
+// IDFor makes the id of an import that has none in its manifest from the
+// absolute path of what it reads and the database it loads into: the same
+// export imported again into the same database has the same id, so that
+// running it again resumes it, and another database makes another import.
+// It is the export's name (its folder's, for a manifest.json) and 8 hex
+// digits of a SHA-256 of the path and the database's Key: "full-3b1c2d4e".
+func IDFor(path string, db pg.Identity) string {
+	h := sha256.New()
+	h.Write([]byte(path))
+	if db != (pg.Identity{}) {
+		h.Write([]byte{0})
+		h.Write([]byte(db.Key()))
+	}
+	name := filepath.Base(path)
+	if name == "manifest.json" {
+		name = filepath.Base(filepath.Dir(path))
+	}
+	name = strings.Map(func(r rune) rune {
 		switch {
 		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
 			return r
 		}
 		return '-'
-	}, filepath.Base(filepath.Dir(path))+"-"+filepath.Base(path))
-	base = strings.Trim(base, ".-_")
-	if len(base) > 100 {
-		base = base[len(base)-100:]
+	}, name)
+	name = strings.Trim(name, ".-_")
+	if len(name) > 60 {
+		name = strings.Trim(name[len(name)-60:], ".-_")
 	}
-	return "import-" + base + "-" + hex.EncodeToString(sum[:4])
+	if name == "" {
+		name = "export"
+	}
+	return name + "-" + hex.EncodeToString(h.Sum(nil)[:4])
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -502,6 +503,38 @@ func BenchmarkStoreWrite(b *testing.B) {
 	for b.Loop() {
 		if err := s.Write(st); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// An export's import id: its name, and a hash of its path and the database,
+// the same each time, another for another database (staging, then
+// production), short enough for status's table.
+func TestIDFor(t *testing.T) {
+	staging := pg.Identity{SystemID: "7714750139950438522", OID: 16384, Database: "staging", Host: "db1", Port: 5432}
+	prod := pg.Identity{SystemID: "7714750139950438523", OID: 16385, Database: "prod", Host: "db2", Port: 5432}
+	a := IDFor("/exports/full/manifest.json", staging)
+	if !regexp.MustCompile(`^full-[0-9a-f]{8}$`).MatchString(a) {
+		t.Errorf("id %q", a)
+	}
+	if b := IDFor("/exports/full/manifest.json", staging); b != a {
+		t.Errorf("the same import: %q, then %q", a, b)
+	}
+	for _, other := range []string{IDFor("/exports/full/manifest.json", prod), IDFor("/old/full/manifest.json", staging)} {
+		if other == a || !strings.HasPrefix(other, "full-") {
+			t.Errorf("another import: %q, and %q", a, other)
+		}
+	}
+	for path, name := range map[string]string{
+		"/exports/2026-12-01":           "2026-12-01",
+		"/exports/hl7.json":             "hl7.json",
+		"/e/a b:c/manifest.json":        "a-b-c",
+		"/e/" + strings.Repeat("x", 99): strings.Repeat("x", 60),
+		"/manifest.json":                "export",
+		"/e/..manifest/manifest.json":   "manifest",
+	} {
+		if id := IDFor(path, staging); !strings.HasPrefix(id, name+"-") || len(id) != len(name)+9 || CheckID(id) != nil {
+			t.Errorf("%s: id %q, want %s-HASH", path, id, name)
 		}
 	}
 }

@@ -2,8 +2,6 @@ package bulkimport
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -43,13 +41,13 @@ type Plan struct {
 }
 
 // Into settles the plan's id for the database db the import loads into:
-// the id made of a bulk export's path gets db's tag (DBTag), so that one
-// export imported into several databases (staging, then production) is an
-// import for each. Other ids are as given: their state records the
-// database, and Run refuses another (OtherDatabaseError).
+// the id made of a bulk export's path (IDFor) names the database too, so
+// that one export imported into several databases (staging, then
+// production) is an import for each. Other ids are as given: their state
+// records the database, and Run refuses another (OtherDatabaseError).
 func (p *Plan) Into(db pg.Identity) {
 	if p.fromPath {
-		p.ID += DBTag(db)
+		p.ID = IDFor(p.Manifest.Path, db)
 		p.fromPath = false
 	}
 }
@@ -96,23 +94,12 @@ func (s Store) Plan(ctx context.Context, req Request, now time.Time) (*Plan, err
 	}
 	fromPath := false
 	if id == "" && m.FromExport && m.Path != "" {
-		id, fromPath = IDFromPath(m.Path), true
+		id, fromPath = IDFor(m.Path, pg.Identity{}), true
 	}
 	if id == "" {
 		id = NewID(now)
 	}
 	return &Plan{Manifest: m, Raw: raw, ID: id, fromPath: fromPath}, nil
-}
-
-// DBTag is what the id of a bulk export's import says of the database it
-// loads into: "-" and 8 hex digits of a SHA-256 of its Key ("" for a zero
-// Identity).
-func DBTag(db pg.Identity) string {
-	if db == (pg.Identity{}) {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(db.Key()))
-	return "-" + hex.EncodeToString(sum[:4])
 }
 
 // readAny reads what spec names: a folder (ReadFolder), a manifest file or
