@@ -203,27 +203,37 @@ func (a *app) watch(ctx context.Context, store bulkimport.Store, id string, asJS
 const watchEvery = 500 * time.Millisecond
 
 func writeImportTable(w io.Writer, list []*bulkimport.State) error {
+	servers := map[string]bool{}
+	for _, st := range list {
+		if st.Database != nil {
+			servers[server(st.Database)] = true
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATUS\tSTARTED\tINPUTS\tRESOURCES\tDATABASE")
 	for _, st := range list {
 		done, n := st.Done()
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\n", printable(st.ID), printable(st.Status), st.Time.Start.Local().Format("2006-01-02 15:04:05"), done, len(st.Inputs), n, shortDatabase(st.Database))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\n", printable(st.ID), printable(st.Status), st.Time.Start.Local().Format("2006-01-02 15:04:05"), done, len(st.Inputs), n, shortDatabase(st.Database, len(servers) > 1))
 	}
 	return tw.Flush()
 }
 
-// shortDatabase names an import's database in the table of imports:
-// name@host:port ("-" for a state file that records none).
-func shortDatabase(db *pg.Identity) string {
+// shortDatabase names an import's database in the table of imports: its
+// name, and @host:port when the table holds imports into several servers
+// ("-" for a state file that records none). Names alone keep the table
+// within 80 columns in the usual case, one server.
+func shortDatabase(db *pg.Identity, withServer bool) string {
 	if db == nil {
 		return "-"
 	}
 	s := db.Database
-	if db.Host != "" {
-		s += "@" + net.JoinHostPort(db.Host, strconv.Itoa(db.Port))
+	if withServer && db.Host != "" {
+		s += "@" + server(db)
 	}
 	return printable(s)
 }
+
+func server(db *pg.Identity) string { return net.JoinHostPort(db.Host, strconv.Itoa(db.Port)) }
 
 // describe renders one import for a person.
 func describe(st *bulkimport.State) string {

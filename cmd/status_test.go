@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkimport"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
 )
 
 func TestPrintable(t *testing.T) {
@@ -52,6 +53,42 @@ func TestDescribeEscapes(t *testing.T) {
 	for _, want := range []string{`HTTP 500 \x1b[31mboom\x1b[0m`, `https://h/p\x1b[2J.ndjson`, `/data/ünï\x09cödé.ndjson`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("describe lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+// The table of imports names each database; host:port only when the
+// imports went to several servers, so that the usual table (one server,
+// an export's id) fits 80 columns.
+func TestImportTableDatabases(t *testing.T) {
+	start := time.Date(2026, 12, 3, 8, 23, 18, 0, time.Local)
+	state := func(id, name, host string) *bulkimport.State {
+		return &bulkimport.State{ID: id, Status: bulkimport.StatusFinished, Time: bulkimport.StateTime{Start: start},
+			Database: &pg.Identity{Database: name, Host: host, Port: 5432}}
+	}
+	table := func(list ...*bulkimport.State) string {
+		var b strings.Builder
+		if err := writeImportTable(&b, list); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	one := table(state("full-3b1c2d4e", "staging", "db1"), state("full-9a8b7c6d", "production", "db1"))
+	want := "ID             STATUS    STARTED              INPUTS  RESOURCES  DATABASE\n" +
+		"full-3b1c2d4e  finished  2026-12-03 08:23:18  0/0     0          staging\n" +
+		"full-9a8b7c6d  finished  2026-12-03 08:23:18  0/0     0          production\n"
+	if one != want {
+		t.Errorf("one server:\n%s\nwant:\n%s", one, want)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(one), "\n") {
+		if len(line) > 80 {
+			t.Errorf("wider than 80 columns: %q", line)
+		}
+	}
+	two := table(state("full-3b1c2d4e", "fhir", "db1"), state("full-9a8b7c6d", "fhir", "db2"), &bulkimport.State{ID: "old", Status: bulkimport.StatusFinished})
+	for _, want := range []string{"  fhir@db1:5432\n", "  fhir@db2:5432\n", "  -\n"} {
+		if !strings.Contains(two, want) {
+			t.Errorf("two servers: no %q in\n%s", want, two)
 		}
 	}
 }
