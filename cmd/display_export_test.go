@@ -17,18 +17,7 @@ import (
 // the test is skipped when there is no server (scripts/test.sh has one).
 func testDatabase(t *testing.T) string {
 	t.Helper()
-	admin, explicit := adminURL()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		if explicit {
-			t.Fatalf("test database server: %v", err)
-		}
-		t.Skipf("no PostgreSQL at 127.0.0.1:5432: %v", err)
-	}
-	cfg := conn.Config()
-	conn.Close(ctx)
+	admin, cfg := testServer(t)
 	_, u, err := createDatabase(admin, cfg, "", t.Cleanup, t.Log)
 	if err != nil {
 		t.Fatal(err)

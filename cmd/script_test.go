@@ -47,7 +47,10 @@ func adminURL() (string, bool) {
 	return "postgres://127.0.0.1:5432/postgres?sslmode=disable", false
 }
 
-func TestScripts(t *testing.T) {
+// testServer is the test database server's admin URL and configuration;
+// the test is skipped when there is none and none was named.
+func testServer(t *testing.T) (string, *pgx.ConnConfig) {
+	t.Helper()
 	admin, explicit := adminURL()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -58,9 +61,12 @@ func TestScripts(t *testing.T) {
 		}
 		t.Skipf("no PostgreSQL at 127.0.0.1:5432 and FHIRBULK_TEST_DATABASE_URL unset: run scripts/test.sh, which provides one (%v)", err)
 	}
-	cfg := conn.Config()
-	conn.Close(ctx)
+	defer conn.Close(ctx)
+	return admin, conn.Config()
+}
 
+func TestScripts(t *testing.T) {
+	admin, cfg := testServer(t)
 	testscript.Run(t, testscript.Params{
 		Dir:                 "../testdata/script",
 		RequireExplicitExec: true,
