@@ -442,6 +442,9 @@ func (l *Loader) loadSource(ctx context.Context, spec string, opts source.Option
 		res, err := l.load(ctx, src, allowDirect, cancel)
 		cancel()
 		src.Close()
+		if l.spare != nil {
+			l.spare.release()
+		}
 		switch {
 		case errors.Is(err, errNotDirect):
 			allowDirect = false
@@ -773,7 +776,7 @@ func (l *Loader) dryRun(ctx context.Context, src *source.Reader) (Result, error)
 		if st.newType != "" {
 			st.admit(st.newType)
 		}
-		st.out, st.outPos = st.out[:0], 0
+		st.out, st.outPos, st.tail = st.out[:0], 0, nil
 		if err := st.fill(1 << 20); err != nil {
 			return Result{}, err
 		}
