@@ -442,6 +442,9 @@ func (l *Loader) loadSource(ctx context.Context, spec string, opts source.Option
 		res, err := l.load(ctx, src, allowDirect, cancel)
 		cancel()
 		src.Close()
+		if l.spare != nil {
+			l.spare.release()
+		}
 		switch {
 		case errors.Is(err, errNotDirect):
 			allowDirect = false
@@ -773,7 +776,7 @@ func (l *Loader) dryRun(ctx context.Context, src *source.Reader) (Result, error)
 		if st.newType != "" {
 			st.admit(st.newType)
 		}
-		st.out, st.outPos = st.out[:0], 0
+		st.out, st.outPos, st.tail = st.out[:0], 0, nil
 		if err := st.fill(1 << 20); err != nil {
 			return Result{}, err
 		}
@@ -880,7 +883,7 @@ func (l *Loader) dbError(ctx context.Context, err error, st *stager) error {
 // source certainly has no repeated id of this type; staged is how many rows.
 func (l *Loader) move(ctx context.Context, tx pgx.Tx, t, stage string, unique bool, staged int64) error {
 	if l.Opts.PreserveMeta {
-		if err := olderVersion(ctx, tx, t, stage); err != nil {
+		if err := checkVersions(ctx, tx, t, stage); err != nil {
 			return err
 		}
 	}
@@ -964,24 +967,57 @@ func (l *Loader) upsert(ctx context.Context, tx pgx.Tx, t, stage string, unique 
 	return err
 }
 
-// olderVersion fails the first staged line (--preserve-meta) whose txid is
-// lower than a version the database holds of its id, current or in
-// history: stored, it would make the current version older than its
-// history (or bring back a deleted resource under an older version).
-func olderVersion(ctx context.Context, tx pgx.Tx, t, stage string) error {
-	var n, txid, stored int64
-	err := tx.QueryRow(ctx, `SELECT n, txid, stored FROM (
-			SELECT s.n, s.txid, r.txid AS stored FROM `+stage+` s JOIN `+pg.Table(t)+` r ON r.id = s.id WHERE s.txid < r.txid
-			UNION ALL
-			SELECT s.n, s.txid, h.txid FROM `+stage+` s JOIN `+pg.HistoryTable(t)+` h ON h.id = s.id WHERE s.txid < h.txid
-		) o ORDER BY n, stored DESC LIMIT 1`).Scan(&n, &txid, &stored)
-	if err == pgx.ErrNoRows {
-		return nil
-	}
-	if err != nil {
+// checkVersions (--preserve-meta) compares each staged line's txid with
+// the versions the database holds of its id. It fails the first line whose
+// txid is lower than one of them, current or in history: stored, it would
+// make the current version older than its history (an update reverted: an
+// incremental export loaded before the one it follows), or bring back a
+// deleted resource under an older version. It fails the first line whose
+// txid is the current version's but whose content is not: a version never
+// changes. And it takes out of the stage the lines that are the
+// current version as stored (the same resource, and lastUpdated and
+// createdAt when given): loading the same export again changes nothing,
+// not even the status, nor adds the current version to history.
+//
+// The staged text is cast to jsonb only for a line of the current
+// version's txid; a line PostgreSQL will not take is then found as by move.
+func checkVersions(ctx context.Context, tx pgx.Tx, t, stage string) error {
+	if _, err := tx.Exec(ctx, `SAVEPOINT fhirbulk_versions`); err != nil {
 		return sqlError(err)
 	}
-	return &ndjson.LineError{Line: n, Reason: fmt.Sprintf("meta.versionId %d is older than version %d of this resource in the database: stored, it would make the history go backwards (drop --preserve-meta to store it as a new version)", txid, stored)}
+	table := pg.Table(t)
+	same := `CASE WHEN s.txid = r.txid THEN s.resource::jsonb = r.resource
+		AND (s.ts IS NULL OR s.ts = r.ts) AND (s.cts IS NULL OR s.cts = r.cts) END`
+	var n, txid, stored int64
+	var id string
+	var older bool
+	err := tx.QueryRow(ctx, `SELECT n, id, txid, stored, older FROM (
+			SELECT s.n, s.id, s.txid, r.txid AS stored, s.txid < r.txid AS older FROM `+stage+` s JOIN `+table+` r ON r.id = s.id
+			WHERE s.txid < r.txid OR NOT (`+same+`)
+			UNION ALL
+			SELECT s.n, s.id, s.txid, h.txid, true FROM `+stage+` s JOIN `+pg.HistoryTable(t)+` h ON h.id = s.id WHERE s.txid < h.txid
+		) o ORDER BY n, stored DESC LIMIT 1`).Scan(&n, &id, &txid, &stored, &older)
+	if err == pgx.ErrNoRows {
+		_, err = tx.Exec(ctx, `DELETE FROM `+stage+` s USING `+table+` r WHERE r.id = s.id AND s.txid = r.txid AND `+same)
+		if err == nil {
+			_, err = tx.Exec(ctx, `RELEASE SAVEPOINT fhirbulk_versions`)
+			return sqlError(err)
+		}
+	}
+	if err != nil {
+		if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT fhirbulk_versions`); rerr != nil || !isJSONError(err) {
+			return sqlError(err)
+		}
+		return badJSON(ctx, tx, stage, err)
+	}
+	if _, err := tx.Exec(ctx, `RELEASE SAVEPOINT fhirbulk_versions`); err != nil {
+		return sqlError(err)
+	}
+	what := t + "/" + ndjson.Clip(id)
+	if older {
+		return &ndjson.LineError{Line: n, Reason: fmt.Sprintf("meta.versionId %d is older than version %d of %s in the database: stored, it would make the history go backwards (drop --preserve-meta to store it as a new version)", txid, stored, what)}
+	}
+	return &ndjson.LineError{Line: n, Reason: fmt.Sprintf("meta.versionId %d is the version of %s in the database, which differs from this line (its resource, lastUpdated or createdAt): a version never changes (drop --preserve-meta to store it as a new version)", txid, what)}
 }
 
 // isJSONError reports the errors PostgreSQL gives for text it will not

@@ -3,6 +3,7 @@ package load
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -25,21 +26,28 @@ import (
 // A line of a type that has no staging partition yet ends the current COPY
 // (the tuple is kept in pending); the caller creates the partition, calls
 // admit and runs the next COPY, which starts with that tuple.
+//
+// A line is held once: it is compacted and made into the resource to store
+// in the line reader's buffer, and a long resource goes to CopyFrom from
+// there (tail) rather than through out. A 190 MB line was held four times
+// (the line, its compact form, the resource, the COPY data), and those
+// buffers were kept from source to source.
 type stager struct {
 	lineParser
 	in *ndjson.LineReader
 
-	line    int64            // number of the last line read
-	counts  map[string]int64 // lines staged per type
-	known   map[string]bool  // types with a partition
-	order   []string         // types in order of first appearance
-	newType string           // a type waiting for its partition
-	pending []byte           // its tuple
-	err     error            // why staging stopped, when it did on bad input or a read error
-	onLine  func(n int64)    // progress, called every 4096 lines (may be nil)
-	direct  *direct          // final-form rows straight into the table (typed loads only)
-	ids     idHashes         // to tell whether a type has repeated ids
-	maxTxid int64            // the largest txid a line set (--preserve-meta)
+	line     int64            // number of the last line read
+	counts   map[string]int64 // lines staged per type
+	known    map[string]bool  // types with a partition
+	order    []string         // types in order of first appearance
+	newType  string           // a type waiting for its partition
+	pending  []byte           // its tuple
+	pendTail []byte           // its resource, when a tail (see tail)
+	err      error            // why staging stopped, when it did on bad input or a read error
+	onLine   func(n int64)    // progress, called every 4096 lines (may be nil)
+	direct   *direct          // final-form rows straight into the table (typed loads only)
+	ids      idHashes         // to tell whether a type has repeated ids
+	maxTxid  int64            // the largest txid a line set (--preserve-meta)
 	// advance moves transaction_id_seq past a txid (it returns the
 	// sequence's value then); advanced is how far it is known to be.
 	// Called after each batch of lines, before they reach the server, so
@@ -50,8 +58,12 @@ type stager struct {
 	maxErrors int       // bad lines that may be skipped
 	bad       []BadLine // those skipped
 
-	out     []byte // encoded COPY data not yet handed to CopyFrom
-	outPos  int
+	out    []byte // encoded COPY data not yet handed to CopyFrom
+	outPos int
+	// tail is the resource of the last tuple in out, when it is long
+	// (tailMin): handed to CopyFrom after out, from where parse built it,
+	// not copied. No line is read until it is all handed over.
+	tail    []byte
 	started bool // this COPY's header was sent
 	ended   bool // this COPY's trailer was queued
 	eof     bool // the input is exhausted
@@ -84,13 +96,28 @@ type lineParser struct {
 	checkType func(t string) error
 	refused   map[string]error
 
-	// Scratch, reused for every line.
-	compact  []byte
-	stripped []byte
-	fhirIn   []byte
-	fhirOut  []byte
-	spans    []ndjson.Span
-	res      []byte
+	// The line compacted (in place: it is the line reader's buffer, or
+	// fhirOut) and, for FHIR input, the line as given compacted (in place).
+	compact, fhirIn []byte
+	spans           []ndjson.Span
+
+	// Scratch, reused for every line (up to keepScratch bytes each).
+	fhirOut []byte
+	id      []byte // the line's id, out of the way of the resource built over it
+	meta    []byte // its meta as stored
+	res     []byte // the resource, when it is longer than the line
+}
+
+// keepScratch is the largest buffer a stager keeps for the next source: one
+// that a long line made is let go.
+const keepScratch = 4 << 20
+
+// reuse returns b emptied, or nil when it is larger than is kept.
+func reuse(b []byte) []byte {
+	if cap(b) > keepScratch {
+		return nil
+	}
+	return b[:0]
 }
 
 // Key indexes into stager.keys / spans.
@@ -113,7 +140,7 @@ func newStager(r io.Reader, o Options, prev *stager) *stager {
 	if prev != nil {
 		prev.in.Reset(r)
 		s.in = prev.in
-		s.out, s.pending = prev.out[:0], prev.pending[:0]
+		s.out, s.pending = reuse(prev.out), reuse(prev.pending)
 		s.lineParser = prev.lineParser.reset(o)
 	} else {
 		s.in = ndjson.NewLineReaderMax(r, o.MaxLineSize)
@@ -122,13 +149,22 @@ func newStager(r io.Reader, o Options, prev *stager) *stager {
 	return s
 }
 
+// release lets go of what long lines left in s's buffers, at the end of
+// its source: the Loader keeps s to lend them to the next source.
+func (s *stager) release() {
+	s.out, s.pending = reuse(s.out), reuse(s.pending)
+	s.tail, s.pendTail, s.compact, s.fhirIn = nil, nil, nil, nil
+	s.fhirOut, s.id, s.meta, s.res = reuse(s.fhirOut), reuse(s.id), reuse(s.meta), reuse(s.res)
+	s.in.Reset(nil) // last: when it lets go of a long line, it collects
+}
+
 // reset returns the parser for options o, keeping p's buffers (and its
 // FHIR converter).
 func (p lineParser) reset(o Options) lineParser {
 	q := lineParser{
 		typ: o.Type, merge: o.Merge, strip: o.StripNulls, preserve: o.PreserveMeta,
 		keys:    []string{"id", "resourceType", "meta"},
-		compact: p.compact[:0], stripped: p.stripped[:0], fhirIn: p.fhirIn[:0], fhirOut: p.fhirOut[:0], res: p.res[:0],
+		fhirOut: reuse(p.fhirOut), id: reuse(p.id), meta: reuse(p.meta), res: reuse(p.res),
 	}
 	if o.Merge != nil {
 		q.keys = append(q.keys, o.Merge.keys...)
@@ -222,6 +258,7 @@ func (s *stager) admit(t string) {
 	s.out, s.outPos = s.out[:0], 0
 	s.appendHeader()
 	s.out = append(s.out, s.pending...)
+	s.tail, s.pendTail = s.pendTail, nil
 	s.pending = s.pending[:0]
 }
 
@@ -237,6 +274,13 @@ func (s *stager) Read(p []byte) (int, error) {
 		s.appendHeader()
 	}
 	for s.outPos == len(s.out) {
+		if len(s.tail) > 0 {
+			n := copy(p, s.tail)
+			if s.tail = s.tail[n:]; len(s.tail) == 0 {
+				s.tail = nil // not keeping the line alive
+			}
+			return n, nil
+		}
 		if s.ended {
 			return 0, io.EOF
 		}
@@ -252,8 +296,9 @@ func (s *stager) Read(p []byte) (int, error) {
 }
 
 // fill encodes lines into s.out until it holds at least want bytes, the
-// input ends, or a line needs a new partition; then, before those lines
-// go anywhere, it moves transaction_id_seq past the txids they preserve.
+// input ends, or a line needs a new partition or leaves a tail; then,
+// before those lines go anywhere, it moves transaction_id_seq past the
+// txids they preserve.
 func (s *stager) fill(want int) error {
 	if err := s.fillLines(want); err != nil {
 		return err
@@ -282,6 +327,9 @@ func (s *stager) fillLines(want int) error {
 			s.endCopy()
 			return nil
 		}
+		// The last line's bytes go now: a long line's buffer is not kept
+		// alive beside the next one.
+		s.compact, s.fhirIn = nil, nil
 		line, err := s.in.Next()
 		var tooLong *ndjson.LineError
 		switch {
@@ -322,6 +370,9 @@ func (s *stager) fillLines(want int) error {
 			s.newType = t
 			s.endCopy()
 			return nil
+		}
+		if len(s.tail) > 0 {
+			return nil // the tail goes first: the next line overwrites it
 		}
 	}
 	return nil
@@ -379,11 +430,8 @@ func (e notTheLine) Error() string { return e.err.Error() }
 // stage checks one line and appends its tuple to s.out, or to s.pending
 // when its type is new (then it returns that type).
 func (s *stager) stage(line []byte) (string, error) {
-	r, err := s.parse(line)
+	r, err := s.parse(line, s.line)
 	if err != nil {
-		return "", err
-	}
-	if err := s.checkFormat(s.line, r); err != nil {
 		return "", err
 	}
 	if s.direct == nil { // a direct COPY finds repeated ids itself
@@ -396,14 +444,14 @@ func (s *stager) stage(line []byte) (string, error) {
 	s.maxTxid = max(s.maxTxid, r.meta.txid)
 	switch {
 	case s.direct != nil:
-		if s.out, err = s.direct.appendRow(s.out, r); err != nil {
+		if s.out, s.tail, err = s.direct.appendRow(s.out, r); err != nil {
 			return "", notTheLine{err}
 		}
 	case !s.known[r.typ]:
-		s.pending = appendStaged(s.pending[:0], r, s.line)
+		s.pending, s.pendTail = appendStaged(s.pending[:0], r, s.line)
 		return r.typ, nil
 	default:
-		s.out = appendStaged(s.out, r, s.line)
+		s.out, s.tail = appendStaged(s.out, r, s.line)
 	}
 	return "", nil
 }
@@ -426,9 +474,12 @@ type metaCols struct {
 	txid    int64
 }
 
-// parse checks one line and makes the resource to store; its slices are
-// valid until the next line.
-func (s *lineParser) parse(line []byte) (resource, error) {
+// parse checks line n and makes the resource to store, over the line's
+// bytes (see stager); its slices are valid until the next line.
+func (s *lineParser) parse(line []byte, n int64) (resource, error) {
+	if len(line) > keepScratch {
+		defer s.forgetLine()
+	}
 	var r resource
 	s.badID, s.badType = "", s.typ
 	if bytes.IndexByte(line, 0) >= 0 {
@@ -439,13 +490,13 @@ func (s *lineParser) parse(line []byte) (resource, error) {
 	}
 	var err error
 	if s.conv != nil {
-		if s.fhirIn, err = ndjson.CompactObject(s.fhirIn[:0], line, nil, nil); err == nil {
+		if s.fhirIn, err = ndjson.CompactObject(line[:0], line, nil, nil); err == nil {
 			s.fhirOut, err = s.conv.ResourceOfType(s.fhirOut[:0], s.fhirIn, s.typ)
 		}
 		line = s.fhirOut
 	}
 	if err == nil {
-		s.compact, err = ndjson.CompactObject(s.compact[:0], line, s.keys, s.spans)
+		s.compact, err = ndjson.CompactObject(line[:0], line, s.keys, s.spans)
 	}
 	if err != nil {
 		return r, errors.New(ndjson.LineReason(err))
@@ -463,12 +514,30 @@ func (s *lineParser) parse(line []byte) (resource, error) {
 	if hasNULEscape(s.compact) {
 		return r, errors.New(`invalid JSON: it holds \u0000, which PostgreSQL's jsonb cannot store`)
 	}
+	if err := s.checkFormat(n, r); err != nil {
+		return r, err // before buildResource, which writes over s.compact
+	}
+	s.id = append(s.id[:0], r.id...)
+	r.id = s.id
 	meta := s.member(keyMeta)
 	if s.merge != nil && s.merge.meta != nil {
 		meta = s.merge.meta
 	}
 	r.body, r.meta, err = s.buildResource(meta)
 	return r, err
+}
+
+// forgetLine gives the parser a new FHIR converter and format checker
+// after a long line: their scratch holds slices of the lines they read,
+// which would keep the line's buffer alive (for the rest of the load, when
+// no later line is as deep or as wide).
+func (s *lineParser) forgetLine() {
+	if s.conv != nil {
+		s.conv = fhirformat.New(fhirformat.ToAidbox)
+	}
+	if s.check != nil {
+		s.check = fhirformat.NewChecker(s.check.Want())
+	}
 }
 
 // hasNULEscape reports whether the JSON text holds the escape \u0000
@@ -541,8 +610,9 @@ func (s *lineParser) lineType(raw []byte) (string, error) {
 }
 
 // appendStaged appends r as a tuple of the staging table:
-// (rtype, n, id, cts, txid, ts, resource).
-func appendStaged(b []byte, r resource, line int64) []byte {
+// (rtype, n, id, cts, txid, ts, resource), the resource's bytes but for a
+// tail (see appendResource).
+func appendStaged(b []byte, r resource, line int64) (out, tail []byte) {
 	b = pg.AppendTuple(b, 7)
 	b = pg.AppendBytes(b, []byte(r.typ))
 	b = pg.AppendInt8(b, line)
@@ -554,7 +624,28 @@ func appendStaged(b []byte, r resource, line int64) []byte {
 		b = pg.AppendNull(b)
 	}
 	b = appendTimeOrNull(b, r.meta.ts)
-	return pg.AppendBytes(b, r.body)
+	return appendResource(b, r.body, false)
+}
+
+// tailMin is the length from which a resource is handed to CopyFrom where
+// it lies (stager.tail) instead of copied into the COPY data.
+const tailMin = 64 << 10
+
+// appendResource appends the field of the resource body: text, or jsonb
+// (version 1, as pg.AppendJSONB). A body of tailMin bytes or more is not
+// appended but returned as tail, to follow the field's length.
+func appendResource(b, body []byte, jsonb bool) (out, tail []byte) {
+	if len(body) < tailMin {
+		if jsonb {
+			return pg.AppendJSONB(b, body), nil
+		}
+		return pg.AppendBytes(b, body), nil
+	}
+	if jsonb {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(body)+1))
+		return append(b, 1), body
+	}
+	return binary.BigEndian.AppendUint32(b, uint32(len(body))), body
 }
 
 func appendTimeOrNull(b []byte, t *time.Time) []byte {
@@ -567,37 +658,49 @@ func appendTimeOrNull(b []byte, t *time.Time) []byte {
 // metaOwned are meta members the columns own: never stored in resource.
 var metaOwned = []string{"versionId", "lastUpdated", "createdAt"}
 
-// buildResource makes the stored resource from s.compact: every member but
-// id, resourceType, meta and the --merge keys, then meta without versionId,
+// buildResource makes the stored resource from s.compact, over it (meta,
+// when it is a member of s.compact, is read before): every member but id,
+// resourceType, meta and the --merge keys, then meta without versionId,
 // lastUpdated and createdAt (dropped when nothing else is left), then the
 // --merge members. It returns the columns meta sets (see metaCols).
 func (s *lineParser) buildResource(meta []byte) ([]byte, metaCols, error) {
-	r := append(s.res[:0], '{')
-	r = ndjson.AppendMembersExcept(r, s.compact, s.spans...)
 	var cols metaCols
+	m := s.meta[:0]
 	if meta != nil {
 		var err error
-		if r, cols, err = appendMeta(r, meta, s.conv != nil, s.preserve, s.notAfter); err != nil {
+		if m, cols, err = appendMeta(m, meta, s.conv != nil, s.preserve, s.notAfter); err != nil {
 			return nil, cols, err
 		}
 	}
+	s.meta = m
+	var merged []byte
 	if s.merge != nil {
-		r = append(r, s.merge.members...)
+		merged = s.merge.members
 	}
-	if len(r) > 1 {
-		r = append(r[:1], r[2:]...) // the leading comma of the first member
+	r := ndjson.RemoveMembers(s.compact, s.spans...)
+	own := len(r)+len(m)+len(merged) > len(s.compact)
+	if own {
+		// Longer than the line (a --merge): past its end lies the reader's
+		// unread input.
+		r = append(s.res[:0], r...)
+	}
+	r = r[:len(r)-1]
+	for _, more := range [2][]byte{m, merged} {
+		if len(r) == 1 && len(more) > 0 {
+			more = more[1:] // the first member: no comma
+		}
+		r = append(r, more...)
 	}
 	r = append(r, '}')
+	if own {
+		s.res = r
+	}
 	if s.strip {
-		// Into a buffer of its own: id still points into s.compact.
-		stripped, err := ndjson.AppendStripNulls(s.stripped[:0], r)
-		if err != nil {
+		var err error
+		if r, err = ndjson.AppendStripNulls(r[:0], r); err != nil {
 			return nil, cols, errors.New("not a JSON object")
 		}
-		s.stripped = stripped
-		r = append(r[:0], stripped...)
 	}
-	s.res = r
 	return r, cols, nil
 }
 
@@ -790,19 +893,18 @@ type direct struct {
 	txids *txidBlocks
 }
 
-func (d *direct) appendRow(b []byte, r resource) ([]byte, error) {
+func (d *direct) appendRow(b []byte, r resource) (out, tail []byte, err error) {
 	// A preserved txid takes none from the sequence. One the blocks drawn
 	// so far may hold (drawn for earlier lines, or by another session
 	// before the sequence was moved past it) could be another row's: the
 	// staged path draws only after every preserved txid is known.
 	txid := r.meta.txid
 	if txid > 0 && txid <= d.txids.maxDrawn {
-		return b, errNotDirect
+		return b, nil, errNotDirect
 	}
 	if txid == 0 {
-		var err error
 		if txid, err = d.txids.next(); err != nil {
-			return b, err
+			return b, nil, err
 		}
 	}
 	cts, ts := d.now, d.now
@@ -819,7 +921,8 @@ func (d *direct) appendRow(b []byte, r resource) ([]byte, error) {
 	b = pg.AppendTime(b, cts)
 	b = pg.AppendBytes(b, []byte(r.typ))
 	b = pg.AppendBytes(b, statusCreated)
-	return pg.AppendJSONB(b, r.body), nil
+	out, tail = appendResource(b, r.body, true)
+	return out, tail, nil
 }
 
 var statusCreated = []byte("created")

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 )
@@ -17,21 +20,39 @@ import (
 func tuples(t *testing.T, input, typ string, merge *Merge, strip bool) ([]string, *stager, error) {
 	t.Helper()
 	st := newStager(strings.NewReader(input), Options{Type: typ, Merge: merge, StripNulls: strip}, nil)
+	data, err := stageAll(st, typ, nil)
+	if err != nil {
+		return nil, st, err
+	}
+	return decodeTuples(data), st, nil
+}
+
+// stageAll reads the COPY data of st (admitting every new type at once)
+// into data, appending.
+func stageAll(st *stager, typ string, data []byte) ([]byte, error) {
 	if typ != "" {
 		st.admit(typ)
 	}
-	var data []byte
 	for {
-		chunk, err := io.ReadAll(st)
-		data = append(data, chunk...)
-		if err != nil {
-			return nil, st, err
+		if len(data) == cap(data) {
+			data = slices.Grow(data, 64<<10)
 		}
-		if st.newType == "" {
-			break
+		n, err := st.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		switch {
+		case err == io.EOF && st.newType != "":
+			st.admit(st.newType)
+		case err == io.EOF:
+			return data, nil
+		case err != nil:
+			return data, err
 		}
-		st.admit(st.newType)
 	}
+}
+
+// decodeTuples decodes the staging table's binary COPY data as tuples()
+// gives them.
+func decodeTuples(data []byte) []string {
 	var out []string
 	for len(data) > 0 {
 		if bytes.HasPrefix(data, []byte("PGCOPY\n\xff\r\n\x00")) {
@@ -73,7 +94,7 @@ func tuples(t *testing.T, input, typ string, merge *Merge, strip bool) ([]string
 		}
 		out = append(out, strings.Join(fields, "|"))
 	}
-	return out, st, nil
+	return out
 }
 
 func TestStagerSplices(t *testing.T) {
@@ -98,6 +119,104 @@ func TestStagerSplices(t *testing.T) {
 	}
 	if !st.ids.unique("Patient") {
 		t.Error("ids are unique")
+	}
+}
+
+// A long line is held once, in the line reader's buffer: compacted and made
+// into the resource there, and handed to the COPY from there. It was held
+// four times (the line, its compact form, the resource, the COPY data),
+// each grown by append: a load of four gzip files of 190 MB lines peaked at
+// 1.8 GB.
+func TestStagerHoldsLongLineOnce(t *testing.T) {
+	const size = 24 << 20
+	data := strings.Repeat("x", size)
+	input := `{"id":"a"}` + "\n" +
+		`{"data": "` + data + `", "id": "big", "meta": {"versionId": "1", "tag": [{"code": "t"}]}, "b": null}` + "\n" +
+		`{"id":"b"}` + "\n"
+	st := newStager(strings.NewReader(input), Options{Type: "P"}, nil)
+	out := make([]byte, 0, size+1<<20)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	out, err := stageAll(st, "P", out)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The line reader's chunks, and the line.
+	if n := after.TotalAlloc - before.TotalAlloc; n > 2*size+4<<20 {
+		t.Errorf("staging a line of %d MiB allocated %d MiB, want at most %d", size>>20, n>>20, (2*size+4<<20)>>20)
+	}
+	want := []string{
+		`P|1|a|NULL|NULL|NULL|{}`,
+		`P|2|big|NULL|NULL|NULL|{"data":"` + data + `","b":null,"meta":{"tag":[{"code":"t"}]}}`,
+		`P|3|b|NULL|NULL|NULL|{}`,
+	}
+	if got := decodeTuples(out); !slices.Equal(got, want) {
+		t.Errorf("got %d tuples %.300q, want %.300q", len(got), got, want)
+	}
+}
+
+// The resource of a long line goes to the COPY after its tuple (stager.tail),
+// on every path: staged, a new type's first line, --merge longer than the
+// line, --strip-nulls, and the direct COPY (as jsonb).
+func TestStagerLongResources(t *testing.T) {
+	data := strings.Repeat("y", 2*tailMin)
+	long := `{"resourceType":"A","id":"1","data":"` + data + `","n":null}`
+	m, err := ParseMerge(`{"extra":"` + strings.Repeat("z", 3*tailMin) + `"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, typ string
+		merge     *Merge
+		strip     bool
+		want      string
+	}{
+		{"staged", "A", nil, false, `{"data":"` + data + `","n":null}`},
+		{"new type", "", nil, false, `{"data":"` + data + `","n":null}`},
+		{"merge", "A", m, false, `{"data":"` + data + `","n":null,"extra":"` + strings.Repeat("z", 3*tailMin) + `"}`},
+		{"strip", "A", nil, true, `{"data":"` + data + `"}`},
+	} {
+		got, _, err := tuples(t, `{"resourceType":"A","id":"0"}`+"\n"+long+"\n"+long+"\n", tc.typ, tc.merge, tc.strip)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		for i, g := range got {
+			want := "A|" + fmt.Sprint(i+1) + "|" + fmt.Sprint(min(i, 1)) + "|NULL|NULL|NULL|" + tc.want
+			if i == 0 {
+				want = "A|1|0|NULL|NULL|NULL|{}"
+				if tc.merge != nil {
+					want = `A|1|0|NULL|NULL|NULL|{"extra":"` + strings.Repeat("z", 3*tailMin) + `"}`
+				}
+			}
+			if g != want {
+				t.Errorf("%s: tuple %d: %.100q…, want %.100q…", tc.name, i+1, g, want)
+			}
+		}
+		if len(got) != 3 {
+			t.Errorf("%s: %d tuples", tc.name, len(got))
+		}
+	}
+	// The direct COPY: the table's rows, the resource as jsonb.
+	st := newStager(strings.NewReader(long+"\n"+long+"\n"), Options{Type: "A"}, nil)
+	txid := int64(0)
+	st.direct = &direct{now: time.Now(), txids: &txidBlocks{fetch: func(n int) ([]int64, error) {
+		ids := make([]int64, n)
+		for i := range ids {
+			txid++
+			ids[i] = txid
+		}
+		return ids, nil
+	}}}
+	out, err := io.ReadAll(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"data":"` + data + `","n":null}`
+	field := binary.BigEndian.AppendUint32(nil, uint32(len(body)+1))
+	field = append(append(field, 1), body...)
+	if n := bytes.Count(out, field); n != 2 || !bytes.HasSuffix(out, append(field, 0xff, 0xff)) {
+		t.Errorf("the direct COPY holds the resource %d times, or not at its end", n)
 	}
 }
 

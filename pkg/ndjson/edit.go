@@ -64,6 +64,9 @@ func Elements(arr []byte, fn func(value []byte)) error {
 // stack of their own, not on the call stack), and v is copied in runs
 // between the members it drops. A value without "null" in it anywhere (the
 // common case) is copied whole after one search for it.
+//
+// dst may be v[:0]: it only drops bytes, never writing ahead of what it has
+// read, so a long value is stripped in place.
 func AppendStripNulls(dst, v []byte) ([]byte, error) {
 	if len(v) == 0 {
 		return dst, malformed("missing value")

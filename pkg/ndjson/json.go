@@ -287,6 +287,11 @@ func (s Span) Found() bool { return s.Start >= 0 }
 // It is one pass over src; strings are copied whole after a
 // bytes.IndexByte search, so it runs near memcpy speed on FHIR resources,
 // whose bytes are mostly inside strings.
+//
+// dst may be src[:0]: the text is compacted in place. Nothing is ever
+// written ahead of what is read (whitespace only goes, and a canonical key
+// is never longer than its escaped form), so a 200 MB line needs no second
+// buffer of its size.
 func CompactObject(dst, src []byte, keys []string, spans []Span) ([]byte, error) {
 	for k := range spans {
 		spans[k] = Span{Start: -1, End: -1}
@@ -396,21 +401,8 @@ func AppendMember(dst, key, value []byte) []byte {
 // by a comma and without the object's braces: for obj `{"a":1,"b":2,"c":3}`
 // and the span of "b" it appends `,"a":1,"c":3`.
 func AppendMembersExcept(dst, obj []byte, spans ...Span) []byte {
-	// Order the found spans by position; there are only ever a few.
 	var order [8]Span
-	found := order[:0]
-	for _, s := range spans {
-		if !s.Found() {
-			continue
-		}
-		j := len(found)
-		found = append(found, s)
-		for j > 0 && found[j-1].Start > s.Start {
-			found[j] = found[j-1]
-			j--
-		}
-		found[j] = s
-	}
+	found := sortSpans(order[:0], spans)
 	pos := 1
 	emit := func(seg []byte) {
 		if len(seg) > 0 && seg[0] == ',' {
@@ -429,6 +421,61 @@ func AppendMembersExcept(dst, obj []byte, spans ...Span) []byte {
 		pos = s.End
 	}
 	emit(obj[pos : len(obj)-1])
+	return dst
+}
+
+// RemoveMembers removes the members at the given spans (as CompactObject
+// reports them) from the compact object obj in place, the members after
+// them moving back, and returns what is left of obj: a compact object
+// still (for `{"a":1,"b":2,"c":3}` and the span of "b", `{"a":1,"c":3}`).
+// It is AppendMembersExcept without a second buffer; the removed members'
+// bytes are overwritten.
+func RemoveMembers(obj []byte, spans ...Span) []byte {
+	var order [8]Span
+	found := sortSpans(order[:0], spans)
+	n, pos := 1, 1 // obj[:n] is written; obj[pos:] is still to read
+	keep := func(seg []byte) {
+		if len(seg) > 0 && seg[0] == ',' {
+			seg = seg[1:]
+		}
+		if len(seg) > 0 && seg[len(seg)-1] == ',' {
+			seg = seg[:len(seg)-1]
+		}
+		if len(seg) == 0 {
+			return
+		}
+		// A removed member and its comma lie between what is written and
+		// seg, so the comma never lands on seg.
+		if n > 1 {
+			obj[n] = ','
+			n++
+		}
+		n += copy(obj[n:], seg)
+	}
+	for _, s := range found {
+		keep(obj[pos:s.Start])
+		pos = s.End
+	}
+	keep(obj[pos : len(obj)-1])
+	obj[n] = '}'
+	return obj[:n+1]
+}
+
+// sortSpans appends the found spans to dst in the order of their position
+// (there are only ever a few).
+func sortSpans(dst, spans []Span) []Span {
+	for _, s := range spans {
+		if !s.Found() {
+			continue
+		}
+		j := len(dst)
+		dst = append(dst, s)
+		for j > 0 && dst[j-1].Start > s.Start {
+			dst[j] = dst[j-1]
+			j--
+		}
+		dst[j] = s
+	}
 	return dst
 }
 

@@ -45,6 +45,7 @@ func TestCompactObject(t *testing.T) {
 		if string(got) != "prefix"+tc.want {
 			t.Errorf("CompactObject(%s) = %s, want %s", tc.in, got[6:], tc.want)
 		}
+		checkInPlace(t, []byte(tc.in), keys, got[6:], spans, 6)
 		for k, want := range []string{tc.meta, tc.id} {
 			var member string
 			if spans[k].Found() {
@@ -82,6 +83,26 @@ func TestAppendMembersExcept(t *testing.T) {
 		}
 		if got := string(AppendMembersExcept(nil, obj, spans...)); got != want {
 			t.Errorf("AppendMembersExcept(%s) = %s, want %s", in, got, want)
+		}
+		if got := string(RemoveMembers(obj, spans...)); got != "{"+strings.TrimPrefix(want, ",")+"}" {
+			t.Errorf("RemoveMembers(%s) = %s, want {%s}", in, got, strings.TrimPrefix(want, ","))
+		}
+	}
+}
+
+// checkInPlace checks that CompactObject over src in place makes want,
+// the members of keys at spans (offsets into want, shifted by off).
+func checkInPlace(t *testing.T, src []byte, keys []string, want []byte, spans []Span, off int) {
+	t.Helper()
+	buf := bytes.Clone(src)
+	in := make([]Span, len(keys))
+	got, err := CompactObject(buf[:0], buf, keys, in)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("CompactObject(%s) in place = %s, %v; want %s", src, got, err, want)
+	}
+	for k := range in {
+		if in[k].Found() != spans[k].Found() || in[k].Found() && (in[k].Start+off != spans[k].Start || in[k].End+off != spans[k].End) {
+			t.Fatalf("CompactObject(%s) in place: span of %q %v, want %v (less %d)", src, keys[k], in[k], spans[k], off)
 		}
 	}
 }
@@ -143,6 +164,11 @@ func FuzzCompactObject(f *testing.F) {
 		}
 		if err != nil {
 			t.Fatalf("CompactObject(%q): %v", s, err)
+		}
+		checkInPlace(t, []byte(s), keys, got, spans, 0)
+		except := strings.TrimPrefix(string(AppendMembersExcept(nil, got, spans...)), ",")
+		if removed := RemoveMembers(bytes.Clone(got), spans...); string(removed) != "{"+except+"}" {
+			t.Fatalf("RemoveMembers(%s) = %s, want {%s}", got, removed, except)
 		}
 		if !strings.Contains(s, `\`) && !bytes.Equal(got, want.Bytes()) {
 			t.Fatalf("CompactObject(%q) = %s, want %s", s, got, want.Bytes())

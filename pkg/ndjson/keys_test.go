@@ -40,6 +40,7 @@ func TestCompactObjectEscapedKeys(t *testing.T) {
 		if string(got[3:]) != tc.want {
 			t.Errorf("CompactObject(%s) = %s, want %s", tc.in, got[3:], tc.want)
 		}
+		checkInPlace(t, []byte(tc.in), keys, got[3:], spans, 3)
 		for k, want := range tc.members {
 			var member string
 			if spans[k].Found() {

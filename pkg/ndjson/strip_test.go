@@ -190,6 +190,10 @@ func checkStripNulls(t *testing.T, v []byte) {
 	if canon, err := stripNullsReference(got, false); err != nil || !bytes.Equal(canon, want) {
 		t.Fatalf("AppendStripNulls(%s) = %s (%s, %v), want %s", v, got, canon, err, want)
 	}
+	buf := bytes.Clone(v)
+	if in, err := AppendStripNulls(buf[:0], buf); err != nil || !bytes.Equal(in, got) {
+		t.Fatalf("AppendStripNulls(%s) in place = %s, %v; want %s", v, in, err, got)
+	}
 	old, err := stripNullsQuadratic(nil, v)
 	if err != nil {
 		t.Fatalf("old AppendStripNulls(%s): %v", v, err)

@@ -352,7 +352,9 @@ func TestIdleBodyResumed(t *testing.T) {
 		http.ServeContent(w, r, "", time.Time{}, strings.NewReader(v1))
 	}))
 	defer srv.Close()
-	got, err := readAll(t, guard(t), srv.URL+"/x", fast(Options{IdleTimeout: 100 * time.Millisecond}))
+	// Tries to spare: on a busy machine a request that serves may yet take
+	// longer than IdleTimeout.
+	got, err := readAll(t, guard(t), srv.URL+"/x", fast(Options{IdleTimeout: 100 * time.Millisecond, Tries: 10}))
 	if err != nil || got != v1 {
 		t.Fatalf("%v, %q", err, got)
 	}
@@ -425,27 +427,53 @@ func TestIdleCallerCancels(t *testing.T) {
 }
 
 // Time nobody spends reading is not the server's silence: a reader slower
-// than IdleTimeout still gets everything.
+// than IdleTimeout still gets everything. The body comes from
+// memory (memTransport), so the reads after that wait for nothing: with a
+// test server, a read that waited 200 ms for its goroutine on a busy
+// machine failed the test with "no data for 200ms".
 func TestIdleOnlyWhileReading(t *testing.T) {
 	big := bytes.Repeat([]byte(`{"id":"slow-reader"}`+"\n"), 200_000) // 4 MB: more than Open's buffer
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", strconv.Itoa(len(big)))
-		w.Write(big) //nolint:errcheck
-	}))
-	defer srv.Close()
-	r, err := Open(guard(t), srv.URL+"/x", fast(Options{IdleTimeout: 200 * time.Millisecond}))
+	const idle = time.Second
+	client := &http.Client{Transport: memTransport(big)}
+	r, err := Open(guard(t), "http://mem/x", fast(Options{Client: client, IdleTimeout: idle}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	// Not synchronisation: the reader being away for longer than IdleTimeout
-	// is the case under test.
-	time.Sleep(600 * time.Millisecond)
+	// is the case under test (twice as long: a timer left running would
+	// have fired, however late).
+	time.Sleep(2 * idle)
 	got, err := io.ReadAll(r)
 	if err != nil || !bytes.Equal(got, big) {
 		t.Errorf("%v, %d bytes", err, len(got))
 	}
 }
+
+// memTransport answers every request with body, from memory; a Read of the
+// body fails once the request's context has ended, as net/http's does.
+type memTransport []byte
+
+func (body memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return &http.Response{
+		StatusCode: http.StatusOK, Status: "200 OK", Header: http.Header{}, Request: req,
+		ContentLength: int64(len(body)), Body: &ctxBody{ctx: req.Context(), r: bytes.NewReader(body)},
+	}, nil
+}
+
+type ctxBody struct {
+	ctx context.Context
+	r   *bytes.Reader
+}
+
+func (b *ctxBody) Read(p []byte) (int, error) {
+	if err := b.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return b.r.Read(p)
+}
+
+func (b *ctxBody) Close() error { return nil }
 
 // Nothing delivered yet: a stall before the first byte is retried from the
 // start even where the server cannot resume.
@@ -462,7 +490,7 @@ func TestIdleBeforeFirstByte(t *testing.T) {
 		io.WriteString(w, v1) //nolint:errcheck
 	}))
 	defer srv.Close()
-	got, err := readAll(t, guard(t), srv.URL+"/x", fast(Options{IdleTimeout: 100 * time.Millisecond}))
+	got, err := readAll(t, guard(t), srv.URL+"/x", fast(Options{IdleTimeout: 100 * time.Millisecond, Tries: 10})) // as in TestIdleBodyResumed
 	if err != nil || got != v1 || len(l.all()) < 2 {
 		t.Errorf("%v, %q, %d requests", err, got, len(l.all()))
 	}

@@ -86,6 +86,7 @@ func (o *Options) defaults() {
 
 // Reader is an open source: Read gives the decompressed content.
 type Reader struct {
+	ctx    context.Context // Open's: once it ends, a read error is its error
 	name   string
 	size   int64 // bytes of the raw (possibly compressed) stream, -1 if unknown
 	raw    *countingReader
@@ -125,6 +126,9 @@ func (r *Reader) Read(p []byte) (int, error) {
 		return 0, errClosed
 	}
 	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.ctx.Err() != nil {
+		return n, r.ctx.Err() // the file it closed, say: not a broken file
+	}
 	if err != nil && err != io.EOF && r.gz != nil && !notTheBytes(err) {
 		err = fmt.Errorf("gzip: %w (truncated or corrupt)", err)
 	}
@@ -200,20 +204,35 @@ func Check(spec string, opts Options) error {
 		_, err := Open(context.Background(), spec, opts) // refused before any request
 		return err
 	}
+	st, err := os.Stat(spec)
+	switch {
+	case err != nil:
+		return fileError(spec, err)
+	case st.IsDir():
+		return &Error{Source: Redact(spec), Err: errors.New("is a folder")}
+	case !st.Mode().IsRegular():
+		// A FIFO, a device: not opened (see checkReadable).
+		if err := checkReadable(spec); err != nil {
+			return &Error{Source: Redact(spec), Err: err}
+		}
+		return nil
+	}
 	// Opened, not read: a load of 20,000 small files checks them all.
 	f, err := os.Open(spec)
 	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return &Error{Source: Redact(spec), Err: err}
+		return fileError(spec, err)
 	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.IsDir() {
-		return &Error{Source: Redact(spec), Err: errors.New("is a folder")}
+	return f.Close()
+}
+
+// fileError is the *Error of a file that cannot be opened: the bare cause
+// ("no such file or directory"), as the name is said once.
+func fileError(spec string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
 	}
-	return nil
+	return &Error{Source: Redact(spec), Err: err}
 }
 
 // Open opens spec: "-" for stdin, an http(s) URL (see IsURL), or a file
@@ -254,14 +273,14 @@ func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 		// Not a path anyone means: a URL that lost its scheme.
 		return nil, &Error{Source: Redact(trimmed), Err: errors.New("not a URL: no scheme (want https://HOST/PATH)")}
 	default:
-		f, err := os.Open(spec)
+		f, err := openFile(ctx, spec)
 		if err != nil {
-			var pe *fs.PathError
-			if errors.As(err, &pe) {
-				err = pe.Err
+			if isContextErr(err) {
+				return nil, err
 			}
-			return nil, &Error{Source: Redact(spec), Err: err}
+			return nil, fileError(spec, err)
 		}
+		raw, closer = f, f
 		if st, err := f.Stat(); err == nil {
 			if st.IsDir() {
 				f.Close()
@@ -269,17 +288,26 @@ func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 			}
 			if st.Mode().IsRegular() {
 				size = st.Size()
+			} else {
+				// A Read of a FIFO or a device may wait for its writer for
+				// ever: the end of ctx closes it, which ends the Read (where
+				// the file is polled: Linux).
+				sf := &specialFile{File: f}
+				sf.stop = context.AfterFunc(ctx, func() { f.Close() })
+				raw, closer = sf, sf
 			}
 		}
-		raw, closer = f, f
 	}
 	cr := &countingReader{r: raw}
 	br := bufPool.Get().(*bufio.Reader)
 	br.Reset(cr)
-	r := &Reader{name: name, size: size, raw: cr, r: br, buf: br, closer: closer}
+	r := &Reader{ctx: ctx, name: name, size: size, raw: cr, r: br, buf: br, closer: closer}
 	magic, err := br.Peek(2)
 	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
 		r.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // a FIFO it closed, say
+		}
 		if isContextErr(err) {
 			return nil, err
 		}
@@ -300,6 +328,53 @@ func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 		r.r, r.gz = zr, zr
 	}
 	return r, nil
+}
+
+// openFile opens a file for reading. One that is not a regular file is
+// opened in a goroutine, given up when ctx ends: opening a FIFO waits in
+// open(2) until a writer opens it, and that wait does not end for a signal
+// that Go handles (Ctrl-C). O_NONBLOCK would not do: a FIFO so opened reads
+// as empty (EOF at once) while no writer has opened it. The goroutine given
+// up closes the file should it ever open.
+func openFile(ctx context.Context, path string) (*os.File, error) {
+	if st, err := os.Stat(path); err != nil || st.Mode().IsRegular() || st.IsDir() {
+		return os.Open(path)
+	}
+	type opened struct {
+		f   *os.File
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		f, err := os.Open(path)
+		done <- opened{f, err}
+	}()
+	select {
+	case o := <-done:
+		return o.f, o.err
+	case <-ctx.Done():
+		go func() {
+			if o := <-done; o.f != nil {
+				o.f.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// specialFile is a file that is not a regular file, closed when Open's
+// context ends (stop undoes that).
+type specialFile struct {
+	*os.File
+	stop func() bool
+}
+
+// Close closes the file unless the context's end did.
+func (f *specialFile) Close() error {
+	if !f.stop() {
+		return nil
+	}
+	return f.File.Close()
 }
 
 // newGzipReader decompresses with pgzip (read-ahead on another core) and
