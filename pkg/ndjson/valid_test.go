@@ -67,3 +67,19 @@ func BenchmarkEncodingJSONValid(b *testing.B) {
 		}
 	}
 }
+
+// A byte that ends plain string content, or one that may not be there, is
+// judged wherever it stands in a string, as encoding/json judges it.
+func TestValidateStringWords(t *testing.T) {
+	specials := []string{`"`, `\n`, `\u00e9`, `\x`, `\`, "\x00", "\x01", "\x1f", "\x20", "\x7f", "\x80", "é", "\xff", "!", "#", "[", "]", "\\\\"}
+	for n := 0; n <= 26; n++ {
+		for p := 0; p <= n; p++ {
+			for _, sp := range specials {
+				line := []byte(`{"k":"` + strings.Repeat("a", p) + sp + strings.Repeat("b", n-p) + `","n":1}`)
+				if got, want := Validate(line) == nil, json.Valid(line); got != want {
+					t.Errorf("%q: valid %v, encoding/json says %v", line, got, want)
+				}
+			}
+		}
+	}
+}
