@@ -34,7 +34,7 @@ to stdout or --output:
 Timestamps are printed in UTC (the session runs with TimeZone=UTC, DateStyle=ISO).`,
 		Example: `  fhirbulk dump-sql 'select id, resource from patient' -o patients.csv
   fhirbulk dump-sql -f report.sql --format ndjson | jq .
-  fhirbulk dump-sql 'select resource from observation' --format elastic-bulk --index obs`,
+  fhirbulk dump-sql 'select id, resource from observation' --format elastic-bulk --index obs`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usagef("dump-sql takes one QUERY (got %d arguments; quote the query)", len(args))

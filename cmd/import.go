@@ -42,13 +42,19 @@ func (a *app) importCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "import MANIFEST | import --resume ID",
 		Short: "Load the inputs of a manifest in parallel, resumably, tracked in a state file",
-		Long: `Load every input of a manifest (JSON or YAML; - for stdin), several at a
-time, each input in one transaction, with its progress in a state file that
-'fhirbulk status' reads. Run it again (or with --resume ID) after an
-interruption, and only the inputs that did not finish load again.
+		Long: `Load every input of a manifest, several at a time, each input in one
+transaction, with its progress in a state file that 'fhirbulk status' reads.
+Run it again (or with --resume ID) after an interruption, and only the inputs
+that did not finish load again. MANIFEST is one of:
+
+  - a manifest of fhirbulk's own (JSON or YAML, below; - for stdin)
+  - an HL7 Bulk Data manifest (what a server's $export, or fhirbulk export,
+    writes: output, deleted), its deletions applied
+  - a bulk export folder: its manifest.json, or else every *.ndjson(.gz) in
+    it, each file's type told by its name (Patient.ndjson, 1.Patient.ndjson)
 
   id: synthea                                  # optional: generated when absent
-  inputFormat: application/fhir+ndjson         # FHIR format; otherwise Aidbox format
+  inputFormat: application/fhir+ndjson         # FHIR; application/ndjson or none: Aidbox
   contentEncoding: gzip                        # optional: gzip is detected
   update: false                                # true keeps history, as load --history
   inputs:
@@ -73,6 +79,7 @@ imports it anyway.
 Without --detach it runs in the foreground and prints the final status as
 JSON; exit status 0 when every input finished, 1 when any failed.`,
 		Example: `  fhirbulk import synthea.yaml
+  fhirbulk import /exports/2026-12-01          # a bulk export folder
   fhirbulk import --detach synthea.yaml && fhirbulk status synthea --watch
   fhirbulk import --resume synthea`,
 		Args: func(c *cobra.Command, args []string) error {
@@ -80,7 +87,7 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 			case f.resume != "" && len(args) > 0:
 				return usagef("give a MANIFEST or --resume ID, not both")
 			case f.resume == "" && len(args) != 1:
-				return usagef("import takes one MANIFEST (a file, or - for stdin), or --resume ID")
+				return usagef("import takes one MANIFEST (a file, an export folder, or - for stdin), or --resume ID")
 			}
 			return nil
 		},
