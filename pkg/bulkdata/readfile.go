@@ -2,11 +2,10 @@ package bulkdata
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"sync"
+
+	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
 // MaxFileSize bounds what ReadFile and ReadAll read: a manifest is a
@@ -25,57 +24,24 @@ func (e *TooLargeError) Error() string {
 
 // ReadFile reads the file at path whole, up to MaxFileSize (larger: a
 // *TooLargeError), and returns as soon as ctx is done, whatever the file
-// is. A FIFO without a writer blocks in open(2), and one whose writer is
-// silent blocks in read(2), neither of which a context reaches: both are
-// done in a goroutine that is abandoned when ctx ends (it closes what it
-// opened once open returns). Errors are those of os (a *fs.PathError
-// naming path) or ctx.Err().
+// is: it is opened as source.OpenLocal opens it (a FIFO without a writer
+// waits in open(2), one whose writer is silent in read(2), and the end of
+// ctx ends both). Errors are those of os (a *fs.PathError naming path) or
+// ctx.Err().
 func ReadFile(ctx context.Context, path string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var (
-		mu        sync.Mutex
-		f         *os.File
-		abandoned bool
-	)
-	type result struct {
-		data []byte
-		err  error
+	f, err := source.OpenLocal(ctx, path)
+	if err != nil {
+		return nil, err
 	}
-	done := make(chan result, 1)
-	go func() {
-		opened, err := os.Open(path)
-		if err != nil {
-			done <- result{err: err}
-			return
-		}
-		mu.Lock()
-		if abandoned {
-			mu.Unlock()
-			opened.Close()
-			return
-		}
-		f = opened
-		mu.Unlock()
-		data, err := readBounded(opened)
-		opened.Close()
-		done <- result{data, err}
-	}()
-	select {
-	case r := <-done:
-		return r.data, r.err
-	case <-ctx.Done():
-		mu.Lock()
-		abandoned = true
-		if f != nil {
-			// Ends a read of a FIFO or a terminal (the runtime polls
-			// those); a regular file's read ends on its own.
-			f.Close()
-		}
-		mu.Unlock()
-		return nil, ctx.Err()
+	defer f.Close()
+	data, err := readBounded(f)
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err() // the file closed by ctx's end, not broken
 	}
+	return data, err
 }
 
 // ReadAll reads r whole (stdin), up to MaxFileSize, returning as soon as
@@ -105,9 +71,6 @@ func ReadAll(ctx context.Context, r io.Reader) ([]byte, error) {
 func readBounded(r io.Reader) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
 	if err != nil {
-		if errors.Is(err, os.ErrClosed) {
-			err = context.Canceled // closed by ReadFile on ctx.Done: nobody reads this
-		}
 		return nil, err
 	}
 	if len(data) > MaxFileSize {

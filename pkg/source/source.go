@@ -273,7 +273,7 @@ func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 		// Not a path anyone means: a URL that lost its scheme.
 		return nil, &Error{Source: Redact(trimmed), Err: errors.New("not a URL: no scheme (want https://HOST/PATH)")}
 	default:
-		f, err := openFile(ctx, spec)
+		f, err := OpenLocal(ctx, spec)
 		if err != nil {
 			if isContextErr(err) {
 				return nil, err
@@ -281,20 +281,13 @@ func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 			return nil, fileError(spec, err)
 		}
 		raw, closer = f, f
-		if st, err := f.Stat(); err == nil {
-			if st.IsDir() {
-				f.Close()
-				return nil, &Error{Source: Redact(spec), Err: errors.New("is a folder")}
-			}
-			if st.Mode().IsRegular() {
+		if f, ok := f.(*os.File); ok {
+			if st, err := f.Stat(); err == nil {
+				if st.IsDir() {
+					f.Close()
+					return nil, &Error{Source: Redact(spec), Err: errors.New("is a folder")}
+				}
 				size = st.Size()
-			} else {
-				// A Read of a FIFO or a device may wait for its writer for
-				// ever: the end of ctx closes it, which ends the Read (where
-				// the file is polled: Linux).
-				sf := &specialFile{File: f}
-				sf.stop = context.AfterFunc(ctx, func() { f.Close() })
-				raw, closer = sf, sf
 			}
 		}
 	}
@@ -360,6 +353,24 @@ func openFile(ctx context.Context, path string) (*os.File, error) {
 		}()
 		return nil, ctx.Err()
 	}
+}
+
+// OpenLocal opens the local file at path for reading so that ctx's end
+// reaches it whatever it is: a regular file (or a folder) is an *os.File;
+// anything else (a FIFO, a device) is opened as openFile does and closed
+// when ctx ends, which ends a Read that waits for its writer for ever
+// (where the file is polled: Linux). Errors are os's, or ctx.Err().
+func OpenLocal(ctx context.Context, path string) (io.ReadCloser, error) {
+	f, err := openFile(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := f.Stat(); err != nil || st.Mode().IsRegular() || st.IsDir() {
+		return f, nil
+	}
+	sf := &specialFile{File: f}
+	sf.stop = context.AfterFunc(ctx, func() { f.Close() })
+	return sf, nil
 }
 
 // specialFile is a file that is not a regular file, closed when Open's
