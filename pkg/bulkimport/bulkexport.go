@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -84,12 +83,6 @@ func ParseHL7(data []byte, w Where) (*Manifest, error) {
 	return m, nil
 }
 
-// exportFile is how bulk export files are named: Patient.ndjson,
-// Patient.000.ndjson.gz (servers that split), Patient_1.ndjson,
-// 1.Patient.ndjson (the SMART bulk-data-client), and this tool's
-// deleted.Patient.ndjson.
-var exportFile = regexp.MustCompile(`^(?:(deleted)\.|[0-9]+\.)?([A-Z][A-Za-z0-9]*)(?:[._-][0-9]+)?\.ndjson(?:\.gz)?$`)
-
 // ReadFolder reads a bulk export folder: its manifest.json when it has one,
 // else every *.ndjson and *.ndjson.gz in it (sorted by name), each one's
 // type told by its name. log.ndjson (the bulk-data-client's log) is not
@@ -144,20 +137,22 @@ func ReadFolder(ctx context.Context, dir string, allowOutside bool) (*Manifest, 
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		g := exportFile.FindStringSubmatch(name)
-		if g == nil || pg.ValidateType(g[2]) != nil {
+		// An errors file has no type: without a manifest, it is not told
+		// from data.
+		n, ok := bulkdata.ParseName(name)
+		if !ok || n.Kind == bulkdata.Errors || pg.ValidateType(n.Type) != nil {
 			unknown = append(unknown, name)
 			continue
 		}
-		in := Input{ResourceType: g[2], URL: filepath.Join(dir, name)}
-		if g[1] == "deleted" {
+		in := Input{ResourceType: n.Type, URL: filepath.Join(dir, name)}
+		if n.Kind == bulkdata.Deleted {
 			m.Deleted = append(m.Deleted, in)
 		} else {
 			m.Inputs = append(m.Inputs, in)
 		}
 	}
 	if len(unknown) > 0 {
-		return nil, manifestErr("%s: the type of %s cannot be told from its name (want Type.ndjson, Type.000.ndjson, Type_1.ndjson or 1.Type.ndjson)", dir, strings.Join(unknown, ", "))
+		return nil, manifestErr("%s: the type of %s cannot be told from its name (want %s)", dir, strings.Join(unknown, ", "), bulkdata.NameForms)
 	}
 	if len(m.Inputs) == 0 && len(m.Deleted) == 0 {
 		return nil, manifestErr("%s: no manifest.json and no .ndjson files", dir)

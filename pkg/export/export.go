@@ -134,13 +134,13 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 		return nil, err
 	}
 	e := &exporter{o: o, folder: folder, coord: snap.Tx(), outputs: map[string]*output{}, deleted: map[string]*output{},
-		errs: &output{folder: folder, prefix: "error", fileType: "OperationOutcome", gzip: o.Gzip, pending: 1}}
+		errs: &output{folder: folder, file: bulkdata.Name{Kind: bulkdata.Errors, Gzip: o.Gzip}, pending: 1}}
 	tasks := plan(types, o.Parallel)
 	for _, t := range types {
 		e.estimate += max(t.Estimate, 0)
-		e.outputs[t.Type] = &output{folder: folder, prefix: t.Type, fileType: t.Type, gzip: o.Gzip, splitSize: o.SplitSize, split: o.SplitSize > 0}
+		e.outputs[t.Type] = &output{folder: folder, file: bulkdata.Name{Type: t.Type, Split: o.SplitSize > 0, Gzip: o.Gzip}, splitSize: o.SplitSize}
 		if !o.Since.IsZero() {
-			e.deleted[t.Type] = &output{folder: folder, prefix: "deleted." + t.Type, fileType: "Bundle", gzip: o.Gzip, pending: 1}
+			e.deleted[t.Type] = &output{folder: folder, file: bulkdata.Name{Kind: bulkdata.Deleted, Type: t.Type, Gzip: o.Gzip}, pending: 1}
 			tasks = append(tasks, task{typ: t.Type, deleted: true})
 		}
 	}

@@ -2,7 +2,6 @@ package export
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"sync"
 
@@ -17,11 +16,8 @@ import (
 // first line: a type without any gets none.
 type output struct {
 	folder    *sink.Folder
-	prefix    string // "Patient" or "deleted.Patient"
-	fileType  string // the manifest's type of its files: the type, or Bundle
-	gzip      bool
-	splitSize int64 // uncompressed bytes per file; 0: one file
-	split     bool  // numbered names, even for one file
+	file      bulkdata.Name // its files' name, but for the part's number
+	splitSize int64         // uncompressed bytes per file; 0: one file
 
 	mu      sync.Mutex
 	cur     *sink.Sink
@@ -33,14 +29,9 @@ type output struct {
 }
 
 func (o *output) name(i int) string {
-	ext := ".ndjson"
-	if o.gzip {
-		ext += ".gz"
-	}
-	if o.split {
-		return fmt.Sprintf("%s.%03d%s", o.prefix, i, ext)
-	}
-	return o.prefix + ext
+	n := o.file
+	n.Part = i
+	return n.String()
 }
 
 // write adds a batch of whole lines ("\n"-terminated).
@@ -86,7 +77,7 @@ func (o *output) write(batch []byte) error {
 }
 
 func (o *output) open() error {
-	s, err := o.folder.Create(o.name(len(o.files)), o.gzip)
+	s, err := o.folder.Create(o.name(len(o.files)), o.file.Gzip)
 	if err != nil {
 		return err
 	}
@@ -103,7 +94,7 @@ func (o *output) rotate() error {
 		return err
 	}
 	n := o.curRows
-	o.files = append(o.files, bulkdata.File{Type: o.fileType, URL: o.name(len(o.files)), Count: &n})
+	o.files = append(o.files, bulkdata.File{Type: o.file.ResourceType(), URL: o.name(len(o.files)), Count: &n})
 	o.cur, o.curSize, o.curRows = nil, 0, 0
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/sink"
 )
 
@@ -20,7 +21,7 @@ func TestOutputSplitsAtLines(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		o := &output{folder: folder, prefix: "T", fileType: "T", splitSize: split, split: split > 0, pending: 1}
+		o := &output{folder: folder, file: bulkdata.Name{Type: "T", Split: split > 0}, splitSize: split, pending: 1}
 		var all bytes.Buffer
 		for i := range 200 {
 			fmt.Fprintf(&all, "{\"id\":\"%d\",\"pad\":\"%s\"}\n", i, strings.Repeat("x", i%40))
