@@ -1,7 +1,11 @@
-// Package bulkdata is the HL7 Bulk Data manifest (the body of a complete
-// $export status, which HAPI, Microsoft, Google, Aidbox and the SMART
-// bulk-data-client read and write): its shape, and fhirbulk's extension in
-// it, with what an incremental export after it needs.
+// Package bulkdata is the HL7 Bulk Data format, written and read: the
+// manifest (the body of a complete $export status, which HAPI, Microsoft,
+// Google, Aidbox and the SMART bulk-data-client read and write) with
+// fhirbulk's extension in it and what an incremental export after it
+// needs; the names of an export's files; the lines of its deleted files
+// (Bundles of DELETE requests) and of errors files (OperationOutcomes);
+// and how a manifest's urls name files. It knows nothing of databases:
+// export, load and bulkimport use it on both sides of one.
 package bulkdata
 
 import (
@@ -27,6 +31,54 @@ type Manifest struct {
 	// Extension holds what servers add; fhirbulk's is under the key
 	// "fhirbulk" (see Ext).
 	Extension map[string]json.RawMessage `json:"extension,omitempty"`
+	// OutputFormat is not in the IG, but some servers say with it what
+	// format the files are in; fhirbulk writes none.
+	OutputFormat string `json:"outputFormat,omitempty"`
+}
+
+// IsManifest reports whether a JSON document is an HL7 Bulk Data manifest
+// by its shape: it has "output" (which fhirbulk's import manifest never
+// has).
+func IsManifest(data []byte) bool {
+	var probe struct {
+		Output json.RawMessage `json:"output"`
+	}
+	return json.Unmarshal(data, &probe) == nil && probe.Output != nil
+}
+
+// ParseManifest reads a manifest document. What it may hold is the IG's
+// (and any extension); an error says why it is not one, as "not a bulk
+// data manifest: ...". Which members it must have is for the reader:
+// ReadChain needs transactionTime and fhirbulk's watermark, an import only
+// its files (a url each, checked when resolved).
+func ParseManifest(data []byte) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("not a bulk data manifest: %v", err)
+	}
+	return &m, nil
+}
+
+// MarshalJSON writes m with its lists [] when empty: a reader expects
+// arrays, not null.
+func (m Manifest) MarshalJSON() ([]byte, error) {
+	for _, l := range []*[]File{&m.Output, &m.Deleted, &m.Error} {
+		if *l == nil {
+			*l = []File{}
+		}
+	}
+	type plain Manifest // without this method
+	return json.Marshal(plain(m))
+}
+
+// Marshal writes m as the manifest.json of an export: indented JSON and a
+// newline.
+func (m *Manifest) Marshal() ([]byte, error) {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
 }
 
 // File is one file of a manifest: the type of its resources, its URL
@@ -116,9 +168,9 @@ func ReadChain(ctx context.Context, path string) (time.Time, Ext, error) {
 	if err != nil {
 		return time.Time{}, Ext{}, err
 	}
-	var m Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		return time.Time{}, Ext{}, fmt.Errorf("not a bulk data manifest: %v", err)
+	m, err := ParseManifest(data)
+	if err != nil {
+		return time.Time{}, Ext{}, err
 	}
 	if m.TransactionTime == "" {
 		return time.Time{}, Ext{}, errors.New("not a bulk data manifest: no transactionTime")

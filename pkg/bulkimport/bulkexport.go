@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -24,27 +23,15 @@ import (
 // `fhirbulk export` write them: an HL7 manifest, or a folder of ndjson
 // files (with its manifest.json, or without one).
 
-// isHL7 reports whether a manifest document is an HL7 Bulk Data manifest
-// (it has "output"; this tool's own shape never does).
-func isHL7(data []byte) bool {
-	var probe struct {
-		Output json.RawMessage `json:"output"`
-	}
-	return json.Unmarshal(data, &probe) == nil && probe.Output != nil
-}
-
 // ParseHL7 reads an HL7 Bulk Data manifest: each output file is an input,
 // each deleted file a deletions input, and the error files of the server
 // that exported are named in the state, not loaded. Its urls are resolved
 // as resolveURL does. Its data is FHIR format, unless its outputFormat or
 // fhirbulk's extension says Aidbox format.
 func ParseHL7(data []byte, w Where) (*Manifest, error) {
-	var doc struct {
-		bulkdata.Manifest
-		OutputFormat string `json:"outputFormat"`
-	}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, manifestErr("not a bulk data manifest: %s", oneLine(err.Error()))
+	doc, err := bulkdata.ParseManifest(data)
+	if err != nil {
+		return nil, manifestErr("%s", oneLine(err.Error()))
 	}
 	m := &Manifest{Path: w.Path, Dir: w.Dir, FHIR: true, FromExport: true}
 	if ext, ok := doc.Ext(); ok {
@@ -99,7 +86,7 @@ func ReadFolder(ctx context.Context, dir string, allowOutside bool) (*Manifest, 
 	data, err := bulkdata.ReadFile(ctx, mpath)
 	w := Where{Dir: dir, Path: mpath, AllowOutside: allowOutside}
 	switch {
-	case err == nil && isHL7(data):
+	case err == nil && bulkdata.IsManifest(data):
 		return ParseHL7(data, w)
 	case err == nil:
 		return ParseManifest(data, w)

@@ -122,7 +122,7 @@ func readAny(ctx context.Context, spec string, req Request) (*Manifest, []byte, 
 	}
 	w := Where{Dir: dir, Path: path, AllowOutside: req.AllowOutside}
 	var m *Manifest
-	if isHL7(raw) {
+	if bulkdata.IsManifest(raw) {
 		m, err = ParseHL7(raw, w)
 	} else {
 		m, err = ParseManifest(raw, w)

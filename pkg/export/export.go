@@ -160,7 +160,7 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 		return nil, err
 	}
 	m := e.manifest(snap, id)
-	data, err := json.MarshalIndent(m, "", "  ")
+	data, err := m.Marshal()
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +168,7 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 	if err != nil {
 		return nil, err
 	}
-	if _, err := mf.Write(append(data, '\n')); err != nil {
+	if _, err := mf.Write(data); err != nil {
 		mf.Abort()
 		return nil, err
 	}
@@ -404,9 +404,6 @@ func (e *exporter) manifest(snap *pg.Snapshot, id pg.Identity) *bulkdata.Manifes
 	m := &bulkdata.Manifest{
 		TransactionTime: bulkdata.FormatTime(watermark.Add(-time.Microsecond)),
 		Request:         e.o.Request,
-		Output:          []bulkdata.File{},
-		Deleted:         []bulkdata.File{},
-		Error:           []bulkdata.File{},
 	}
 	types := make([]string, 0, len(e.outputs))
 	for t := range e.outputs {
