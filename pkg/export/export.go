@@ -22,7 +22,6 @@ import (
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/dump"
-	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/sink"
 )
@@ -330,7 +329,7 @@ func (e *exporter) deletions(ctx context.Context, tx pgx.Tx, t string, out *outp
 		if err := rows.Scan(&id, &txid, &at); err != nil {
 			return pg.Wrap(err)
 		}
-		line = deletedLine(line[:0], t, id, txid, at)
+		line = bulkdata.AppendDeleted(line[:0], t, id, txid, at)
 		if _, err := b.Write(line); err != nil {
 			return err
 		}
@@ -339,19 +338,6 @@ func (e *exporter) deletions(ctx context.Context, tx pgx.Tx, t string, out *outp
 		return pg.Wrap(err)
 	}
 	return b.flush()
-}
-
-// deletedLine is the HL7 line for a resource deleted at txid and time at.
-// (The deletion's version goes in the Bundle's meta: an entry of a
-// transaction Bundle may not carry a response, FHIR's bdl-4.)
-func deletedLine(b []byte, t, id string, txid int64, at time.Time) []byte {
-	b = append(b, `{"resourceType":"Bundle","type":"transaction","meta":{"versionId":"`...)
-	b = strconv.AppendInt(b, txid, 10)
-	b = append(b, `","lastUpdated":"`...)
-	b = append(b, bulkdata.FormatTime(at)...)
-	b = append(b, `"},"entry":[{"request":{"method":"DELETE","url":`...)
-	b = ndjson.AppendString(b, []byte(t+"/"+id))
-	return append(b, "}}]}\n"...)
 }
 
 // bad lists a row that cannot be exported in the error file, as HL7 bulk

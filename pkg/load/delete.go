@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
@@ -84,7 +84,7 @@ func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (d Deletions, 
 		return d, pg.Wrap(err)
 	}
 	dr := &deletionsReader{lines: ndjson.NewLineReaderMax(src, l.Opts.MaxLineSize), types: map[string]bool{},
-		maxErrors: l.Opts.MaxErrors, preserve: l.Opts.PreserveMeta}
+		maxErrors: l.Opts.MaxErrors, preserve: l.Opts.PreserveMeta, parser: bulkdata.DeletedParser{ValidRef: validRef}}
 	if dr.preserve {
 		var now time.Time
 		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
@@ -237,9 +237,7 @@ type deletionsReader struct {
 	// (non-blank lines), a bad line counted as one of each.
 	entries, bundles int64
 
-	compact []byte
-	spans   [2]ndjson.Span
-	ids     map[string][]string
+	parser bulkdata.DeletedParser
 }
 
 // skip records line n as bad, or, past MaxErrors, fails with its error.
@@ -276,9 +274,6 @@ func (r *deletionsReader) Read(p []byte) (int, error) {
 }
 
 func (r *deletionsReader) fill(want int) error {
-	if r.ids == nil {
-		r.ids = map[string][]string{}
-	}
 	for len(r.out) < want {
 		line, err := r.lines.Next()
 		if err != nil && err != io.EOF {
@@ -287,33 +282,29 @@ func (r *deletionsReader) fill(want int) error {
 		if !ndjson.IsBlank(line) {
 			n := r.lines.Line()
 			r.bundles++
-			clear(r.ids)
-			txid, ts, derr := r.deletionsOf(line)
+			dels, txid, ts, derr := r.deletionsOf(line)
 			if derr != nil {
 				r.entries++
 				if err := r.skip(n, derr.Error()); err != nil {
 					return err
 				}
-				clear(r.ids) // skipped whole
 			}
-			for t, ids := range r.ids {
-				r.types[t] = true
-				for _, id := range ids {
-					r.entries++
-					r.out = pg.AppendTuple(r.out, 5)
-					r.out = pg.AppendInt8(r.out, n)
-					r.out = pg.AppendBytes(r.out, []byte(t))
-					r.out = pg.AppendBytes(r.out, []byte(id))
-					if txid > 0 {
-						r.out = pg.AppendInt8(r.out, txid)
-					} else {
-						r.out = pg.AppendNull(r.out)
-					}
-					if ts != nil {
-						r.out = pg.AppendTime(r.out, *ts)
-					} else {
-						r.out = pg.AppendNull(r.out)
-					}
+			for _, d := range dels {
+				r.types[d.Type] = true
+				r.entries++
+				r.out = pg.AppendTuple(r.out, 5)
+				r.out = pg.AppendInt8(r.out, n)
+				r.out = pg.AppendBytes(r.out, []byte(d.Type))
+				r.out = pg.AppendBytes(r.out, []byte(d.ID))
+				if txid > 0 {
+					r.out = pg.AppendInt8(r.out, txid)
+				} else {
+					r.out = pg.AppendNull(r.out)
+				}
+				if ts != nil {
+					r.out = pg.AppendTime(r.out, *ts)
+				} else {
+					r.out = pg.AppendNull(r.out)
 				}
 			}
 		}
@@ -326,96 +317,33 @@ func (r *deletionsReader) fill(want int) error {
 	return nil
 }
 
-// deletionsOf reads one line's DELETE requests into r.ids, and with
-// PreserveMeta the txid (0: none) and time (nil: none) its meta gives them.
-func (r *deletionsReader) deletionsOf(line []byte) (int64, *time.Time, error) {
-	var err error
-	r.compact, err = ndjson.CompactObject(r.compact[:0], line, []string{"entry", "meta"}, r.spans[:])
+// deletionsOf reads one line's DELETE requests, and with PreserveMeta the
+// txid (0: none) and time (nil: none) its meta gives them.
+func (r *deletionsReader) deletionsOf(line []byte) ([]bulkdata.Deletion, int64, *time.Time, error) {
+	d, err := r.parser.Parse(line)
 	if err != nil {
-		return 0, nil, errors.New(ndjson.LineReason(err))
+		return nil, 0, nil, err
 	}
-	if !r.spans[0].Found() {
-		return 0, nil, errors.New(`no "entry": want a Bundle of DELETE requests`)
-	}
-	entries := r.compact[r.spans[0].Start+len(`"entry":`) : r.spans[0].End]
-	if err := deletionsOf(entries, r.ids); err != nil {
-		return 0, nil, err
-	}
-	if !r.preserve || !r.spans[1].Found() {
-		return 0, nil, nil
+	if !r.preserve {
+		return d.Deletions, 0, nil, nil
 	}
 	var txid int64
 	var ts *time.Time
-	meta := r.compact[r.spans[1].Start+len(`"meta":`) : r.spans[1].End]
-	ndjson.Members(meta, func(k, v []byte) bool { //nolint:errcheck // a meta that is not an object preserves nothing
-		if text, ok := ndjson.KeyText(k); ok {
-			k = text
+	if d.VersionID != nil {
+		if txid, err = parseVersionID(d.VersionID); err != nil {
+			return nil, 0, nil, err
 		}
-		switch string(k) {
-		case "versionId":
-			txid, err = parseVersionID(v)
-		case "lastUpdated":
-			ts, err = preservedInstant(v, r.notAfter)
+	}
+	if d.LastUpdated != nil {
+		if ts, err = preservedInstant(d.LastUpdated, r.notAfter); err != nil {
+			return nil, 0, nil, err
 		}
-		return err == nil
-	})
-	return txid, ts, err
+	}
+	return d.Deletions, txid, ts, nil
 }
 
-// deletionsOf reads the DELETE requests of a Bundle's entry array into
-// ids, per type.
-func deletionsOf(entries []byte, ids map[string][]string) error {
-	var bad error
-	eerr := ndjson.Elements(entries, func(entry []byte) {
-		if bad != nil {
-			return
-		}
-		var method, url []byte
-		ndjson.Members(entry, func(k, v []byte) bool { //nolint:errcheck // a malformed entry has no request: said below
-			if string(k) == "request" {
-				ndjson.Members(v, func(k, v []byte) bool { //nolint:errcheck
-					switch string(k) {
-					case "method":
-						method, _ = ndjson.Unquote(v)
-					case "url":
-						url, _ = ndjson.Unquote(v)
-					}
-					return true
-				})
-			}
-			return true
-		})
-		if !strings.EqualFold(string(method), "DELETE") {
-			bad = fmt.Errorf("an entry that is not a DELETE request (method %q)", method)
-			return
-		}
-		t, id, ok := typeAndID(string(url))
-		if !ok {
-			bad = fmt.Errorf("DELETE of %q: want TYPE/ID", url)
-			return
-		}
-		ids[t] = append(ids[t], id)
-	})
-	if eerr != nil {
-		return errors.New(`"entry" is not an array`)
-	}
-	return bad
-}
-
-// typeAndID reads a DELETE request's url: "Patient/123", or an absolute
-// URL ending in it ("https://server/fhir/Patient/123"); a query is not a
-// resource.
-func typeAndID(url string) (string, string, bool) {
-	if strings.ContainsAny(url, "?#") {
-		return "", "", false
-	}
-	parts := strings.Split(strings.TrimSuffix(url, "/"), "/")
-	if len(parts) < 2 {
-		return "", "", false
-	}
-	t, id := parts[len(parts)-2], parts[len(parts)-1]
-	if pg.ValidateType(t) != nil || id == "" || len(id) > MaxIDBytes {
-		return "", "", false
-	}
-	return t, id, true
+// validRef is whether a DELETE's type and id are a resource a load can
+// hold.
+func validRef(t, id string) bool {
+	return pg.ValidateType(t) == nil && len(id) <= MaxIDBytes
 }
