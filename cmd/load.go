@@ -173,10 +173,9 @@ const maxSkippedShown = 20
 // it), or tells them on stderr.
 func (a *app) reportSkipped(bad []load.BadLine, errs *sink.Sink) error {
 	if errs != nil {
-		var b []byte
+		w := bulkdata.NewErrorsWriter(errs)
 		for _, l := range bad {
-			b = bulkdata.AppendOutcome(b[:0], l.Source, l.Line, l.ID, l.Reason)
-			if _, err := errs.Write(b); err != nil {
+			if err := w.BadLine(l.Source, l.Line, l.ID, l.Reason); err != nil {
 				return err
 			}
 		}

@@ -1,6 +1,7 @@
 package bulkimport
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -451,11 +452,12 @@ func importFormatHint(found fhirformat.Format) string {
 // writeSkipped writes the lines input i skipped into its errors file in
 // the state folder, as OperationOutcome ndjson.
 func (r *runner) writeSkipped(i int, bad []load.BadLine) error {
-	var b []byte
+	var b bytes.Buffer
+	w := bulkdata.NewErrorsWriter(&b)
 	for _, l := range bad {
-		b = bulkdata.AppendOutcome(b, l.Source, l.Line, l.ID, l.Reason)
+		w.BadLine(l.Source, l.Line, l.ID, l.Reason) //nolint:errcheck // a bytes.Buffer takes all
 	}
-	return r.o.Store.WriteErrors(r.st.ID, i, b)
+	return r.o.Store.WriteErrors(r.st.ID, i, b.Bytes())
 }
 
 // deletions applies the deletions inputs, one after another on one

@@ -9,7 +9,6 @@ package export
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -349,23 +348,11 @@ func (e *exporter) bad(b *dump.BadRowError) error {
 
 // outcomeLine is the error file's line for a bad row.
 func outcomeLine(b *dump.BadRowError) []byte {
-	type issue struct {
-		Severity    string   `json:"severity"`
-		Code        string   `json:"code"`
-		Diagnostics string   `json:"diagnostics"`
-		Expression  []string `json:"expression,omitempty"`
-	}
 	diagnostics := b.Error() + ": not exported"
 	if b.ID != "" {
 		diagnostics = b.Error() + " (txid " + strconv.FormatInt(b.Txid, 10) + "): not exported"
 	}
-	o := struct {
-		ResourceType string  `json:"resourceType"`
-		Issue        []issue `json:"issue"`
-	}{"OperationOutcome", []issue{{Severity: "error", Code: "invalid",
-		Diagnostics: diagnostics, Expression: []string{b.Type}}}}
-	j, _ := json.Marshal(o) //nolint:errchkjson // strings
-	return append(j, '\n')
+	return bulkdata.AppendIssue(nil, diagnostics, b.Type)
 }
 
 func (e *exporter) all() []*output {
