@@ -109,7 +109,7 @@ refuses; grant it pg_read_all_stats to spare the wait.`,
 				return sink.FileError("--since-manifest", sinceManifest, err)
 			}
 			o.From = &from
-			o.FromPath = realPath(sinceManifest)
+			o.FromPath = bulkdata.RealPath(sinceManifest)
 		} else if o.ForceSince {
 			return usagef("--force-since goes with --since-manifest")
 		}
@@ -190,18 +190,6 @@ refuses; grant it pg_read_all_stats to spare the wait.`,
 		return err
 	})
 	return c
-}
-
-// realPath is path made absolute, its symbolic links resolved where it
-// can be: what a manifest records of the one it follows.
-func realPath(path string) string {
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
-	}
-	if real, err := filepath.EvalSymlinks(path); err == nil {
-		path = real
-	}
-	return path
 }
 
 // minSplitSize is the least --split-size: "--split-size 10" (bytes, meant

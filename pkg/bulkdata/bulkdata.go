@@ -136,6 +136,16 @@ const TimeFormat = "2006-01-02T15:04:05.000000Z"
 // FormatTime writes t as TimeFormat.
 func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
 
+// ParseTime reads an instant of a manifest (transactionTime, or one of
+// Ext's): RFC 3339, as FormatTime and other servers write them.
+func ParseTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q: not an RFC 3339 instant", s)
+	}
+	return t, nil
+}
+
 // SetExt records e in m.
 func (m *Manifest) SetExt(e Ext) {
 	b, _ := json.Marshal(e) //nolint:errchkjson // a struct of strings
@@ -179,9 +189,9 @@ func ReadChain(ctx context.Context, path string) (time.Time, Ext, error) {
 	if !ok || e.Watermark == "" {
 		return time.Time{}, Ext{}, ErrNoWatermark
 	}
-	w, err := time.Parse(time.RFC3339Nano, e.Watermark)
+	w, err := ParseTime(e.Watermark)
 	if err != nil {
-		return time.Time{}, Ext{}, fmt.Errorf("watermark %q: not an RFC 3339 instant", e.Watermark)
+		return time.Time{}, Ext{}, fmt.Errorf("watermark %w", err)
 	}
 	return w, e, nil
 }

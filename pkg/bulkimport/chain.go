@@ -107,9 +107,9 @@ func (o *Order) check() error {
 		return &OrderError{fmt.Sprintf("%s is an incremental export (changes since %s) and nothing of its chain was imported into this database: import first %s (--no-order-check to import it anyway)",
 			name, e.Since, first)}
 	}
-	since, err1 := parseInstant(e.Since)
-	mark, err2 := parseInstant(e.Watermark)
-	lastMark, err3 := parseInstant(last.Watermark)
+	since, err1 := bulkdata.ParseTime(e.Since)
+	mark, err2 := bulkdata.ParseTime(e.Watermark)
+	lastMark, err3 := bulkdata.ParseTime(last.Watermark)
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
@@ -227,12 +227,4 @@ func exportName(path string) string {
 		return filepath.Dir(path)
 	}
 	return path
-}
-
-func parseInstant(s string) (time.Time, error) {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return t, fmt.Errorf("%q: not an RFC 3339 instant", s)
-	}
-	return t, nil
 }

@@ -1,0 +1,149 @@
+package bulkdata
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/fhirbulk/fhirbulk/pkg/source"
+)
+
+// URLError is a manifest's url that names nothing fhirbulk reads.
+type URLError struct {
+	URL    string // as given, redacted; "" when there is none
+	Reason string
+	// Outside: it names a local file outside the manifest's folder, which
+	// only an allowOutside resolution reads.
+	Outside bool
+}
+
+func (e *URLError) Error() string {
+	if e.URL == "" {
+		return e.Reason
+	}
+	return "url " + e.URL + ": " + e.Reason
+}
+
+// ResolveURL is what a manifest's url reads: an http(s) URL as it is;
+// anything else is a URL reference that names a local file, as RFC 3986
+// resolves it against the manifest's own URL (file:///DIR/manifest.json)
+// and returns it as a path:
+//
+//   - a relative reference (Patient.ndjson, ./data/a%20b.ndjson, ../x) is
+//     resolved against dir (absolute), percent-decoded;
+//   - an absolute path (/data/x.ndjson) is itself, percent-decoded;
+//   - a file: URL in any of its standard forms, file:///PATH, file:/PATH
+//     and file://localhost/PATH, is PATH, percent-decoded.
+//
+// Refused (a *URLError): other schemes (s3://, ftp:), file: URLs of
+// another host or without an absolute path, network-path references
+// (//host/x), and a query or fragment, which no file has (%3F and %23
+// spell ? and # in a name). Unless allowOutside, the file must be inside
+// dir once ".." and the symbolic links of the path (those that exist) are
+// resolved: a manifest, which may come from anywhere, cannot make its
+// reader read a file it was not shipped with.
+func ResolveURL(raw, dir string, allowOutside bool) (string, error) {
+	if raw == "" {
+		return "", &URLError{Reason: "no url"}
+	}
+	if source.IsURL(raw) {
+		return raw, nil
+	}
+	shown := source.Redact(raw)
+	refuse := func(format string, args ...any) error {
+		return &URLError{URL: shown, Reason: fmt.Sprintf(format, args...)}
+	}
+	var path string
+	if runtime.GOOS == "windows" && filepath.VolumeName(raw) != "" {
+		path = raw // C:\data\x.ndjson: a path, not a URL of scheme "c"
+	} else {
+		u, err := url.Parse(raw)
+		if err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			hint := ""
+			var ee url.EscapeError
+			switch {
+			case errors.As(err, &ee):
+				hint = " (a '%' in a name is written %25)"
+			case strings.Contains(err.Error(), "colon"):
+				hint = " (a name with ':' is written ./NAME)"
+			}
+			return "", refuse("not a URL or path: %v%s", err, hint)
+		}
+		switch scheme := strings.ToLower(u.Scheme); {
+		case scheme == "" && u.Host != "":
+			return "", refuse("a network path (//HOST/...): only http(s) URLs and local paths")
+		case scheme == "file":
+			if u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
+				return "", refuse("a file: URL takes an absolute path (file:///PATH)")
+			}
+			if u.User != nil || (u.Host != "" && !strings.EqualFold(u.Host, "localhost")) {
+				return "", refuse("a file: URL of another host")
+			}
+		case scheme != "":
+			return "", refuse("only http(s) URLs and local paths")
+		}
+		if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(raw, "#") {
+			return "", refuse("a local file's url has no query or fragment (write ? as %%3F, # as %%23)")
+		}
+		if u.Path == "" {
+			return "", refuse("no path")
+		}
+		path = filepath.FromSlash(u.Path)
+	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(dir, path)
+	}
+	path = filepath.Clean(path)
+	if !allowOutside && !inside(dir, path) {
+		return "", &URLError{URL: shown, Reason: fmt.Sprintf("%s is outside the manifest's folder %s", path, dir), Outside: true}
+	}
+	return path, nil
+}
+
+// inside reports whether path is inside dir (or is dir), both taken as
+// they really are: with ".." and the symbolic links that exist resolved.
+// (A link created or changed after this check is not seen: the check is
+// about what a manifest names, not a guard against a race on one's own
+// disk.)
+func inside(dir, path string) bool {
+	rel, err := filepath.Rel(RealPath(dir), RealPath(path))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
+}
+
+// RealPath is path made absolute, with the symbolic links of its longest
+// existing prefix resolved and the rest (which does not exist) appended as
+// it is: where a manifest's file really is, and how a manifest records
+// the one it follows (Ext.Follows).
+func RealPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	p, rest := filepath.Clean(path), ""
+	for {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Join(r, rest)
+		}
+		if _, err := os.Lstat(p); err == nil {
+			// It exists but cannot be resolved (a dangling link, a loop,
+			// a folder on the way that may not be read): compared as
+			// written, it still names a file in the folder it is in.
+			if r, err := filepath.EvalSymlinks(filepath.Dir(p)); err == nil {
+				return filepath.Join(r, filepath.Base(p), rest)
+			}
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return filepath.Join(p, rest)
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
+		p = parent
+	}
+}
