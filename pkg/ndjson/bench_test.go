@@ -155,3 +155,37 @@ func nestedNulls(depth int) (line, stripped []byte) {
 	}
 	return line, stripped
 }
+
+// BenchmarkCompactJSONBLines compacts the same lines as PostgreSQL prints
+// them from jsonb (dump's input), with CompactJSONB and, for comparison,
+// with the general CompactObject.
+func BenchmarkCompactJSONBLines(b *testing.B) {
+	for _, set := range benchSets {
+		for _, f := range []struct {
+			name    string
+			compact func(dst, src []byte, keys []string, spans []Span) ([]byte, error)
+		}{{"CompactJSONB", CompactJSONB}, {"CompactObject", CompactObject}} {
+			b.Run(set.name+"/"+f.name, func(b *testing.B) {
+				lines, size := readLines(b, set.pattern)
+				for i, l := range lines {
+					c, err := CompactObject(nil, l, nil, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					lines[i] = jsonbText(c)
+				}
+				spans := make([]Span, len(jsonbKeys))
+				var dst []byte
+				b.SetBytes(size)
+				for b.Loop() {
+					for _, line := range lines {
+						var err error
+						if dst, err = f.compact(dst[:0], line, jsonbKeys, spans); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+			})
+		}
+	}
+}

@@ -3,9 +3,11 @@
 package pg
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -38,6 +40,11 @@ func (e *ConfigError) Error() string { return e.msg }
 // bareWord is a connection string that is one word: no URL, no key=value
 // (and nothing secret to hide: no '@', ':' or '=').
 var bareWord = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// readBufferSize is how much one read of the server's socket may take: pgx
+// reads 8 KiB at a time, so a dump of a large table made ten times the
+// read system calls psql does (its buffer grows with the data).
+const readBufferSize = 256 << 10
 
 // DefaultConnectTimeout bounds a connection attempt when the connection
 // string sets no connect_timeout.
@@ -106,6 +113,9 @@ func ConnectWith(ctx context.Context, dsn string, settings map[string]string) (*
 	// give up on the socket shortly after.
 	cfg.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: 2 * time.Second}
+	}
+	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		return pgproto3.NewFrontend(bufio.NewReaderSize(r, readBufferSize), w)
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
