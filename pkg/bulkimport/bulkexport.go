@@ -18,6 +18,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/sink"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 // What import reads besides its own manifests: bulk exports, as HL7 Bulk
@@ -59,7 +60,7 @@ func ParseHL7(data []byte, w Where) (*Manifest, error) {
 	}
 	for i, f := range doc.Output {
 		at := fmt.Sprintf("output[%d]", i)
-		if err := pg.ValidateType(f.Type); err != nil {
+		if err := store.ValidateType(f.Type); err != nil {
 			return nil, manifestErr("%s.type: %v", at, err)
 		}
 		u, err := resolveURL(f.URL, w, at)
@@ -145,7 +146,7 @@ func ReadFolder(ctx context.Context, dir string, allowOutside bool) (*Manifest, 
 	sort.Strings(names)
 	for _, name := range names {
 		g := exportFile.FindStringSubmatch(name)
-		if g == nil || pg.ValidateType(g[2]) != nil {
+		if g == nil || store.ValidateType(g[2]) != nil {
 			unknown = append(unknown, name)
 			continue
 		}

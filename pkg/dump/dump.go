@@ -16,6 +16,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 // Options selects what Dump writes.
@@ -87,16 +88,16 @@ func ParseSince(s string) (time.Time, error) {
 // set an exported snapshot), so that several dumps, on several connections,
 // can see the database at one instant.
 func Dump(ctx context.Context, tx pgx.Tx, opts Options, w io.Writer) (int64, error) {
-	if err := pg.ValidateType(opts.Type); err != nil {
+	if err := store.ValidateType(opts.Type); err != nil {
 		return 0, err
 	}
-	if err := pg.CheckTable(ctx, tx, opts.Type); err != nil {
+	if err := store.CheckTable(ctx, tx, opts.Type); err != nil {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
 		return 0, err
 	}
-	query := "SELECT id, txid, ts, cts, resource FROM " + pg.Table(opts.Type) + opts.where()
+	query := "SELECT id, txid, ts, cts, resource FROM " + store.Table(opts.Type) + opts.where()
 	if opts.ByID {
 		query += ` ORDER BY id COLLATE "C"`
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 // Deletions is what a deletions source did, per type: resources deleted,
@@ -114,13 +115,13 @@ func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (d Deletions, 
 	for t := range dr.types {
 		types = append(types, t)
 	}
-	pg.LockOrder(types)
+	store.LockOrder(types)
 	// Every type's writer lock first (in the one order), so that what the
 	// checks below see stays so until the deletes.
 	exists := map[string]bool{}
 	for _, t := range types {
 		var ok bool
-		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pg.Table(t)).Scan(&ok); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, store.Table(t)).Scan(&ok); err != nil {
 			return d, pg.Wrap(err)
 		}
 		if !ok {
@@ -164,13 +165,13 @@ func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (d Deletions, 
 		tag, err := tx.Exec(ctx, `WITH d AS (
 				SELECT DISTINCT ON (id) id, txid, ts FROM `+deleteTable+` WHERE rtype = $1 ORDER BY id, n DESC),
 			gone AS (
-				DELETE FROM `+pg.Table(t)+` r USING d
+				DELETE FROM `+store.Table(t)+` r USING d
 				WHERE r.id = d.id RETURNING r.*, d.txid AS deleted_txid, d.ts AS deleted_ts),
 			kept AS (
-				INSERT INTO `+pg.HistoryTable(t)+` (id, txid, ts, cts, resource_type, status, resource)
+				INSERT INTO `+store.HistoryTable(t)+` (id, txid, ts, cts, resource_type, status, resource)
 				SELECT id, txid, ts, cts, resource_type, status, resource FROM gone
 				ON CONFLICT DO NOTHING)
-			INSERT INTO `+pg.HistoryTable(t)+` (id, txid, ts, cts, resource_type, status, resource)
+			INSERT INTO `+store.HistoryTable(t)+` (id, txid, ts, cts, resource_type, status, resource)
 			SELECT id, coalesce(deleted_txid, nextval('transaction_id_seq')), coalesce(deleted_ts, now()), cts, resource_type, 'deleted', resource FROM gone`, t)
 		if err != nil {
 			return d, fmt.Errorf("delete %s: %w", t, pg.Wrap(err))
@@ -193,10 +194,10 @@ func (r *deletionsReader) skipOlder(ctx context.Context, tx pgx.Tx, t string) er
 	for {
 		var n, txid, stored int64
 		var id string
-		err := tx.QueryRow(ctx, `SELECT d.n, d.id, d.txid, greatest(r.txid, (SELECT max(h.txid) FROM `+pg.HistoryTable(t)+` h WHERE h.id = d.id))
-			FROM `+deleteTable+` d JOIN `+pg.Table(t)+` r ON r.id = d.id
+		err := tx.QueryRow(ctx, `SELECT d.n, d.id, d.txid, greatest(r.txid, (SELECT max(h.txid) FROM `+store.HistoryTable(t)+` h WHERE h.id = d.id))
+			FROM `+deleteTable+` d JOIN `+store.Table(t)+` r ON r.id = d.id
 			WHERE d.rtype = $1 AND d.txid IS NOT NULL
-			AND (d.txid <= r.txid OR EXISTS (SELECT FROM `+pg.HistoryTable(t)+` h WHERE h.id = d.id AND h.txid >= d.txid))
+			AND (d.txid <= r.txid OR EXISTS (SELECT FROM `+store.HistoryTable(t)+` h WHERE h.id = d.id AND h.txid >= d.txid))
 			ORDER BY d.n LIMIT 1`, t).Scan(&n, &id, &txid, &stored)
 		if err == pgx.ErrNoRows {
 			return nil
@@ -414,7 +415,7 @@ func typeAndID(url string) (string, string, bool) {
 		return "", "", false
 	}
 	t, id := parts[len(parts)-2], parts[len(parts)-1]
-	if pg.ValidateType(t) != nil || id == "" || len(id) > MaxIDBytes {
+	if store.ValidateType(t) != nil || id == "" || len(id) > MaxIDBytes {
 		return "", "", false
 	}
 	return t, id, true

@@ -16,6 +16,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 // stager is the io.Reader that pgconn's CopyFrom pulls: it reads ndjson
@@ -392,7 +393,7 @@ func (s *lineParser) typeName(name []byte) (string, error) {
 		return t, nil
 	}
 	t := string(name)
-	if err := pg.ValidateType(t); err != nil {
+	if err := store.ValidateType(t); err != nil {
 		return "", errors.New("resourceType " + strings.TrimPrefix(err.Error(), "bad resource type "))
 	}
 	if err, ok := s.refused[t]; ok {
@@ -413,11 +414,11 @@ func (s *lineParser) typeName(name []byte) (string, error) {
 		s.names = map[string]string{}
 		s.tables = map[string]string{}
 	}
-	if other, ok := s.tables[pg.TableName(t)]; ok {
-		return "", fmt.Errorf("resourceType %q and %q (an earlier line) would share the table %s: type names are case-sensitive", t, other, pg.Table(t))
+	if other, ok := s.tables[store.TableName(t)]; ok {
+		return "", fmt.Errorf("resourceType %q and %q (an earlier line) would share the table %s: type names are case-sensitive", t, other, store.Table(t))
 	}
 	s.names[t] = t
-	s.tables[pg.TableName(t)] = t
+	s.tables[store.TableName(t)] = t
 	return t, nil
 }
 
