@@ -41,8 +41,8 @@ type Deletions struct {
 // Bundle's meta.versionId and meta.lastUpdated (fhirbulk export writes
 // the deletion's txid and ts there) become the txid and ts of the
 // 'deleted' rows of its entries, under the rules of a load's
-// --preserve-meta (digits up to MaxPreservedTxid, a time no later than the
-// server's clock and LastUpdatedSlack, a version newer than every one the
+// --preserve-meta (digits up to store.MaxPreservedTxid, a time no later than the
+// server's clock and store.LastUpdatedSlack, a version newer than every one the
 // database holds of that id: else a bad line), and transaction_id_seq is
 // moved past them.
 func (l *Loader) DeleteSource(ctx context.Context, spec string, opts source.Options) (Deletions, error) {
@@ -91,7 +91,7 @@ func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (d Deletions, 
 		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
 			return d, pg.Wrap(err)
 		}
-		dr.notAfter = now.Add(LastUpdatedSlack)
+		dr.notAfter = now.Add(store.LastUpdatedSlack)
 	}
 	// The requests stream into the table: memory stays flat whatever the
 	// number of deletions.
@@ -354,9 +354,9 @@ func (r *deletionsReader) deletionsOf(line []byte) (int64, *time.Time, error) {
 		}
 		switch string(k) {
 		case "versionId":
-			txid, err = parseVersionID(v)
+			txid, err = store.ParseVersionID(v)
 		case "lastUpdated":
-			ts, err = preservedInstant(v, r.notAfter)
+			ts, err = store.PreservedInstant(v, r.notAfter)
 		}
 		return err == nil
 	})

@@ -510,7 +510,7 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
 			return Result{}, l.dbError(ctx, err, st)
 		}
-		st.notAfter = now.Add(LastUpdatedSlack)
+		st.dec.NotAfter = now.Add(store.LastUpdatedSlack)
 		st.advance = func(txid int64) (int64, error) { return l.Layout.AdvanceTxids(ctx, txid) }
 	}
 	if allowDirect {
@@ -769,7 +769,7 @@ func (l *Loader) dryRun(ctx context.Context, src *source.Reader) (Result, error)
 		st.known[l.Opts.Type] = true
 	}
 	if l.Opts.PreserveMeta {
-		st.notAfter = time.Now().Add(LastUpdatedSlack) // no server: this clock
+		st.dec.NotAfter = time.Now().Add(store.LastUpdatedSlack) // no server: this clock
 	}
 	for !st.ended || st.newType != "" {
 		if err := ctx.Err(); err != nil {
