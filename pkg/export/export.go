@@ -301,43 +301,19 @@ func (e *exporter) report(done bool) {
 // and not there any more, as HL7 wants them: one line per resource, a
 // transaction Bundle with one DELETE entry, whose meta is the deletion's
 // (its versionId the txid, its lastUpdated the ts of the latest 'deleted'
-// row: import --preserve-meta gives the copy's deletion the same). Aidbox
-// deletes a resource by writing a _history row of status 'deleted' and
-// removing the main row; one deleted and created again is in the output,
-// not here.
+// row: import --preserve-meta gives the copy's deletion the same), as
+// store.DeletedSince finds them; one deleted and created again is in the
+// output, not here.
 func (e *exporter) deletions(ctx context.Context, tx pgx.Tx, t string, out *output) error {
-	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, store.HistoryTable(t)).Scan(&exists); err != nil || !exists {
-		return pg.Wrap(err)
-	}
-	until := e.o.Until
-	if until.IsZero() {
-		until = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
-	}
-	rows, err := tx.Query(ctx, `SELECT DISTINCT ON (h.id) h.id, h.txid, h.ts FROM `+store.HistoryTable(t)+` h
-		WHERE h.status = 'deleted' AND h.ts >= $1 AND h.ts <= $2
-		AND NOT EXISTS (SELECT FROM `+store.Table(t)+` r WHERE r.id = h.id)
-		ORDER BY h.id, h.ts DESC, h.txid DESC`, e.o.Since, until)
-	if err != nil {
-		return pg.Wrap(err)
-	}
-	defer rows.Close()
 	b := &batch{out: out}
 	var line []byte
-	for rows.Next() {
-		var id string
-		var txid int64
-		var at time.Time
-		if err := rows.Scan(&id, &txid, &at); err != nil {
-			return pg.Wrap(err)
-		}
+	err := store.DeletedSince(ctx, tx, t, e.o.Since, e.o.Until, func(id string, txid int64, at time.Time) error {
 		line = deletedLine(line[:0], t, id, txid, at)
-		if _, err := b.Write(line); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return pg.Wrap(err)
+		_, err := b.Write(line)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	return b.flush()
 }

@@ -159,25 +159,12 @@ func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (d Deletions, 
 			d.Absent[t] += wanted
 			continue
 		}
-		// The current version to history as it is, then the 'deleted'
-		// version (of the txid and time preserved, else new ones), then
-		// the row goes. An id deleted twice: its last line wins.
-		tag, err := tx.Exec(ctx, `WITH d AS (
-				SELECT DISTINCT ON (id) id, txid, ts FROM `+deleteTable+` WHERE rtype = $1 ORDER BY id, n DESC),
-			gone AS (
-				DELETE FROM `+store.Table(t)+` r USING d
-				WHERE r.id = d.id RETURNING r.*, d.txid AS deleted_txid, d.ts AS deleted_ts),
-			kept AS (
-				INSERT INTO `+store.HistoryTable(t)+` (id, txid, ts, cts, resource_type, status, resource)
-				SELECT id, txid, ts, cts, resource_type, status, resource FROM gone
-				ON CONFLICT DO NOTHING)
-			INSERT INTO `+store.HistoryTable(t)+` (id, txid, ts, cts, resource_type, status, resource)
-			SELECT id, coalesce(deleted_txid, nextval('transaction_id_seq')), coalesce(deleted_ts, now()), cts, resource_type, 'deleted', resource FROM gone`, t)
+		deleted, err := store.DeleteRequested(ctx, tx, t, deleteTable)
 		if err != nil {
-			return d, fmt.Errorf("delete %s: %w", t, pg.Wrap(err))
+			return d, err
 		}
-		d.Deleted[t] += tag.RowsAffected()
-		d.Absent[t] += wanted - tag.RowsAffected()
+		d.Deleted[t] += deleted
+		d.Absent[t] += wanted - deleted
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return d, pg.Wrap(err)
