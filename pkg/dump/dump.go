@@ -1,4 +1,8 @@
-// Package dump streams resources out of PostgreSQL.
+// Package dump writes one resource type's rows as ndjson lines: read with
+// one binary COPY in the caller's transaction (all of a table, a window of
+// times, or a range of its heap blocks), each row made a line by store's
+// row codec, converted to FHIR format first when asked. Rows that cannot be
+// lines are reported (BadRowError) rather than written.
 package dump
 
 import (
