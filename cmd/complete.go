@@ -9,8 +9,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkimport"
-	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/r4types"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 // Shell completion: `fhirbulk completion bash|zsh|fish|powershell` prints
@@ -61,7 +62,7 @@ const completeTimeout = time.Second
 // DATABASE_URL or a PG* variable), read within completeTimeout and left
 // out, silently, when that fails.
 func (a *app) typeNames(ctx context.Context) []string {
-	names := fhirformat.R4Types()
+	names := r4types.Names()
 	dsn := pg.ResolveDSN(a.db, a.getenv)
 	if !pg.Configured(dsn) {
 		return names
@@ -78,7 +79,7 @@ func (a *app) typeNames(ctx context.Context) []string {
 		return names
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // read only
-	types, err := pg.ListTypes(ctx, tx)
+	types, err := store.Inventory(ctx, tx, false)
 	if err != nil {
 		return names
 	}

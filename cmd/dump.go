@@ -13,6 +13,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/progress"
 	"github.com/fhirbulk/fhirbulk/pkg/sink"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 // outputFlags are the flags of every command that writes an export.
@@ -91,7 +92,7 @@ format (or FHIR format with --fhir), with resourceType, id and meta
 	mustComplete(c, "output", completeFiles("ndjson", "gz"))
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		opts.Type = args[0]
-		if err := pg.ValidateType(opts.Type); err != nil {
+		if err := store.ValidateType(opts.Type); err != nil {
 			return usageError{err}
 		}
 		if since != "" {
@@ -117,7 +118,7 @@ format (or FHIR format with --fhir), with resourceType, id and meta
 		return a.export(ctx, &out, "dump "+opts.Type, func(conn *pgx.Conn, w *countingWriter) (int64, error) {
 			var total int64 = -1
 			if a.showProgress(out.path == "" || out.path == "-") {
-				total = pg.EstimateRows(ctx, conn, opts.Type)
+				total = store.EstimateRows(ctx, conn, opts.Type)
 			}
 			bar := a.startRowsDisplay("dump ", opts.Type, total, &out, w)
 			defer bar.stop()

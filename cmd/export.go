@@ -22,6 +22,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/progress"
 	"github.com/fhirbulk/fhirbulk/pkg/sink"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 func (a *app) exportCmd() *cobra.Command {
@@ -73,7 +74,7 @@ refuses; grant it pg_read_all_stats to spare the wait.`,
 	mustComplete(c, "since-manifest", completeFiles("json"))
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		for _, t := range types {
-			if err := pg.ValidateType(t); err != nil {
+			if err := store.ValidateType(t); err != nil {
 				return usagef("--type: %v", err)
 			}
 		}

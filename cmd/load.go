@@ -10,7 +10,9 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/load"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/r4types"
 	"github.com/fhirbulk/fhirbulk/pkg/sink"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 func (a *app) loadCmd() *cobra.Command {
@@ -63,7 +65,7 @@ would load.`,
 	mustComplete(c, "errors", completeFiles("ndjson"))
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
 		if opts.Type != "" {
-			if err := pg.ValidateType(opts.Type); err != nil {
+			if err := store.ValidateType(opts.Type); err != nil {
 				return usagef("--type: %v", err)
 			}
 		}
@@ -107,7 +109,7 @@ would load.`,
 				return err
 			}
 			defer conn.Close(context.Background())
-			l.Layout = &pg.Layout{DSN: dsn}
+			l.Layout = &store.Layout{DSN: dsn}
 			defer l.Layout.Close()
 			l.Conn = conn
 			if err := checkNewType(ctx, l.Layout, opts.Type, newType); err != nil {
@@ -151,18 +153,18 @@ would load.`,
 
 // checkNewType refuses --type t when it is neither an R4 type nor has a
 // table, unless --new-type says it is meant.
-func checkNewType(ctx context.Context, layout *pg.Layout, t string, newType bool) error {
+func checkNewType(ctx context.Context, layout *store.Layout, t string, newType bool) error {
 	if t == "" || newType {
 		return nil
 	}
-	if _, ok := fhirformat.R4Spelling(t); ok {
+	if _, ok := r4types.Spelling(t); ok {
 		return nil
 	}
 	ok, err := layout.HasTable(ctx, t)
 	if err != nil || ok {
 		return err
 	}
-	return usagef("--type %s: not an R4 resource type, and there is no table %s%s; give --new-type to create it", t, pg.Table(t), pg.DidYouMean(t))
+	return usagef("--type %s: not an R4 resource type, and there is no table %s%s; give --new-type to create it", t, store.Table(t), store.DidYouMean(t))
 }
 
 // maxSkippedShown is how many skipped lines are told on stderr, one line

@@ -23,7 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 // The end-to-end tests: every testdata/script/*.txtar runs the real binary
@@ -300,7 +300,7 @@ func cmdTables(ts *testscript.TestScript, neg bool, args []string) {
 	conn := scriptConn(ts)
 	defer conn.Close(context.Background())
 	for _, t := range args {
-		err := pg.EnsureTables(context.Background(), conn, t)
+		err := store.EnsureTables(context.Background(), conn, t)
 		if neg {
 			if err == nil {
 				ts.Fatalf("tables %s: unexpected success", t)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/progress"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 func (a *app) typesCmd() *cobra.Command {
@@ -40,7 +41,7 @@ and its size on disk (indexes and TOAST included).`,
 			return err
 		}
 		defer tx.Rollback(context.Background()) //nolint:errcheck // read only
-		types, err := pg.ListTypes(ctx, tx)
+		types, err := store.Inventory(ctx, tx, !estimate)
 		if err != nil {
 			return err
 		}
@@ -51,13 +52,7 @@ and its size on disk (indexes and TOAST included).`,
 		}
 		list := make([]entry, 0, len(types))
 		for _, t := range types {
-			n := t.Estimate
-			if !estimate {
-				if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+pg.Table(t.Type)).Scan(&n); err != nil {
-					return fmt.Errorf("count %s: %w", t.Type, pg.Wrap(err))
-				}
-			}
-			list = append(list, entry{Type: t.Type, Count: n, Bytes: t.Bytes})
+			list = append(list, entry{Type: t.Type, Count: t.Count, Bytes: t.Bytes})
 		}
 		if len(list) == 0 && !asJSON {
 			fmt.Fprintf(a.stderr, "types: no resource types (no table in the Aidbox layout) in %s\n", pg.Where(&conn.Config().Config))

@@ -16,6 +16,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/sink"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 // What import reads besides its own manifests: bulk exports, as HL7 Bulk
@@ -45,7 +46,7 @@ func ParseHL7(data []byte, w Where) (*Manifest, error) {
 	}
 	for i, f := range doc.Output {
 		at := fmt.Sprintf("output[%d]", i)
-		if err := pg.ValidateType(f.Type); err != nil {
+		if err := store.ValidateType(f.Type); err != nil {
 			return nil, manifestErr("%s.type: %v", at, err)
 		}
 		u, err := resolveURL(f.URL, w, at)
@@ -127,7 +128,7 @@ func ReadFolder(ctx context.Context, dir string, allowOutside bool) (*Manifest, 
 		// An errors file has no type: without a manifest, it is not told
 		// from data.
 		n, ok := bulkdata.ParseName(name)
-		if !ok || n.Kind == bulkdata.Errors || pg.ValidateType(n.Type) != nil {
+		if !ok || n.Kind == bulkdata.Errors || store.ValidateType(n.Type) != nil {
 			unknown = append(unknown, name)
 			continue
 		}

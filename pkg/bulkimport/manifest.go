@@ -20,8 +20,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
-	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 // Manifest is a parsed import manifest.
@@ -193,7 +193,7 @@ func parseInput(it any, at string, w Where) (Input, error) {
 	if rt == "" {
 		return Input{}, manifestErr("%s: no resourceType", at)
 	}
-	if err := pg.ValidateType(rt); err != nil {
+	if err := store.ValidateType(rt); err != nil {
 		if source.Redact(rt) != rt { // pg's message quotes it whole
 			return Input{}, manifestErr("%s.resourceType %s: not a resource type", at, shown(rt))
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/load"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 // Options tune Run.
@@ -368,7 +369,7 @@ func (r *runner) worker(ctx context.Context, jobs <-chan int) {
 // connection is a worker's database connection, opened on its first input.
 type connection struct {
 	loader *load.Loader
-	layout *pg.Layout
+	layout *store.Layout
 }
 
 func (c *connection) close() {
@@ -423,7 +424,7 @@ func (r *runner) connect(ctx context.Context, cp **connection) error {
 		conn.Close(context.Background()) //nolint:errcheck // the error says why
 		return err
 	}
-	*cp = &connection{loader: &load.Loader{Conn: conn}, layout: &pg.Layout{DSN: r.o.DSN}}
+	*cp = &connection{loader: &load.Loader{Conn: conn}, layout: &store.Layout{DSN: r.o.DSN}}
 	(*cp).loader.Layout = (*cp).layout
 	return nil
 }

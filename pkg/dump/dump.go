@@ -1,13 +1,15 @@
-// Package dump streams resources out of PostgreSQL.
+// Package dump writes one resource type's rows as ndjson lines: read with
+// one binary COPY in the caller's transaction (all of a table, a window of
+// times, or a range of its heap blocks), each row made a line by store's
+// row codec, converted to FHIR format first when asked. Rows that cannot be
+// lines are reported (BadRowError) rather than written.
 package dump
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 // Options selects what Dump writes.
@@ -87,26 +90,23 @@ func ParseSince(s string) (time.Time, error) {
 // set an exported snapshot), so that several dumps, on several connections,
 // can see the database at one instant.
 func Dump(ctx context.Context, tx pgx.Tx, opts Options, w io.Writer) (int64, error) {
-	if err := pg.ValidateType(opts.Type); err != nil {
+	if err := store.ValidateType(opts.Type); err != nil {
 		return 0, err
 	}
-	if err := pg.CheckTable(ctx, tx, opts.Type); err != nil {
+	if err := store.CheckTable(ctx, tx, opts.Type); err != nil {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
 		return 0, err
 	}
-	query := "SELECT id, txid, ts, cts, resource FROM " + pg.Table(opts.Type) + opts.where()
+	query := "SELECT id, txid, ts, cts, resource FROM " + store.Table(opts.Type) + opts.where()
 	if opts.ByID {
 		query += ` ORDER BY id COLLATE "C"`
 	}
-	sp := &splicer{w: w, progress: opts.Progress, typ: opts.Type, bad: opts.Bad}
+	sp := &splicer{w: w, progress: opts.Progress, typ: opts.Type, bad: opts.Bad, enc: store.NewEncoder(opts.Type, opts.FHIR)}
 	if opts.FHIR {
 		sp.conv = fhirformat.New(fhirformat.ToFHIR)
 	}
-	sp.prefix = append(sp.prefix, `{"resourceType":`...)
-	sp.prefix = ndjson.AppendString(sp.prefix, []byte(opts.Type))
-	sp.prefix = append(sp.prefix, `,"id":`...)
 	rows := &pg.BinaryRows{Row: sp.row}
 	_, err := tx.Conn().PgConn().CopyTo(ctx, rows, "COPY ("+query+") TO STDOUT (FORMAT binary)")
 	if err == nil {
@@ -165,15 +165,15 @@ func (o Options) where() string {
 	return " WHERE " + strings.Join(conds, " AND ")
 }
 
-// splicer turns binary rows (id, txid, ts, cts, resource) into ndjson lines.
+// splicer turns binary rows (id, txid, ts, cts, resource) into ndjson
+// lines with the store's row codec, converting them to FHIR format first
+// when asked.
 type splicer struct {
 	w        io.Writer
 	bad      func(*BadRowError) error
 	progress func(rows int64)
-	prefix   []byte // {"resourceType":"T","id":
-	compact  []byte // the stored resource, compacted
+	enc      *store.Encoder
 	line     []byte // the line being built
-	spans    [3]ndjson.Span
 	n        int64
 	werr     error
 
@@ -182,16 +182,7 @@ type splicer struct {
 	conv    *fhirformat.Converter // nil for Aidbox format
 	fhirIn  []byte
 	fhirOut []byte
-	created []byte
 }
-
-// topKeys are the members of a stored resource that the columns override:
-// meta is merged, and id/resourceType should never be stored (Aidbox leaves
-// them out) but are dropped rather than written twice if they are.
-var topKeys = []string{"meta", "id", "resourceType"}
-
-// metaKeys are the members of meta that come from the columns.
-var metaKeys = [][]byte{[]byte(`"versionId"`), []byte(`"lastUpdated"`), []byte(`"createdAt"`)}
 
 func (s *splicer) row(f [][]byte) error {
 	if len(f) != 5 || f[0] == nil || f[1] == nil || f[4] == nil {
@@ -227,51 +218,15 @@ func (s *splicer) row(f [][]byte) error {
 		}
 		raw = s.fhirOut
 	}
-	s.compact, err = ndjson.CompactObject(s.compact[:0], raw, topKeys, s.spans[:])
+	b, err := s.enc.AppendLine(s.line[:0], store.Row{ID: f[0], Txid: txid, TS: f[2], CTS: f[3], Resource: raw})
 	if err != nil {
-		return badRow(err.Error())
-	}
-	b := append(s.line[:0], s.prefix...)
-	b = ndjson.AppendString(b, f[0])
-	b = append(b, `,"meta":{"versionId":"`...)
-	b = strconv.AppendInt(b, txid, 10)
-	b = append(b, '"')
-	if f[2] != nil {
-		b = append(b, `,"lastUpdated":"`...)
-		if b, err = pg.AppendTimestamptz(b, f[2]); err != nil {
-			return err
+		var bad *store.BadResourceError
+		if errors.As(err, &bad) {
+			return badRow(bad.Error())
 		}
-		b = append(b, '"')
+		return err
 	}
-	var stored []byte
-	if meta := s.spans[0]; meta.Found() {
-		stored = s.compact[meta.Start+len(`"meta":`) : meta.End]
-	}
-	switch {
-	case s.conv != nil:
-		// FHIR has no meta.createdAt: Aidbox writes it as an extension.
-		s.created = s.created[:0]
-		if f[3] != nil {
-			s.created = append(s.created, `{"url":"ex:createdAt","valueInstant":"`...)
-			if s.created, err = pg.AppendTimestamptz(s.created, f[3]); err != nil {
-				return err
-			}
-			s.created = append(s.created, `"}`...)
-		}
-		b = appendStoredMeta(b, stored, s.created)
-	default:
-		if f[3] != nil {
-			b = append(b, `,"createdAt":"`...)
-			if b, err = pg.AppendTimestamptz(b, f[3]); err != nil {
-				return err
-			}
-			b = append(b, '"')
-		}
-		b = appendStoredMeta(b, stored, nil)
-	}
-	b = append(b, '}')
-	b = ndjson.AppendMembersExcept(b, s.compact, s.spans[:]...)
-	b = append(b, '}', '\n')
+	b = append(b, '\n')
 	s.line = b
 	if _, err := s.w.Write(b); err != nil {
 		s.werr = err
@@ -282,87 +237,6 @@ func (s *splicer) row(f [][]byte) error {
 		s.progress(s.n)
 	}
 	return nil
-}
-
-// appendStoredMeta appends the members of the stored meta object (compact)
-// after the column-made ones, each preceded by a comma, leaving out any that
-// the columns own. A meta that is not an object is not valid FHIR; it is
-// replaced by the column-made one. For FHIR output, created is the
-// ex:createdAt extension to add to meta.extension (empty: none).
-func appendStoredMeta(b, meta, created []byte) []byte {
-	if len(meta) <= 2 || meta[0] != '{' {
-		meta = nil
-	}
-	owned := false
-	for _, k := range metaKeys {
-		if bytes.Contains(meta, k) {
-			owned = true
-			break
-		}
-	}
-	fhir := created != nil
-	if fhir && bytes.Contains(meta, []byte(`"extension"`)) {
-		owned = true
-	}
-	if !owned {
-		if meta != nil {
-			b = append(b, ',')
-			b = append(b, meta[1:len(meta)-1]...)
-		}
-		if len(created) > 0 {
-			b = append(b, `,"extension":[`...)
-			b = append(b, created...)
-			b = append(b, ']')
-		}
-		return b
-	}
-	// Rare: walk the members and skip the owned ones.
-	extended := false
-	ndjson.Members(meta, func(key, value []byte) bool { //nolint:errcheck // meta is compact jsonb output
-		for _, k := range metaKeys {
-			if bytes.Equal(key, k[1:len(k)-1]) {
-				return true
-			}
-		}
-		b = ndjson.AppendKey(append(b, ','), key)
-		if fhir && string(key) == "extension" && len(value) > 0 && value[0] == '[' {
-			b = appendExtensions(b, value, created)
-			extended = true
-			return true
-		}
-		b = append(b, value...)
-		return true
-	})
-	if len(created) > 0 && !extended {
-		b = append(b, `,"extension":[`...)
-		b = append(b, created...)
-		b = append(b, ']')
-	}
-	return b
-}
-
-// appendExtensions appends the extension array arr without any stale
-// ex:createdAt item, and created at its end.
-func appendExtensions(b, arr, created []byte) []byte {
-	b = append(b, '[')
-	n := 0
-	ndjson.Elements(arr, func(item []byte) { //nolint:errcheck // compact jsonb output
-		if bytes.Contains(item, []byte(`"url":"ex:createdAt"`)) {
-			return
-		}
-		if n > 0 {
-			b = append(b, ',')
-		}
-		n++
-		b = append(b, item...)
-	})
-	if len(created) > 0 {
-		if n > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, created...)
-	}
-	return append(b, ']')
 }
 
 // jsonKind names the kind of JSON value v is, for a message.

@@ -23,6 +23,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/dump"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/sink"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 // Options say what Export writes, and how.
@@ -184,38 +185,38 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 // selectTypes lists the types to export: those asked for (each must have a
 // table), else every type; lock is called with their tables before any of
 // them is read.
-func selectTypes(ctx context.Context, tx pgx.Tx, want []string, lock func([]string) error) ([]pg.TypeInfo, error) {
+func selectTypes(ctx context.Context, tx pgx.Tx, want []string, lock func([]string) error) ([]store.TypeInfo, error) {
 	var keep func(string) bool
 	if len(want) > 0 {
 		keep = func(table string) bool {
-			return slices.ContainsFunc(want, func(w string) bool { return pg.TableName(w) == table })
+			return slices.ContainsFunc(want, func(w string) bool { return store.TableName(w) == table })
 		}
 	}
-	all, err := pg.ListTypesWith(ctx, tx, keep, lock)
+	all, err := store.ListTypesWith(ctx, tx, keep, lock)
 	if err != nil {
 		return nil, err
 	}
 	if len(want) == 0 {
 		return all, nil
 	}
-	var out []pg.TypeInfo
+	var out []store.TypeInfo
 	for _, w := range want {
-		i := slices.IndexFunc(all, func(t pg.TypeInfo) bool { return t.Type == w })
+		i := slices.IndexFunc(all, func(t store.TypeInfo) bool { return t.Type == w })
 		if i < 0 {
-			if err := pg.CheckTable(ctx, tx, w); err != nil {
+			if err := store.CheckTable(ctx, tx, w); err != nil {
 				return nil, &NoTableError{err}
 			}
 			var parent *string
-			if err := tx.QueryRow(ctx, `SELECT inhparent::regclass::text FROM pg_inherits WHERE inhrelid = to_regclass($1)`, pg.Table(w)).Scan(&parent); err != nil && err != pgx.ErrNoRows {
+			if err := tx.QueryRow(ctx, `SELECT inhparent::regclass::text FROM pg_inherits WHERE inhrelid = to_regclass($1)`, store.Table(w)).Scan(&parent); err != nil && err != pgx.ErrNoRows {
 				return nil, pg.Wrap(err)
 			}
 			if parent != nil {
-				return nil, &NoTableError{fmt.Errorf("table %s is a partition or an inheritance child of %s: its resources are exported with that table's type", pg.Table(w), *parent)}
+				return nil, &NoTableError{fmt.Errorf("table %s is a partition or an inheritance child of %s: its resources are exported with that table's type", store.Table(w), *parent)}
 			}
 			// A table that is there but is not a type (no primary key on id).
-			return nil, &NoTableError{fmt.Errorf("table %s is not in the Aidbox layout", pg.Table(w))}
+			return nil, &NoTableError{fmt.Errorf("table %s is not in the Aidbox layout", store.Table(w))}
 		}
-		if !slices.ContainsFunc(out, func(t pg.TypeInfo) bool { return t.Type == w }) {
+		if !slices.ContainsFunc(out, func(t store.TypeInfo) bool { return t.Type == w }) {
 			out = append(out, all[i])
 		}
 	}
@@ -298,43 +299,19 @@ func (e *exporter) report(done bool) {
 // and not there any more, as HL7 wants them: one line per resource, a
 // transaction Bundle with one DELETE entry, whose meta is the deletion's
 // (its versionId the txid, its lastUpdated the ts of the latest 'deleted'
-// row: import --preserve-meta gives the copy's deletion the same). Aidbox
-// deletes a resource by writing a _history row of status 'deleted' and
-// removing the main row; one deleted and created again is in the output,
-// not here.
+// row: import --preserve-meta gives the copy's deletion the same), as
+// store.DeletedSince finds them; one deleted and created again is in the
+// output, not here.
 func (e *exporter) deletions(ctx context.Context, tx pgx.Tx, t string, out *output) error {
-	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pg.HistoryTable(t)).Scan(&exists); err != nil || !exists {
-		return pg.Wrap(err)
-	}
-	until := e.o.Until
-	if until.IsZero() {
-		until = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
-	}
-	rows, err := tx.Query(ctx, `SELECT DISTINCT ON (h.id) h.id, h.txid, h.ts FROM `+pg.HistoryTable(t)+` h
-		WHERE h.status = 'deleted' AND h.ts >= $1 AND h.ts <= $2
-		AND NOT EXISTS (SELECT FROM `+pg.Table(t)+` r WHERE r.id = h.id)
-		ORDER BY h.id, h.ts DESC, h.txid DESC`, e.o.Since, until)
-	if err != nil {
-		return pg.Wrap(err)
-	}
-	defer rows.Close()
 	b := &batch{out: out}
 	var line []byte
-	for rows.Next() {
-		var id string
-		var txid int64
-		var at time.Time
-		if err := rows.Scan(&id, &txid, &at); err != nil {
-			return pg.Wrap(err)
-		}
+	err := store.DeletedSince(ctx, tx, t, e.o.Since, e.o.Until, func(id string, txid int64, at time.Time) error {
 		line = bulkdata.AppendDeleted(line[:0], t, id, txid, at)
-		if _, err := b.Write(line); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return pg.Wrap(err)
+		_, err := b.Write(line)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	return b.flush()
 }
@@ -427,14 +404,14 @@ func Dump(ctx context.Context, conn *pgx.Conn, dsn string, parallel int, opts du
 		return 0, err
 	}
 	defer snap.Close()
-	if err := pg.CheckTable(ctx, snap.Tx(), opts.Type); err != nil {
+	if err := store.CheckTable(ctx, snap.Tx(), opts.Type); err != nil {
 		return 0, err
 	}
 	var blocks int64
-	if err := snap.Tx().QueryRow(ctx, `SELECT pg_relation_size($1::regclass) / current_setting('block_size')::bigint`, pg.Table(opts.Type)).Scan(&blocks); err != nil {
+	if err := snap.Tx().QueryRow(ctx, `SELECT pg_relation_size($1::regclass) / current_setting('block_size')::bigint`, store.Table(opts.Type)).Scan(&blocks); err != nil {
 		return 0, pg.Wrap(err)
 	}
-	tasks := plan([]pg.TypeInfo{{Type: opts.Type, Blocks: blocks}}, parallel)
+	tasks := plan([]store.TypeInfo{{Type: opts.Type, Blocks: blocks}}, parallel)
 	if len(tasks) == 1 && parallel > 1 && blocks > 1 {
 		// Small enough to be one task: still cut it, one range per connection.
 		tasks = nil

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 // Table locks. TRUNCATE and a table rewrite (ALTER TABLE ... ADD COLUMN
@@ -99,14 +100,14 @@ func lockTables(ctx context.Context, tx pgx.Tx, tables []string, history bool, w
 // lockNowait locks the tables task t reads in a worker's transaction, or
 // returns errOnCoordinator when one of them has a lock request queued.
 func lockNowait(ctx context.Context, tx pgx.Tx, t task) error {
-	tables := []string{pg.Table(t.typ)}
+	tables := []string{store.Table(t.typ)}
 	if t.deleted {
 		var exists bool
-		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pg.HistoryTable(t.typ)).Scan(&exists); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, store.HistoryTable(t.typ)).Scan(&exists); err != nil {
 			return pg.Wrap(err)
 		}
 		if exists {
-			tables = append(tables, pg.HistoryTable(t.typ))
+			tables = append(tables, store.HistoryTable(t.typ))
 		}
 	}
 	// In a savepoint: a failed statement would spoil the transaction (and

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fhirbulk/fhirbulk/pkg/dump"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 // task is one piece of work on one type: a range of its table's heap
@@ -28,13 +29,13 @@ const minChunkBlocks = 8192
 // at once). A table much larger than its share of the work is cut into
 // block ranges, so that a database that is mostly one table still keeps
 // every connection busy.
-func plan(types []pg.TypeInfo, parallel int) []task {
+func plan(types []store.TypeInfo, parallel int) []task {
 	var total int64
 	for _, t := range types {
 		total += t.Blocks
 	}
 	chunk := max(total/int64(parallel*4), minChunkBlocks)
-	sorted := append([]pg.TypeInfo(nil), types...)
+	sorted := append([]store.TypeInfo(nil), types...)
 	sortLargestFirst(sorted)
 	var tasks []task
 	for _, t := range sorted {
@@ -53,7 +54,7 @@ func plan(types []pg.TypeInfo, parallel int) []task {
 	return tasks
 }
 
-func sortLargestFirst(types []pg.TypeInfo) {
+func sortLargestFirst(types []store.TypeInfo) {
 	for i := 1; i < len(types); i++ {
 		for j := i; j > 0 && types[j].Blocks > types[j-1].Blocks; j-- {
 			types[j], types[j-1] = types[j-1], types[j]

@@ -1,6 +1,7 @@
 // Package fhirformat converts resources between FHIR format and the Aidbox
 // format they are stored in, driven by a table generated from the FHIR R4
-// StructureDefinitions (table.go; see gen/):
+// StructureDefinitions (table.go; see gen/) and the R4 resource types
+// (r4types):
 //
 //   - References: {"reference":"Patient/1"} ⇄ {"resourceType":"Patient","id":"1"};
 //     "#c1" ⇄ {"localRef":"c1"}; any other reference ⇄ {"uri":"..."}.
@@ -17,11 +18,11 @@ package fhirformat
 
 import (
 	"bytes"
-	"slices"
 	"strings"
 	"sync"
 
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
+	"github.com/fhirbulk/fhirbulk/pkg/r4types"
 )
 
 // Direction says which way to convert.
@@ -78,12 +79,11 @@ func parseTable(text string) *table {
 		}
 		return c
 	}
+	for _, name := range r4types.Names() {
+		t.resources[name] = ctx(name)
+	}
 	for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
 		f := strings.Split(line, "\t")
-		if f[0] == "@" {
-			t.resources[f[1]] = ctx(f[1])
-			continue
-		}
 		c, key, k, arg := ctx(f[0]), f[1], f[2], f[3]
 		switch k {
 		case "c":
@@ -571,30 +571,3 @@ var (
 )
 
 func isString(v []byte) bool { return len(v) >= 2 && v[0] == '"' }
-
-var r4TypesByLower = sync.OnceValue(func() map[string]string {
-	m := map[string]string{}
-	for name := range loadTable().resources {
-		m[strings.ToLower(name)] = name
-	}
-	return m
-})
-
-// R4Spelling returns the concrete R4 resource type whose name equals name
-// when case is ignored ("PATIENT" gives "Patient"), and false when name is
-// not an R4 type in any spelling.
-func R4Spelling(name string) (string, bool) {
-	s, ok := r4TypesByLower()[strings.ToLower(name)]
-	return s, ok
-}
-
-// R4Types returns the names of the concrete R4 resource types, sorted.
-func R4Types() []string {
-	t := loadTable()
-	names := make([]string, 0, len(t.resources))
-	for name := range t.resources {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	return names
-}

@@ -13,6 +13,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 // Deletions is what a deletions source did, per type: resources deleted,
@@ -40,8 +41,8 @@ type Deletions struct {
 // Bundle's meta.versionId and meta.lastUpdated (fhirbulk export writes
 // the deletion's txid and ts there) become the txid and ts of the
 // 'deleted' rows of its entries, under the rules of a load's
-// --preserve-meta (digits up to MaxPreservedTxid, a time no later than the
-// server's clock and LastUpdatedSlack, a version newer than every one the
+// --preserve-meta (digits up to store.MaxPreservedTxid, a time no later than the
+// server's clock and store.LastUpdatedSlack, a version newer than every one the
 // database holds of that id: else a bad line), and transaction_id_seq is
 // moved past them.
 func (l *Loader) DeleteSource(ctx context.Context, spec string, opts source.Options) (Deletions, error) {
@@ -90,7 +91,7 @@ func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (d Deletions, 
 		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
 			return d, pg.Wrap(err)
 		}
-		dr.notAfter = now.Add(LastUpdatedSlack)
+		dr.notAfter = now.Add(store.LastUpdatedSlack)
 	}
 	// The requests stream into the table: memory stays flat whatever the
 	// number of deletions.
@@ -114,13 +115,13 @@ func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (d Deletions, 
 	for t := range dr.types {
 		types = append(types, t)
 	}
-	pg.LockOrder(types)
+	store.LockOrder(types)
 	// Every type's writer lock first (in the one order), so that what the
 	// checks below see stays so until the deletes.
 	exists := map[string]bool{}
 	for _, t := range types {
 		var ok bool
-		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pg.Table(t)).Scan(&ok); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, store.Table(t)).Scan(&ok); err != nil {
 			return d, pg.Wrap(err)
 		}
 		if !ok {
@@ -158,25 +159,12 @@ func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (d Deletions, 
 			d.Absent[t] += wanted
 			continue
 		}
-		// The current version to history as it is, then the 'deleted'
-		// version (of the txid and time preserved, else new ones), then
-		// the row goes. An id deleted twice: its last line wins.
-		tag, err := tx.Exec(ctx, `WITH d AS (
-				SELECT DISTINCT ON (id) id, txid, ts FROM `+deleteTable+` WHERE rtype = $1 ORDER BY id, n DESC),
-			gone AS (
-				DELETE FROM `+pg.Table(t)+` r USING d
-				WHERE r.id = d.id RETURNING r.*, d.txid AS deleted_txid, d.ts AS deleted_ts),
-			kept AS (
-				INSERT INTO `+pg.HistoryTable(t)+` (id, txid, ts, cts, resource_type, status, resource)
-				SELECT id, txid, ts, cts, resource_type, status, resource FROM gone
-				ON CONFLICT DO NOTHING)
-			INSERT INTO `+pg.HistoryTable(t)+` (id, txid, ts, cts, resource_type, status, resource)
-			SELECT id, coalesce(deleted_txid, nextval('transaction_id_seq')), coalesce(deleted_ts, now()), cts, resource_type, 'deleted', resource FROM gone`, t)
+		deleted, err := store.DeleteRequested(ctx, tx, t, deleteTable)
 		if err != nil {
-			return d, fmt.Errorf("delete %s: %w", t, pg.Wrap(err))
+			return d, err
 		}
-		d.Deleted[t] += tag.RowsAffected()
-		d.Absent[t] += wanted - tag.RowsAffected()
+		d.Deleted[t] += deleted
+		d.Absent[t] += wanted - deleted
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return d, pg.Wrap(err)
@@ -193,10 +181,10 @@ func (r *deletionsReader) skipOlder(ctx context.Context, tx pgx.Tx, t string) er
 	for {
 		var n, txid, stored int64
 		var id string
-		err := tx.QueryRow(ctx, `SELECT d.n, d.id, d.txid, greatest(r.txid, (SELECT max(h.txid) FROM `+pg.HistoryTable(t)+` h WHERE h.id = d.id))
-			FROM `+deleteTable+` d JOIN `+pg.Table(t)+` r ON r.id = d.id
+		err := tx.QueryRow(ctx, `SELECT d.n, d.id, d.txid, greatest(r.txid, (SELECT max(h.txid) FROM `+store.HistoryTable(t)+` h WHERE h.id = d.id))
+			FROM `+deleteTable+` d JOIN `+store.Table(t)+` r ON r.id = d.id
 			WHERE d.rtype = $1 AND d.txid IS NOT NULL
-			AND (d.txid <= r.txid OR EXISTS (SELECT FROM `+pg.HistoryTable(t)+` h WHERE h.id = d.id AND h.txid >= d.txid))
+			AND (d.txid <= r.txid OR EXISTS (SELECT FROM `+store.HistoryTable(t)+` h WHERE h.id = d.id AND h.txid >= d.txid))
 			ORDER BY d.n LIMIT 1`, t).Scan(&n, &id, &txid, &stored)
 		if err == pgx.ErrNoRows {
 			return nil
@@ -330,12 +318,12 @@ func (r *deletionsReader) deletionsOf(line []byte) ([]bulkdata.Deletion, int64, 
 	var txid int64
 	var ts *time.Time
 	if d.VersionID != nil {
-		if txid, err = parseVersionID(d.VersionID); err != nil {
+		if txid, err = store.ParseVersionID(d.VersionID); err != nil {
 			return nil, 0, nil, err
 		}
 	}
 	if d.LastUpdated != nil {
-		if ts, err = preservedInstant(d.LastUpdated, r.notAfter); err != nil {
+		if ts, err = store.PreservedInstant(d.LastUpdated, r.notAfter); err != nil {
 			return nil, 0, nil, err
 		}
 	}
@@ -345,5 +333,5 @@ func (r *deletionsReader) deletionsOf(line []byte) ([]bulkdata.Deletion, int64, 
 // validRef is whether a DELETE's type and id are a resource a load can
 // hold.
 func validRef(t, id string) bool {
-	return pg.ValidateType(t) == nil && len(id) <= MaxIDBytes
+	return store.ValidateType(t) == nil && len(id) <= MaxIDBytes
 }

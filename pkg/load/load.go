@@ -2,7 +2,7 @@
 // way Aidbox's $load does: no validation, a raw upsert by id, for speed.
 //
 // One source is one transaction, tables included: a type's tables are made
-// inside it when missing (pg.Layout), so a load that fails leaves nothing.
+// inside it when missing (store.Layout), so a load that fails leaves nothing.
 //
 // A typed load into a missing or empty table is one binary COPY of rows in
 // their final form straight into it. Otherwise the lines stream through a
@@ -10,7 +10,7 @@
 // type (a line of a new type ends the COPY, its partition is made, the next
 // COPY goes on), so a source of mixed types is routed without being held in
 // memory. Then, per type, in the one order every process uses, the load
-// takes the type's writer lock (pg.LockType) and moves the rows with one
+// takes the type's writer lock (store.LockType) and moves the rows with one
 // INSERT ... SELECT. That plain INSERT is the fast path; when it meets an id
 // that exists (or one the source repeats) it is rolled back to a savepoint
 // and the upsert path runs instead: deduplicate (the last line wins), copy
@@ -41,7 +41,9 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/r4types"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 // Options are the load flags.
@@ -233,7 +235,7 @@ type Loader struct {
 	Conn *pgx.Conn
 	// Layout creates a type's tables (inside the load's transaction) and
 	// takes its writer lock; it hands out txids on a connection of its own.
-	Layout *pg.Layout
+	Layout *store.Layout
 	Opts   Options
 	// Progress, when set, is told how each source goes: as lines are read
 	// (every few thousand), when the server stores what was read, and when
@@ -508,7 +510,7 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
 			return Result{}, l.dbError(ctx, err, st)
 		}
-		st.notAfter = now.Add(LastUpdatedSlack)
+		st.dec.NotAfter = now.Add(store.LastUpdatedSlack)
 		st.advance = func(txid int64) (int64, error) { return l.Layout.AdvanceTxids(ctx, txid) }
 	}
 	if allowDirect {
@@ -560,10 +562,10 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 	if err := st.advanceTxids(); err != nil { // done by the last fill already; no txid is drawn before it
 		return Result{}, l.dbError(ctx, err, st)
 	}
-	// Writers of one type take turns (pg.LockType); a source of several types
+	// Writers of one type take turns (store.LockType); a source of several types
 	// takes their locks in the one order every process uses.
 	types := slices.Clone(st.order)
-	pg.LockOrder(types)
+	store.LockOrder(types)
 	for _, t := range types {
 		if err := l.Layout.Prepare(ctx, tx, t); err != nil {
 			return Result{}, l.dbError(ctx, err, st)
@@ -584,7 +586,7 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 // knownType refuses type t when it is neither an R4 type nor has a table
 // (Options.OnlyKnownTypes).
 func (l *Loader) knownType(ctx context.Context, t string) error {
-	if _, ok := fhirformat.R4Spelling(t); ok {
+	if _, ok := r4types.Spelling(t); ok {
 		return nil
 	}
 	ok, err := l.Layout.HasTable(ctx, t)
@@ -601,7 +603,7 @@ func (l *Loader) knownType(ctx context.Context, t string) error {
 type UnknownTypeError struct{ Type string }
 
 func (e *UnknownTypeError) Error() string {
-	return fmt.Sprintf("resourceType %q is not an R4 type and has no table%s (--new-type makes its table)", e.Type, pg.DidYouMean(e.Type))
+	return fmt.Sprintf("resourceType %q is not an R4 type and has no table%s (--new-type makes its table)", e.Type, store.DidYouMean(e.Type))
 }
 
 // prepareStage makes the staging table on this connection when it is not
@@ -674,22 +676,22 @@ func (l *Loader) directCandidate(ctx context.Context, tx pgx.Tx) (time.Time, boo
 		return time.Time{}, false, nil
 	}
 	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pg.Table(t)).Scan(&exists); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, store.Table(t)).Scan(&exists); err != nil {
 		return time.Time{}, false, err
 	}
 	if exists {
 		var empty bool
-		if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM `+pg.Table(t)+`)`).Scan(&empty); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM `+store.Table(t)+`)`).Scan(&empty); err != nil {
 			return time.Time{}, false, err
 		}
 		if empty && l.Opts.PreserveMeta {
 			// A direct COPY does not compare preserved txids with the
 			// versions in history (a deletion): only the staged path does.
-			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NULL`, pg.HistoryTable(t)).Scan(&empty); err != nil {
+			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NULL`, store.HistoryTable(t)).Scan(&empty); err != nil {
 				return time.Time{}, false, err
 			}
 			if !empty {
-				if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM `+pg.HistoryTable(t)+`)`).Scan(&empty); err != nil {
+				if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM `+store.HistoryTable(t)+`)`).Scan(&empty); err != nil {
 					return time.Time{}, false, err
 				}
 			}
@@ -704,7 +706,7 @@ func (l *Loader) directCandidate(ctx context.Context, tx pgx.Tx) (time.Time, boo
 	}
 	var empty bool
 	var now time.Time
-	if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM `+pg.Table(t)+`), now()`).Scan(&empty, &now); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM `+store.Table(t)+`), now()`).Scan(&empty, &now); err != nil {
 		return time.Time{}, false, err
 	}
 	return now, empty, nil
@@ -729,7 +731,7 @@ func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, 
 	}
 	st.known[l.Opts.Type] = true
 	_, err := tx.Conn().PgConn().CopyFrom(ctx, cs,
-		`COPY `+pg.Table(l.Opts.Type)+` (id, txid, ts, cts, resource_type, status, resource) FROM STDIN (FORMAT binary)`)
+		`COPY `+store.Table(l.Opts.Type)+` (id, txid, ts, cts, resource_type, status, resource) FROM STDIN (FORMAT binary)`)
 	switch {
 	case st.err != nil:
 		return Result{}, st.err
@@ -767,7 +769,7 @@ func (l *Loader) dryRun(ctx context.Context, src *source.Reader) (Result, error)
 		st.known[l.Opts.Type] = true
 	}
 	if l.Opts.PreserveMeta {
-		st.notAfter = time.Now().Add(LastUpdatedSlack) // no server: this clock
+		st.dec.NotAfter = time.Now().Add(store.LastUpdatedSlack) // no server: this clock
 	}
 	for !st.ended || st.newType != "" {
 		if err := ctx.Err(); err != nil {
@@ -893,7 +895,7 @@ func (l *Loader) move(ctx context.Context, tx pgx.Tx, t, stage string, unique bo
 		// not. One round trip (a small source is mostly round trips): the
 		// statements go as one simple query, so the type is a literal.
 		_, err = tx.Exec(ctx, `SAVEPOINT fhirbulk_fast;
-			INSERT INTO `+pg.Table(t)+` (id, txid, ts, cts, resource_type, status, resource)
+			INSERT INTO `+store.Table(t)+` (id, txid, ts, cts, resource_type, status, resource)
 			SELECT id, coalesce(txid, nextval('transaction_id_seq')), coalesce(ts, now()), coalesce(cts, now()), `+quoteLiteral(t)+`, 'created', resource::jsonb
 			FROM `+stage+`;
 			RELEASE SAVEPOINT fhirbulk_fast`)
@@ -926,7 +928,7 @@ func (l *Loader) move(ctx context.Context, tx pgx.Tx, t, stage string, unique bo
 // version goes to history when asked; existing ids are updated (their cts
 // kept unless the line gives createdAt), new ones inserted.
 func (l *Loader) upsert(ctx context.Context, tx pgx.Tx, t, stage string, unique bool, staged int64) error {
-	table, history := pg.Table(t), pg.HistoryTable(t)
+	table, history := store.Table(t), store.HistoryTable(t)
 	latest := stage
 	if !unique {
 		latest = `(SELECT s.id, s.n, s.cts, s.txid, s.ts, s.resource FROM ` + stage + ` s
@@ -985,7 +987,7 @@ func checkVersions(ctx context.Context, tx pgx.Tx, t, stage string) error {
 	if _, err := tx.Exec(ctx, `SAVEPOINT fhirbulk_versions`); err != nil {
 		return sqlError(err)
 	}
-	table := pg.Table(t)
+	table := store.Table(t)
 	same := `CASE WHEN s.txid = r.txid THEN s.resource::jsonb = r.resource
 		AND (s.ts IS NULL OR s.ts = r.ts) AND (s.cts IS NULL OR s.cts = r.cts) END`
 	var n, txid, stored int64
@@ -995,7 +997,7 @@ func checkVersions(ctx context.Context, tx pgx.Tx, t, stage string) error {
 			SELECT s.n, s.id, s.txid, r.txid AS stored, s.txid < r.txid AS older FROM `+stage+` s JOIN `+table+` r ON r.id = s.id
 			WHERE s.txid < r.txid OR NOT (`+same+`)
 			UNION ALL
-			SELECT s.n, s.id, s.txid, h.txid, true FROM `+stage+` s JOIN `+pg.HistoryTable(t)+` h ON h.id = s.id WHERE s.txid < h.txid
+			SELECT s.n, s.id, s.txid, h.txid, true FROM `+stage+` s JOIN `+store.HistoryTable(t)+` h ON h.id = s.id WHERE s.txid < h.txid
 		) o ORDER BY n, stored DESC LIMIT 1`).Scan(&n, &id, &txid, &stored, &older)
 	if err == pgx.ErrNoRows {
 		_, err = tx.Exec(ctx, `DELETE FROM `+stage+` s USING `+table+` r WHERE r.id = s.id AND s.txid = r.txid AND `+same)

@@ -16,6 +16,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
 // stager is the io.Reader that pgconn's CopyFrom pulls: it reads ndjson
@@ -77,17 +78,17 @@ type lineParser struct {
 	typ   string // --type, or "" to route by resourceType
 	merge *Merge
 	strip bool
-	// --preserve-meta: versionId and lastUpdated set txid and ts
-	preserve bool
-	// notAfter, when set, is the latest lastUpdated --preserve-meta takes.
-	notAfter time.Time
-	conv     *fhirformat.Converter // FHIR input: converted to Aidbox format first (nil: none)
-	check    *fhirformat.Checker   // the format check (nil: none)
-	checkTo  int64                 // the last line it looks at
-	checked  bool                  // a line showed the right format: no more checks
-	hint     func(fhirformat.Format) string
-	keys     []string          // the top-level keys looked for: id, resourceType, meta, --merge's
-	names    map[string]string // resourceType names seen and checked
+	// dec takes the line's meta out into columns (FHIR, --preserve-meta)
+	// and builds the resource to store; it holds the scratch for meta and
+	// for a resource longer than the line.
+	dec     store.Decoder
+	conv    *fhirformat.Converter // FHIR input: converted to Aidbox format first (nil: none)
+	check   *fhirformat.Checker   // the format check (nil: none)
+	checkTo int64                 // the last line it looks at
+	checked bool                  // a line showed the right format: no more checks
+	hint    func(fhirformat.Format) string
+	keys    []string          // the top-level keys looked for: id, resourceType, meta, --merge's
+	names   map[string]string // resourceType names seen and checked
 	// What was told of the line before it failed (for BadLine).
 	badID, badType string
 	tables         map[string]string // their table names, to the name first seen
@@ -104,8 +105,6 @@ type lineParser struct {
 	// Scratch, reused for every line (up to keepScratch bytes each).
 	fhirOut []byte
 	id      []byte // the line's id, out of the way of the resource built over it
-	meta    []byte // its meta as stored
-	res     []byte // the resource, when it is longer than the line
 }
 
 // keepScratch is the largest buffer a stager keeps for the next source: one
@@ -119,14 +118,6 @@ func reuse(b []byte) []byte {
 	}
 	return b[:0]
 }
-
-// Key indexes into stager.keys / spans.
-const (
-	keyID = iota
-	keyResourceType
-	keyMeta
-	firstMergeKey
-)
 
 // newStager makes the stager of one source. prev, the stager of the
 // Loader's source before (or nil), lends it its buffers: a load of many
@@ -154,7 +145,7 @@ func newStager(r io.Reader, o Options, prev *stager) *stager {
 func (s *stager) release() {
 	s.out, s.pending = reuse(s.out), reuse(s.pending)
 	s.tail, s.pendTail, s.compact, s.fhirIn = nil, nil, nil, nil
-	s.fhirOut, s.id, s.meta, s.res = reuse(s.fhirOut), reuse(s.id), reuse(s.meta), reuse(s.res)
+	s.fhirOut, s.id, s.dec.Meta, s.dec.Res = reuse(s.fhirOut), reuse(s.id), reuse(s.dec.Meta), reuse(s.dec.Res)
 	s.in.Reset(nil) // last: when it lets go of a long line, it collects
 }
 
@@ -162,9 +153,10 @@ func (s *stager) release() {
 // FHIR converter).
 func (p lineParser) reset(o Options) lineParser {
 	q := lineParser{
-		typ: o.Type, merge: o.Merge, strip: o.StripNulls, preserve: o.PreserveMeta,
-		keys:    []string{"id", "resourceType", "meta"},
-		fhirOut: reuse(p.fhirOut), id: reuse(p.id), meta: reuse(p.meta), res: reuse(p.res),
+		typ: o.Type, merge: o.Merge, strip: o.StripNulls,
+		dec:     store.Decoder{FHIR: o.FHIR, Preserve: o.PreserveMeta, Meta: reuse(p.dec.Meta), Res: reuse(p.dec.Res)},
+		keys:    slices.Clone(store.Keys[:]),
+		fhirOut: reuse(p.fhirOut), id: reuse(p.id),
 	}
 	if o.Merge != nil {
 		q.keys = append(q.keys, o.Merge.keys...)
@@ -392,7 +384,7 @@ func (s *lineParser) typeName(name []byte) (string, error) {
 		return t, nil
 	}
 	t := string(name)
-	if err := pg.ValidateType(t); err != nil {
+	if err := store.ValidateType(t); err != nil {
 		return "", errors.New("resourceType " + strings.TrimPrefix(err.Error(), "bad resource type "))
 	}
 	if err, ok := s.refused[t]; ok {
@@ -413,11 +405,11 @@ func (s *lineParser) typeName(name []byte) (string, error) {
 		s.names = map[string]string{}
 		s.tables = map[string]string{}
 	}
-	if other, ok := s.tables[pg.TableName(t)]; ok {
-		return "", fmt.Errorf("resourceType %q and %q (an earlier line) would share the table %s: type names are case-sensitive", t, other, pg.Table(t))
+	if other, ok := s.tables[store.TableName(t)]; ok {
+		return "", fmt.Errorf("resourceType %q and %q (an earlier line) would share the table %s: type names are case-sensitive", t, other, store.Table(t))
 	}
 	s.names[t] = t
-	s.tables[pg.TableName(t)] = t
+	s.tables[store.TableName(t)] = t
 	return t, nil
 }
 
@@ -441,7 +433,7 @@ func (s *stager) stage(line []byte) (string, error) {
 		s.order = append(s.order, r.typ)
 	}
 	s.counts[r.typ]++
-	s.maxTxid = max(s.maxTxid, r.meta.txid)
+	s.maxTxid = max(s.maxTxid, r.meta.Txid)
 	switch {
 	case s.direct != nil:
 		if s.out, s.tail, err = s.direct.appendRow(s.out, r); err != nil {
@@ -462,16 +454,8 @@ func (s *stager) stage(line []byte) (string, error) {
 type resource struct {
 	typ  string
 	id   []byte
-	meta metaCols
+	meta store.Cols
 	body []byte
-}
-
-// metaCols are the columns a line's meta sets: cts from createdAt, and
-// with --preserve-meta txid from versionId and ts from lastUpdated (nil or
-// 0: not set, the load decides).
-type metaCols struct {
-	cts, ts *time.Time
-	txid    int64
 }
 
 // parse checks line n and makes the resource to store, over the line's
@@ -501,14 +485,14 @@ func (s *lineParser) parse(line []byte, n int64) (resource, error) {
 	if err != nil {
 		return r, errors.New(ndjson.LineReason(err))
 	}
-	if id, ok := ndjson.Unquote(s.member(keyID)); ok {
+	if id, ok := ndjson.Unquote(s.member(store.KeyID)); ok {
 		s.badID = string(id) // for the error of a line that fails below
 	}
-	if r.typ, err = s.lineType(s.member(keyResourceType)); err != nil {
+	if r.typ, err = s.lineType(s.member(store.KeyResourceType)); err != nil {
 		return r, err
 	}
 	s.badType = r.typ
-	if r.id, err = lineID(s.member(keyID)); err != nil {
+	if r.id, err = lineID(s.member(store.KeyID)); err != nil {
 		return r, err
 	}
 	if hasNULEscape(s.compact) {
@@ -519,7 +503,7 @@ func (s *lineParser) parse(line []byte, n int64) (resource, error) {
 	}
 	s.id = append(s.id[:0], r.id...)
 	r.id = s.id
-	meta := s.member(keyMeta)
+	meta := s.member(store.KeyMeta)
 	if s.merge != nil && s.merge.meta != nil {
 		meta = s.merge.meta
 	}
@@ -561,14 +545,7 @@ func hasNULEscape(j []byte) bool {
 }
 
 // member is the value of the top-level member keys[k] of s.compact, or nil.
-func (s *lineParser) member(k int) []byte {
-	sp := s.spans[k]
-	if !sp.Found() {
-		return nil
-	}
-	v := s.compact[sp.Start:sp.End]
-	return v[bytes.IndexByte(v[1:], '"')+3:] // skip "key": (CompactObject wrote the key canonically)
-}
+func (s *lineParser) member(k int) []byte { return store.Value(s.compact, s.spans[k]) }
 
 // lineID checks the value of a line's "id".
 func lineID(raw []byte) ([]byte, error) {
@@ -617,13 +594,13 @@ func appendStaged(b []byte, r resource, line int64) (out, tail []byte) {
 	b = pg.AppendBytes(b, []byte(r.typ))
 	b = pg.AppendInt8(b, line)
 	b = pg.AppendBytes(b, r.id)
-	b = appendTimeOrNull(b, r.meta.cts)
-	if r.meta.txid > 0 {
-		b = pg.AppendInt8(b, r.meta.txid)
+	b = appendTimeOrNull(b, r.meta.CTS)
+	if r.meta.Txid > 0 {
+		b = pg.AppendInt8(b, r.meta.Txid)
 	} else {
 		b = pg.AppendNull(b)
 	}
-	b = appendTimeOrNull(b, r.meta.ts)
+	b = appendTimeOrNull(b, r.meta.TS)
 	return appendResource(b, r.body, false)
 }
 
@@ -655,48 +632,21 @@ func appendTimeOrNull(b []byte, t *time.Time) []byte {
 	return pg.AppendTime(b, *t)
 }
 
-// metaOwned are meta members the columns own: never stored in resource.
-var metaOwned = []string{"versionId", "lastUpdated", "createdAt"}
-
 // buildResource makes the stored resource from s.compact, over it (meta,
 // when it is a member of s.compact, is read before): every member but id,
-// resourceType, meta and the --merge keys, then meta without versionId,
-// lastUpdated and createdAt (dropped when nothing else is left), then the
-// --merge members. It returns the columns meta sets (see metaCols).
-func (s *lineParser) buildResource(meta []byte) ([]byte, metaCols, error) {
-	var cols metaCols
-	m := s.meta[:0]
-	if meta != nil {
-		var err error
-		if m, cols, err = appendMeta(m, meta, s.conv != nil, s.preserve, s.notAfter); err != nil {
-			return nil, cols, err
-		}
-	}
-	s.meta = m
+// resourceType, meta and the --merge keys, then meta without the members
+// the columns own, then the --merge members (store.Decoder.Resource); then
+// --strip-nulls. It returns the columns meta sets.
+func (s *lineParser) buildResource(meta []byte) ([]byte, store.Cols, error) {
 	var merged []byte
 	if s.merge != nil {
 		merged = s.merge.members
 	}
-	r := ndjson.RemoveMembers(s.compact, s.spans...)
-	own := len(r)+len(m)+len(merged) > len(s.compact)
-	if own {
-		// Longer than the line (a --merge): past its end lies the reader's
-		// unread input.
-		r = append(s.res[:0], r...)
-	}
-	r = r[:len(r)-1]
-	for _, more := range [2][]byte{m, merged} {
-		if len(r) == 1 && len(more) > 0 {
-			more = more[1:] // the first member: no comma
-		}
-		r = append(r, more...)
-	}
-	r = append(r, '}')
-	if own {
-		s.res = r
+	r, cols, err := s.dec.Resource(s.compact, s.spans, meta, merged)
+	if err != nil {
+		return nil, cols, err
 	}
 	if s.strip {
-		var err error
 		if r, err = ndjson.AppendStripNulls(r[:0], r); err != nil {
 			return nil, cols, errors.New("not a JSON object")
 		}
@@ -704,187 +654,9 @@ func (s *lineParser) buildResource(meta []byte) ([]byte, metaCols, error) {
 	return r, cols, nil
 }
 
-// appendMeta appends `,"meta":{...}` without the members the columns own,
-// or nothing when no other member is left. A meta that is not an object is
-// kept as it is. Its createdAt (Aidbox) or, for FHIR input, its
-// ex:createdAt extension (as Aidbox writes createdAt in FHIR) is returned
-// as cts and not stored.
-func appendMeta(r, meta []byte, fhir, preserve bool, notAfter time.Time) ([]byte, metaCols, error) {
-	if len(meta) == 0 || meta[0] != '{' {
-		r = append(r, `,"meta":`...)
-		return append(r, meta...), metaCols{}, nil
-	}
-	var cols metaCols
-	var err error
-	start := len(r)
-	r = append(r, `,"meta":{`...)
-	first := true
-	merr := ndjson.Members(meta, func(key, value []byte) bool {
-		name := key
-		if text, ok := ndjson.KeyText(key); ok {
-			name = text // "\u0076ersionId" is versionId
-		}
-		for _, k := range metaOwned {
-			if string(name) == k {
-				switch {
-				case k == "createdAt":
-					cols.cts, err = parseInstant(value)
-				case preserve && k == "versionId":
-					cols.txid, err = parseVersionID(value)
-				case preserve && k == "lastUpdated":
-					cols.ts, err = preservedInstant(value, notAfter)
-				}
-				return err == nil
-			}
-		}
-		if fhir && string(name) == "extension" && bytes.Contains(value, []byte(`"ex:createdAt"`)) {
-			var kept []byte
-			if kept, cols.cts, err = takeCreatedAt(value); err != nil {
-				return false
-			}
-			if kept == nil {
-				return true
-			}
-			value = kept
-		}
-		if !first {
-			r = append(r, ',')
-		}
-		first = false
-		r = ndjson.AppendMember(r, key, value)
-		return true
-	})
-	if merr != nil {
-		return nil, cols, errors.New("not a JSON object")
-	}
-	if err != nil {
-		return nil, cols, err
-	}
-	if first {
-		return r[:start], cols, nil
-	}
-	return append(r, '}'), cols, nil
-}
-
-// takeCreatedAt takes the {"url":"ex:createdAt","valueInstant":...} item
-// out of a meta.extension array: it returns the array without it (nil when
-// nothing is left) and its instant.
-func takeCreatedAt(arr []byte) ([]byte, *time.Time, error) {
-	var cts *time.Time
-	var err error
-	kept := []byte{'['}
-	eerr := ndjson.Elements(arr, func(item []byte) {
-		isCreated := false
-		var value []byte
-		ndjson.Members(item, func(k, v []byte) bool { //nolint:errcheck // not an object: kept as it is
-			if text, ok := ndjson.KeyText(k); ok {
-				k = text
-			}
-			switch string(k) {
-			case "url":
-				u, ok := ndjson.Unquote(v)
-				isCreated = ok && string(u) == "ex:createdAt"
-			case "valueInstant", "valueDateTime":
-				value = v
-			}
-			return true
-		})
-		if isCreated && value != nil && err == nil {
-			cts, err = parseInstant(value)
-			return
-		}
-		if len(kept) > 1 {
-			kept = append(kept, ',')
-		}
-		kept = append(kept, item...)
-	})
-	if eerr != nil {
-		return nil, nil, errors.New("not a JSON object")
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("meta extension ex:createdAt: %w", err)
-	}
-	if len(kept) == 1 {
-		return nil, cts, nil
-	}
-	return append(kept, ']'), cts, nil
-}
-
 // MaxIDBytes is the longest id a load takes: PostgreSQL's btree index on
 // id (and on id, txid in _history) refuses keys of about 2.7 kB and more.
 const MaxIDBytes = 2048
-
-// Instants outside years 0001–9999 in UTC are refused: dump writes UTC,
-// and a year of five digits (9999-12-31T23:00:00-05:00 is in 10000) is not
-// RFC 3339, so it would not load again.
-var (
-	minInstant = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
-	maxInstant = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
-)
-
-// MaxPreservedTxid is the largest meta.versionId --preserve-meta keeps as
-// a txid: 2^53-1, the largest integer every JSON reader (JavaScript's
-// Number) holds exactly. transaction_id_seq is shared by every table and
-// never goes back: one stray versionId (999999999999999999) would move it
-// for good, so a larger one is a bad line rather than a silent jump.
-const MaxPreservedTxid = 1<<53 - 1
-
-// parseVersionID reads meta.versionId as a txid: a string of decimal
-// digits, 1 to MaxPreservedTxid. Another string (servers that spell
-// versions otherwise: "W/1", base64) or another JSON value gives 0 (not
-// preserved: the row gets a txid of its own); digits above the bound are
-// an error.
-func parseVersionID(v []byte) (int64, error) {
-	s, ok := ndjson.Unquote(v)
-	if !ok || len(s) == 0 {
-		return 0, nil
-	}
-	var n int64
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, nil
-		}
-		if n > (MaxPreservedTxid-int64(c-'0'))/10 {
-			return 0, fmt.Errorf("meta.versionId %s is above %d, the largest txid --preserve-meta keeps (it would move the shared transaction_id_seq for good)", ndjson.Clip(string(v)), int64(MaxPreservedTxid))
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, nil
-}
-
-// LastUpdatedSlack is how far past the server's clock (its now() when the
-// source starts) a preserved lastUpdated may be: clocks of two servers
-// differ a little. A later one is refused: every incremental export (ts >=
-// watermark) would find that row again until then.
-const LastUpdatedSlack = time.Minute
-
-// preservedInstant reads meta.lastUpdated for --preserve-meta: nil (not
-// preserved) when it is not a valid instant, an error when it is later
-// than notAfter (when set).
-func preservedInstant(v []byte, notAfter time.Time) (*time.Time, error) {
-	t, err := parseInstant(v)
-	if err != nil {
-		return nil, nil // only when valid, as the flag says
-	}
-	if !notAfter.IsZero() && t.After(notAfter) {
-		return nil, fmt.Errorf("meta.lastUpdated %s is in the future (the server's clock says %s): every incremental export would find it again until then",
-			ndjson.Clip(string(v)), notAfter.Add(-LastUpdatedSlack).UTC().Format(time.RFC3339))
-	}
-	return t, nil
-}
-
-func parseInstant(v []byte) (*time.Time, error) {
-	s, ok := ndjson.Unquote(v)
-	if ok {
-		if t, err := time.Parse(time.RFC3339Nano, string(s)); err == nil {
-			if t.Before(minInstant) || !t.Before(maxInstant) {
-				return nil, fmt.Errorf("meta.createdAt %s is outside the years 0001–9999 in UTC", ndjson.Clip(string(v)))
-			}
-			return &t, nil
-		}
-	}
-	return nil, fmt.Errorf("meta.createdAt %s is not an RFC 3339 instant", ndjson.Clip(string(v)))
-}
 
 // direct encodes rows in the final form of a type's table:
 // (id, txid, ts, cts, resource_type, status, resource).
@@ -898,7 +670,7 @@ func (d *direct) appendRow(b []byte, r resource) (out, tail []byte, err error) {
 	// so far may hold (drawn for earlier lines, or by another session
 	// before the sequence was moved past it) could be another row's: the
 	// staged path draws only after every preserved txid is known.
-	txid := r.meta.txid
+	txid := r.meta.Txid
 	if txid > 0 && txid <= d.txids.maxDrawn {
 		return b, nil, errNotDirect
 	}
@@ -908,11 +680,11 @@ func (d *direct) appendRow(b []byte, r resource) (out, tail []byte, err error) {
 		}
 	}
 	cts, ts := d.now, d.now
-	if r.meta.cts != nil {
-		cts = *r.meta.cts
+	if r.meta.CTS != nil {
+		cts = *r.meta.CTS
 	}
-	if r.meta.ts != nil {
-		ts = *r.meta.ts
+	if r.meta.TS != nil {
+		ts = *r.meta.TS
 	}
 	b = pg.AppendTuple(b, 7)
 	b = pg.AppendBytes(b, r.id)

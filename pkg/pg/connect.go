@@ -1,5 +1,9 @@
-// Package pg connects to PostgreSQL, owns the Aidbox storage layout (the DDL
-// of resource tables) and decodes raw COPY streams.
+// Package pg is fhirbulk's PostgreSQL plumbing: it resolves and opens
+// connections (Connect), turns server errors into one-line messages (Wrap),
+// says which database a connection is on (Identity, Where), shares a
+// snapshot between connections (Snapshot, BeginReadOnly), and encodes and
+// decodes binary COPY streams (BinaryRows, AppendTuple and its kin). What a
+// resource row is, and the Aidbox tables, are package store's.
 package pg
 
 import (

@@ -103,17 +103,6 @@ func TestRedact(t *testing.T) {
 	}
 }
 
-func TestSuggest(t *testing.T) {
-	for in, want := range map[string]string{
-		"patient": "Patient", "PATIENT": "Patient", "Patinet": "Patient", "Obsevation": "Observation",
-		"Observaton": "Observation", "Patient": "", "Zebra": "", "Foo": "", "X": "",
-	} {
-		if got := Suggest(in); got != want {
-			t.Errorf("Suggest(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // A port where a web server listens: pgx said "expected at most
 // 1073741822, but got 1414811691" (the bytes "TTP/" read as a length).
 func TestConnectToHTTPServer(t *testing.T) {

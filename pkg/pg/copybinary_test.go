@@ -139,22 +139,3 @@ func BenchmarkAppendTimestamptz(b *testing.B) {
 		dst, _ = AppendTimestamptz(dst[:0], f)
 	}
 }
-
-func TestValidateType(t *testing.T) {
-	for _, ok := range []string{"Patient", "A", "MedicationKnowledge", "MyCustomThing", "X" + strings.Repeat("a", MaxTypeLen-1)} {
-		if err := ValidateType(ok); err != nil {
-			t.Errorf("ValidateType(%q): %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"", "patient", "Pa tient", "Pa_tient", "Patient;", "Pätient", "1Patient", "X" + strings.Repeat("a", MaxTypeLen), "Patient\n", "PATIENT", "ObservatioN"} {
-		if err := ValidateType(bad); err == nil {
-			t.Errorf("ValidateType(%q): no error", bad)
-		}
-	}
-	if got := Table("Procedure"); got != `"procedure"` {
-		t.Errorf("Table(Procedure) = %s", got)
-	}
-	if got := HistoryTable("Procedure"); got != `"procedure_history"` {
-		t.Errorf("HistoryTable(Procedure) = %s", got)
-	}
-}

@@ -1,4 +1,4 @@
-package pg
+package store
 
 import (
 	"context"
@@ -6,112 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
 )
-
-// MaxTypeLen is the longest resource type name: the name of its history
-// table (the lowercased type and "_history") must fit PostgreSQL's 63-byte
-// identifiers, or it would be cut short and two tables would share a name.
-const MaxTypeLen = 63 - len("_history")
-
-// typeName is what a resource type name may look like. Its character set
-// makes every table name a plain identifier once lowercased; it is still
-// always quoted, never formatted into SQL.
-var typeName = regexp.MustCompile(`^[A-Z][A-Za-z0-9]*$`)
-
-// ValidateType checks a resource type name before any SQL runs: its
-// characters, its length (MaxTypeLen), and its case where it is an R4 type
-// (names are case-sensitive, tables are not: "PATIENT" would land in the
-// table of Patient).
-func ValidateType(t string) error {
-	if !typeName.MatchString(t) {
-		return fmt.Errorf("bad resource type %q: it must match ^[A-Z][A-Za-z0-9]*$%s", t, DidYouMean(t))
-	}
-	if len(t) > MaxTypeLen {
-		return fmt.Errorf("bad resource type %q: longer than %d characters (its history table's name would not fit PostgreSQL's 63-byte names)", t, MaxTypeLen)
-	}
-	if r4, ok := fhirformat.R4Spelling(t); ok && r4 != t {
-		return fmt.Errorf("bad resource type %q: R4 spells it %q (type names are case-sensitive)", t, r4)
-	}
-	return nil
-}
-
-// DidYouMean is ", did you mean Patient?" when t is not an R4 type name but
-// is close to one (as spelled, or in another case: at most one letter in
-// four differs, two at the most), else "".
-func DidYouMean(t string) string {
-	if s := Suggest(t); s != "" {
-		return "; did you mean " + s + "?"
-	}
-	return ""
-}
-
-// Suggest is the R4 type name nearest t (see DidYouMean), or "".
-func Suggest(t string) string {
-	if r4, ok := fhirformat.R4Spelling(t); ok {
-		if r4 == t {
-			return ""
-		}
-		return r4
-	}
-	if len(t) > 64 {
-		return ""
-	}
-	lt := strings.ToLower(t)
-	best, bestD := "", min(2, len(t)/4)+1
-	for _, name := range fhirformat.R4Types() {
-		if d := editDistance(lt, strings.ToLower(name)); d < bestD {
-			best, bestD = name, d
-		}
-	}
-	return best
-}
-
-// editDistance counts the insertions, deletions, substitutions and swaps
-// of two neighbours that make a into b (optimal string alignment).
-func editDistance(a, b string) int {
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
-}
-
-// TableName is the name of the table holding resources of type t: the
-// lowercased type name, as Aidbox names it.
-func TableName(t string) string { return strings.ToLower(t) }
-
-// Table is the quoted identifier of the table holding resources of type t.
-func Table(t string) string {
-	return pgx.Identifier{TableName(t)}.Sanitize()
-}
-
-// HistoryTable is the quoted identifier of the history table of type t.
-func HistoryTable(t string) string {
-	return pgx.Identifier{TableName(t) + "_history"}.Sanitize()
-}
 
 // sharedLockKey serializes the creation of the objects all types share.
 // The key is arbitrary but fixed: every fhirbulk process takes the same one.
@@ -178,7 +79,7 @@ func EnsureShared(ctx context.Context, conn *pgx.Conn) error {
 		`CREATE SEQUENCE IF NOT EXISTS transaction_id_seq`,
 	} {
 		if _, err := tx.Exec(ctx, s); err != nil {
-			return fmt.Errorf("create the storage layout: %w", Wrap(err))
+			return fmt.Errorf("create the storage layout: %w", pg.Wrap(err))
 		}
 	}
 	return tx.Commit(ctx)
@@ -231,7 +132,7 @@ func prepareTables(ctx context.Context, tx pgx.Tx, t string) (existed bool, err 
 			existed = false
 			ddl := `CREATE TABLE ` + tab.ident + ` (` + columnsDDL + `, PRIMARY KEY (` + strings.Join(tab.key, ", ") + `))`
 			if _, err := tx.Exec(ctx, ddl); err != nil {
-				return false, fmt.Errorf("create table %s: %w", tab.ident, Wrap(err))
+				return false, fmt.Errorf("create table %s: %w", tab.ident, pg.Wrap(err))
 			}
 		}
 	}
@@ -250,7 +151,7 @@ func whereOf(q Querier) string {
 	if conn == nil {
 		return "the database"
 	}
-	return Where(&conn.Config().Config)
+	return pg.Where(&conn.Config().Config)
 }
 
 // Querier runs a query: a connection or a transaction.
@@ -264,7 +165,7 @@ func checkSpelling(ctx context.Context, q Querier, t string) error {
 	var stored *string
 	err := q.QueryRow(ctx, `SELECT resource_type FROM `+Table(t)+` WHERE resource_type IS NOT NULL LIMIT 1`).Scan(&stored)
 	if err != nil && err != pgx.ErrNoRows {
-		return fmt.Errorf("table %s: %w", Table(t), Wrap(err))
+		return fmt.Errorf("table %s: %w", Table(t), pg.Wrap(err))
 	}
 	if stored != nil && *stored != t && strings.EqualFold(*stored, t) {
 		return fmt.Errorf("bad resource type %q: table %s holds resources of type %q (type names are case-sensitive)", t, Table(t), *stored)
@@ -312,7 +213,7 @@ func checkLayout(ctx context.Context, q Querier, name string, key []string) (pro
 		return "", false, nil, nil
 	}
 	if err != nil {
-		return "", false, nil, fmt.Errorf("table %s: %w", pgx.Identifier{name}.Sanitize(), Wrap(err))
+		return "", false, nil, fmt.Errorf("table %s: %w", pgx.Identifier{name}.Sanitize(), pg.Wrap(err))
 	}
 	reading := key == nil
 	if kind != "r" && kind != "p" && !reading {
@@ -451,7 +352,7 @@ func (l *Layout) AdvanceTxids(ctx context.Context, txid int64) (int64, error) {
 	err := l.conn.QueryRow(ctx, `SELECT CASE WHEN last_value < $1 OR (last_value = $1 AND NOT is_called)
 		THEN setval('transaction_id_seq', $1) ELSE last_value END FROM transaction_id_seq`, txid).Scan(&v)
 	if err != nil {
-		return 0, fmt.Errorf("transaction_id_seq: %w", Wrap(err))
+		return 0, fmt.Errorf("transaction_id_seq: %w", pg.Wrap(err))
 	}
 	return v, nil
 }
@@ -465,7 +366,7 @@ func (l *Layout) HasTable(ctx context.Context, t string) (bool, error) {
 	}
 	var ok bool
 	if err := l.conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, Table(t)).Scan(&ok); err != nil {
-		return false, Wrap(err)
+		return false, pg.Wrap(err)
 	}
 	return ok, nil
 }
@@ -490,7 +391,7 @@ func (l *Layout) NextTxids(ctx context.Context, n int) ([]int64, error) {
 	}
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
-		return nil, fmt.Errorf("transaction_id_seq: %w", Wrap(err))
+		return nil, fmt.Errorf("transaction_id_seq: %w", pg.Wrap(err))
 	}
 	return ids, nil
 }
@@ -499,134 +400,10 @@ func (l *Layout) connect(ctx context.Context) error {
 	if l.conn != nil && !l.conn.IsClosed() {
 		return nil
 	}
-	conn, err := Connect(ctx, l.DSN)
+	conn, err := pg.Connect(ctx, l.DSN)
 	if err != nil {
 		return err
 	}
 	l.conn = conn
 	return nil
-}
-
-// TypeInfo is a type's table as the catalogs see it.
-type TypeInfo struct {
-	Type     string // the type's name, as its resources spell it
-	Blocks   int64  // heap blocks (what a ctid range divides)
-	Estimate int64  // the planner's row count, -1 when never analyzed
-	Bytes    int64  // on disk, TOAST and indexes included
-}
-
-// ListTypes lists the types: the tables of the current schema in the
-// Aidbox layout (the columns, and the primary key on id alone: a _history
-// table is not a type), sorted by type name. Read in a transaction at a
-// snapshot, it lists them as of the snapshot.
-//
-// A partition (relispartition) or a child of classic inheritance is not a
-// type of its own: its rows are its parent's, and a read of the parent
-// (without ONLY) returns them, once. The parent's Blocks is the largest of
-// its tree's tables (a ctid range applies to each of them, so ranges over
-// the largest cover them all), its Estimate and Bytes their sums.
-func ListTypes(ctx context.Context, tx pgx.Tx) ([]TypeInfo, error) {
-	return ListTypesWith(ctx, tx, nil, nil)
-}
-
-// ListTypesWith is ListTypes for the tables keep keeps (nil: all), with a
-// call to prepare (when not nil) with their table names after the catalog
-// is read and before any of them is touched: pg_relation_size and a read
-// of a table take its lock, and an export must take its own first (see
-// export). The catalog read takes no table lock.
-func ListTypesWith(ctx context.Context, tx pgx.Tx, keep func(table string) bool, prepare func(tables []string) error) ([]TypeInfo, error) {
-	rows, err := tx.Query(ctx, `SELECT c.oid::int8, c.relname::text
-		FROM pg_class c
-		WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
-		AND NOT c.relispartition AND NOT EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = c.oid)
-		AND c.relname ~ '^[a-z][a-z0-9]*$' AND length(c.relname) <= $1
-		AND (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-			AND (a.attname::text, format_type(a.atttypid, a.atttypmod)) IN (
-				('id', 'text'), ('txid', 'bigint'), ('ts', 'timestamp with time zone'),
-				('cts', 'timestamp with time zone'), ('resource_type', 'text'),
-				('status', 'resource_status'), ('resource', 'jsonb'))) = 7
-		AND EXISTS (SELECT FROM pg_index x JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
-			WHERE x.indrelid = c.oid AND x.indisprimary AND x.indnkeyatts = 1 AND a.attname = 'id')
-		ORDER BY c.relname`, MaxTypeLen)
-	if err != nil {
-		return nil, fmt.Errorf("list the types: %w", Wrap(err))
-	}
-	type table struct {
-		oid  int64
-		name string
-	}
-	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (table, error) {
-		var v table
-		return v, r.Scan(&v.oid, &v.name)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list the types: %w", Wrap(err))
-	}
-	var oids []int64
-	var names []string
-	for _, t := range all {
-		if keep == nil || keep(t.name) {
-			oids = append(oids, t.oid)
-			names = append(names, t.name)
-		}
-	}
-	if len(oids) == 0 {
-		return []TypeInfo{}, nil
-	}
-	if prepare != nil {
-		if err := prepare(names); err != nil {
-			return nil, err
-		}
-	}
-	rows, err = tx.Query(ctx, `WITH RECURSIVE tree(root, rel) AS (
-			SELECT o::oid, o::oid FROM unnest($1::int8[]) o
-			UNION ALL SELECT t.root, i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.rel)
-		SELECT r.relname::text, max(pg_relation_size(t.rel)) / current_setting('block_size')::bigint,
-			CASE WHEN bool_and(c.reltuples < 0 OR c.relkind = 'p') THEN -1
-				ELSE sum(CASE WHEN c.relkind = 'p' THEN 0 ELSE greatest(c.reltuples, 0) END) END::bigint,
-			sum(pg_total_relation_size(t.rel))::bigint
-		FROM tree t JOIN pg_class c ON c.oid = t.rel JOIN pg_class r ON r.oid = t.root
-		GROUP BY r.relname ORDER BY r.relname`, oids)
-	if err != nil {
-		return nil, fmt.Errorf("list the types: %w", Wrap(err))
-	}
-	type row struct {
-		table                   string
-		blocks, estimate, bytes int64
-	}
-	collected, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
-		var v row
-		return v, r.Scan(&v.table, &v.blocks, &v.estimate, &v.bytes)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list the types: %w", Wrap(err))
-	}
-	types := make([]TypeInfo, 0, len(collected))
-	for _, r := range collected {
-		name, err := typeOfTable(ctx, tx, r.table)
-		if err != nil {
-			return nil, err
-		}
-		types = append(types, TypeInfo{Type: name, Blocks: r.blocks, Estimate: max(r.estimate, -1), Bytes: r.bytes})
-	}
-	slices.SortFunc(types, func(a, b TypeInfo) int { return strings.Compare(a.Type, b.Type) })
-	return types, nil
-}
-
-// typeOfTable is the type name of a resource table: R4's spelling, else
-// how its resources spell it, else (an empty table of a type R4 does not
-// know) its name with a capital.
-func typeOfTable(ctx context.Context, tx pgx.Tx, table string) (string, error) {
-	if name, ok := fhirformat.R4Spelling(table); ok {
-		return name, nil
-	}
-	var stored *string
-	err := tx.QueryRow(ctx, `SELECT resource_type FROM `+pgx.Identifier{table}.Sanitize()+` WHERE resource_type IS NOT NULL LIMIT 1`).Scan(&stored)
-	if err != nil && err != pgx.ErrNoRows {
-		return "", fmt.Errorf("table %s: %w", pgx.Identifier{table}.Sanitize(), Wrap(err))
-	}
-	if stored != nil && strings.EqualFold(*stored, table) && ValidateType(*stored) == nil {
-		return *stored, nil
-	}
-	return strings.ToUpper(table[:1]) + table[1:], nil
 }
