@@ -227,7 +227,7 @@ func selectTypes(ctx context.Context, tx pgx.Tx, want []string, lock func([]stri
 type exporter struct {
 	o        Options
 	coord    pgx.Tx // the coordinator's transaction, which holds the table locks
-	folder   *sink.Folder
+	folder   sink.Folder
 	outputs  map[string]*output // by type
 	deleted  map[string]*output
 	errs     *output // the rows that cannot be exported, as OperationOutcomes

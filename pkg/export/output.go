@@ -16,7 +16,7 @@ import (
 // boundary when the current one would grow past it. A file is made at its
 // first line: a type without any gets none.
 type output struct {
-	folder    *sink.Folder
+	folder    sink.Folder
 	prefix    string // "Patient" or "deleted.Patient"
 	fileType  string // the manifest's type of its files: the type, or Bundle
 	gzip      bool
@@ -24,7 +24,7 @@ type output struct {
 	split     bool  // numbered names, even for one file
 
 	mu      sync.Mutex
-	cur     *sink.Sink
+	cur     sink.Destination
 	curSize int64
 	curRows int64
 	files   []bulkdata.File

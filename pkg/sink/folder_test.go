@@ -96,7 +96,7 @@ func TestFolderAppearsWhole(t *testing.T) {
 func TestFolderStaleRemoved(t *testing.T) {
 	parent := t.TempDir()
 	path := filepath.Join(parent, "export")
-	live, err := OpenFolder(path, false)
+	live, err := openLocalFolder(path, false)
 	if err != nil {
 		t.Fatal(err)
 	}

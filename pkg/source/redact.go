@@ -37,6 +37,17 @@ func IsURL(spec string) bool {
 	return ok && isHTTPScheme(scheme) && strings.HasPrefix(rest, "//")
 }
 
+// URLScheme is the scheme of spec, in lower case, when spec is a URL of
+// any scheme ("scheme://…", spaces around it ignored); else "" (a path,
+// "-"). Open and sink.Open choose what opens spec by it.
+func URLScheme(spec string) string {
+	scheme, rest, ok := cutScheme(strings.TrimSpace(spec))
+	if !ok || !strings.HasPrefix(rest, "//") {
+		return ""
+	}
+	return scheme
+}
+
 // Redact returns spec fit to show when it is a URL of any scheme (see
 // IsURL, but any scheme counts): trimmed of spaces, scheme in lower case, no
 // user info (so no password), and a query string replaced by "?…" (a
