@@ -164,18 +164,7 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 	if err != nil {
 		return nil, err
 	}
-	mf, err := folder.Create("manifest.json", false)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := mf.Write(append(data, '\n')); err != nil {
-		mf.Abort()
-		return nil, err
-	}
-	if err := mf.Commit(); err != nil {
-		return nil, err
-	}
-	if err := folder.Commit(); err != nil {
+	if err := folder.Commit(append(data, '\n')); err != nil {
 		return nil, err
 	}
 	committed = true

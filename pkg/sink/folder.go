@@ -13,15 +13,27 @@ import (
 )
 
 // Folder is a folder of named outputs that is published whole, or not at
-// all: Create makes each file (a Destination of its own: written, then
-// committed or aborted); Commit publishes them all at once, Abort removes
-// whatever was written. An export writes its data files first and its
-// manifest last, then commits. Files of one folder may be written from
-// several goroutines, each file from one at a time.
+// all: Create makes each data file (a Destination of its own: written,
+// then committed or aborted); Commit writes the manifest, last, and
+// publishes the folder; Abort removes whatever was written. Exactly one of
+// Commit or Abort ends a Folder (Abort after Commit does nothing). Files of
+// one folder may be written from several goroutines, each file from one
+// at a time.
+//
+// A folder in object storage (issue 18) is the same contract: data
+// objects first, the manifest last (its presence is what tells a reader
+// the export is complete), and Abort deleting the objects written.
 type Folder interface {
-	Path() string // the folder's final path (or URL), as given
+	// Path is the folder's final path (or URL), as given.
+	Path() string
+	// Create makes the data file name (not Manifest) in the folder,
+	// gzip-compressed when asked.
 	Create(name string, gzip bool) (Destination, error)
-	Commit() error
+	// Commit writes manifest as the folder's Manifest file (none when
+	// nil), after every data file, and publishes the folder. On an error
+	// nothing of the folder is left.
+	Commit(manifest []byte) error
+	// Abort removes the folder being written and everything in it.
 	Abort()
 }
 
@@ -102,6 +114,13 @@ func (f *localFolder) Path() string { return f.path }
 // Files of one folder may be written from several goroutines, each file
 // from one at a time.
 func (f *localFolder) Create(name string, gzip bool) (Destination, error) {
+	if name == Manifest {
+		return nil, fmt.Errorf("output %s: bad file name %q (the manifest is written by Commit)", f.path, name)
+	}
+	return f.create(name, gzip)
+}
+
+func (f *localFolder) create(name string, gzip bool) (*Sink, error) {
 	if name == "" || name == folderLock || filepath.Base(name) != name {
 		return nil, fmt.Errorf("output %s: bad file name %q", f.path, name)
 	}
@@ -117,17 +136,25 @@ func (f *localFolder) Create(name string, gzip bool) (Destination, error) {
 	return s, nil
 }
 
-// Commit makes the folder appear at its path, whole: every file synced,
-// the folder renamed into place (without Force, never over a path that
-// appeared meanwhile; with it, the old folder is swapped out and removed).
-// Files not committed by then are left in it as they are.
-func (f *localFolder) Commit() error {
+// Commit makes the folder appear at its path, whole: the manifest written
+// last, every file synced, the folder renamed into place (without Force,
+// never over a path that appeared meanwhile; with it, the old folder is
+// swapped out and removed). Files not committed by then are left in it as
+// they are.
+func (f *localFolder) Commit(manifest []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.done {
 		return errors.New("folder already closed")
 	}
 	f.done = true
+	if manifest != nil {
+		if err := f.writeManifest(manifest); err != nil {
+			os.RemoveAll(f.tmp) //nolint:errcheck
+			f.unlock()
+			return err
+		}
+	}
 	fsutil.SyncDir(f.tmp)
 	// The lock file goes now (its lock is still held, on the open file):
 	// a cleaner finds no lock file, and leaves a folder alone without one.
@@ -140,6 +167,19 @@ func (f *localFolder) Commit() error {
 	}
 	fsutil.SyncDir(filepath.Dir(f.path))
 	return nil
+}
+
+// writeManifest writes data as the folder's Manifest file, synced.
+func (f *localFolder) writeManifest(data []byte) error {
+	m, err := f.create(Manifest, false)
+	if err != nil {
+		return err
+	}
+	if _, err := m.Write(data); err != nil {
+		m.Abort()
+		return err
+	}
+	return m.Commit()
 }
 
 // Abort removes the temporary folder and everything in it.
