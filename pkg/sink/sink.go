@@ -1,15 +1,16 @@
 // Package sink is where exports go, each a Destination chosen by its target
 // (Open, OpenFolder): stdout, a file that appears only when complete, or a
-// folder of such files that appears whole (folder.go). A file is written under a temporary name beside its final path
-// and moved into place by Commit, so a reader (a cron job, a loader polling a
-// folder) never sees a truncated export; Abort removes the temporary file.
+// folder of such files that appears whole (folder.go). A file is written
+// under a temporary name beside its final path and moved into place by
+// Commit, so a reader (a cron job, a loader polling a folder) never sees a
+// truncated export; Abort removes the temporary file.
 //
 // Only a regular file is ever created or replaced: a folder, a named pipe, a
 // device, a socket or a symbolic link at the final path is refused, with or
 // without Force. A writer holds a lock on its temporary file while it
 // writes (where the platform has flock), so a later Open for the same path
 // can tell the temporary files of killed runs from those of live ones and
-// removes the former.
+// removes the former (fsutil.CreateTemp, fsutil.RemoveStaleTemps).
 package sink
 
 import (
