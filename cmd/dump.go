@@ -29,7 +29,7 @@ func (o *outputFlags) register(c *cobra.Command) {
 	c.Flags().BoolVar(&o.force, "force", false, "replace an existing --output file (a regular file only)")
 }
 
-func (o *outputFlags) open(a *app) (*sink.Sink, error) {
+func (o *outputFlags) open(a *app) (sink.Destination, error) {
 	if err := refuseCompressedTerminal(o, a.stdout, progress.IsTerminal); err != nil {
 		return nil, err
 	}

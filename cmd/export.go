@@ -17,10 +17,10 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/dump"
 	"github.com/fhirbulk/fhirbulk/pkg/export"
+	"github.com/fhirbulk/fhirbulk/pkg/fsutil"
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/progress"
-	"github.com/fhirbulk/fhirbulk/pkg/sink"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
 	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
@@ -107,7 +107,7 @@ refuses; grant it pg_read_all_stats to spare the wait.`,
 		if sinceManifest != "" {
 			var from bulkdata.Ext
 			if o.Since, from, err = bulkdata.ReadChain(ctx, sinceManifest); err != nil {
-				return sink.FileError("--since-manifest", sinceManifest, err)
+				return fsutil.FileError("--since-manifest", sinceManifest, err)
 			}
 			o.From = &from
 			o.FromPath = bulkdata.RealPath(sinceManifest)

@@ -92,7 +92,7 @@ would load.`,
 		if !noFormatCheck {
 			opts.FormatCheck = fhirformat.CheckLines
 		}
-		var errs *sink.Sink
+		var errs sink.Destination
 		if errorsPath != "" {
 			var err error
 			if errs, err = sink.Open(sink.Options{Path: errorsPath}); err != nil {
@@ -173,7 +173,7 @@ const maxSkippedShown = 20
 
 // reportSkipped writes the skipped lines to the errors file (then commits
 // it), or tells them on stderr.
-func (a *app) reportSkipped(bad []load.BadLine, errs *sink.Sink) error {
+func (a *app) reportSkipped(bad []load.BadLine, errs sink.Destination) error {
 	if errs != nil {
 		w := bulkdata.NewErrorsWriter(errs)
 		for _, l := range bad {

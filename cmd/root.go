@@ -19,6 +19,7 @@ import (
 
 	"github.com/fhirbulk/fhirbulk/pkg/load"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/sink"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
@@ -93,11 +94,29 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	var ue usageError
 	var ce *pg.ConfigError
 	if errors.As(err, &ue) || errors.As(err, &ce) || !a.ran {
-		fmt.Fprintf(stderr, "fhirbulk: %s\nRun '%s --help' for usage.\n", errorLine(err), c.CommandPath())
+		fmt.Fprintf(stderr, "fhirbulk: %s%s\nRun '%s --help' for usage.\n", errorLine(err), flagHint(c, err), c.CommandPath())
 		return exitUsage
 	}
-	fmt.Fprintf(stderr, "fhirbulk: %s\n", errorLine(err))
+	fmt.Fprintf(stderr, "fhirbulk: %s%s\n", errorLine(err), flagHint(c, err))
 	return exitFailure
+}
+
+// flagHint is what follows an error's line to say which flag changes the
+// outcome: the packages return typed errors carrying the facts (sink's
+// ExistsError, ErrNotExport) and leave the words about flags to cmd. Only
+// a command that has the flag gets the hint (load --errors has no
+// --force).
+func flagHint(c *cobra.Command, err error) string {
+	if c == nil || c.Flags().Lookup("force") == nil {
+		return ""
+	}
+	switch {
+	case errors.Is(err, sink.ErrExists):
+		return " (use --force to replace it)"
+	case errors.Is(err, sink.ErrNotExport):
+		return ": --force replaces only those"
+	}
+	return ""
 }
 
 // errorLine is an error as the one line a person is shown: spaces and line

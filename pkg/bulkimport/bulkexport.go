@@ -13,8 +13,8 @@ import (
 	"strings"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
+	"github.com/fhirbulk/fhirbulk/pkg/fsutil"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
-	"github.com/fhirbulk/fhirbulk/pkg/sink"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
 	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
@@ -94,7 +94,7 @@ func ReadFolder(ctx context.Context, dir string, allowOutside bool) (*Manifest, 
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	case !errors.Is(err, fs.ErrNotExist):
-		return nil, sink.FileError("manifest", mpath, err)
+		return nil, fsutil.FileError("manifest", mpath, err)
 	}
 	if _, lerr := os.Lstat(mpath); lerr == nil { // there, but a link to nothing
 		return nil, manifestErr("%s: a symbolic link to nothing", mpath)

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
+	"github.com/fhirbulk/fhirbulk/pkg/fsutil"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
-	"github.com/fhirbulk/fhirbulk/pkg/sink"
 )
 
 // The order of a chain of exports. `fhirbulk export --since-manifest`
@@ -152,8 +152,8 @@ func (o *Order) Record(id string) error {
 		return err
 	}
 	path := filepath.Join(o.store.Dir, chainsFile)
-	if err := sink.WriteFile(path, append(data, '\n'), 0o600); err != nil {
-		return sink.FileError("state file", path, err)
+	if err := fsutil.WriteFile(path, append(data, '\n'), 0o600); err != nil {
+		return fsutil.FileError("state file", path, err)
 	}
 	return nil
 }
@@ -184,7 +184,7 @@ func (s Store) readChains() (*chains, error) {
 	data, err := io.ReadAll(io.LimitReader(f, bulkdata.MaxFileSize))
 	f.Close()
 	if err != nil {
-		return nil, sink.FileError("state file", path, err)
+		return nil, fsutil.FileError("state file", path, err)
 	}
 	if err := json.Unmarshal(data, c); err != nil {
 		return nil, fmt.Errorf("state file %s: %v (delete it to forget which exports were imported)", path, err)

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
+	"github.com/fhirbulk/fhirbulk/pkg/fsutil"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
-	"github.com/fhirbulk/fhirbulk/pkg/sink"
 )
 
 // Request is what an import was asked to run.
@@ -152,7 +152,7 @@ func readManifest(ctx context.Context, spec string, req Request) (data []byte, d
 		return nil, "", "", err
 	}
 	if data, err = bulkdata.ReadFile(ctx, path); err != nil {
-		return nil, "", "", sink.FileError("manifest", spec, err)
+		return nil, "", "", fsutil.FileError("manifest", spec, err)
 	}
 	return data, filepath.Dir(path), path, nil
 }

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
+	"github.com/fhirbulk/fhirbulk/pkg/fsutil"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
-	"github.com/fhirbulk/fhirbulk/pkg/sink"
 )
 
 // KindDeleted marks an input that is a file of deletions.
@@ -188,8 +188,8 @@ func (s Store) WriteErrors(id string, i int, data []byte) error {
 	if err := CheckID(id); err != nil {
 		return err
 	}
-	if err := sink.WriteFile(s.ErrorsPath(id, i), data, 0o600); err != nil {
-		return sink.FileError("errors file", s.ErrorsPath(id, i), err)
+	if err := fsutil.WriteFile(s.ErrorsPath(id, i), data, 0o600); err != nil {
+		return fsutil.FileError("errors file", s.ErrorsPath(id, i), err)
 	}
 	return nil
 }
@@ -211,34 +211,42 @@ func (s Store) OpenLog(id string) (*os.File, error) {
 
 func (s Store) mkdir() error {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return sink.FileError("state folder", s.Dir, err)
+		return fsutil.FileError("state folder", s.Dir, err)
 	}
 	return nil
 }
 
 // openState opens a file of the state folder only if it is a regular file,
-// and never through a symbolic link. (noFollow also keeps a planted FIFO
-// from blocking the open; the mode check then refuses it.)
+// and never through a symbolic link (fsutil.OpenNoFollow: a planted FIFO
+// does not block the open either).
 func openState(path string, flag int, perm os.FileMode) (*os.File, error) {
-	f, err := os.OpenFile(path, flag|noFollow, perm)
+	f, err := fsutil.OpenNoFollow(path, flag, perm)
 	if err != nil {
-		if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
-			return nil, fmt.Errorf("state file %s is a symbolic link: not followed", path)
-		}
-		return nil, sink.FileError("state file", path, err)
+		return nil, stateFileError(path, err)
 	}
-	fi, err := f.Stat()
+	return f, nil
+}
+
+// stateFileError says err about the state file at path.
+func stateFileError(path string, err error) error {
 	switch {
-	case err != nil:
-		err = sink.FileError("state file", path, err)
-	case fi.Mode()&fs.ModeSymlink != 0: // Windows opens the link itself
-		err = fmt.Errorf("state file %s is a symbolic link: not followed", path)
-	case !fi.Mode().IsRegular():
-		err = fmt.Errorf("state file %s is not a regular file", path)
+	case errors.Is(err, fsutil.ErrSymlink):
+		return fmt.Errorf("state file %s is a symbolic link: not followed", path)
+	case errors.Is(err, fsutil.ErrNotRegular):
+		return fmt.Errorf("state file %s is not a regular file", path)
+	}
+	return fsutil.FileError("state file", path, err)
+}
+
+// lockFile opens (creates) the lock file at path and locks it, or fails
+// with ErrRunning.
+func lockFile(path string) (*os.File, error) {
+	f, err := fsutil.LockFile(path)
+	if errors.Is(err, fsutil.ErrLocked) {
+		return nil, ErrRunning
 	}
 	if err != nil {
-		f.Close()
-		return nil, err
+		return nil, stateFileError(path, err)
 	}
 	return f, nil
 }
@@ -256,8 +264,8 @@ func (s Store) Write(st *State) error {
 	if err != nil {
 		return err
 	}
-	if err := sink.WriteFile(s.path(st.ID), append(data, '\n'), 0o600); err != nil {
-		return sink.FileError("state file", s.path(st.ID), err)
+	if err := fsutil.WriteFile(s.path(st.ID), append(data, '\n'), 0o600); err != nil {
+		return fsutil.FileError("state file", s.path(st.ID), err)
 	}
 	return nil
 }
@@ -282,7 +290,7 @@ func (s Store) Read(id string) (*State, error) {
 	data, err := io.ReadAll(f)
 	f.Close()
 	if err != nil {
-		return nil, sink.FileError("state file", s.path(id), err)
+		return nil, fsutil.FileError("state file", s.path(id), err)
 	}
 	st := &State{}
 	if err := json.Unmarshal(data, st); err != nil {
@@ -326,7 +334,7 @@ func (s Store) List() ([]*State, error) {
 
 // Lock is held by the process that runs an import, for as long as it runs.
 // The operating system drops it when the process dies, however it dies, and
-// another process can test it without taking it (lock_*.go).
+// another process can test it without taking it (fsutil.LockFile).
 type Lock struct{ f *os.File }
 
 // ErrRunning is returned when another process runs the import.
@@ -365,5 +373,5 @@ func (s Store) Running(id string) bool {
 	if CheckID(id) != nil {
 		return false
 	}
-	return lockHeld(s.lockPath(id))
+	return fsutil.LockHeld(s.lockPath(id))
 }

@@ -163,18 +163,7 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 	if err != nil {
 		return nil, err
 	}
-	mf, err := folder.Create("manifest.json", false)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := mf.Write(data); err != nil {
-		mf.Abort()
-		return nil, err
-	}
-	if err := mf.Commit(); err != nil {
-		return nil, err
-	}
-	if err := folder.Commit(); err != nil {
+	if err := folder.Commit(data); err != nil {
 		return nil, err
 	}
 	committed = true
@@ -226,7 +215,7 @@ func selectTypes(ctx context.Context, tx pgx.Tx, want []string, lock func([]stri
 type exporter struct {
 	o        Options
 	coord    pgx.Tx // the coordinator's transaction, which holds the table locks
-	folder   *sink.Folder
+	folder   sink.Folder
 	outputs  map[string]*output // by type
 	deleted  map[string]*output
 	errs     *output // the rows that cannot be exported, as OperationOutcomes

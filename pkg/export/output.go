@@ -15,12 +15,12 @@ import (
 // boundary when the current one would grow past it. A file is made at its
 // first line: a type without any gets none.
 type output struct {
-	folder    *sink.Folder
+	folder    sink.Folder
 	file      bulkdata.Name // its files' name, but for the part's number
 	splitSize int64         // uncompressed bytes per file; 0: one file
 
 	mu      sync.Mutex
-	cur     *sink.Sink
+	cur     sink.Destination
 	curSize int64
 	curRows int64
 	files   []bulkdata.File

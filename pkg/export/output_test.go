@@ -39,7 +39,7 @@ func TestOutputSplitsAtLines(t *testing.T) {
 		if err := o.taskDone(); err != nil {
 			t.Fatal(err)
 		}
-		if err := folder.Commit(); err != nil {
+		if err := folder.Commit(nil); err != nil {
 			t.Fatal(err)
 		}
 		var got bytes.Buffer

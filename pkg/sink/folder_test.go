@@ -26,7 +26,7 @@ func TestFolderAppearsWhole(t *testing.T) {
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the folder is there before Commit: %v", err)
 	}
-	if err := f.Commit(); err != nil {
+	if err := f.Commit(nil); err != nil {
 		t.Fatal(err)
 	}
 	entries, _ := os.ReadDir(path)
@@ -61,7 +61,7 @@ func TestFolderAppearsWhole(t *testing.T) {
 	s, _ = g.Create("b.ndjson", true)
 	s.Write([]byte("{}\n")) //nolint:errcheck
 	s.Commit()              //nolint:errcheck
-	if err := g.Commit(); err != nil {
+	if err := g.Commit(nil); err != nil {
 		t.Fatal(err)
 	}
 	entries, _ = os.ReadDir(path)
@@ -96,7 +96,7 @@ func TestFolderAppearsWhole(t *testing.T) {
 func TestFolderStaleRemoved(t *testing.T) {
 	parent := t.TempDir()
 	path := filepath.Join(parent, "export")
-	live, err := OpenFolder(path, false)
+	live, err := openLocalFolder(path, false)
 	if err != nil {
 		t.Fatal(err)
 	}

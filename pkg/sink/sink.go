@@ -1,20 +1,20 @@
-// Package sink is where exports go: stdout or a file that appears only when
-// complete. A file is written under a temporary name beside its final path
-// and moved into place by Commit, so a reader (a cron job, a loader polling a
-// folder) never sees a truncated export; Abort removes the temporary file.
+// Package sink is where exports go, each a Destination chosen by its target
+// (Open, OpenFolder): stdout, a file that appears only when complete, or a
+// folder of such files that appears whole (folder.go). A file is written
+// under a temporary name beside its final path and moved into place by
+// Commit, so a reader (a cron job, a loader polling a folder) never sees a
+// truncated export; Abort removes the temporary file.
 //
 // Only a regular file is ever created or replaced: a folder, a named pipe, a
 // device, a socket or a symbolic link at the final path is refused, with or
 // without Force. A writer holds a lock on its temporary file while it
 // writes (where the platform has flock), so a later Open for the same path
 // can tell the temporary files of killed runs from those of live ones and
-// removes the former.
+// removes the former (fsutil.CreateTemp, fsutil.RemoveStaleTemps).
 package sink
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +27,9 @@ import (
 	"syscall"
 
 	"github.com/klauspost/pgzip"
+
+	"github.com/fhirbulk/fhirbulk/pkg/fsutil"
+	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
 // bufSize is the write buffer between the producer and the file or gzip.
@@ -40,18 +43,31 @@ type Options struct {
 	Stdout io.Writer // used when Path is empty
 }
 
-// ErrExists is returned (wrapped) when Path exists and Force is not set.
+// ErrExists is what an *ExistsError is (errors.Is): the output is there
+// and Force is not set.
 var ErrExists = errors.New("already exists")
+
+// ExistsError is an output path that exists, and is replaced only with
+// Force. Its message says only that: the caller knows how to ask for
+// Force (cmd adds "use --force").
+type ExistsError struct{ Path string }
+
+func (e *ExistsError) Error() string        { return "output " + e.Path + " " + ErrExists.Error() }
+func (e *ExistsError) Is(target error) bool { return target == ErrExists }
 
 // ErrNotRegular is returned (wrapped) when Path is something other than a
 // regular file (a folder, a named pipe, a device, a socket, a symbolic
 // link): it is never replaced, with or without Force.
-var ErrNotRegular = errors.New("not a regular file")
+var ErrNotRegular = fsutil.ErrNotRegular
+
+// ErrNotSupported is returned (wrapped) for a target that is a URL
+// ("scheme://…"): no scheme is written to yet.
+var ErrNotSupported = errors.New("not supported yet: give a local path, or - for stdout")
 
 // Destination is where an export goes: written to, then either committed
 // (made visible, complete) or aborted (nothing of it is left, or, on a
-// stream, nothing more is written). A file, stdout, and a folder of files
-// are destinations.
+// stream, nothing more is written). Stdout, a file, and each file of a
+// Folder are destinations; Abort after Commit does nothing.
 type Destination interface {
 	io.Writer
 	Commit() error
@@ -59,35 +75,6 @@ type Destination interface {
 }
 
 var _ Destination = (*Sink)(nil)
-
-// WriteFile replaces the file at path with data, atomically: a reader sees
-// the old content or the new, never a part (a temporary file beside it,
-// synced, renamed over it, and the folder synced). A symbolic link at path
-// is replaced, not followed. The new file has mode perm. Errors may name
-// the temporary file: say them with FileError.
-func WriteFile(path string, data []byte, perm os.FileMode) error {
-	f, tmp, unlock, err := createTemp(path, perm)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp) //nolint:errcheck // best effort: the error says what failed
-		return err
-	}
-	syncDir(filepath.Dir(path))
-	return nil
-}
 
 // Sink is an open destination. Write to it, then call exactly one of Commit
 // or Abort.
@@ -106,10 +93,30 @@ type Sink struct {
 	inPlace bool
 }
 
-// Open prepares the destination. For a file it checks that the final path is
-// free (unless Force) and a regular file if taken, removes the temporary
+// Open opens the destination opts.Path names, chosen by its form as
+// s5cmd's storage.NewClient chooses by scheme: "" or "-" is opts.Stdout, a
+// URL ("scheme://…") is refused with ErrNotSupported for now, anything
+// else is a local file (see openLocal).
+func Open(opts Options) (Destination, error) {
+	if opts.Path != "" && opts.Path != "-" && source.URLScheme(opts.Path) != "" {
+		return nil, notSupported(opts.Path)
+	}
+	s, err := openLocal(opts)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// notSupported is the error for a URL target.
+func notSupported(target string) error {
+	return fmt.Errorf("output %s: %w", source.Redact(target), ErrNotSupported)
+}
+
+// openLocal opens stdout, or a local file: it checks that the final path
+// is free (unless Force) and a regular file if taken, removes the temporary
 // files killed runs left beside it, and creates its own.
-func Open(opts Options) (*Sink, error) {
+func openLocal(opts Options) (*Sink, error) {
 	s := &Sink{opts: opts}
 	if opts.Path == "-" {
 		opts.Path = ""
@@ -128,20 +135,20 @@ func Open(opts Options) (*Sink, error) {
 			return nil, notRegular(opts.Path, old.Mode())
 		}
 		if old != nil && !opts.Force {
-			return nil, fmt.Errorf("output %s %w (use --force to replace it)", opts.Path, ErrExists)
+			return nil, &ExistsError{Path: opts.Path}
 		}
-		removeStaleTemps(opts.Path)
-		f, tmp, unlock, err := createTemp(opts.Path, 0o666)
+		fsutil.RemoveStaleTemps(opts.Path)
+		f, tmp, unlock, err := fsutil.CreateTemp(opts.Path, 0o666)
 		if err != nil {
-			return nil, FileError("output", opts.Path, err)
+			return nil, fsutil.FileError("output", opts.Path, err)
 		}
 		s.file, s.tmp, s.unlock, out = f, tmp, unlock, f
 		if old != nil {
 			// Now, not at Commit: the data must not be readable by more
 			// people than the file it replaces while it is written.
-			if err := keepModeAndOwner(f, old); err != nil {
+			if err := fsutil.KeepModeAndOwner(f, old); err != nil {
 				s.discard()
-				return nil, FileError("output", opts.Path, err)
+				return nil, fsutil.FileError("output", opts.Path, err)
 			}
 		}
 	}
@@ -194,76 +201,6 @@ func notRegular(path string, mode fs.FileMode) error {
 	return fmt.Errorf("output %s is %s, %w", path, kind, ErrNotRegular)
 }
 
-// keepModeAndOwner gives the temporary file f the permission bits of the
-// file old it will replace, and its owner and group where allowed.
-func keepModeAndOwner(f *os.File, old fs.FileInfo) error {
-	keepOwner(f, old) // first: chown may clear mode bits
-	return f.Chmod(old.Mode().Perm())
-}
-
-// tempSuffixLen is the length of the random part of a temporary name: 6
-// bytes in hex.
-const tempSuffixLen = 12
-
-// createTemp makes a new file beside path with a hidden random name
-// (".NAME.<12 hex>.tmp") and mode perm (less the umask), and locks it.
-func createTemp(path string, perm os.FileMode) (*os.File, string, func(), error) {
-	dir, base := filepath.Split(path)
-	for range 10 {
-		var r [tempSuffixLen / 2]byte
-		if _, err := rand.Read(r[:]); err != nil {
-			return nil, "", nil, err
-		}
-		tmp := filepath.Join(dir, "."+base+"."+hex.EncodeToString(r[:])+".tmp")
-		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		if err != nil {
-			return nil, "", nil, err
-		}
-		unlock, ok := lockTemp(f, tmp)
-		if !ok {
-			// Another run's cleanup took the new file for a dead writer's
-			// before we could lock it, and removes it: take another name.
-			f.Close() //nolint:errcheck
-			continue
-		}
-		return f, tmp, unlock, nil
-	}
-	return nil, "", nil, errors.New("cannot create a temporary file beside it")
-}
-
-// isTempOf reports whether name is a temporary file name createTemp makes
-// for a final path whose last element is base.
-func isTempOf(name, base string) bool {
-	rest, ok := strings.CutPrefix(name, "."+base+".")
-	if !ok {
-		return false
-	}
-	hexPart, ok := strings.CutSuffix(rest, ".tmp")
-	if !ok || len(hexPart) != tempSuffixLen {
-		return false
-	}
-	for _, c := range []byte(hexPart) {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-// FileError is err about the file at path, said as "<what> <path>:
-// <reason>": the *PathError wrapper, whose path may be a temporary name,
-// is dropped, so that the user's path is the one named.
-func FileError(what, path string, err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err
-	}
-	return fmt.Errorf("%s %s: %w", what, path, err)
-}
-
 // Write buffers p for the destination.
 func (s *Sink) Write(p []byte) (int, error) { return s.bw.Write(p) }
 
@@ -309,7 +246,7 @@ func (s *Sink) Commit() error {
 	}
 	s.tmp = ""
 	s.discard() // releases the lock, now that the temporary name is gone
-	syncDir(filepath.Dir(s.path))
+	fsutil.SyncDir(filepath.Dir(s.path))
 	return nil
 }
 
@@ -325,7 +262,7 @@ func (s *Sink) closeFile(err error) error {
 	s.file = nil
 	if err != nil {
 		s.discard()
-		return FileError("output", s.path, err)
+		return fsutil.FileError("output", s.path, err)
 	}
 	return nil
 }
@@ -340,8 +277,8 @@ func (s *Sink) checkTarget() error {
 	if !old.Mode().IsRegular() {
 		return notRegular(s.path, old.Mode())
 	}
-	if err := keepModeAndOwner(s.file, old); err != nil {
-		return FileError("output", s.path, err)
+	if err := fsutil.KeepModeAndOwner(s.file, old); err != nil {
+		return fsutil.FileError("output", s.path, err)
 	}
 	return nil
 }
@@ -349,7 +286,7 @@ func (s *Sink) checkTarget() error {
 func (s *Sink) publish() error {
 	if s.opts.Force {
 		if err := os.Rename(s.tmp, s.path); err != nil {
-			return FileError("output", s.path, err)
+			return fsutil.FileError("output", s.path, err)
 		}
 		return nil
 	}
@@ -361,17 +298,17 @@ func (s *Sink) publish() error {
 	case err == nil:
 		return os.Remove(s.tmp)
 	case errors.Is(err, fs.ErrExist):
-		return fmt.Errorf("output %s %w (use --force to replace it)", s.path, ErrExists)
+		return &ExistsError{Path: s.path}
 	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.ENOTSUP), errors.Is(err, syscall.EXDEV):
 		if _, err := os.Lstat(s.path); err == nil {
-			return fmt.Errorf("output %s %w (use --force to replace it)", s.path, ErrExists)
+			return &ExistsError{Path: s.path}
 		}
 		if err := os.Rename(s.tmp, s.path); err != nil {
-			return FileError("output", s.path, err)
+			return fsutil.FileError("output", s.path, err)
 		}
 		return nil
 	default:
-		return FileError("output", s.path, err)
+		return fsutil.FileError("output", s.path, err)
 	}
 }
 
@@ -428,13 +365,4 @@ func (g *gate) Write(p []byte) (int, error) {
 		return 0, errAborted
 	}
 	return g.w.Write(p)
-}
-
-// syncDir makes the rename durable; failures are ignored (not every
-// filesystem supports fsync on a directory).
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()  //nolint:errcheck
-		d.Close() //nolint:errcheck
-	}
 }

@@ -103,7 +103,7 @@ func TestForceKeepsModeAndOwner(t *testing.T) {
 		path := filepath.Join(dir, fmt.Sprintf("out-%o", mode))
 		os.WriteFile(path, []byte("old"), 0o600) //nolint:errcheck
 		os.Chmod(path, mode)                     //nolint:errcheck
-		s, err := Open(Options{Path: path, Force: true})
+		s, err := openLocal(Options{Path: path, Force: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,11 +30,22 @@ func cutScheme(s string) (scheme, rest string, ok bool) {
 
 func isHTTPScheme(scheme string) bool { return scheme == "http" || scheme == "https" }
 
-// IsURL reports whether spec names an http(s) source: "http://" or
-// "https://" in any case, spaces around it ignored (Open trims them too).
+// IsURL reports whether spec names a source Open reads by URL, of a
+// scheme schemeOpener knows: today "http://" or "https://" in any case,
+// spaces around it ignored (Open trims them too).
 func IsURL(spec string) bool {
+	return locate(spec).opener != nil
+}
+
+// URLScheme is the scheme of spec, in lower case, when spec is a URL of
+// any scheme ("scheme://…", spaces around it ignored); else "" (a path,
+// "-"). Open and sink.Open choose what opens spec by it.
+func URLScheme(spec string) string {
 	scheme, rest, ok := cutScheme(strings.TrimSpace(spec))
-	return ok && isHTTPScheme(scheme) && strings.HasPrefix(rest, "//")
+	if !ok || !strings.HasPrefix(rest, "//") {
+		return ""
+	}
+	return scheme
 }
 
 // Redact returns spec fit to show when it is a URL of any scheme (see

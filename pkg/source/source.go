@@ -1,5 +1,8 @@
 // Package source opens what load reads: a file, stdin ("-") or an http(s)
-// URL, gzip or plain (told by its magic bytes, not its name). HTTP sources
+// URL, gzip or plain (told by its magic bytes, not its name). What a spec
+// names is told in one place, locate, and a URL's scheme chooses its
+// opener in one function, schemeOpener (the place for s3, gs, azblob);
+// Open, Check and IsURL all go through them. HTTP sources
 // are retried on 429, 5xx, network errors and silence (see
 // Options.IdleTimeout) with backoff (Retry-After is honoured) and resumed
 // with a Range request when the connection drops mid-body, but only where
@@ -182,27 +185,102 @@ type Error struct {
 func (e *Error) Error() string { return e.Source + ": " + e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
 
-// Check tells, without reading it, whether Open could open spec: "-"
-// needs Stdin, a URL must be an http(s) URL that parses with a host (no
-// request is made), a file must exist, be readable and not be a folder.
-// A load of several sources checks them all before it commits the first.
-func Check(spec string, opts Options) error {
+// location is what a spec names, as Open and Check tell it (locate): stdin,
+// a URL of a scheme some opener reads, a local file, or a spec refused
+// before anything is opened.
+type location struct {
+	stdin  bool
+	url    string  // the URL, trimmed, when opener is set
+	opener *opener // nil: stdin, a file, or refused
+	err    error   // refused, and why (an *Error)
+}
+
+// opener reads the URLs of one scheme.
+type opener struct {
+	// check tells, without a request, whether the URL could be opened.
+	check func(url string) error
+	// open starts reading the URL: the raw stream and its size (-1 if
+	// unknown). Its errors are wrapped in an *Error naming the source
+	// (unless they are the context's).
+	open func(ctx context.Context, url string, opts Options) (io.ReadCloser, int64, error)
+}
+
+// schemeOpener is the one place a URL scheme is chosen: http(s) today;
+// s3, gs and azblob go here (issue 18). Any other "scheme://" is refused
+// as not supported.
+func schemeOpener(scheme string) (*opener, bool) {
+	switch scheme {
+	case "http", "https":
+		return &httpOpener, true
+	}
+	return nil, false
+}
+
+var httpOpener = opener{
+	check: func(raw string) error {
+		if u, err := url.Parse(raw); err != nil || u.Host == "" {
+			scheme, _, _ := cutScheme(raw)
+			return fmt.Errorf("not a URL: want %s://HOST/PATH", scheme)
+		}
+		return nil
+	},
+	open: func(ctx context.Context, url string, opts Options) (io.ReadCloser, int64, error) {
+		h, err := openHTTP(ctx, url, opts)
+		if err != nil {
+			return nil, -1, err
+		}
+		return h, h.size, nil
+	},
+}
+
+// errNotSupported is the reason for a URL of a scheme no opener reads.
+var errNotSupported = errors.New("not supported yet: use a pre-signed https URL")
+
+// locate tells what spec names: "-" is stdin; "scheme://…" a URL, read by
+// schemeOpener's opener or refused; "http:x" (an http(s) scheme without
+// "//") and "//user@host…" (a URL that lost its scheme) are refused;
+// anything else is a local file path.
+func locate(spec string) location {
+	if spec == "-" {
+		return location{stdin: true}
+	}
 	trimmed := strings.TrimSpace(spec)
 	scheme, rest, hasScheme := cutScheme(trimmed)
 	switch {
-	case spec == "-":
+	case hasScheme && strings.HasPrefix(rest, "//"):
+		if o, ok := schemeOpener(scheme); ok {
+			return location{url: trimmed, opener: o}
+		}
+		return location{err: &Error{Source: Redact(trimmed), Err: errNotSupported}}
+	case hasScheme && isHTTPScheme(scheme):
+		return location{err: &Error{Source: Redact(trimmed), Err: fmt.Errorf("not a URL: want %s://HOST/PATH", scheme)}}
+	case !hasScheme && strings.HasPrefix(trimmed, "//") && strings.ContainsAny(trimmed, "@?"):
+		// Not a path anyone means: a URL that lost its scheme.
+		return location{err: &Error{Source: Redact(trimmed), Err: errors.New("not a URL: no scheme (want https://HOST/PATH)")}}
+	}
+	return location{}
+}
+
+// Check tells, without reading it, whether Open could open spec: "-"
+// needs Stdin, a URL must be of a scheme Open reads and pass its opener's
+// check (for http(s): it parses with a host; no request is made), a file
+// must exist, be readable and not be a folder. A load of several sources
+// checks them all before it commits the first.
+func Check(spec string, opts Options) error {
+	loc := locate(spec)
+	switch {
+	case loc.err != nil:
+		return loc.err
+	case loc.stdin:
 		if opts.Stdin == nil {
 			return &Error{Source: "stdin", Err: errors.New("not available")}
 		}
 		return nil
-	case hasScheme && strings.HasPrefix(rest, "//") && isHTTPScheme(scheme):
-		if u, err := url.Parse(trimmed); err != nil || u.Host == "" {
-			return &Error{Source: Redact(trimmed), Err: fmt.Errorf("not a URL: want %s://HOST/PATH", scheme)}
+	case loc.opener != nil:
+		if err := loc.opener.check(loc.url); err != nil {
+			return &Error{Source: Redact(loc.url), Err: err}
 		}
 		return nil
-	case hasScheme || strings.HasPrefix(trimmed, "//"):
-		_, err := Open(context.Background(), spec, opts) // refused before any request
-		return err
 	}
 	st, err := os.Stat(spec)
 	switch {
@@ -235,9 +313,9 @@ func fileError(spec string, err error) error {
 	return &Error{Source: Redact(spec), Err: err}
 }
 
-// Open opens spec: "-" for stdin, an http(s) URL (see IsURL), or a file
-// path. Any other scheme ("s3://…", "gs://…") is an error for now. Errors
-// name the source redacted.
+// Open opens spec as locate tells it: "-" for stdin, a URL of a scheme
+// schemeOpener reads (http(s) today; any other scheme, "s3://…", "gs://…",
+// is an error for now), or a file path. Errors name the source redacted.
 func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 	opts.defaults()
 	var (
@@ -246,32 +324,26 @@ func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 		size   int64 = -1
 		name         = spec
 	)
-	trimmed := strings.TrimSpace(spec)
-	scheme, rest, hasScheme := cutScheme(trimmed)
+	loc := locate(spec)
 	switch {
-	case spec == "-":
+	case loc.err != nil:
+		return nil, loc.err
+	case loc.stdin:
 		name = "stdin"
 		if opts.Stdin == nil {
 			return nil, &Error{Source: "stdin", Err: errors.New("not available")}
 		}
 		raw = opts.Stdin
-	case hasScheme && strings.HasPrefix(rest, "//") && isHTTPScheme(scheme):
-		name = Redact(trimmed)
-		h, err := openHTTP(ctx, trimmed, opts)
+	case loc.opener != nil:
+		name = Redact(loc.url)
+		rc, n, err := loc.opener.open(ctx, loc.url, opts)
 		if err != nil {
 			if isContextErr(err) {
 				return nil, err
 			}
 			return nil, &Error{Source: name, Err: err}
 		}
-		raw, closer, size = h, h, h.size
-	case hasScheme && strings.HasPrefix(rest, "//"):
-		return nil, &Error{Source: Redact(trimmed), Err: errors.New("not supported yet: use a pre-signed https URL")}
-	case hasScheme && isHTTPScheme(scheme):
-		return nil, &Error{Source: Redact(trimmed), Err: fmt.Errorf("not a URL: want %s://HOST/PATH", scheme)}
-	case !hasScheme && strings.HasPrefix(trimmed, "//") && strings.ContainsAny(trimmed, "@?"):
-		// Not a path anyone means: a URL that lost its scheme.
-		return nil, &Error{Source: Redact(trimmed), Err: errors.New("not a URL: no scheme (want https://HOST/PATH)")}
+		raw, closer, size = rc, rc, n
 	default:
 		f, err := OpenLocal(ctx, spec)
 		if err != nil {

@@ -1,6 +1,6 @@
 //go:build !(darwin || dragonfly || freebsd || linux || netbsd || openbsd)
 
-package sink
+package fsutil
 
 import (
 	"io/fs"
@@ -12,6 +12,7 @@ import (
 
 func lockTemp(f *os.File, name string) (release func(), ok bool) { return func() {}, true }
 
-func removeStaleTemps(path string) {}
+// RemoveStaleTemps does nothing here: see the comment above.
+func RemoveStaleTemps(path string) {}
 
 func keepOwner(f *os.File, old fs.FileInfo) {}

@@ -1,13 +1,12 @@
 //go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
 
-package sink
+package fsutil
 
 import (
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 )
 
@@ -16,7 +15,7 @@ import (
 // the kernel drops when the process dies, however it dies. The lock is held
 // through a duplicate of f's descriptor so that closing f (before the rename,
 // as Commit does) keeps it. ok is false when f is not name's file any more,
-// or is locked by someone else: another run's removeStaleTemps took it for a
+// or is locked by someone else: another run's RemoveStaleTemps took it for a
 // dead writer's before we locked it. Where the filesystem has no flock the
 // file stays unlocked, which only means no later run will remove it.
 func lockTemp(f *os.File, name string) (release func(), ok bool) {
@@ -68,16 +67,16 @@ func flock(fd int) error {
 	}
 }
 
-// removeStaleTemps removes the temporary files that runs writing path
-// left when they were killed: regular files named as createTemp names them
+// RemoveStaleTemps removes the temporary files that runs writing path
+// left when they were killed: regular files named as CreateTemp names them
 // for path whose lock can be taken (their writer is gone). Files of other
 // names, and those whose writer still runs, are not touched. Temporary
-// folders (a Folder's, ".NAME.<12 hex>.tmp" holding a lock file) are
+// folders (MkdirTemp's, ".NAME.<12 hex>.tmp" holding a lock file) are
 // removed whatever NAME: an export to a new folder every night
 // ($(date +%F)) never writes the same name twice, and the folder a killed
 // run left would stay for good. Errors are ignored: this is tidying, never
 // a reason to fail.
-func removeStaleTemps(path string) {
+func RemoveStaleTemps(path string) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -91,23 +90,13 @@ func removeStaleTemps(path string) {
 	for _, e := range entries {
 		switch {
 		case e.IsDir() && isTempFolder(e.Name()):
-			// A Folder's: its lock file inside marks a live writer.
-			removeIfUnlocked(filepath.Join(dir, e.Name(), folderLock), filepath.Join(dir, e.Name()))
+			// MkdirTemp's: its lock file inside marks a live writer.
+			removeIfUnlocked(filepath.Join(dir, e.Name(), TempFolderLock), filepath.Join(dir, e.Name()))
 		case !isTempOf(e.Name(), base):
 		case e.Type().IsRegular():
 			removeIfUnlocked(filepath.Join(dir, e.Name()), "")
 		}
 	}
-}
-
-// isTempFolder reports whether name is named as a Folder's temporary
-// folder for some final name: ".NAME.<12 hex>.tmp".
-func isTempFolder(name string) bool {
-	rest, ok := strings.CutSuffix(name, ".tmp")
-	if !ok || len(rest) < 2+tempSuffixLen+1 || rest[0] != '.' || rest[len(rest)-tempSuffixLen-1] != '.' {
-		return false
-	}
-	return isTempOf(name, rest[1:len(rest)-tempSuffixLen-1])
 }
 
 // removeIfUnlocked removes the file name if it is a regular file whose lock
