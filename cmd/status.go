@@ -135,9 +135,6 @@ func importStatusError(st *bulkimport.State) error {
 	return nil
 }
 
-// exitImportInterrupted is status's exit status for an interrupted import.
-const exitImportInterrupted = 3
-
 func writeJSON(w io.Writer, v any) error {
 	out, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
