@@ -77,13 +77,13 @@ func exitStatus(err error, e ending) (int, string) {
 		if ee.err == nil {
 			return ee.code, ""
 		}
-		return ee.code, "fhirbulk: " + errorLine(ee.err) + "\n"
+		return ee.code, "fhirbulk: " + message(ee.err) + "\n"
 	case err == nil:
 		return exitOK, ""
 	case e.interrupted:
 		var pe *load.PartialError
 		if errors.As(err, &pe) && pe.Interrupted() {
-			return exitInterrupted, "fhirbulk: " + errorLine(pe) + "\n"
+			return exitInterrupted, "fhirbulk: " + message(pe) + "\n"
 		}
 		return exitInterrupted, "fhirbulk: interrupted\n"
 	case errors.Is(err, syscall.EPIPE):
@@ -92,7 +92,7 @@ func exitStatus(err error, e ending) (int, string) {
 	var ue usageError
 	var ce *pg.ConfigError
 	if errors.As(err, &ue) || errors.As(err, &ce) || !e.ran {
-		return exitUsage, fmt.Sprintf("fhirbulk: %s\nRun '%s --help' for usage.\n", errorLine(err), e.command)
+		return exitUsage, fmt.Sprintf("fhirbulk: %s\nRun '%s --help' for usage.\n", message(err), e.command)
 	}
-	return exitFailure, "fhirbulk: " + errorLine(err) + "\n"
+	return exitFailure, "fhirbulk: " + message(err) + "\n"
 }

@@ -176,7 +176,7 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 			return a.detach(ctx, store, plan, f, dsn)
 		}
 		bar := a.startImportDisplay()
-		opts.Warn = func(err error) { bar.warn(a.stderr, "fhirbulk: "+errorLine(err)) }
+		opts.Warn = func(err error) { bar.warn(a.stderr, "fhirbulk: "+message(err)) }
 		opts.Progress = bar.progressFunc()
 		st, err := bulkimport.Run(ctx, plan.Manifest, plan.ID, opts)
 		bar.stop()
