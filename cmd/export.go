@@ -93,10 +93,11 @@ refuses; grant it pg_read_all_stats to spare the wait.`,
 		}
 		var err error
 		if since != "" {
-			if o.Since, err = dump.ParseSince(since); err != nil {
+			t, err := dump.ParseSince(since)
+			if err != nil {
 				return usagef("--since: %v", err)
 			}
-			o.Since = o.Since.Add(time.Microsecond) // changed after TIME: ts is kept to the microsecond
+			o.Since = export.After(t)
 		}
 		if until != "" {
 			if o.Until, err = dump.ParseSince(until); err != nil {

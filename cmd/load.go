@@ -128,22 +128,7 @@ would load.`,
 		if err != nil {
 			return err
 		}
-		summary := res.Counts.JSON()
-		if opts.Type != "" {
-			summary = fmt.Sprintf(`{"total":%d}`, res.Counts.Total())
-		}
-		if opts.MaxErrors > 0 {
-			skipped := res.SkippedByType().JSON()
-			if opts.Type != "" {
-				skipped = fmt.Sprint(len(res.Skipped))
-			}
-			summary = summary[:len(summary)-1]
-			if summary != "{" {
-				summary += ","
-			}
-			summary += `"skipped":` + skipped + "}"
-		}
-		_, err = fmt.Fprintln(a.stdout, summary)
+		_, err = fmt.Fprintln(a.stdout, res.Summary(opts.Type != "", opts.MaxErrors > 0))
 		return err
 	})
 	return c

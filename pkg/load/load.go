@@ -200,21 +200,27 @@ func (c Counts) Add(other Counts) {
 // JSON renders counts as one JSON object with sorted keys, e.g.
 // {"CarePlan":356,"Observation":20382}.
 func (c Counts) JSON() string {
+	var b strings.Builder
+	b.WriteByte('{')
+	c.writeFields(&b)
+	b.WriteByte('}')
+	return b.String()
+}
+
+// writeFields writes the counts as the fields of a JSON object, sorted by
+// type, without the braces.
+func (c Counts) writeFields(b *strings.Builder) {
 	types := make([]string, 0, len(c))
 	for t := range c {
 		types = append(types, t)
 	}
 	sort.Strings(types)
-	var b strings.Builder
-	b.WriteByte('{')
 	for i, t := range types {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		fmt.Fprintf(&b, "%q:%d", t, c[t])
+		fmt.Fprintf(b, "%q:%d", t, c[t])
 	}
-	b.WriteByte('}')
-	return b.String()
 }
 
 // Total is the sum over all types.
@@ -399,6 +405,34 @@ func (r Result) SkippedByType() Counts {
 		c[t]++
 	}
 	return c
+}
+
+// Summary is the result as one JSON object: the resources stored per type,
+// {"CarePlan":356,"Observation":20382}, or, for a load of one type
+// (single: Options.Type), their total, {"total":20738}. With skipped (a
+// load that may skip bad lines: Options.MaxErrors) a last field says how
+// many were skipped: per type, "skipped":{"unknown":1}, or with single
+// their number, "skipped":1.
+func (r Result) Summary(single, skipped bool) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	if single {
+		fmt.Fprintf(&b, `"total":%d`, r.Counts.Total())
+	} else {
+		r.Counts.writeFields(&b)
+	}
+	if skipped {
+		if b.Len() > 1 {
+			b.WriteByte(',')
+		}
+		if single {
+			fmt.Fprintf(&b, `"skipped":%d`, len(r.Skipped))
+		} else {
+			b.WriteString(`"skipped":` + r.SkippedByType().JSON())
+		}
+	}
+	b.WriteByte('}')
+	return b.String()
 }
 
 // LoadSource opens spec and loads it in one transaction. An HTTP source that

@@ -310,6 +310,26 @@ func TestCountsJSON(t *testing.T) {
 	}
 }
 
+func TestResultSummary(t *testing.T) {
+	r := Result{Counts: Counts{"Patient": 2, "CarePlan": 1}, Skipped: []BadLine{{Type: "Patient"}, {}}}
+	for _, c := range []struct {
+		single, skipped bool
+		want            string
+	}{
+		{false, false, `{"CarePlan":1,"Patient":2}`},
+		{true, false, `{"total":3}`},
+		{false, true, `{"CarePlan":1,"Patient":2,"skipped":{"Patient":1,"unknown":1}}`},
+		{true, true, `{"total":3,"skipped":2}`},
+	} {
+		if got := r.Summary(c.single, c.skipped); got != c.want {
+			t.Errorf("Summary(%v, %v) = %s, want %s", c.single, c.skipped, got, c.want)
+		}
+	}
+	if got := (Result{}).Summary(false, true); got != `{"skipped":{}}` {
+		t.Errorf("empty Summary = %s", got)
+	}
+}
+
 func TestTxidBlocksGrow(t *testing.T) {
 	var asked []int
 	next := int64(0)
