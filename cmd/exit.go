@@ -62,8 +62,9 @@ type ending struct {
 // "Exit status" text:
 //
 //   - 0: no error.
-//   - an *exitError: its status, and its message if it has one (status ID:
-//     1 failed, 3 interrupted; --watch stopped by Ctrl-C: 130, silently).
+//   - an *exitError: its status, and its message if it has one, as it is,
+//     with no hint (status ID: 1 failed, 3 interrupted; --watch stopped by
+//     Ctrl-C: 130, silently).
 //   - 130: interrupted (Ctrl-C, SIGTERM): "interrupted", or what a load of
 //     several sources committed before.
 //   - 141: a broken pipe on stdout: nothing said, as `yes | head`.
@@ -77,7 +78,7 @@ func exitStatus(err error, e ending) (int, string) {
 		if ee.err == nil {
 			return ee.code, ""
 		}
-		return ee.code, "fhirbulk: " + message(ee.err) + "\n"
+		return ee.code, "fhirbulk: " + errorLine(ee.err) + "\n"
 	case err == nil:
 		return exitOK, ""
 	case e.interrupted:

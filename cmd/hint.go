@@ -3,6 +3,7 @@ package cmd
 import (
 	"errors"
 
+	"github.com/fhirbulk/fhirbulk/pkg/bulkimport"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 )
 
@@ -13,6 +14,7 @@ import (
 func flagHint(err error) string {
 	var cfg *pg.ConfigError
 	var conn *pg.ConnectError
+	var failed *bulkimport.FailedError
 	switch {
 	case errors.As(err, &cfg) && cfg.Err != nil:
 		return " (--db, DATABASE_URL or PG* variables)"
@@ -20,6 +22,8 @@ func flagHint(err error) string {
 		return " (--db, DATABASE_URL)"
 	case errors.As(err, &conn) && conn.Unconfigured:
 		return " (nothing was configured: give --db postgres://HOST:PORT/DATABASE or set DATABASE_URL)"
+	case errors.As(err, &failed):
+		return " (fhirbulk status " + failed.ID + ")"
 	}
 	return ""
 }

@@ -122,13 +122,7 @@ func pidNote(pid int) string {
 func importStatusError(st *bulkimport.State) error {
 	switch st.Status {
 	case bulkimport.StatusFailed:
-		failed := 0
-		for _, in := range st.Inputs {
-			if in.Status == bulkimport.StatusFailed {
-				failed++
-			}
-		}
-		return &exitError{code: exitFailure, err: fmt.Errorf("import %s failed: %d of %d inputs failed", printable(st.ID), failed, len(st.Inputs))}
+		return &exitError{code: exitFailure, err: st.Err()}
 	case bulkimport.StatusInterrupted:
 		return &exitError{code: exitImportInterrupted, err: fmt.Errorf("import %s was interrupted: run it again to resume it (fhirbulk import --resume %s)", printable(st.ID), printable(st.ID))}
 	}

@@ -240,16 +240,33 @@ func lastLine(log *os.File) string {
 	return "no message (see " + log.Name() + ")"
 }
 
-// Err is the error a run that ended in st stands for: nil when it finished.
+// FailedError is an import that ended with some of its inputs failed (the
+// others are loaded).
+type FailedError struct {
+	ID             string
+	Failed, Inputs int
+}
+
+func (e *FailedError) Error() string {
+	return fmt.Sprintf("import %s failed: %d of %d inputs failed", e.ID, e.Failed, e.Inputs)
+}
+
+// Failed is how many of st's inputs failed.
+func (st *State) Failed() int {
+	n := 0
+	for _, in := range st.Inputs {
+		if in.Status == StatusFailed {
+			n++
+		}
+	}
+	return n
+}
+
+// Err is the error a run that ended in st stands for: nil when it did not
+// fail, else a *FailedError.
 func (st *State) Err() error {
 	if st.Status != StatusFailed {
 		return nil
 	}
-	failed := 0
-	for _, in := range st.Inputs {
-		if in.Status == StatusFailed {
-			failed++
-		}
-	}
-	return fmt.Errorf("import %s failed: %d of %d inputs failed (fhirbulk status %s)", st.ID, failed, len(st.Inputs), st.ID)
+	return &FailedError{ID: st.ID, Failed: st.Failed(), Inputs: len(st.Inputs)}
 }
