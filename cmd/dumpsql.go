@@ -2,11 +2,10 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
@@ -75,25 +74,15 @@ Timestamps are printed in UTC (the session runs with TimeZone=UTC, DateStyle=ISO
 		default:
 			return usagef("dump-sql needs a QUERY (an argument, or -f FILE)")
 		}
-		if strings.TrimSpace(o.Query) == "" {
-			return usagef("the query is empty")
-		}
-		if !slices.Contains(dumpsql.Formats, o.Format) {
-			return usagef("--format: %q is not one of %s", o.Format, strings.Join(dumpsql.Formats, ", "))
-		}
-		if o.Timeout < 0 {
-			return usagef("--timeout: must not be negative")
-		}
-		if o.Timeout > dumpsql.MaxTimeout {
-			return usagef("--timeout %s: at most %s (PostgreSQL's statement_timeout counts milliseconds up to 2^31-1); 0 is no timeout", o.Timeout, dumpsql.MaxTimeout)
-		}
-		if o.Timeout > 0 && o.Timeout < time.Millisecond {
-			o.Timeout = time.Millisecond
-		}
 		if o.Table == "" || o.Index == "" {
 			return usagef("--table and --index must not be empty")
 		}
-		if err := dumpsql.CheckQuery(o.Query); err != nil {
+		var oe *dumpsql.OptionError
+		if err := o.Check(); errors.As(err, &oe) && oe.Field == "query" {
+			return usagef("%s", oe.Reason)
+		} else if errors.As(err, &oe) {
+			return usagef("--%s: %s", strings.TrimSuffix(oe.Field+" "+oe.Value, " "), oe.Reason)
+		} else if err != nil {
 			return usageError{err}
 		}
 		return a.export(ctx, &out, "dump-sql", func(conn *pgx.Conn, w *countingWriter) (int64, error) {

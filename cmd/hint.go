@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkimport"
+	"github.com/fhirbulk/fhirbulk/pkg/dumpsql"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 )
 
@@ -15,6 +16,7 @@ func flagHint(err error) string {
 	var cfg *pg.ConfigError
 	var conn *pg.ConnectError
 	var failed *bulkimport.FailedError
+	var dup *dumpsql.DuplicateColumnError
 	switch {
 	case errors.As(err, &cfg) && cfg.Err != nil:
 		return " (--db, DATABASE_URL or PG* variables)"
@@ -24,6 +26,8 @@ func flagHint(err error) string {
 		return " (nothing was configured: give --db postgres://HOST:PORT/DATABASE or set DATABASE_URL)"
 	case errors.As(err, &failed):
 		return " (fhirbulk status " + failed.ID + ")"
+	case errors.As(err, &dup):
+		return " for --format " + dup.Format
 	}
 	return ""
 }
