@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -78,6 +79,10 @@ A FILE whose first lines are in the format converted to already is refused.`,
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
+				}
+				var wrong *fhirformat.FormatError
+				if errors.As(err, &wrong) {
+					wrong.Hint = convertFormatHint(wrong.Found)
 				}
 				return fmt.Errorf("convert %s: %w", src.Name(), err)
 			}

@@ -5,17 +5,25 @@ import (
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkimport"
 	"github.com/fhirbulk/fhirbulk/pkg/dumpsql"
+	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 )
 
-// flagHint is what to add to err's line for a person at the command line:
-// the flag, variable or file that sets what went wrong, or the one that
-// would let it through. Packages return errors that carry facts and name
-// no flag; the words about flags are here, in one place.
+// Packages return errors that carry facts and name no flag; the words about
+// flags, variables and commands are here, in one place: flagHint ends the
+// line of an error, the format hints are handed to the packages that make
+// *fhirformat.FormatError (their message goes on after the hint).
+
+// flagHint is what to add at the end of err's line for a person at the
+// command line: the flag, variable or command that sets what went wrong,
+// or that would let it through ("" when there is nothing to add).
 func flagHint(err error) string {
 	var cfg *pg.ConfigError
 	var conn *pg.ConnectError
 	var failed *bulkimport.FailedError
+	var otherDB *bulkimport.OtherDatabaseError
+	var finished *bulkimport.FinishedError
+	var otherInputs *bulkimport.OtherInputsError
 	var dup *dumpsql.DuplicateColumnError
 	switch {
 	case errors.As(err, &cfg) && cfg.Err != nil:
@@ -26,6 +34,16 @@ func flagHint(err error) string {
 		return " (nothing was configured: give --db postgres://HOST:PORT/DATABASE or set DATABASE_URL)"
 	case errors.As(err, &failed):
 		return " (fhirbulk status " + failed.ID + ")"
+	case errors.As(err, &otherDB) && otherDB.FromExport:
+		return ": to load it into this one, import the export without --resume (each database gets an import of its own), or use --force (everything loads again)"
+	case errors.As(err, &otherDB):
+		return ": to load it into this one, give the manifest another id, or use --force (everything loads again)"
+	case errors.As(err, &finished):
+		return " (use --force to load it all again)"
+	case errors.As(err, &otherInputs):
+		return ": give the manifest another id, or use --force"
+	case errors.Is(err, bulkimport.ErrNoStateDir):
+		return ": set --state-dir, FHIRBULK_STATE_DIR or HOME"
 	case errors.As(err, &dup):
 		return " for --format " + dup.Format
 	}
@@ -35,4 +53,31 @@ func flagHint(err error) string {
 // message is err as the one line a person is shown, with its hint.
 func message(err error) string {
 	return errorLine(err) + flagHint(err)
+}
+
+// loadFormatHint says what to do about a load's source found in the other
+// format than --fhir says.
+func loadFormatHint(found fhirformat.Format) string {
+	if found == fhirformat.FHIR {
+		return "use --fhir"
+	}
+	return "drop --fhir"
+}
+
+// importFormatHint says what to do about an import's input found in the
+// other format than the one it was taken for.
+func importFormatHint(found fhirformat.Format) string {
+	if found == fhirformat.FHIR {
+		return "use --fhir (or the manifest's inputFormat: application/fhir+ndjson)"
+	}
+	return "use --aidbox"
+}
+
+// convertFormatHint says what to do about convert's input found in the
+// format converted to already.
+func convertFormatHint(found fhirformat.Format) string {
+	if found == fhirformat.FHIR {
+		return "use --to aidbox"
+	}
+	return "use --to fhir"
 }

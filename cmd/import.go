@@ -141,7 +141,10 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 		}
 		plan, err := store.Plan(ctx, req, time.Now())
 		var me *bulkimport.ManifestError
-		if errors.As(err, &me) || errors.Is(err, bulkimport.ErrBadID) {
+		var badID *bulkimport.RequestIDError
+		if errors.As(err, &badID) {
+			return usagef("--%s %q: %v", map[string]string{"Resume": "resume", "RunID": "run-id"}[badID.Field], badID.ID, bulkimport.ErrBadID)
+		} else if errors.As(err, &me) || errors.Is(err, bulkimport.ErrBadID) {
 			return usageError{err}
 		} else if err != nil {
 			return err
@@ -165,7 +168,7 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 		plan.Into(db)
 		opts := bulkimport.Options{DSN: dsn, DB: db, Store: store, Parallel: f.parallel, FHIR: f.fhir, Aidbox: f.aidbox, Force: f.force,
 			Source: f.read.sourceOptions(a), MaxLineSize: int(f.read.maxLine), MaxErrors: f.maxErrors, PreserveMeta: f.preserveMeta,
-			FormatCheck: fhirformat.CheckLines}
+			FormatCheck: fhirformat.CheckLines, FormatHint: importFormatHint}
 		if f.noFmtCheck {
 			opts.FormatCheck = 0
 		}

@@ -90,6 +90,7 @@ would load.`,
 		if !noFormatCheck {
 			opts.FormatCheck = fhirformat.CheckLines
 		}
+		opts.FormatHint = loadFormatHint
 		var errs *sink.Sink
 		if errorsPath != "" {
 			var err error

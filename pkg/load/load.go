@@ -76,16 +76,9 @@ type Options struct {
 	// to Type (the caller checks it) nor to a dry run (which knows no
 	// tables).
 	OnlyKnownTypes bool
-	// FormatHint says what to do about a source found in format found
-	// (nil: load's flags, "use --fhir" or "drop --fhir").
+	// FormatHint, when set, says what to do about a source found in format
+	// found (the *fhirformat.FormatError's Hint).
 	FormatHint func(found fhirformat.Format) string
-}
-
-func loadFormatHint(found fhirformat.Format) string {
-	if found == fhirformat.FHIR {
-		return "use --fhir"
-	}
-	return "drop --fhir"
 }
 
 // Merge is a parsed --merge object.

@@ -186,7 +186,7 @@ func (p lineParser) reset(o Options) lineParser {
 			q.check = fhirformat.NewChecker(want)
 		}
 		if q.hint == nil {
-			q.hint = loadFormatHint
+			q.hint = func(fhirformat.Format) string { return "" }
 		}
 	}
 	return q
