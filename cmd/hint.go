@@ -25,6 +25,8 @@ func flagHint(err error) string {
 	var finished *bulkimport.FinishedError
 	var otherInputs *bulkimport.OtherInputsError
 	var dup *dumpsql.DuplicateColumnError
+	var order *bulkimport.OrderError
+	var manifest *bulkimport.ManifestError
 	switch {
 	case errors.As(err, &cfg) && cfg.Err != nil:
 		return " (--db, DATABASE_URL or PG* variables)"
@@ -42,6 +44,10 @@ func flagHint(err error) string {
 		return " (use --force to load it all again)"
 	case errors.As(err, &otherInputs):
 		return ": give the manifest another id, or use --force"
+	case errors.As(err, &order):
+		return " (--no-order-check to import it anyway)"
+	case errors.As(err, &manifest) && manifest.Outside:
+		return " (--allow-outside to read it)"
 	case errors.Is(err, bulkimport.ErrNoStateDir):
 		return ": set --state-dir, FHIRBULK_STATE_DIR or HOME"
 	case errors.As(err, &dup):
