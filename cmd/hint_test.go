@@ -1,0 +1,37 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/fhirbulk/fhirbulk/pkg/bulkimport"
+	"github.com/fhirbulk/fhirbulk/pkg/dumpsql"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
+)
+
+// The packages' errors name no flag; message adds the words, wrapped or not.
+func TestMessageHints(t *testing.T) {
+	_, scheme := pg.ParseDSN("mysql://h/d")
+	_, parse := pg.ParseDSN("host=h port=eighty")
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{errors.New("plain"), "plain"},
+		{scheme, "bad connection string: a mysql:// URL; want postgres://HOST:PORT/DATABASE (--db, DATABASE_URL)"},
+		{fmt.Errorf("x: %w", parse), "x: " + parse.Error() + " (--db, DATABASE_URL or PG* variables)"},
+		{&pg.ConnectError{Where: "here", Reason: "connection refused", Unconfigured: true},
+			"cannot connect to PostgreSQL here: connection refused (nothing was configured: give --db postgres://HOST:PORT/DATABASE or set DATABASE_URL)"},
+		{&pg.ConnectError{Where: "here", Reason: "connection refused"}, "cannot connect to PostgreSQL here: connection refused"},
+		{&bulkimport.FailedError{ID: "a", Failed: 1, Inputs: 2}, "import a failed: 1 of 2 inputs failed (fhirbulk status a)"},
+		{&bulkimport.FinishedError{ID: "a"}, `import "a" finished already (use --force to load it all again)`},
+		{&bulkimport.OtherInputsError{ID: "a"}, `import "a" recorded other inputs than this manifest lists: give the manifest another id, or use --force`},
+		{fmt.Errorf("%w", bulkimport.ErrNoStateDir), "no state folder: set --state-dir, FHIRBULK_STATE_DIR or HOME"},
+		{&dumpsql.DuplicateColumnError{Name: "id", Format: "ndjson"}, `column name "id" appears twice in the result: give the columns distinct names (... AS "id_2") for --format ndjson`},
+	} {
+		if got := message(c.err); got != c.want {
+			t.Errorf("message(%v)\n got %s\nwant %s", c.err, got, c.want)
+		}
+	}
+}
