@@ -2,10 +2,12 @@ package cmd
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkimport"
 	"github.com/fhirbulk/fhirbulk/pkg/dumpsql"
 	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
+	"github.com/fhirbulk/fhirbulk/pkg/load"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 )
 
@@ -59,6 +61,24 @@ func flagHint(err error) string {
 // message is err as the one line a person is shown, with its hint.
 func message(err error) string {
 	return errorLine(err) + flagHint(err)
+}
+
+// lineWords words the facts of a bad line that load and import tell in its
+// reason, with the flags that bear on them (load.Options.Words): "" keeps
+// the fact's own words. Only the facts themselves are worded, not errors
+// that wrap them (whose words would be lost).
+func lineWords(fact error) string {
+	switch e := fact.(type) {
+	case *load.TooManyBadLinesError:
+		return fmt.Sprintf("more than --max-errors %d bad lines", e.Max)
+	case *load.UnknownTypeError:
+		return e.Error() + " (--new-type makes its table)"
+	case *load.NoTypeError:
+		return e.Error() + " (give --type for single-type sources)"
+	case *load.OtherTypeError:
+		return fmt.Sprintf("resourceType %q is not --type %s", e.Name, e.Type)
+	}
+	return ""
 }
 
 // loadFormatHint says what to do about a load's source found in the other

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkimport"
 	"github.com/fhirbulk/fhirbulk/pkg/dumpsql"
+	"github.com/fhirbulk/fhirbulk/pkg/load"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 )
 
@@ -32,6 +33,26 @@ func TestMessageHints(t *testing.T) {
 	} {
 		if got := message(c.err); got != c.want {
 			t.Errorf("message(%v)\n got %s\nwant %s", c.err, got, c.want)
+		}
+	}
+}
+
+// A bad line's facts, worded with load's flags; errors that wrap one keep
+// their own words.
+func TestLineWords(t *testing.T) {
+	for _, c := range []struct {
+		fact error
+		want string
+	}{
+		{&load.TooManyBadLinesError{Max: 3}, "more than --max-errors 3 bad lines"},
+		{&load.NoTypeError{}, `no "resourceType" (give --type for single-type sources)`},
+		{&load.OtherTypeError{Name: "Observation", Type: "Patient"}, `resourceType "Observation" is not --type Patient`},
+		{&load.UnknownTypeError{Type: "Zebra"}, `resourceType "Zebra" is not an R4 type and has no table (--new-type makes its table)`},
+		{fmt.Errorf("x: %w", &load.NoTypeError{}), ""},
+		{errors.New("other"), ""},
+	} {
+		if got := lineWords(c.fact); got != c.want {
+			t.Errorf("lineWords(%v) = %q, want %q", c.fact, got, c.want)
 		}
 	}
 }

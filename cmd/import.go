@@ -175,7 +175,7 @@ func (a *app) runImport(ctx context.Context, f importOptions, args []string) err
 	plan.Into(db)
 	opts := bulkimport.Options{DSN: dsn, DB: db, Store: store, Parallel: f.parallel, FHIR: f.fhir, Aidbox: f.aidbox, Force: f.force,
 		Source: f.read.sourceOptions(a), MaxLineSize: int(f.read.maxLine), MaxErrors: f.maxErrors, PreserveMeta: f.preserveMeta,
-		FormatCheck: fhirformat.CheckLines, FormatHint: importFormatHint}
+		FormatCheck: fhirformat.CheckLines, FormatHint: importFormatHint, Words: lineWords}
 	if f.noFmtCheck {
 		opts.FormatCheck = 0
 	}

@@ -106,7 +106,7 @@ func (a *app) runLoad(ctx context.Context, lo loadOptions, args []string) error 
 	if !lo.noFmtCheck {
 		opts.FormatCheck = fhirformat.CheckLines
 	}
-	opts.FormatHint = loadFormatHint
+	opts.FormatHint, opts.Words = loadFormatHint, lineWords
 	var errs *sink.Sink
 	if lo.errorsPath != "" {
 		var err error

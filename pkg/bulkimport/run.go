@@ -35,10 +35,12 @@ type Options struct {
 	// FormatCheck is how many lines of each input are checked for the
 	// other format (see load.Options; 0: none).
 	FormatCheck int64
+	Force       bool // load everything again, even a finished import
 	// FormatHint, when set, says what to do about an input found in the
 	// other format than the one it was taken for (load.Options.FormatHint).
 	FormatHint func(found fhirformat.Format) string
-	Force      bool // load everything again, even a finished import
+	// Words, when set, words a bad line's facts (load.Options.Words).
+	Words func(fact error) string
 	// Source tunes how inputs are read (HTTP idle timeout, retries);
 	// MaxLineSize bounds a line (0: no bound).
 	Source      source.Options
@@ -400,7 +402,7 @@ func (r *runner) loadInput(ctx context.Context, cp **connection, in Input, i int
 	l := (*cp).loader
 	l.Opts = load.Options{Type: in.ResourceType, FHIR: r.o.fhir(r.m), History: r.m.Update, MaxLineSize: r.o.MaxLineSize,
 		MaxErrors: r.o.MaxErrors, PreserveMeta: r.o.PreserveMeta, ExpectCount: in.Count,
-		FormatCheck: r.o.FormatCheck, FormatHint: r.o.FormatHint}
+		FormatCheck: r.o.FormatCheck, FormatHint: r.o.FormatHint, Words: r.o.Words}
 	l.Progress = func(e load.Event) {
 		if e.Phase != load.Reading && e.Phase != load.Storing {
 			return
@@ -502,7 +504,7 @@ func (r *runner) deletions(ctx context.Context) {
 			// does (PreserveMeta); the file must hold what the manifest
 			// counts; bad lines are skipped as in the other inputs.
 			conn.loader.Opts = load.Options{MaxLineSize: r.o.MaxLineSize, MaxErrors: r.o.MaxErrors,
-				PreserveMeta: r.o.PreserveMeta, ExpectCount: all[i].Count}
+				PreserveMeta: r.o.PreserveMeta, ExpectCount: all[i].Count, Words: r.o.Words}
 			d, err = conn.loader.DeleteSource(ctx, all[i].URL, r.o.Source)
 			var se *load.SourceError
 			if errors.As(err, &se) {

@@ -84,7 +84,7 @@ func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (d Deletions, 
 		return d, pg.Wrap(err)
 	}
 	dr := &deletionsReader{lines: ndjson.NewLineReaderMax(src, l.Opts.MaxLineSize), types: map[string]bool{},
-		maxErrors: l.Opts.MaxErrors, preserve: l.Opts.PreserveMeta, parser: bulkdata.DeletedParser{ValidRef: validRef}}
+		maxErrors: l.Opts.MaxErrors, say: l.Opts.say, preserve: l.Opts.PreserveMeta, parser: bulkdata.DeletedParser{ValidRef: validRef}}
 	if dr.preserve {
 		var now time.Time
 		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
@@ -230,6 +230,7 @@ type deletionsReader struct {
 	err     error
 
 	maxErrors int
+	say       func(fact error) string // Options.say
 	bad       []BadLine
 	preserve  bool      // PreserveMeta: the Bundle's meta sets txid and ts
 	notAfter  time.Time // the latest lastUpdated taken
@@ -245,7 +246,7 @@ func (r *deletionsReader) skip(n int64, reason string) error {
 	reason = ndjson.ClipQuoted(reason)
 	if len(r.bad) >= r.maxErrors {
 		if r.maxErrors > 0 {
-			reason += fmt.Sprintf(" (more than --max-errors %d bad lines)", r.maxErrors)
+			reason += " (" + r.say(&TooManyBadLinesError{Max: r.maxErrors}) + ")"
 		}
 		return &ndjson.LineError{Line: n, Reason: reason}
 	}

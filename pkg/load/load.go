@@ -79,6 +79,41 @@ type Options struct {
 	// FormatHint, when set, says what to do about a source found in format
 	// found (the *fhirformat.FormatError's Hint).
 	FormatHint func(found fhirformat.Format) string
+	// Words, when set, words a fact of a bad line for a person, in the
+	// caller's terms (its flags), or returns "" to keep the fact's own: it
+	// is asked about *TooManyBadLinesError, *UnknownTypeError,
+	// *NoTypeError and *OtherTypeError, when the line's reason is made
+	// (the reason is text from then on: an errors file, a state file).
+	Words func(fact error) string
+}
+
+// say is fact as a bad line's reason tells it: in o.Words', else its own.
+func (o *Options) say(fact error) string {
+	if o.Words != nil {
+		if w := o.Words(fact); w != "" {
+			return w
+		}
+	}
+	return fact.Error()
+}
+
+// TooManyBadLinesError is why a bad line fails its source: Max were
+// skipped already (Options.MaxErrors).
+type TooManyBadLinesError struct{ Max int }
+
+func (e *TooManyBadLinesError) Error() string { return fmt.Sprintf("more than %d bad lines", e.Max) }
+
+// NoTypeError is a line without a resourceType in a source of several
+// types (no Options.Type).
+type NoTypeError struct{}
+
+func (e *NoTypeError) Error() string { return `no "resourceType"` }
+
+// OtherTypeError is a line whose resourceType Name is not Options.Type.
+type OtherTypeError struct{ Name, Type string }
+
+func (e *OtherTypeError) Error() string {
+	return fmt.Sprintf("resourceType %q in a source of type %s", e.Name, e.Type)
 }
 
 // Merge is a parsed --merge object.
@@ -624,11 +659,12 @@ func (l *Loader) knownType(ctx context.Context, t string) error {
 	return nil
 }
 
-// UnknownTypeError is a type that is neither an R4 type nor has a table.
+// UnknownTypeError is a type that is neither an R4 type nor has a table
+// (Options.OnlyKnownTypes).
 type UnknownTypeError struct{ Type string }
 
 func (e *UnknownTypeError) Error() string {
-	return fmt.Sprintf("resourceType %q is not an R4 type and has no table%s (--new-type makes its table)", e.Type, pg.DidYouMean(e.Type))
+	return fmt.Sprintf("resourceType %q is not an R4 type and has no table%s", e.Type, pg.DidYouMean(e.Type))
 }
 
 // prepareStage makes the staging table on this connection when it is not
@@ -837,7 +873,7 @@ func (l *Loader) moveSkipping(ctx context.Context, tx pgx.Tx, st *stager, t stri
 		var le *ndjson.LineError
 		if !errors.As(err, &le) || len(st.bad) >= st.maxErrors {
 			if le != nil && st.maxErrors > 0 {
-				le.Reason += fmt.Sprintf(" (more than --max-errors %d bad lines)", st.maxErrors)
+				le.Reason += " (" + l.Opts.say(&TooManyBadLinesError{Max: st.maxErrors}) + ")"
 			}
 			return err
 		}

@@ -259,7 +259,7 @@ func TestStagerBadLines(t *testing.T) {
 	for input, want := range map[string]string{
 		"{\"id\":\"1\"}\n[]\n":                        "line 2: not a JSON object",
 		"{\"id\":1}\n":                                `line 1: no string "id"`,
-		"{\"id\":\"1\",\"resourceType\":\"Q\"}\n":     `line 1: resourceType "Q" is not --type P`,
+		"{\"id\":\"1\",\"resourceType\":\"Q\"}\n":     `line 1: resourceType "Q" in a source of type P`, // cmd words it "is not --type P"
 		"{\"id\":\"1\",\"resourceType\":3}\n":         `line 1: "resourceType" is not a string`,
 		"{\"id\":\"1\",\"meta\":{\"createdAt\":1}}\n": `line 1: meta.createdAt 1 is not an RFC 3339 instant`,
 		"{\"id\":\"1\",\"a\":\"\xff\"}\n":             "line 1: not valid UTF-8",
