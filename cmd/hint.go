@@ -77,6 +77,13 @@ func lineWords(fact error) string {
 		return e.Error() + " (give --type for single-type sources)"
 	case *load.OtherTypeError:
 		return fmt.Sprintf("resourceType %q is not --type %s", e.Name, e.Type)
+	case *load.VersionError:
+		if e.Deletion {
+			return e.Error() + " (drop --preserve-meta to delete it as a new version)"
+		}
+		return e.Error() + " (drop --preserve-meta to store it as a new version)"
+	case *load.TxidTooLargeError:
+		return fmt.Sprintf("meta.versionId %s is above %d, the largest txid --preserve-meta keeps (it would move the shared transaction_id_seq for good)", e.Value, int64(load.MaxPreservedTxid))
 	}
 	return ""
 }

@@ -48,6 +48,12 @@ func TestLineWords(t *testing.T) {
 		{&load.NoTypeError{}, `no "resourceType" (give --type for single-type sources)`},
 		{&load.OtherTypeError{Name: "Observation", Type: "Patient"}, `resourceType "Observation" is not --type Patient`},
 		{&load.UnknownTypeError{Type: "Zebra"}, `resourceType "Zebra" is not an R4 type and has no table (--new-type makes its table)`},
+		{&load.VersionError{Txid: 3, Stored: 5, What: "Patient/p", Older: true},
+			"meta.versionId 3 is older than version 5 of Patient/p in the database: stored, it would make the history go backwards (drop --preserve-meta to store it as a new version)"},
+		{&load.VersionError{Txid: 3, Stored: 5, What: "Patient/p", Deletion: true},
+			"meta.versionId 3 is not newer than version 5 of Patient/p in the database: the deletion would make the history go backwards (drop --preserve-meta to delete it as a new version)"},
+		{&load.TxidTooLargeError{Value: `"1e99"`},
+			`meta.versionId "1e99" is above 9007199254740991, the largest txid --preserve-meta keeps (it would move the shared transaction_id_seq for good)`},
 		{fmt.Errorf("x: %w", &load.NoTypeError{}), ""},
 		{errors.New("other"), ""},
 	} {

@@ -204,7 +204,7 @@ func (r *deletionsReader) skipOlder(ctx context.Context, tx pgx.Tx, t string) er
 		if err != nil {
 			return pg.Wrap(err)
 		}
-		reason := fmt.Sprintf("meta.versionId %d is not newer than version %d of %s/%s in the database: the deletion would make the history go backwards (drop --preserve-meta to delete it as a new version)", txid, stored, t, ndjson.Clip(id))
+		reason := r.say(&VersionError{Txid: txid, Stored: stored, What: t + "/" + ndjson.Clip(id), Deletion: true})
 		if err := r.skip(n, reason); err != nil {
 			return err
 		}

@@ -82,8 +82,9 @@ type Options struct {
 	// Words, when set, words a fact of a bad line for a person, in the
 	// caller's terms (its flags), or returns "" to keep the fact's own: it
 	// is asked about *TooManyBadLinesError, *UnknownTypeError,
-	// *NoTypeError and *OtherTypeError, when the line's reason is made
-	// (the reason is text from then on: an errors file, a state file).
+	// *NoTypeError, *OtherTypeError, *VersionError and *TxidTooLargeError,
+	// when the line's reason is made (the reason is text from then on: an
+	// errors file, a state file).
 	Words func(fact error) string
 }
 
@@ -946,7 +947,7 @@ func (l *Loader) dbError(ctx context.Context, err error, st *stager) error {
 // source certainly has no repeated id of this type; staged is how many rows.
 func (l *Loader) move(ctx context.Context, tx pgx.Tx, t, stage string, unique bool, staged int64) error {
 	if l.Opts.PreserveMeta {
-		if err := checkVersions(ctx, tx, t, stage); err != nil {
+		if err := checkVersions(ctx, tx, t, stage, l.Opts.say); err != nil {
 			return err
 		}
 	}
@@ -1044,7 +1045,7 @@ func (l *Loader) upsert(ctx context.Context, tx pgx.Tx, t, stage string, unique 
 //
 // The staged text is cast to jsonb only for a line of the current
 // version's txid; a line PostgreSQL will not take is then found as by move.
-func checkVersions(ctx context.Context, tx pgx.Tx, t, stage string) error {
+func checkVersions(ctx context.Context, tx pgx.Tx, t, stage string, say func(error) string) error {
 	if _, err := tx.Exec(ctx, `SAVEPOINT fhirbulk_versions`); err != nil {
 		return sqlError(err)
 	}
@@ -1077,10 +1078,37 @@ func checkVersions(ctx context.Context, tx pgx.Tx, t, stage string) error {
 		return sqlError(err)
 	}
 	what := t + "/" + ndjson.Clip(id)
-	if older {
-		return &ndjson.LineError{Line: n, Reason: fmt.Sprintf("meta.versionId %d is older than version %d of %s in the database: stored, it would make the history go backwards (drop --preserve-meta to store it as a new version)", txid, stored, what)}
+	return &ndjson.LineError{Line: n, Reason: say(&VersionError{Txid: txid, Stored: stored, What: what, Older: older})}
+}
+
+// TxidTooLargeError is a meta.versionId (Options.PreserveMeta) above
+// MaxPreservedTxid: kept, it would move the shared transaction_id_seq for
+// good. Value is the JSON value, clipped.
+type TxidTooLargeError struct{ Value string }
+
+func (e *TxidTooLargeError) Error() string {
+	return fmt.Sprintf("meta.versionId %s is above %d, the largest txid kept (it would move the shared transaction_id_seq for good)", e.Value, int64(MaxPreservedTxid))
+}
+
+// VersionError is a line whose meta.versionId (Options.PreserveMeta) the
+// database refuses: older than the version Stored of What (Type/id), or
+// that version itself with other content (not Older); for a deletion, not
+// newer than Stored. Stored, it would make the history go backwards.
+type VersionError struct {
+	Txid, Stored int64
+	What         string
+	Older        bool
+	Deletion     bool
+}
+
+func (e *VersionError) Error() string {
+	switch {
+	case e.Deletion:
+		return fmt.Sprintf("meta.versionId %d is not newer than version %d of %s in the database: the deletion would make the history go backwards", e.Txid, e.Stored, e.What)
+	case e.Older:
+		return fmt.Sprintf("meta.versionId %d is older than version %d of %s in the database: stored, it would make the history go backwards", e.Txid, e.Stored, e.What)
 	}
-	return &ndjson.LineError{Line: n, Reason: fmt.Sprintf("meta.versionId %d is the version of %s in the database, which differs from this line (its resource, lastUpdated or createdAt): a version never changes (drop --preserve-meta to store it as a new version)", txid, what)}
+	return fmt.Sprintf("meta.versionId %d is the version of %s in the database, which differs from this line (its resource, lastUpdated or createdAt): a version never changes", e.Txid, e.What)
 }
 
 // isJSONError reports the errors PostgreSQL gives for text it will not

@@ -847,7 +847,7 @@ func parseVersionID(v []byte) (int64, error) {
 			return 0, nil
 		}
 		if n > (MaxPreservedTxid-int64(c-'0'))/10 {
-			return 0, fmt.Errorf("meta.versionId %s is above %d, the largest txid --preserve-meta keeps (it would move the shared transaction_id_seq for good)", ndjson.Clip(string(v)), int64(MaxPreservedTxid))
+			return 0, &TxidTooLargeError{Value: ndjson.Clip(string(v))}
 		}
 		n = n*10 + int64(c-'0')
 	}
