@@ -8,6 +8,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/dumpsql"
 	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/load"
+	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 )
 
@@ -29,6 +30,7 @@ func flagHint(err error) string {
 	var dup *dumpsql.DuplicateColumnError
 	var order *bulkimport.OrderError
 	var manifest *bulkimport.ManifestError
+	var tooLong *ndjson.TooLongError
 	switch {
 	case errors.As(err, &cfg) && cfg.Err != nil:
 		return " (--db, DATABASE_URL or PG* variables)"
@@ -54,6 +56,8 @@ func flagHint(err error) string {
 		return ": set --state-dir, FHIRBULK_STATE_DIR or HOME"
 	case errors.As(err, &dup):
 		return " for --format " + dup.Format
+	case errors.As(err, &tooLong):
+		return " (--max-line-size)" // convert's: load's and import's are in the line's reason (lineWords)
 	}
 	return ""
 }
@@ -82,6 +86,8 @@ func lineWords(fact error) string {
 			return e.Error() + " (drop --preserve-meta to delete it as a new version)"
 		}
 		return e.Error() + " (drop --preserve-meta to store it as a new version)"
+	case *ndjson.TooLongError:
+		return e.Error() + " (--max-line-size)"
 	case *load.TxidTooLargeError:
 		return fmt.Sprintf("meta.versionId %s is above %d, the largest txid --preserve-meta keeps (it would move the shared transaction_id_seq for good)", e.Value, int64(load.MaxPreservedTxid))
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/bulkimport"
 	"github.com/fhirbulk/fhirbulk/pkg/dumpsql"
 	"github.com/fhirbulk/fhirbulk/pkg/load"
+	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 )
 
@@ -29,6 +30,8 @@ func TestMessageHints(t *testing.T) {
 		{&bulkimport.FinishedError{ID: "a"}, `import "a" finished already (use --force to load it all again)`},
 		{&bulkimport.OtherInputsError{ID: "a"}, `import "a" recorded other inputs than this manifest lists: give the manifest another id, or use --force`},
 		{fmt.Errorf("%w", bulkimport.ErrNoStateDir), "no state folder: set --state-dir, FHIRBULK_STATE_DIR or HOME"},
+		{fmt.Errorf("convert big.ndjson: %w", &ndjson.LineError{Line: 1, Reason: "longer than 2 KiB", Err: &ndjson.TooLongError{Max: 2048}}),
+			"convert big.ndjson: line 1: longer than 2 KiB (--max-line-size)"},
 		{&dumpsql.DuplicateColumnError{Name: "id", Format: "ndjson"}, `column name "id" appears twice in the result: give the columns distinct names (... AS "id_2") for --format ndjson`},
 	} {
 		if got := message(c.err); got != c.want {
@@ -54,6 +57,7 @@ func TestLineWords(t *testing.T) {
 			"meta.versionId 3 is not newer than version 5 of Patient/p in the database: the deletion would make the history go backwards (drop --preserve-meta to delete it as a new version)"},
 		{&load.TxidTooLargeError{Value: `"1e99"`},
 			`meta.versionId "1e99" is above 9007199254740991, the largest txid --preserve-meta keeps (it would move the shared transaction_id_seq for good)`},
+		{&ndjson.TooLongError{Max: 2048}, "longer than 2 KiB (--max-line-size)"},
 		{fmt.Errorf("x: %w", &load.NoTypeError{}), ""},
 		{errors.New("other"), ""},
 	} {

@@ -277,6 +277,10 @@ func (r *deletionsReader) Read(p []byte) (int, error) {
 func (r *deletionsReader) fill(want int) error {
 	for len(r.out) < want {
 		line, err := r.lines.Next()
+		var tooLong *ndjson.LineError
+		if errors.As(err, &tooLong) {
+			return &ndjson.LineError{Line: tooLong.Line, Reason: r.say(tooLong.Err)}
+		}
 		if err != nil && err != io.EOF {
 			return err
 		}
@@ -286,7 +290,7 @@ func (r *deletionsReader) fill(want int) error {
 			dels, txid, ts, derr := r.deletionsOf(line)
 			if derr != nil {
 				r.entries++
-				if err := r.skip(n, derr.Error()); err != nil {
+				if err := r.skip(n, r.say(derr)); err != nil {
 					return err
 				}
 			}

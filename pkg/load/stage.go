@@ -339,7 +339,7 @@ func (s *stager) fillLines(want int) error {
 			s.eof = true
 		case errors.As(err, &tooLong):
 			s.line = tooLong.Line
-			if err := s.skip(tooLong.Reason, "", ""); err != nil {
+			if err := s.skip(s.say(tooLong.Err), "", ""); err != nil {
 				return err
 			}
 			continue
