@@ -7,7 +7,6 @@ package cmd
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -98,51 +97,6 @@ func compressedSize(o *outputFlags) int64 {
 }
 
 func hasGzSuffix(p string) bool { return len(p) > 3 && p[len(p)-3:] == ".gz" }
-
-// exitError is an error that asks for an exit status of its own (status:
-// 3 for an interrupted import), or, with no err, a status and nothing
-// more said (what there was to say is said).
-//
-// Main maps it once root.go asks reportExitError first; until then it is
-// an ordinary error: printed, exit 1 (or 130 when the context was
-// cancelled).
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string {
-	if e.err == nil {
-		return "interrupted"
-	}
-	return e.err.Error()
-}
-
-func (e *exitError) Unwrap() error { return e.err }
-
-// exitCode is the exit status err asks for by itself (an *exitError), and
-// whether it asks for one.
-func exitCode(err error) (int, bool) {
-	var ee *exitError
-	if errors.As(err, &ee) {
-		return ee.code, true
-	}
-	return 0, false
-}
-
-// reportExitError is what Main is to do first with a command's error: when
-// it is an *exitError, print its message (if any) as Main prints errors
-// and return its exit status, true.
-func reportExitError(stderr io.Writer, err error) (int, bool) {
-	var ee *exitError
-	if !errors.As(err, &ee) {
-		return 0, false
-	}
-	if ee.err != nil {
-		fmt.Fprintf(stderr, "fhirbulk: %s\n", errorLine(ee.err))
-	}
-	return ee.code, true
-}
 
 // loadDisplay shows the load of each source on one line of stderr:
 //

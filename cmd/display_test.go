@@ -216,29 +216,17 @@ func TestStatusExitCodes(t *testing.T) {
 		root := a.rootCmd()
 		root.SetArgs(append(c.args, "--state-dir", dir))
 		_, err := root.ExecuteContextC(context.Background())
-		code, asked := exitCode(err)
-		if err != nil && !asked {
+		var ee *exitError
+		if err != nil && !errors.As(err, &ee) {
 			t.Errorf("%v: %v", c.args, err)
 		}
+		code, _ := exitStatus(err, ending{ran: true})
 		if code != c.code {
 			t.Errorf("%v: exit status %d, want %d (%v)", c.args, code, c.code, err)
 		}
 	}
-	// What Main is to do with them (root.go: reportExitError first).
-	var msg bytes.Buffer
-	if code, ok := reportExitError(&msg, importStatusError(&bulkimport.State{ID: "gone", Status: bulkimport.StatusInterrupted})); !ok || code != 3 ||
-		msg.String() != "fhirbulk: import gone was interrupted: run it again to resume it (fhirbulk import --resume gone)\n" {
-		t.Errorf("reportExitError: %d %v %q", code, ok, msg.String())
-	}
-	msg.Reset()
-	if code, ok := reportExitError(&msg, &exitError{code: exitInterrupted}); !ok || code != 130 || msg.Len() != 0 {
-		t.Errorf("reportExitError(stopped watching): %d %v %q", code, ok, msg.String())
-	}
-	if _, ok := reportExitError(&msg, errors.New("x")); ok {
-		t.Error("reportExitError took an ordinary error")
-	}
 
-	// As Main does it today: 1 for both (3 needs root.go to ask exitCode).
+	// As Main does it.
 	var out, errOut bytes.Buffer
 	if code := runMain(context.Background(), []string{"status", "bad", "--state-dir", dir}, nil, &out, &errOut); code != 1 {
 		t.Errorf("Main: status bad: exit %d", code)

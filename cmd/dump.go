@@ -64,10 +64,17 @@ func (a *app) export(ctx context.Context, out *outputFlags, what string, write f
 	return nil
 }
 
+// dumpOptions are dump's flags.
+type dumpOptions struct {
+	out      outputFlags
+	since    string
+	fhir     bool
+	parallel int
+	order    string
+}
+
 func (a *app) dumpCmd() *cobra.Command {
-	var out outputFlags
-	var since string
-	var opts dump.Options
+	var opts dumpOptions
 	c := &cobra.Command{
 		Use:   "dump TYPE",
 		Short: "Write every resource of a type as ndjson",
@@ -79,60 +86,64 @@ format (or FHIR format with --fhir), with resourceType, id and meta
   diff <(fhirbulk --db "$A" dump --order id Patient) <(fhirbulk --db "$B" dump --order id Patient)`,
 		Args: exactArgs(1, "one resource TYPE"),
 	}
-	out.register(c)
-	c.Flags().StringVar(&since, "since", "", "only resources created after `TIME` (RFC 3339 or YYYY-MM-DD, UTC)")
-	c.Flags().BoolVar(&opts.FHIR, "fhir", false, "write FHIR format (createdAt as the meta extension ex:createdAt)")
-	var parallel int
-	c.Flags().IntVar(&parallel, "parallel", 1, "read with `N` connections at one snapshot (lines then come in no particular order)")
-	var order string
-	c.Flags().StringVar(&order, "order", "", "`id`: lines sorted by id in byte order, as LC_ALL=C sort (for diffing two dumps; the server sorts the table)")
+	opts.out.register(c)
+	c.Flags().StringVar(&opts.since, "since", "", "only resources created after `TIME` (RFC 3339 or YYYY-MM-DD, UTC)")
+	c.Flags().BoolVar(&opts.fhir, "fhir", false, "write FHIR format (createdAt as the meta extension ex:createdAt)")
+	c.Flags().IntVar(&opts.parallel, "parallel", 1, "read with `N` connections at one snapshot (lines then come in no particular order)")
+	c.Flags().StringVar(&opts.order, "order", "", "`id`: lines sorted by id in byte order, as LC_ALL=C sort (for diffing two dumps; the server sorts the table)")
 	a.dbFlag(c)
 	c.ValidArgsFunction = a.completeTypeArg
 	mustComplete(c, "order", completeValues("id"))
 	mustComplete(c, "output", completeFiles("ndjson", "gz"))
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
-		opts.Type = args[0]
-		if err := store.ValidateType(opts.Type); err != nil {
-			return usageError{err}
-		}
-		if since != "" {
-			t, err := dump.ParseSince(since)
-			if err != nil {
-				return usagef("--since: %v", err)
-			}
-			opts.Since = t
-		}
-		if parallel < 1 {
-			return usagef("--parallel: must be at least 1")
-		}
-		switch order {
-		case "":
-		case "id":
-			if parallel > 1 {
-				return usagef("--order id reads with one connection: drop --parallel")
-			}
-			opts.ByID = true
-		default:
-			return usagef("--order: %q is not id (the one order there is)", order)
-		}
-		return a.export(ctx, &out, "dump "+opts.Type, func(conn *pgx.Conn, w *countingWriter) (int64, error) {
-			var total int64 = -1
-			if a.showProgress(out.path == "" || out.path == "-") {
-				total = store.EstimateRows(ctx, conn, opts.Type)
-			}
-			bar := a.startRowsDisplay("dump ", opts.Type, total, &out, w)
-			defer bar.stop()
-			opts.Progress = bar.progressFunc()
-			if parallel > 1 {
-				return export.Dump(ctx, conn, pg.ResolveDSN(a.db, a.getenv), parallel, opts, w)
-			}
-			tx, err := pg.BeginReadOnly(ctx, conn)
-			if err != nil {
-				return 0, err
-			}
-			defer tx.Rollback(context.Background()) //nolint:errcheck // read only: nothing to keep
-			return dump.Dump(ctx, tx, opts, w)
-		})
+		return a.runDump(ctx, opts, args[0])
 	})
 	return c
+}
+
+// runDump writes every resource of type typ.
+func (a *app) runDump(ctx context.Context, opts dumpOptions, typ string) error {
+	do := dump.Options{Type: typ, FHIR: opts.fhir}
+	if err := store.ValidateType(do.Type); err != nil {
+		return usageError{err}
+	}
+	if opts.since != "" {
+		t, err := dump.ParseSince(opts.since)
+		if err != nil {
+			return usagef("--since: %v", err)
+		}
+		do.Since = t
+	}
+	if opts.parallel < 1 {
+		return usagef("--parallel: must be at least 1")
+	}
+	switch opts.order {
+	case "":
+	case "id":
+		if opts.parallel > 1 {
+			return usagef("--order id reads with one connection: drop --parallel")
+		}
+		do.ByID = true
+	default:
+		return usagef("--order: %q is not id (the one order there is)", opts.order)
+	}
+	out := &opts.out
+	return a.export(ctx, out, "dump "+do.Type, func(conn *pgx.Conn, w *countingWriter) (int64, error) {
+		var total int64 = -1
+		if a.showProgress(out.path == "" || out.path == "-") {
+			total = store.EstimateRows(ctx, conn, do.Type)
+		}
+		bar := a.startRowsDisplay("dump ", do.Type, total, out, w)
+		defer bar.stop()
+		do.Progress = bar.progressFunc()
+		if opts.parallel > 1 {
+			return export.Dump(ctx, conn, pg.ResolveDSN(a.db, a.getenv), opts.parallel, do, w)
+		}
+		tx, err := pg.BeginReadOnly(ctx, conn)
+		if err != nil {
+			return 0, err
+		}
+		defer tx.Rollback(context.Background()) //nolint:errcheck // read only: nothing to keep
+		return dump.Dump(ctx, tx, do, w)
+	})
 }

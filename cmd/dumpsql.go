@@ -2,11 +2,10 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
@@ -14,10 +13,15 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/dumpsql"
 )
 
+// dumpSQLOptions are dump-sql's flags.
+type dumpSQLOptions struct {
+	out  outputFlags
+	file string
+	sql  dumpsql.Options // all but Query
+}
+
 func (a *app) dumpSQLCmd() *cobra.Command {
-	var out outputFlags
-	var o dumpsql.Options
-	var file string
+	var opts dumpSQLOptions
 	c := &cobra.Command{
 		Use:   "dump-sql [QUERY] [-f FILE] [--format csv|tsv|ndjson|sql|elastic-bulk]",
 		Short: "Stream any SQL query's result as csv, tsv, ndjson, sql or elastic-bulk",
@@ -42,66 +46,62 @@ Timestamps are printed in UTC (the session runs with TimeZone=UTC, DateStyle=ISO
 			return nil
 		},
 	}
-	out.register(c)
+	opts.out.register(c)
 	f := c.Flags()
-	f.StringVarP(&file, "file", "f", "", "read the query from `FILE` (- for stdin)")
-	f.StringVar(&o.Format, "format", "csv", "output `FORMAT`: "+strings.Join(dumpsql.Formats, ", "))
-	f.BoolVar(&o.NoHeader, "no-header", false, "csv: leave out the header row")
-	f.DurationVar(&o.Timeout, "timeout", 0, "cancel the query after `DURATION` (statement_timeout), e.g. 30s, 5m")
-	f.StringVar(&o.Table, "table", "dump", "sql: the `NAME` of the table to create")
-	f.StringVar(&o.Index, "index", "fhir", "elastic-bulk: the index `NAME`")
+	f.StringVarP(&opts.file, "file", "f", "", "read the query from `FILE` (- for stdin)")
+	f.StringVar(&opts.sql.Format, "format", "csv", "output `FORMAT`: "+strings.Join(dumpsql.Formats, ", "))
+	f.BoolVar(&opts.sql.NoHeader, "no-header", false, "csv: leave out the header row")
+	f.DurationVar(&opts.sql.Timeout, "timeout", 0, "cancel the query after `DURATION` (statement_timeout), e.g. 30s, 5m")
+	f.StringVar(&opts.sql.Table, "table", "dump", "sql: the `NAME` of the table to create")
+	f.StringVar(&opts.sql.Index, "index", "fhir", "elastic-bulk: the index `NAME`")
 	a.dbFlag(c)
 	c.ValidArgsFunction = cobra.NoFileCompletions
 	mustComplete(c, "format", completeValues(dumpsql.Formats...))
 	mustComplete(c, "file", completeFiles("sql"))
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
-		switch {
-		case len(args) == 1 && file != "":
-			return usagef("give the query as an argument or with -f, not both")
-		case len(args) == 1:
-			o.Query = args[0]
-		case file == "-":
-			b, err := io.ReadAll(a.stdin)
-			if err != nil {
-				return err
-			}
-			o.Query = string(b)
-		case file != "":
-			b, err := os.ReadFile(file)
-			if err != nil {
-				return usagef("-f: %v", err)
-			}
-			o.Query = string(b)
-		default:
-			return usagef("dump-sql needs a QUERY (an argument, or -f FILE)")
-		}
-		if strings.TrimSpace(o.Query) == "" {
-			return usagef("the query is empty")
-		}
-		if !slices.Contains(dumpsql.Formats, o.Format) {
-			return usagef("--format: %q is not one of %s", o.Format, strings.Join(dumpsql.Formats, ", "))
-		}
-		if o.Timeout < 0 {
-			return usagef("--timeout: must not be negative")
-		}
-		if o.Timeout > dumpsql.MaxTimeout {
-			return usagef("--timeout %s: at most %s (PostgreSQL's statement_timeout counts milliseconds up to 2^31-1); 0 is no timeout", o.Timeout, dumpsql.MaxTimeout)
-		}
-		if o.Timeout > 0 && o.Timeout < time.Millisecond {
-			o.Timeout = time.Millisecond
-		}
-		if o.Table == "" || o.Index == "" {
-			return usagef("--table and --index must not be empty")
-		}
-		if err := dumpsql.CheckQuery(o.Query); err != nil {
-			return usageError{err}
-		}
-		return a.export(ctx, &out, "dump-sql", func(conn *pgx.Conn, w *countingWriter) (int64, error) {
-			bar := a.startRowsDisplay("dump-sql", "", -1, &out, w)
-			defer bar.stop()
-			o.Progress = bar.progressFunc()
-			return dumpsql.Run(ctx, conn, o, w)
-		})
+		return a.runDumpSQL(ctx, opts, args)
 	})
 	return c
+}
+
+// runDumpSQL runs the query of args or --file.
+func (a *app) runDumpSQL(ctx context.Context, opts dumpSQLOptions, args []string) error {
+	o, file := opts.sql, opts.file
+	switch {
+	case len(args) == 1 && file != "":
+		return usagef("give the query as an argument or with -f, not both")
+	case len(args) == 1:
+		o.Query = args[0]
+	case file == "-":
+		b, err := io.ReadAll(a.stdin)
+		if err != nil {
+			return err
+		}
+		o.Query = string(b)
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return usagef("-f: %v", err)
+		}
+		o.Query = string(b)
+	default:
+		return usagef("dump-sql needs a QUERY (an argument, or -f FILE)")
+	}
+	if o.Table == "" || o.Index == "" {
+		return usagef("--table and --index must not be empty")
+	}
+	var oe *dumpsql.OptionError
+	if err := o.Check(); errors.As(err, &oe) && oe.Field == "query" {
+		return usagef("%s", oe.Reason)
+	} else if errors.As(err, &oe) {
+		return usagef("--%s: %s", strings.TrimSuffix(oe.Field+" "+oe.Value, " "), oe.Reason)
+	} else if err != nil {
+		return usageError{err}
+	}
+	return a.export(ctx, &opts.out, "dump-sql", func(conn *pgx.Conn, w *countingWriter) (int64, error) {
+		bar := a.startRowsDisplay("dump-sql", "", -1, &opts.out, w)
+		defer bar.stop()
+		o.Progress = bar.progressFunc()
+		return dumpsql.Run(ctx, conn, o, w)
+	})
 }

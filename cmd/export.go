@@ -25,12 +25,18 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
+// exportOptions are export's flags.
+type exportOptions struct {
+	export                      export.Options // the flags that are export's options as they are
+	types                       []string
+	since, until, sinceManifest string
+	split                       sizeValue
+	force                       bool
+}
+
 func (a *app) exportCmd() *cobra.Command {
-	var o export.Options
-	var types []string
-	var since, until, sinceManifest string
-	var split sizeValue
-	var force bool
+	var opts exportOptions
+	o := &opts.export
 	c := &cobra.Command{
 		Use:   "export DIR",
 		Short: "Write every type (or some) in one consistent snapshot as an HL7 Bulk Data folder",
@@ -57,15 +63,15 @@ refuses; grant it pg_read_all_stats to spare the wait.`,
 		Args: exactArgs(1, "the export folder DIR"),
 	}
 	f := c.Flags()
-	f.StringSliceVar(&types, "type", nil, "export only `TYPE`s (comma-separated or repeated)")
+	f.StringSliceVar(&opts.types, "type", nil, "export only `TYPE`s (comma-separated or repeated)")
 	f.BoolVar(&o.FHIR, "fhir", false, "write FHIR format (as dump --fhir)")
 	f.BoolVar(&o.Gzip, "gzip", false, "gzip every file (.ndjson.gz)")
-	f.Var(&split, "split-size", "cut each type into numbered files of about `SIZE` of ndjson (e.g. 500MB, 1GiB)")
+	f.Var(&opts.split, "split-size", "cut each type into numbered files of about `SIZE` of ndjson (e.g. 500MB, 1GiB)")
 	f.IntVar(&o.Parallel, "parallel", 2, "read with `N` connections")
-	f.StringVar(&since, "since", "", "only resources changed after `TIME` (RFC 3339 or YYYY-MM-DD), and deletions")
-	f.StringVar(&until, "until", "", "only resources changed up to `TIME`")
-	f.StringVar(&sinceManifest, "since-manifest", "", "go on from the export whose manifest is `FILE` (its watermark)")
-	f.BoolVar(&force, "force", false, "replace an existing DIR that holds an earlier export, once the new one is complete")
+	f.StringVar(&opts.since, "since", "", "only resources changed after `TIME` (RFC 3339 or YYYY-MM-DD), and deletions")
+	f.StringVar(&opts.until, "until", "", "only resources changed up to `TIME`")
+	f.StringVar(&opts.sinceManifest, "since-manifest", "", "go on from the export whose manifest is `FILE` (its watermark)")
+	f.BoolVar(&opts.force, "force", false, "replace an existing DIR that holds an earlier export, once the new one is complete")
 	f.BoolVar(&o.ForceSince, "force-since", false, "go on from --since-manifest even if made on another database, of other types, or its watermark is in the future")
 	f.DurationVar(&o.Wait, "wait", time.Minute, "wait up to `DURATION` for a table another session locked, and (a role without pg_read_all_stats) for other roles' open transactions")
 	a.dbFlag(c)
@@ -73,124 +79,132 @@ refuses; grant it pg_read_all_stats to spare the wait.`,
 	mustComplete(c, "type", a.completeTypeList)
 	mustComplete(c, "since-manifest", completeFiles("json"))
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
-		for _, t := range types {
-			if err := store.ValidateType(t); err != nil {
-				return usagef("--type: %v", err)
-			}
-		}
-		if c.Flags().Changed("type") && len(types) == 0 {
+		if c.Flags().Changed("type") && len(opts.types) == 0 {
 			return usagef("--type: no type given (leave --type out for every type)")
 		}
-		o.Types = types
-		if o.Parallel < 1 {
-			return usagef("--parallel: must be at least 1")
-		}
-		if split > 0 && split < minSplitSize {
-			return usagef("--split-size: %s is less than %s, the least (a size takes a unit: 500MB, 1GiB)", split.String(), ndjson.FormatSize(minSplitSize))
-		}
-		o.SplitSize = int64(split)
-		if since != "" && sinceManifest != "" {
-			return usagef("give --since or --since-manifest, not both")
-		}
-		var err error
-		if since != "" {
-			if o.Since, err = dump.ParseSince(since); err != nil {
-				return usagef("--since: %v", err)
-			}
-			o.Since = o.Since.Add(time.Microsecond) // changed after TIME: ts is kept to the microsecond
-		}
-		if until != "" {
-			if o.Until, err = dump.ParseSince(until); err != nil {
-				return usagef("--until: %v", err)
-			}
-		}
-		if sinceManifest != "" {
-			var from bulkdata.Ext
-			if o.Since, from, err = bulkdata.ReadChain(ctx, sinceManifest); err != nil {
-				return fsutil.FileError("--since-manifest", sinceManifest, err)
-			}
-			o.From = &from
-			o.FromPath = bulkdata.RealPath(sinceManifest)
-		} else if o.ForceSince {
-			return usagef("--force-since goes with --since-manifest")
-		}
-		o.DSN = pg.ResolveDSN(a.db, a.getenv)
-		o.Request = exportRequest(c, args)
-		o.Version = version()
-		start := time.Now()
-		// The live line shows from the start (its clock runs while the
-		// export waits for locks or a watermark), and ends before anything
-		// else is printed: a message goes above it, the summary after it.
-		var live *progress.Live
-		say := func(format string, args ...any) {
-			if live != nil {
-				live.Println(fmt.Sprintf(format, args...))
-				return
-			}
-			fmt.Fprintf(a.stderr, format, args...)
-		}
-		if a.showProgress(false) {
-			meter := progress.NewMeter("export ", "rows")
-			meter.Begin(args[0], -1, 0)
-			var once sync.Once
-			live = progress.StartLine(a.stderr, meter.Line)
-			defer live.Stop()
-			o.Progress = func(p export.Progress) {
-				once.Do(func() { meter.Begin(args[0], p.Estimate, 0) })
-				meter.Update(p.Rows, p.Bytes)
-			}
-		}
-		if o.Wait < 0 {
-			return usagef("--wait: must not be negative")
-		}
-		o.Capped = func(asked, used, free int) {
-			say("export: --parallel %d capped at %d: the server has %s free besides this one, and the export leaves a quarter of them (at least one) to others\n",
-				asked, used, progress.Plural(int64(free), "connection slots"))
-		}
-		o.Waiting = func(n int) {
-			if !a.quiet {
-				say("export: waiting up to %s (--wait) for %s of other roles to end: this role cannot read when they began (pg_read_all_stats)\n",
-					o.Wait, progress.Plural(int64(n), "transactions"))
-			}
-		}
-		m, err := export.Export(ctx, args[0], force, o)
-		live.Stop()
-		var hidden *pg.HiddenTransactionsError
-		var locked *export.LockError
-		var chain *export.ChainError
-		switch {
-		case errors.As(err, &chain) && chain.Kind == "types":
-			return usagef("--since-manifest %s: %v (--force-since to go on anyway)", printable(sinceManifest), err)
-		case errors.As(err, &chain):
-			return fmt.Errorf("--since-manifest %s: %w (--force-since to go on anyway)", printable(sinceManifest), err)
-		case errors.As(err, &hidden):
-			return fmt.Errorf("export: %w: no sound watermark; grant pg_read_all_stats to %q (GRANT pg_read_all_stats TO %s), or run it again when they have ended",
-				err, hidden.Role, pgx.Identifier{hidden.Role}.Sanitize())
-		case errors.As(err, &locked):
-			return fmt.Errorf("export: %w (--wait)", err)
-		case err != nil:
-			return err
-		}
-		if n := errorCount(m); n > 0 {
-			fmt.Fprintf(a.stderr, "export: %s could not be exported (not a JSON object, or no id): listed in %s\n",
-				progress.Plural(n, "resources"), printable(filepath.Join(args[0], m.Error[0].URL)))
-		}
-		if !a.quiet {
-			var rows int64
-			for _, f := range m.Output {
-				rows += *f.Count
-			}
-			fmt.Fprintf(a.stderr, "export: %s in %s, %s deleted, to %s in %s\n",
-				progress.Plural(rows, "resources"), progress.Plural(int64(len(m.Output)), "files"), progress.Plural(deletedCount(m), "resources"), printable(args[0]), progress.Took(time.Since(start)))
-		}
-		line, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintln(a.stdout, string(line))
-		return err
+		return a.runExport(ctx, opts, args[0], exportRequest(c, args))
 	})
 	return c
+}
+
+// runExport exports into the new folder dir; request is the command as the
+// manifest records it.
+func (a *app) runExport(ctx context.Context, opts exportOptions, dir, request string) error {
+	o := opts.export
+	for _, t := range opts.types {
+		if err := store.ValidateType(t); err != nil {
+			return usagef("--type: %v", err)
+		}
+	}
+	o.Types = opts.types
+	if o.Parallel < 1 {
+		return usagef("--parallel: must be at least 1")
+	}
+	if opts.split > 0 && opts.split < minSplitSize {
+		return usagef("--split-size: %s is less than %s, the least (a size takes a unit: 500MB, 1GiB)", opts.split.String(), ndjson.FormatSize(minSplitSize))
+	}
+	o.SplitSize = int64(opts.split)
+	if opts.since != "" && opts.sinceManifest != "" {
+		return usagef("give --since or --since-manifest, not both")
+	}
+	var err error
+	if opts.since != "" {
+		t, err := dump.ParseSince(opts.since)
+		if err != nil {
+			return usagef("--since: %v", err)
+		}
+		o.Since = export.After(t)
+	}
+	if opts.until != "" {
+		if o.Until, err = dump.ParseSince(opts.until); err != nil {
+			return usagef("--until: %v", err)
+		}
+	}
+	if opts.sinceManifest != "" {
+		var from bulkdata.Ext
+		if o.Since, from, err = bulkdata.ReadChain(ctx, opts.sinceManifest); err != nil {
+			return fsutil.FileError("--since-manifest", opts.sinceManifest, err)
+		}
+		o.From = &from
+		o.FromPath = bulkdata.RealPath(opts.sinceManifest)
+	} else if o.ForceSince {
+		return usagef("--force-since goes with --since-manifest")
+	}
+	o.DSN = pg.ResolveDSN(a.db, a.getenv)
+	o.Request = request
+	o.Version = version()
+	start := time.Now()
+	// The live line shows from the start (its clock runs while the
+	// export waits for locks or a watermark), and ends before anything
+	// else is printed: a message goes above it, the summary after it.
+	var live *progress.Live
+	say := func(format string, args ...any) {
+		if live != nil {
+			live.Println(fmt.Sprintf(format, args...))
+			return
+		}
+		fmt.Fprintf(a.stderr, format, args...)
+	}
+	if a.showProgress(false) {
+		meter := progress.NewMeter("export ", "rows")
+		meter.Begin(dir, -1, 0)
+		var once sync.Once
+		live = progress.StartLine(a.stderr, meter.Line)
+		defer live.Stop()
+		o.Progress = func(p export.Progress) {
+			once.Do(func() { meter.Begin(dir, p.Estimate, 0) })
+			meter.Update(p.Rows, p.Bytes)
+		}
+	}
+	if o.Wait < 0 {
+		return usagef("--wait: must not be negative")
+	}
+	o.Capped = func(asked, used, free int) {
+		say("export: --parallel %d capped at %d: the server has %s free besides this one, and the export leaves a quarter of them (at least one) to others\n",
+			asked, used, progress.Plural(int64(free), "connection slots"))
+	}
+	o.Waiting = func(n int) {
+		if !a.quiet {
+			say("export: waiting up to %s (--wait) for %s of other roles to end: this role cannot read when they began (pg_read_all_stats)\n",
+				o.Wait, progress.Plural(int64(n), "transactions"))
+		}
+	}
+	m, err := export.Export(ctx, dir, opts.force, o)
+	live.Stop()
+	var hidden *pg.HiddenTransactionsError
+	var locked *export.LockError
+	var chain *export.ChainError
+	switch {
+	case errors.As(err, &chain) && chain.Kind == "types":
+		return usagef("--since-manifest %s: %v (--force-since to go on anyway)", printable(opts.sinceManifest), err)
+	case errors.As(err, &chain):
+		return fmt.Errorf("--since-manifest %s: %w (--force-since to go on anyway)", printable(opts.sinceManifest), err)
+	case errors.As(err, &hidden):
+		return fmt.Errorf("export: %w: no sound watermark; grant pg_read_all_stats to %q (GRANT pg_read_all_stats TO %s), or run it again when they have ended",
+			err, hidden.Role, pgx.Identifier{hidden.Role}.Sanitize())
+	case errors.As(err, &locked):
+		return fmt.Errorf("export: %w (--wait)", err)
+	case err != nil:
+		return err
+	}
+	if n := errorCount(m); n > 0 {
+		fmt.Fprintf(a.stderr, "export: %s could not be exported (not a JSON object, or no id): listed in %s\n",
+			progress.Plural(n, "resources"), printable(filepath.Join(dir, m.Error[0].URL)))
+	}
+	if !a.quiet {
+		var rows int64
+		for _, f := range m.Output {
+			rows += *f.Count
+		}
+		fmt.Fprintf(a.stderr, "export: %s in %s, %s deleted, to %s in %s\n",
+			progress.Plural(rows, "resources"), progress.Plural(int64(len(m.Output)), "files"), progress.Plural(deletedCount(m), "resources"), printable(dir), progress.Took(time.Since(start)))
+	}
+	line, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(a.stdout, string(line))
+	return err
 }
 
 // minSplitSize is the least --split-size: "--split-size 10" (bytes, meant

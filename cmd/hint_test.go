@@ -1,66 +1,69 @@
 package cmd
 
 import (
-	"bytes"
-	"context"
+	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/spf13/cobra"
-
-	"github.com/fhirbulk/fhirbulk/pkg/sink"
+	"github.com/fhirbulk/fhirbulk/pkg/bulkimport"
+	"github.com/fhirbulk/fhirbulk/pkg/dumpsql"
+	"github.com/fhirbulk/fhirbulk/pkg/load"
+	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
-// flagHint adds the words about --force to sink's typed errors, wrapped or
-// not, only for a command that has the flag.
-func TestFlagHint(t *testing.T) {
-	root := (&app{}).rootCmd()
-	find := func(name string) *cobra.Command {
-		c, _, err := root.Find([]string{name})
-		if err != nil || c.Name() != name {
-			t.Fatalf("no command %s: %v", name, err)
-		}
-		return c
-	}
-	exists := fmt.Errorf("dump: %w", &sink.ExistsError{Path: "p.ndjson"})
-	notExport := fmt.Errorf("output home is %w", sink.ErrNotExport)
-	for _, tc := range []struct {
-		cmd  string
+// The packages' errors name no flag; message adds the words, wrapped or not.
+func TestMessageHints(t *testing.T) {
+	_, scheme := pg.ParseDSN("mysql://h/d")
+	_, parse := pg.ParseDSN("host=h port=eighty")
+	for _, c := range []struct {
 		err  error
 		want string
 	}{
-		{"dump", exists, " (use --force to replace it)"},
-		{"dump-sql", exists, " (use --force to replace it)"},
-		{"convert", exists, " (use --force to replace it)"},
-		{"export", exists, " (use --force to replace it)"},
-		{"export", notExport, ": --force replaces only those"},
-		{"load", exists, ""}, // load --errors: no --force to suggest
-		{"dump", fmt.Errorf("something else"), ""},
+		{errors.New("plain"), "plain"},
+		{scheme, "bad connection string: a mysql:// URL; want postgres://HOST:PORT/DATABASE (--db, DATABASE_URL)"},
+		{fmt.Errorf("x: %w", parse), "x: " + parse.Error() + " (--db, DATABASE_URL or PG* variables)"},
+		{&pg.ConnectError{Where: "here", Reason: "connection refused", Unconfigured: true},
+			"cannot connect to PostgreSQL here: connection refused (nothing was configured: give --db postgres://HOST:PORT/DATABASE or set DATABASE_URL)"},
+		{&pg.ConnectError{Where: "here", Reason: "connection refused"}, "cannot connect to PostgreSQL here: connection refused"},
+		{&bulkimport.FailedError{ID: "a", Failed: 1, Inputs: 2}, "import a failed: 1 of 2 inputs failed (fhirbulk status a)"},
+		{&bulkimport.FinishedError{ID: "a"}, `import "a" finished already (use --force to load it all again)`},
+		{&bulkimport.OtherInputsError{ID: "a"}, `import "a" recorded other inputs than this manifest lists: give the manifest another id, or use --force`},
+		{fmt.Errorf("%w", bulkimport.ErrNoStateDir), "no state folder: set --state-dir, FHIRBULK_STATE_DIR or HOME"},
+		{fmt.Errorf("convert big.ndjson: %w", &ndjson.LineError{Line: 1, Reason: "longer than 2 KiB", Err: &ndjson.TooLongError{Max: 2048}}),
+			"convert big.ndjson: line 1: longer than 2 KiB (--max-line-size)"},
+		{&dumpsql.DuplicateColumnError{Name: "id", Format: "ndjson"}, `column name "id" appears twice in the result: give the columns distinct names (... AS "id_2") for --format ndjson`},
 	} {
-		c := find(tc.cmd)
-		if got := flagHint(c, tc.err); got != tc.want {
-			t.Errorf("%s, %v: hint %q, want %q", tc.cmd, tc.err, got, tc.want)
+		if got := message(c.err, true); got != c.want {
+			t.Errorf("message(%v)\n got %s\nwant %s", c.err, got, c.want)
 		}
-	}
-	if got := flagHint(nil, exists); got != "" {
-		t.Errorf("no command: %q", got)
 	}
 }
 
-// The line a user sees for load --errors over an existing file names no
-// flag load lacks.
-func TestLoadErrorsExistsLine(t *testing.T) {
-	dir := t.TempDir()
-	errs := filepath.Join(dir, "errors.ndjson")
-	src := filepath.Join(dir, "p.ndjson")
-	os.WriteFile(errs, nil, 0o644)                                                //nolint:errcheck
-	os.WriteFile(src, []byte(`{"resourceType":"Patient","id":"p1"}`+"\n"), 0o644) //nolint:errcheck
-	var stdout, stderr bytes.Buffer
-	code := Main(context.Background(), []string{"load", "--check", "--max-errors", "1", "--errors", errs, src},
-		nil, &stdout, &stderr, func(string) string { return "" })
-	if want := "fhirbulk: output " + errs + " already exists\n"; code != exitFailure || stderr.String() != want {
-		t.Errorf("exit %d, stderr %q, want %q", code, stderr.String(), want)
+// A bad line's facts, worded with load's flags; errors that wrap one keep
+// their own words.
+func TestLineWords(t *testing.T) {
+	for _, c := range []struct {
+		fact error
+		want string
+	}{
+		{&load.TooManyBadLinesError{Max: 3}, "more than --max-errors 3 bad lines"},
+		{&load.NoTypeError{}, `no "resourceType" (give --type for single-type sources)`},
+		{&load.OtherTypeError{Name: "Observation", Type: "Patient"}, `resourceType "Observation" is not --type Patient`},
+		{&load.UnknownTypeError{Type: "Zebra"}, `resourceType "Zebra" is not an R4 type and has no table (--new-type makes its table)`},
+		{&load.VersionError{Txid: 3, Stored: 5, What: "Patient/p", Older: true},
+			"meta.versionId 3 is older than version 5 of Patient/p in the database: stored, it would make the history go backwards (drop --preserve-meta to store it as a new version)"},
+		{&load.VersionError{Txid: 3, Stored: 5, What: "Patient/p", Deletion: true},
+			"meta.versionId 3 is not newer than version 5 of Patient/p in the database: the deletion would make the history go backwards (drop --preserve-meta to delete it as a new version)"},
+		{&store.TxidTooLargeError{Value: `"1e99"`},
+			`meta.versionId "1e99" is above 9007199254740991, the largest txid --preserve-meta keeps (it would move the shared transaction_id_seq for good)`},
+		{&ndjson.TooLongError{Max: 2048}, "longer than 2 KiB (--max-line-size)"},
+		{fmt.Errorf("x: %w", &load.NoTypeError{}), ""},
+		{errors.New("other"), ""},
+	} {
+		if got := lineWords(c.fact); got != c.want {
+			t.Errorf("lineWords(%v) = %q, want %q", c.fact, got, c.want)
+		}
 	}
 }

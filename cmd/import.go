@@ -16,8 +16,8 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 )
 
-// importFlags are import's flags, also handed to a detached child.
-type importFlags struct {
+// importOptions are import's flags, also handed to a detached child.
+type importOptions struct {
 	read         readFlags
 	aidbox       bool
 	maxErrors    int
@@ -38,7 +38,7 @@ type importFlags struct {
 }
 
 func (a *app) importCmd() *cobra.Command {
-	var f importFlags
+	var f importOptions
 	c := &cobra.Command{
 		Use:   "import MANIFEST | import --resume ID",
 		Short: "Load the inputs of a manifest in parallel, resumably, tracked in a state file",
@@ -117,92 +117,100 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 	mustComplete(c, "resume", a.completeImportIDs(&f.stateDir))
 	mustComplete(c, "state-dir", completeDirs)
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
-		if f.parallel < 1 {
-			return usagef("--parallel: must be at least 1")
-		}
-		if f.maxErrors < 0 {
-			return usagef("--max-errors: must not be negative")
-		}
-		if f.fhir && f.aidbox {
-			return usagef("give --fhir or --aidbox, not both")
-		}
-		if err := f.read.check(); err != nil {
-			return err
-		}
-		dir, err := bulkimport.StateDir(f.stateDir, a.getenv)
-		if err != nil {
-			return usageError{err}
-		}
-		store := bulkimport.Store{Dir: dir}
-		req := bulkimport.Request{Stdin: a.stdin, Resume: f.resume, RunID: f.runID,
-			ManifestDir: f.manifestDir, ManifestPath: f.manifestPath, AllowOutside: f.allowOutside}
-		if len(args) == 1 {
-			req.Manifest = args[0]
-		}
-		plan, err := store.Plan(ctx, req, time.Now())
-		var me *bulkimport.ManifestError
-		if errors.As(err, &me) || errors.Is(err, bulkimport.ErrBadID) {
-			return usageError{err}
-		} else if err != nil {
-			return err
-		}
-		dsn := pg.ResolveDSN(a.db, a.getenv)
-		if _, err := pg.ParseDSN(dsn); err != nil {
-			return err
-		}
-		// The database is reached once before anything starts: a wrong --db
-		// is one line here, not a failure of every input (nor a detached
-		// process and a state file), and its identity settles the id of a
-		// bulk export's import and is checked against a resumed one's.
-		db, err := bulkimport.Identify(ctx, dsn)
-		if err != nil {
-			return err
-		}
-		order, err := bulkimport.CheckOrder(store, plan.Manifest, db, !f.noOrderCheck)
-		if err != nil {
-			return err
-		}
-		plan.Into(db)
-		opts := bulkimport.Options{DSN: dsn, DB: db, Store: store, Parallel: f.parallel, FHIR: f.fhir, Aidbox: f.aidbox, Force: f.force,
-			Source: f.read.sourceOptions(a), MaxLineSize: int(f.read.maxLine), MaxErrors: f.maxErrors, PreserveMeta: f.preserveMeta,
-			FormatCheck: fhirformat.CheckLines}
-		if f.noFmtCheck {
-			opts.FormatCheck = 0
-		}
-		if f.detach {
-			if err := bulkimport.Check(plan.Manifest, plan.ID, opts); err != nil {
-				return err
-			}
-			return a.detach(ctx, store, plan, f, dsn)
-		}
-		bar := a.startImportDisplay()
-		opts.Warn = func(err error) { bar.warn(a.stderr, "fhirbulk: "+errorLine(err)) }
-		opts.Progress = bar.progressFunc()
-		st, err := bulkimport.Run(ctx, plan.Manifest, plan.ID, opts)
-		bar.stop()
-		if err != nil {
-			return err
-		}
-		if st.Status == bulkimport.StatusFinished {
-			if err := order.Record(plan.ID); err != nil {
-				fmt.Fprintf(a.stderr, "fhirbulk: %s (the next import of its chain may be refused: --no-order-check)\n", errorLine(err))
-			}
-		}
-		out, _ := json.MarshalIndent(st, "", "  ")
-		if _, err := fmt.Fprintln(a.stdout, string(out)); err != nil {
-			return err
-		}
-		if st.Status == bulkimport.StatusInterrupted {
-			return ctx.Err()
-		}
-		return st.Err()
+		return a.runImport(ctx, f, args)
 	})
 	return c
 }
 
+// runImport imports the MANIFEST of args, or the import f.resume names.
+func (a *app) runImport(ctx context.Context, f importOptions, args []string) error {
+	if f.parallel < 1 {
+		return usagef("--parallel: must be at least 1")
+	}
+	if f.maxErrors < 0 {
+		return usagef("--max-errors: must not be negative")
+	}
+	if f.fhir && f.aidbox {
+		return usagef("give --fhir or --aidbox, not both")
+	}
+	if err := f.read.check(); err != nil {
+		return err
+	}
+	dir, err := bulkimport.StateDir(f.stateDir, a.getenv)
+	if err != nil {
+		return usageError{err}
+	}
+	store := bulkimport.Store{Dir: dir}
+	req := bulkimport.Request{Stdin: a.stdin, Resume: f.resume, RunID: f.runID,
+		ManifestDir: f.manifestDir, ManifestPath: f.manifestPath, AllowOutside: f.allowOutside}
+	if len(args) == 1 {
+		req.Manifest = args[0]
+	}
+	plan, err := store.Plan(ctx, req, time.Now())
+	var me *bulkimport.ManifestError
+	var badID *bulkimport.RequestIDError
+	if errors.As(err, &badID) {
+		return usagef("--%s %q: %v", map[string]string{"Resume": "resume", "RunID": "run-id"}[badID.Field], badID.ID, bulkimport.ErrBadID)
+	} else if errors.As(err, &me) || errors.Is(err, bulkimport.ErrBadID) {
+		return usageError{err}
+	} else if err != nil {
+		return err
+	}
+	dsn := pg.ResolveDSN(a.db, a.getenv)
+	if _, err := pg.ParseDSN(dsn); err != nil {
+		return err
+	}
+	// The database is reached once before anything starts: a wrong --db
+	// is one line here, not a failure of every input (nor a detached
+	// process and a state file), and its identity settles the id of a
+	// bulk export's import and is checked against a resumed one's.
+	db, err := bulkimport.Identify(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	order, err := bulkimport.CheckOrder(store, plan.Manifest, db, !f.noOrderCheck)
+	if err != nil {
+		return err
+	}
+	plan.Into(db)
+	opts := bulkimport.Options{DSN: dsn, DB: db, Store: store, Parallel: f.parallel, FHIR: f.fhir, Aidbox: f.aidbox, Force: f.force,
+		Source: f.read.sourceOptions(a), MaxLineSize: int(f.read.maxLine), MaxErrors: f.maxErrors, PreserveMeta: f.preserveMeta,
+		FormatCheck: fhirformat.CheckLines, FormatHint: importFormatHint, Words: lineWords}
+	if f.noFmtCheck {
+		opts.FormatCheck = 0
+	}
+	if f.detach {
+		if err := bulkimport.Check(plan.Manifest, plan.ID, opts); err != nil {
+			return err
+		}
+		return a.detach(ctx, store, plan, f, dsn)
+	}
+	bar := a.startImportDisplay()
+	opts.Warn = func(err error) { bar.warn(a.stderr, "fhirbulk: "+message(err, true)) }
+	opts.Progress = bar.progressFunc()
+	st, err := bulkimport.Run(ctx, plan.Manifest, plan.ID, opts)
+	bar.stop()
+	if err != nil {
+		return err
+	}
+	if st.Status == bulkimport.StatusFinished {
+		if err := order.Record(plan.ID); err != nil {
+			fmt.Fprintf(a.stderr, "fhirbulk: %s (the next import of its chain may be refused: --no-order-check)\n", errorLine(err))
+		}
+	}
+	out, _ := json.MarshalIndent(st, "", "  ")
+	if _, err := fmt.Fprintln(a.stdout, string(out)); err != nil {
+		return err
+	}
+	if st.Status == bulkimport.StatusInterrupted {
+		return ctx.Err()
+	}
+	return st.Err()
+}
+
 // detach runs the import in a background process: this same program, told
 // by hidden flags what this one decided.
-func (a *app) detach(ctx context.Context, store bulkimport.Store, plan *bulkimport.Plan, f importFlags, dsn string) error {
+func (a *app) detach(ctx context.Context, store bulkimport.Store, plan *bulkimport.Plan, f importOptions, dsn string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err

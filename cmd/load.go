@@ -15,11 +15,20 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
+// loadOptions are load's flags.
+type loadOptions struct {
+	load       load.Options // the flags that are load's options as they are
+	in         readFlags
+	merge      string
+	errorsPath string
+	check      bool
+	newType    bool
+	noFmtCheck bool
+}
+
 func (a *app) loadCmd() *cobra.Command {
-	var opts load.Options
-	var in readFlags
-	var merge string
-	var check, noFormatCheck, newType bool
+	var lo loadOptions
+	opts, in := &lo.load, &lo.in
 	c := &cobra.Command{
 		Use:   "load [--type TYPE] SOURCE...",
 		Short: "Upsert ndjson resources from files, stdin or http(s) URLs",
@@ -51,104 +60,95 @@ would load.`,
 	f.BoolVar(&opts.FHIR, "fhir", false, "input is in FHIR format: convert it to Aidbox format on the way in")
 	f.BoolVar(&opts.History, "history", false, "keep replaced versions in the type's _history table")
 	f.BoolVar(&opts.StripNulls, "strip-nulls", false, "drop keys whose value is null, at any depth")
-	f.StringVar(&merge, "merge", "", "shallow-merge this JSON `OBJECT` into every resource")
+	f.StringVar(&lo.merge, "merge", "", "shallow-merge this JSON `OBJECT` into every resource")
 	f.IntVar(&opts.MaxErrors, "max-errors", 0, "skip up to `N` bad lines per source (the source commits the rest)")
-	var errorsPath string
-	f.StringVar(&errorsPath, "errors", "", "write the skipped lines to `FILE` as OperationOutcome ndjson (else: on stderr)")
+	f.StringVar(&lo.errorsPath, "errors", "", "write the skipped lines to `FILE` as OperationOutcome ndjson (else: on stderr)")
 	f.BoolVar(&opts.PreserveMeta, "preserve-meta", false, "meta.versionId and meta.lastUpdated set txid and ts (an exact restore)")
-	f.BoolVar(&check, "check", false, "store nothing: read and check the sources as a load would, without a database, and print the counts it would load")
-	f.BoolVar(&newType, "new-type", false, "allow a type that is neither an R4 type nor has a table yet: its tables are made (else such a type is refused, as a likely typo)")
-	f.BoolVar(&noFormatCheck, "no-format-check", false, "do not check the first lines of each source for the other format (FHIR or Aidbox)")
+	f.BoolVar(&lo.check, "check", false, "store nothing: read and check the sources as a load would, without a database, and print the counts it would load")
+	f.BoolVar(&lo.newType, "new-type", false, "allow a type that is neither an R4 type nor has a table yet: its tables are made (else such a type is refused, as a likely typo)")
+	f.BoolVar(&lo.noFmtCheck, "no-format-check", false, "do not check the first lines of each source for the other format (FHIR or Aidbox)")
 	in.register(c)
 	a.dbFlag(c)
 	mustComplete(c, "type", a.completeTypeArg)
 	mustComplete(c, "errors", completeFiles("ndjson"))
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
-		if opts.Type != "" {
-			if err := store.ValidateType(opts.Type); err != nil {
-				return usagef("--type: %v", err)
-			}
+		return a.runLoad(ctx, lo, args)
+	})
+	return c
+}
+
+// runLoad loads the SOURCEs of args.
+func (a *app) runLoad(ctx context.Context, lo loadOptions, args []string) error {
+	opts, in := lo.load, &lo.in
+	if opts.Type != "" {
+		if err := store.ValidateType(opts.Type); err != nil {
+			return usagef("--type: %v", err)
 		}
-		if merge != "" {
-			m, err := load.ParseMerge(merge)
-			if err != nil {
-				return usagef("--merge: %v", err)
-			}
-			opts.Merge = m
+	}
+	if lo.merge != "" {
+		m, err := load.ParseMerge(lo.merge)
+		if err != nil {
+			return usagef("--merge: %v", err)
 		}
-		if err := checkStdinOnce(args); err != nil {
+		opts.Merge = m
+	}
+	if err := checkStdinOnce(args); err != nil {
+		return err
+	}
+	if err := in.check(); err != nil {
+		return err
+	}
+	opts.MaxLineSize = int(in.maxLine)
+	if opts.MaxErrors < 0 {
+		return usagef("--max-errors: must not be negative")
+	}
+	if lo.errorsPath != "" && opts.MaxErrors == 0 {
+		return usagef("--errors needs --max-errors N: without it the first bad line stops the load")
+	}
+	if !lo.noFmtCheck {
+		opts.FormatCheck = fhirformat.CheckLines
+	}
+	opts.FormatHint, opts.Words = loadFormatHint, lineWords
+	var errs sink.Destination
+	if lo.errorsPath != "" {
+		var err error
+		if errs, err = sink.Open(sink.Options{Path: lo.errorsPath}); err != nil {
 			return err
 		}
-		if err := in.check(); err != nil {
-			return err
-		}
-		opts.MaxLineSize = int(in.maxLine)
-		if opts.MaxErrors < 0 {
-			return usagef("--max-errors: must not be negative")
-		}
-		if errorsPath != "" && opts.MaxErrors == 0 {
-			return usagef("--errors needs --max-errors N: without it the first bad line stops the load")
-		}
-		if !noFormatCheck {
-			opts.FormatCheck = fhirformat.CheckLines
-		}
-		var errs sink.Destination
-		if errorsPath != "" {
-			var err error
-			if errs, err = sink.Open(sink.Options{Path: errorsPath}); err != nil {
-				return err
-			}
-			defer errs.Abort()
-		}
-		opts.OnlyKnownTypes = !newType
-		l := &load.Loader{Opts: opts, DryRun: check}
-		if !check {
-			dsn := pg.ResolveDSN(a.db, a.getenv)
-			conn, err := pg.Connect(ctx, dsn)
-			if err != nil {
-				return err
-			}
-			defer conn.Close(context.Background())
-			l.Layout = &store.Layout{DSN: dsn}
-			defer l.Layout.Close()
-			l.Conn = conn
-			if err := checkNewType(ctx, l.Layout, opts.Type, newType); err != nil {
-				return err
-			}
-		}
-		bar := a.startLoadDisplay()
-		l.Progress = bar.progressFunc()
-		res, err := l.LoadAll(ctx, args, in.sourceOptions(a))
-		bar.stop()
-		// The errors file is written when the load succeeded, or when the
-		// sources committed before the failed one skipped lines.
-		if err == nil || len(res.Skipped) > 0 {
-			if werr := a.reportSkipped(res.Skipped, errs); werr != nil && err == nil {
-				err = werr
-			}
-		}
+		defer errs.Abort()
+	}
+	opts.OnlyKnownTypes = !lo.newType
+	l := &load.Loader{Opts: opts, DryRun: lo.check}
+	if !lo.check {
+		dsn := pg.ResolveDSN(a.db, a.getenv)
+		conn, err := pg.Connect(ctx, dsn)
 		if err != nil {
 			return err
 		}
-		summary := res.Counts.JSON()
-		if opts.Type != "" {
-			summary = fmt.Sprintf(`{"total":%d}`, res.Counts.Total())
+		defer conn.Close(context.Background())
+		l.Layout = &store.Layout{DSN: dsn}
+		defer l.Layout.Close()
+		l.Conn = conn
+		if err := checkNewType(ctx, l.Layout, opts.Type, lo.newType); err != nil {
+			return err
 		}
-		if opts.MaxErrors > 0 {
-			skipped := res.SkippedByType().JSON()
-			if opts.Type != "" {
-				skipped = fmt.Sprint(len(res.Skipped))
-			}
-			summary = summary[:len(summary)-1]
-			if summary != "{" {
-				summary += ","
-			}
-			summary += `"skipped":` + skipped + "}"
+	}
+	bar := a.startLoadDisplay()
+	l.Progress = bar.progressFunc()
+	res, err := l.LoadAll(ctx, args, in.sourceOptions(a))
+	bar.stop()
+	// The errors file is written when the load succeeded, or when the
+	// sources committed before the failed one skipped lines.
+	if err == nil || len(res.Skipped) > 0 {
+		if werr := a.reportSkipped(res.Skipped, errs); werr != nil && err == nil {
+			err = werr
 		}
-		_, err = fmt.Fprintln(a.stdout, summary)
+	}
+	if err != nil {
 		return err
-	})
-	return c
+	}
+	_, err = fmt.Fprintln(a.stdout, res.Summary(opts.Type != "", opts.MaxErrors > 0))
+	return err
 }
 
 // checkNewType refuses --type t when it is neither an R4 type nor has a

@@ -5,7 +5,6 @@ package cmd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,19 +16,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
-	"github.com/fhirbulk/fhirbulk/pkg/load"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
-	"github.com/fhirbulk/fhirbulk/pkg/sink"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
-)
-
-// Exit codes.
-const (
-	exitOK          = 0
-	exitFailure     = 1
-	exitUsage       = 2
-	exitInterrupted = 130
-	exitBrokenPipe  = 141 // as if killed by SIGPIPE, like `yes | head`
 )
 
 // app is one run of the command line: its streams, environment and global flags.
@@ -42,16 +30,6 @@ type app struct {
 	quiet bool
 
 	ran bool // a command's own code started (errors before it are usage errors)
-}
-
-// usageError is a mistake in the command line: exit status 2.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func usagef(format string, args ...any) error {
-	return usageError{fmt.Errorf(format, args...)}
 }
 
 // Run is the whole program: Main on the process's streams, with Ctrl-C (or
@@ -73,50 +51,9 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	root := a.rootCmd()
 	root.SetArgs(args)
 	c, err := root.ExecuteContextC(ctx)
-	if code, ok := reportExitError(stderr, err); ok {
-		return code
-	}
-	switch {
-	case err == nil:
-		return exitOK
-	case ctx.Err() != nil:
-		// A load of several sources says which it committed before.
-		var pe *load.PartialError
-		if errors.As(err, &pe) && pe.Interrupted() {
-			fmt.Fprintf(stderr, "fhirbulk: %s\n", errorLine(pe))
-		} else {
-			fmt.Fprintln(stderr, "fhirbulk: interrupted")
-		}
-		return exitInterrupted
-	case errors.Is(err, syscall.EPIPE):
-		return exitBrokenPipe // the reader went away: nothing to say
-	}
-	var ue usageError
-	var ce *pg.ConfigError
-	if errors.As(err, &ue) || errors.As(err, &ce) || !a.ran {
-		fmt.Fprintf(stderr, "fhirbulk: %s%s\nRun '%s --help' for usage.\n", errorLine(err), flagHint(c, err), c.CommandPath())
-		return exitUsage
-	}
-	fmt.Fprintf(stderr, "fhirbulk: %s%s\n", errorLine(err), flagHint(c, err))
-	return exitFailure
-}
-
-// flagHint is what follows an error's line to say which flag changes the
-// outcome: the packages return typed errors carrying the facts (sink's
-// ExistsError, ErrNotExport) and leave the words about flags to cmd. Only
-// a command that has the flag gets the hint (load --errors has no
-// --force).
-func flagHint(c *cobra.Command, err error) string {
-	if c == nil || c.Flags().Lookup("force") == nil {
-		return ""
-	}
-	switch {
-	case errors.Is(err, sink.ErrExists):
-		return " (use --force to replace it)"
-	case errors.Is(err, sink.ErrNotExport):
-		return ": --force replaces only those"
-	}
-	return ""
+	code, msg := exitStatus(err, ending{interrupted: ctx.Err() != nil, ran: a.ran, command: c.CommandPath(), force: c.Flags().Lookup("force") != nil})
+	fmt.Fprint(stderr, msg)
+	return code
 }
 
 // errorLine is an error as the one line a person is shown: spaces and line

@@ -30,9 +30,14 @@ and with --watch once it ends): 0 finished or still in progress, 1 failed
 (some input failed; the others are loaded), 3 interrupted. Ctrl-C stops
 --watch (exit 130), not the import: it goes on.`
 
+// statusOptions are status's flags.
+type statusOptions struct {
+	asJSON, watch bool
+	stateDir      string
+}
+
 func (a *app) statusCmd() *cobra.Command {
-	var asJSON, watch bool
-	var stateDir string
+	var opts statusOptions
 	c := &cobra.Command{
 		Use:   "status [ID]",
 		Short: "Show imports, or one import's progress",
@@ -51,62 +56,67 @@ func (a *app) statusCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print the state as JSON (without ID: every import's, as an array)")
-	c.Flags().BoolVar(&watch, "watch", false, "follow the import until it ends")
-	c.Flags().StringVar(&stateDir, "state-dir", "", "state files' `DIR` (as for import)")
-	c.ValidArgsFunction = a.completeImportIDs(&stateDir)
+	c.Flags().BoolVar(&opts.asJSON, "json", false, "print the state as JSON (without ID: every import's, as an array)")
+	c.Flags().BoolVar(&opts.watch, "watch", false, "follow the import until it ends")
+	c.Flags().StringVar(&opts.stateDir, "state-dir", "", "state files' `DIR` (as for import)")
+	c.ValidArgsFunction = a.completeImportIDs(&opts.stateDir)
 	mustComplete(c, "state-dir", completeDirs)
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
-		dir, err := bulkimport.StateDir(stateDir, a.getenv)
-		if err != nil {
-			return usageError{err}
-		}
-		store := bulkimport.Store{Dir: dir}
-		if len(args) == 0 {
-			if watch {
-				return usagef("--watch needs an import ID")
-			}
-			list, err := store.List()
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(a.stdout, append([]*bulkimport.State{}, list...))
-			}
-			if len(list) == 0 {
-				fmt.Fprintf(a.stderr, "status: no imports in %s\n", printable(dir))
-				return nil
-			}
-			return writeImportTable(a.stdout, list)
-		}
-		id := args[0]
-		st, err := store.Read(id)
-		if err != nil {
-			return err
-		}
-		var stopped error
-		if watch {
-			if st, stopped = a.watch(ctx, store, id, asJSON); st == nil {
-				return stopped
-			}
-		}
-		if asJSON {
-			err = writeJSON(a.stdout, st)
-		} else {
-			_, err = io.WriteString(a.stdout, describe(st))
-		}
-		switch {
-		case err != nil:
-			return err
-		case stopped != nil:
-			if st.Status == bulkimport.StatusInProgress {
-				fmt.Fprintf(a.stderr, "stopped watching: import %s goes on%s\n", printable(st.ID), pidNote(st.PID))
-			}
-			return stopped
-		}
-		return importStatusError(st)
+		return a.runStatus(ctx, opts, args)
 	})
 	return c
+}
+
+// runStatus shows the imports, or the one import args name.
+func (a *app) runStatus(ctx context.Context, opts statusOptions, args []string) error {
+	dir, err := bulkimport.StateDir(opts.stateDir, a.getenv)
+	if err != nil {
+		return usageError{err}
+	}
+	store := bulkimport.Store{Dir: dir}
+	if len(args) == 0 {
+		if opts.watch {
+			return usagef("--watch needs an import ID")
+		}
+		list, err := store.List()
+		if err != nil {
+			return err
+		}
+		if opts.asJSON {
+			return writeJSON(a.stdout, append([]*bulkimport.State{}, list...))
+		}
+		if len(list) == 0 {
+			fmt.Fprintf(a.stderr, "status: no imports in %s\n", printable(dir))
+			return nil
+		}
+		return writeImportTable(a.stdout, list)
+	}
+	id := args[0]
+	st, err := store.Read(id)
+	if err != nil {
+		return err
+	}
+	var stopped error
+	if opts.watch {
+		if st, stopped = a.watch(ctx, store, id, opts.asJSON); st == nil {
+			return stopped
+		}
+	}
+	if opts.asJSON {
+		err = writeJSON(a.stdout, st)
+	} else {
+		_, err = io.WriteString(a.stdout, describe(st))
+	}
+	switch {
+	case err != nil:
+		return err
+	case stopped != nil:
+		if st.Status == bulkimport.StatusInProgress {
+			fmt.Fprintf(a.stderr, "stopped watching: import %s goes on%s\n", printable(st.ID), pidNote(st.PID))
+		}
+		return stopped
+	}
+	return importStatusError(st)
 }
 
 func pidNote(pid int) string {
@@ -122,21 +132,12 @@ func pidNote(pid int) string {
 func importStatusError(st *bulkimport.State) error {
 	switch st.Status {
 	case bulkimport.StatusFailed:
-		failed := 0
-		for _, in := range st.Inputs {
-			if in.Status == bulkimport.StatusFailed {
-				failed++
-			}
-		}
-		return &exitError{code: exitFailure, err: fmt.Errorf("import %s failed: %d of %d inputs failed", printable(st.ID), failed, len(st.Inputs))}
+		return &exitError{code: exitFailure, err: st.Err()}
 	case bulkimport.StatusInterrupted:
 		return &exitError{code: exitImportInterrupted, err: fmt.Errorf("import %s was interrupted: run it again to resume it (fhirbulk import --resume %s)", printable(st.ID), printable(st.ID))}
 	}
 	return nil
 }
-
-// exitImportInterrupted is status's exit status for an interrupted import.
-const exitImportInterrupted = 3
 
 func writeJSON(w io.Writer, v any) error {
 	out, err := json.MarshalIndent(v, "", "  ")

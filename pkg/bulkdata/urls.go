@@ -72,7 +72,8 @@ func ResolveURL(raw, dir string, allowOutside bool) (string, error) {
 			switch {
 			case errors.As(err, &ee):
 				hint = " (a '%' in a name is written %25)"
-			case strings.Contains(err.Error(), "colon"):
+			case strings.Contains(strings.SplitN(raw, "/", 2)[0], ":"):
+				// url.Parse's "first path segment in URL cannot contain colon"
 				hint = " (a name with ':' is written ./NAME)"
 			}
 			return "", refuse("not a URL or path: %v%s", err, hint)

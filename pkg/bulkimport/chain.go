@@ -57,6 +57,9 @@ type chainLink struct {
 }
 
 // OrderError is an export imported out of the order of its chain: exit 1.
+//
+// Its message says what to import first; the way to import it anyway is
+// the caller's to say.
 type OrderError struct{ msg string }
 
 func (e *OrderError) Error() string { return e.msg }
@@ -104,7 +107,7 @@ func (o *Order) check() error {
 	}
 	last, ok := c.Targets[o.target.Key()][o.chainKey()]
 	if !ok {
-		return &OrderError{fmt.Sprintf("%s is an incremental export (changes since %s) and nothing of its chain was imported into this database: import first %s (--no-order-check to import it anyway)",
+		return &OrderError{fmt.Sprintf("%s is an incremental export (changes since %s) and nothing of its chain was imported into this database: import first %s",
 			name, e.Since, first)}
 	}
 	since, err1 := bulkdata.ParseTime(e.Since)
@@ -117,10 +120,10 @@ func (o *Order) check() error {
 	case e.Since == last.Since && e.Watermark == last.Watermark:
 		return nil // the last one imported, again: nothing changes
 	case since.After(lastMark):
-		return &OrderError{fmt.Sprintf("%s goes on from watermark %s, but the last export of its chain imported into this database, %s, ends at %s: an export in between is missing; import first %s (--no-order-check to import it anyway)",
+		return &OrderError{fmt.Sprintf("%s goes on from watermark %s, but the last export of its chain imported into this database, %s, ends at %s: an export in between is missing; import first %s",
 			name, e.Since, exportName(last.Manifest), last.Watermark, first)}
 	case !mark.After(lastMark):
-		return &OrderError{fmt.Sprintf("%s (watermark %s) is older than %s (watermark %s), imported into this database already: it would revert what changed since (--no-order-check to import it anyway)",
+		return &OrderError{fmt.Sprintf("%s (watermark %s) is older than %s (watermark %s), imported into this database already: it would revert what changed since",
 			name, e.Watermark, exportName(last.Manifest), last.Watermark)}
 	}
 	return nil

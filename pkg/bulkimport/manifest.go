@@ -57,7 +57,10 @@ func (m *Manifest) all() []Input {
 }
 
 // ManifestError is a manifest that cannot be run: exit status 2.
-type ManifestError struct{ msg string }
+type ManifestError struct {
+	msg     string
+	Outside bool // a local url outside the manifest's folder, refused (Where.AllowOutside reads it)
+}
 
 func (e *ManifestError) Error() string { return e.msg }
 

@@ -56,15 +56,15 @@ func (p *Plan) Into(db pg.Identity) {
 // one a parent chose, else the manifest's, else the resumed import's, else
 // for a bulk export one made of its path (and of the database: see Into),
 // else a new one. A manifest that cannot be run is a *ManifestError; a bad id in
-// the request is ErrBadID.
+// the request is a *RequestIDError (wrapping ErrBadID).
 //
 // The manifest is read as bulkdata.ReadFile reads it: at most
 // bulkdata.MaxFileSize, and given up (ctx.Err()) when ctx ends, even while
 // it waits for a FIFO's writer.
 func (s Store) Plan(ctx context.Context, req Request, now time.Time) (*Plan, error) {
-	for _, v := range []struct{ what, id string }{{"--resume", req.Resume}, {"--run-id", req.RunID}} {
+	for _, v := range []struct{ field, id string }{{"Resume", req.Resume}, {"RunID", req.RunID}} {
 		if v.id != "" && CheckID(v.id) != nil {
-			return nil, fmt.Errorf("%s %q: %w", v.what, v.id, ErrBadID)
+			return nil, &RequestIDError{Field: v.field, ID: v.id}
 		}
 	}
 	spec := req.Manifest
@@ -240,16 +240,43 @@ func lastLine(log *os.File) string {
 	return "no message (see " + log.Name() + ")"
 }
 
-// Err is the error a run that ended in st stands for: nil when it finished.
+// RequestIDError is a Request whose Resume or RunID (Field) is not an
+// import id (CheckID); it wraps ErrBadID.
+type RequestIDError struct {
+	Field string
+	ID    string
+}
+
+func (e *RequestIDError) Error() string { return fmt.Sprintf("%s %q: %v", e.Field, e.ID, ErrBadID) }
+func (e *RequestIDError) Unwrap() error { return ErrBadID }
+
+// FailedError is an import that ended with some of its inputs failed (the
+// others are loaded).
+type FailedError struct {
+	ID             string
+	Failed, Inputs int
+}
+
+func (e *FailedError) Error() string {
+	return fmt.Sprintf("import %s failed: %d of %d inputs failed", e.ID, e.Failed, e.Inputs)
+}
+
+// Failed is how many of st's inputs failed.
+func (st *State) Failed() int {
+	n := 0
+	for _, in := range st.Inputs {
+		if in.Status == StatusFailed {
+			n++
+		}
+	}
+	return n
+}
+
+// Err is the error a run that ended in st stands for: nil when it did not
+// fail, else a *FailedError.
 func (st *State) Err() error {
 	if st.Status != StatusFailed {
 		return nil
 	}
-	failed := 0
-	for _, in := range st.Inputs {
-		if in.Status == StatusFailed {
-			failed++
-		}
-	}
-	return fmt.Errorf("import %s failed: %d of %d inputs failed (fhirbulk status %s)", st.ID, failed, len(st.Inputs), st.ID)
+	return &FailedError{ID: st.ID, Failed: st.Failed(), Inputs: len(st.Inputs)}
 }

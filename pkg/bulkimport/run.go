@@ -37,6 +37,11 @@ type Options struct {
 	// other format (see load.Options; 0: none).
 	FormatCheck int64
 	Force       bool // load everything again, even a finished import
+	// FormatHint, when set, says what to do about an input found in the
+	// other format than the one it was taken for (load.Options.FormatHint).
+	FormatHint func(found fhirformat.Format) string
+	// Words, when set, words a bad line's facts (load.Options.Words).
+	Words func(fact error) string
 	// Source tunes how inputs are read (HTTP idle timeout, retries);
 	// MaxLineSize bounds a line (0: no bound).
 	Source      source.Options
@@ -187,7 +192,8 @@ func Check(m *Manifest, id string, o Options) error {
 
 // OtherDatabaseError refuses to run an import again (resume it, or run its
 // id again) against another database than the one its state records: its
-// finished inputs are in that one, not in this one.
+// finished inputs are in that one, not in this one. Options.Force runs it
+// anyway, everything again.
 type OtherDatabaseError struct {
 	ID           string
 	Recorded, DB pg.Identity
@@ -195,11 +201,21 @@ type OtherDatabaseError struct {
 }
 
 func (e *OtherDatabaseError) Error() string {
-	again := "give the manifest another id"
-	if e.FromExport {
-		again = "import the export without --resume (each database gets an import of its own)"
-	}
-	return fmt.Sprintf("import %q loaded into %s, not into %s: to load it into this one, %s, or use --force (everything loads again)", e.ID, e.Recorded, e.DB, again)
+	return fmt.Sprintf("import %q loaded into %s, not into %s", e.ID, e.Recorded, e.DB)
+}
+
+// FinishedError refuses to run a finished import again (Options.Force
+// loads it all again).
+type FinishedError struct{ ID string }
+
+func (e *FinishedError) Error() string { return fmt.Sprintf("import %q finished already", e.ID) }
+
+// OtherInputsError refuses to resume an import whose state records other
+// inputs than the manifest lists (Options.Force starts it over).
+type OtherInputsError struct{ ID string }
+
+func (e *OtherInputsError) Error() string {
+	return fmt.Sprintf("import %q recorded other inputs than this manifest lists", e.ID)
 }
 
 // begin makes the state to run: new, or the one of an import that did not
@@ -232,9 +248,9 @@ func (o Options) begin(m *Manifest, id string) (*State, error) {
 	case prev.Database != nil && !prev.Database.Same(o.DB):
 		return nil, &OtherDatabaseError{ID: id, Recorded: *prev.Database, DB: o.DB, FromExport: m.FromExport}
 	case prev.Status == StatusFinished:
-		return nil, fmt.Errorf("import %q finished already (use --force to load it all again)", id)
+		return nil, &FinishedError{ID: id}
 	case !sameInputs(m, prev):
-		return nil, fmt.Errorf("import %q recorded other inputs than this manifest lists: give the manifest another id, or use --force", id)
+		return nil, &OtherInputsError{ID: id}
 	}
 	// Resume: what finished stays finished, if it is still the same input;
 	// everything else loads again.
@@ -387,7 +403,7 @@ func (r *runner) loadInput(ctx context.Context, cp **connection, in Input, i int
 	l := (*cp).loader
 	l.Opts = load.Options{Type: in.ResourceType, FHIR: r.o.fhir(r.m), History: r.m.Update, MaxLineSize: r.o.MaxLineSize,
 		MaxErrors: r.o.MaxErrors, PreserveMeta: r.o.PreserveMeta, ExpectCount: in.Count,
-		FormatCheck: r.o.FormatCheck, FormatHint: importFormatHint}
+		FormatCheck: r.o.FormatCheck, FormatHint: r.o.FormatHint, Words: r.o.Words}
 	l.Progress = func(e load.Event) {
 		if e.Phase != load.Reading && e.Phase != load.Storing {
 			return
@@ -441,15 +457,6 @@ func (o Options) fhir(m *Manifest) bool {
 	return m.FHIR
 }
 
-// importFormatHint says what to do about an input found in the other
-// format than the one it was taken for.
-func importFormatHint(found fhirformat.Format) string {
-	if found == fhirformat.FHIR {
-		return "use --fhir (or the manifest's inputFormat: application/fhir+ndjson)"
-	}
-	return "use --aidbox"
-}
-
 // writeSkipped writes the lines input i skipped into its errors file in
 // the state folder, as OperationOutcome ndjson.
 func (r *runner) writeSkipped(i int, bad []load.BadLine) error {
@@ -498,7 +505,7 @@ func (r *runner) deletions(ctx context.Context) {
 			// does (PreserveMeta); the file must hold what the manifest
 			// counts; bad lines are skipped as in the other inputs.
 			conn.loader.Opts = load.Options{MaxLineSize: r.o.MaxLineSize, MaxErrors: r.o.MaxErrors,
-				PreserveMeta: r.o.PreserveMeta, ExpectCount: all[i].Count}
+				PreserveMeta: r.o.PreserveMeta, ExpectCount: all[i].Count, Words: r.o.Words}
 			d, err = conn.loader.DeleteSource(ctx, all[i].URL, r.o.Source)
 			var se *load.SourceError
 			if errors.As(err, &se) {

@@ -136,6 +136,10 @@ func (s *State) clone() State {
 
 var importID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
+// ErrNoStateDir is StateDir's error when nothing names the state folder:
+// no flag, no FHIRBULK_STATE_DIR, XDG_STATE_HOME or HOME.
+var ErrNoStateDir = errors.New("no state folder")
+
 // ErrBadID is returned for an import id that breaks the rule of CheckID.
 var ErrBadID = errors.New("not an import id: 1 to 128 letters, digits, '.', '_' and '-', starting with a letter or digit")
 
@@ -165,7 +169,7 @@ func StateDir(flag string, getenv func(string) string) (string, error) {
 	case getenv("HOME") != "":
 		dir = filepath.Join(getenv("HOME"), ".local", "state", "fhirbulk")
 	default:
-		return "", errors.New("no state folder: set --state-dir, FHIRBULK_STATE_DIR or HOME")
+		return "", ErrNoStateDir
 	}
 	return filepath.Abs(dir)
 }

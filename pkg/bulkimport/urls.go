@@ -2,6 +2,7 @@ package bulkimport
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 )
@@ -32,7 +33,7 @@ func resolveURL(raw string, w Where, at string) (string, error) {
 	case ue.URL == "":
 		return "", manifestErr("%s: %v", at, err)
 	case ue.Outside:
-		return "", manifestErr("%s.%v (--allow-outside to read it)", at, err)
+		return "", &ManifestError{msg: fmt.Sprintf("manifest: %s.%v", at, err), Outside: true}
 	}
 	return "", manifestErr("%s.%v", at, err)
 }

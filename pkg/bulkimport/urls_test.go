@@ -8,19 +8,20 @@ import (
 
 // A manifest's url is resolved by bulkdata.ResolveURL (its cases are
 // tested there); import's refusals name where in the manifest the url is,
-// are *ManifestError, and say which flag reads a file outside the folder.
+// are *ManifestError, and one outside the folder says so (Outside), for
+// the caller to name its flag.
 func TestResolveURLMessages(t *testing.T) {
 	dir := t.TempDir()
 	for url, want := range map[string]string{
 		"":                      "manifest: inputs[0]: no url",
 		"s3://b/x.ndjson":       "manifest: inputs[0].url s3://b/x.ndjson: only http(s) URLs and local paths",
-		"/etc/passwd":           "manifest: inputs[0].url /etc/passwd: /etc/passwd is outside the manifest's folder " + dir + " (--allow-outside to read it)",
+		"/etc/passwd":           "manifest: inputs[0].url /etc/passwd: /etc/passwd is outside the manifest's folder " + dir,
 		"x.ndjson?v=1":          "manifest: inputs[0].url x.ndjson?v=1: a local file's url has no query or fragment (write ? as %3F, # as %23)",
 		"ftp://h/x?sig=secret1": "manifest: inputs[0].url ftp://h/x?…: only http(s) URLs and local paths",
 	} {
 		_, err := resolveURL(url, Where{Dir: dir}, "inputs[0]")
 		var me *ManifestError
-		if err == nil || err.Error() != want || !errors.As(err, &me) {
+		if err == nil || err.Error() != want || !errors.As(err, &me) || me.Outside != (url == "/etc/passwd") {
 			t.Errorf("%q: %v; want %s", url, err, want)
 		}
 	}

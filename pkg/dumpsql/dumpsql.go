@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -58,7 +59,7 @@ type encoder interface {
 // returns how many rows it wrote. A query CheckQuery refuses never reaches
 // the server: the error wraps ErrNotAQuery.
 func Run(ctx context.Context, conn *pgx.Conn, o Options, w io.Writer) (int64, error) {
-	if err := CheckQuery(o.Query); err != nil {
+	if err := o.Check(); err != nil {
 		return 0, err
 	}
 	enc, err := newEncoder(o)
@@ -100,7 +101,7 @@ func Run(ctx context.Context, conn *pgx.Conn, o Options, w io.Writer) (int64, er
 		for _, c := range cols {
 			if seen[c.name] {
 				rr.Close() //nolint:errcheck // this error is the one to report
-				return 0, fmt.Errorf("column name %q appears twice in the result: give the columns distinct names (... AS %s) for --format %s", c.name, pgx.Identifier{c.name + "_2"}.Sanitize(), o.Format)
+				return 0, &DuplicateColumnError{Name: c.name, Format: o.Format}
 			}
 			seen[c.name] = true
 		}
@@ -207,6 +208,55 @@ func newEncoder(o Options) (encoder, error) {
 		return &elasticEncoder{index: index}, nil
 	}
 	return nil, fmt.Errorf("unknown format %q", o.Format)
+}
+
+// OptionError is an Options field whose value Run cannot take. Field is
+// the option's name in lower case (format, timeout, query); Value, when
+// set, the value as the message names it.
+type OptionError struct {
+	Field  string
+	Value  string
+	Reason string
+}
+
+func (e *OptionError) Error() string { return e.Field + e.value() + ": " + e.Reason }
+
+func (e *OptionError) value() string {
+	if e.Value == "" {
+		return ""
+	}
+	return " " + e.Value
+}
+
+// Check refuses the options Run cannot run with, before any query: an
+// unknown Format, a Timeout out of statement_timeout's range, an empty
+// Query (an *OptionError), a statement that is not a query (CheckQuery).
+func (o Options) Check() error {
+	if o.Format != "" && !slices.Contains(Formats, o.Format) {
+		return &OptionError{Field: "format", Reason: fmt.Sprintf("%q is not one of %s", o.Format, strings.Join(Formats, ", "))}
+	}
+	if o.Timeout < 0 {
+		return &OptionError{Field: "timeout", Reason: "must not be negative"}
+	}
+	if o.Timeout > MaxTimeout {
+		return &OptionError{Field: "timeout", Value: o.Timeout.String(), Reason: fmt.Sprintf("at most %s (PostgreSQL's statement_timeout counts milliseconds up to 2^31-1); 0 is no timeout", MaxTimeout)}
+	}
+	if strings.TrimSpace(o.Query) == "" {
+		return &OptionError{Field: "query", Reason: "the query is empty"}
+	}
+	return CheckQuery(o.Query)
+}
+
+// DuplicateColumnError is a result with two columns of one name, refused
+// for a JSON format: most readers of a JSON object with a key twice keep
+// one value and drop the other without a word.
+type DuplicateColumnError struct {
+	Name   string
+	Format string
+}
+
+func (e *DuplicateColumnError) Error() string {
+	return fmt.Sprintf("column name %q appears twice in the result: give the columns distinct names (... AS %s)", e.Name, pgx.Identifier{e.Name + "_2"}.Sanitize())
 }
 
 // ErrNotAQuery is wrapped by the error of CheckQuery (and Run) for a

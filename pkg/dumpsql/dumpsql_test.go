@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"time"
 )
 
 func TestCheckQueryAccepts(t *testing.T) {
@@ -77,5 +78,27 @@ func TestRunRefusesBeforeTheServer(t *testing.T) {
 	_, err := Run(context.Background(), nil, Options{Query: "copy (select 1) to program 'id'", Format: "csv"}, io.Discard)
 	if !errors.Is(err, ErrNotAQuery) {
 		t.Fatalf("Run: %v, want ErrNotAQuery", err)
+	}
+}
+
+func TestOptionsCheck(t *testing.T) {
+	for _, c := range []struct {
+		o     Options
+		field string // "" no *OptionError
+		ok    bool
+	}{
+		{Options{Query: "select 1"}, "", true},
+		{Options{Query: "select 1", Format: "ndjson", Timeout: MaxTimeout}, "", true},
+		{Options{Query: "select 1", Format: "xml"}, "format", false},
+		{Options{Query: "select 1", Timeout: -1}, "timeout", false},
+		{Options{Query: "select 1", Timeout: MaxTimeout + time.Millisecond}, "timeout", false},
+		{Options{Query: " \n"}, "query", false},
+		{Options{Query: "delete from x"}, "", false},
+	} {
+		err := c.o.Check()
+		var oe *OptionError
+		if (err == nil) != c.ok || (c.field != "") != errors.As(err, &oe) || (oe != nil && oe.Field != c.field) {
+			t.Errorf("%+v: Check() = %v, want field %q ok %v", c.o, err, c.field, c.ok)
+		}
 	}
 }

@@ -45,7 +45,7 @@ func typesText(types []string) string {
 	if len(types) == 0 {
 		return "every type"
 	}
-	return "--type " + strings.Join(types, ",")
+	return "the types " + strings.Join(types, ",")
 }
 
 // typeSet is the types asked for, sorted, each once; nil for every type.

@@ -66,6 +66,13 @@ type Options struct {
 	Progress func(Progress)
 }
 
+// After is the Since that keeps the resources changed after t (not at t):
+// ts is kept to the microsecond, so the first instant after t is the next
+// whole microsecond.
+func After(t time.Time) time.Time {
+	return t.Truncate(time.Microsecond).Add(time.Microsecond)
+}
+
 // Progress is how far an export is.
 type Progress struct {
 	Rows     int64 // written so far

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/sink"
@@ -63,6 +64,22 @@ func TestOutputSplitsAtLines(t *testing.T) {
 		}
 		if split == 0 && (len(o.files) != 1 || o.files[0].URL != "T.ndjson") {
 			t.Errorf("no split: files %v", o.files)
+		}
+	}
+}
+
+func TestAfter(t *testing.T) {
+	for in, want := range map[string]string{
+		"2024-01-01T00:00:00Z":         "2024-01-01T00:00:00.000001Z",
+		"2024-01-01T00:00:00.000001Z":  "2024-01-01T00:00:00.000002Z",
+		"2024-01-01T00:00:00.0000015Z": "2024-01-01T00:00:00.000002Z", // ts .000002 is after it, .000001 is not
+	} {
+		at, err := time.Parse(time.RFC3339Nano, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := After(at).Format(time.RFC3339Nano); got != want {
+			t.Errorf("After(%s) = %s, want %s", in, got, want)
 		}
 	}
 }

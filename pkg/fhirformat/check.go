@@ -34,11 +34,15 @@ type FormatError struct {
 	Line  int64
 	Found Format // the format the line is in
 	Path  string // its first element of that format, as Observation.valueQuantity
-	Hint  string // what to do about it
+	Hint  string // what to do about it, in the caller's words ("" none)
 }
 
 func (e *FormatError) Error() string {
-	return fmt.Sprintf("line %d is %s format (%s); %s", e.Line, e.Found, e.Path, e.Hint)
+	s := fmt.Sprintf("line %d is %s format (%s)", e.Line, e.Found, e.Path)
+	if e.Hint != "" {
+		s += "; " + e.Hint
+	}
+	return s
 }
 
 // Checker tells whether resources said to be in one format are written in

@@ -17,9 +17,9 @@ import (
 func Stream(ctx context.Context, r io.Reader, w io.Writer, dir Direction, maxLine int, checkLines int64) (int64, error) {
 	lines := ndjson.NewLineReaderMax(r, maxLine)
 	c := New(dir)
-	want, found, hint := FHIR, Aidbox, "use --to fhir"
+	want, found := FHIR, Aidbox
 	if dir == ToFHIR {
-		want, found, hint = Aidbox, FHIR, "use --to aidbox"
+		want, found = Aidbox, FHIR
 	}
 	check := NewChecker(want)
 	var compact, out []byte
@@ -43,7 +43,7 @@ func Stream(ctx context.Context, r io.Reader, w io.Writer, dir Direction, maxLin
 			if cerr == nil && lines.Line() <= checkLines {
 				path, _ := check.Misfit(compact, "")
 				if path != "" {
-					return n, &FormatError{Line: lines.Line(), Found: found, Path: path, Hint: hint}
+					return n, &FormatError{Line: lines.Line(), Found: found, Path: path}
 				}
 				if check.Right() {
 					checkLines = 0 // the format shown: no more checks

@@ -85,7 +85,7 @@ func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (d Deletions, 
 		return d, pg.Wrap(err)
 	}
 	dr := &deletionsReader{lines: ndjson.NewLineReaderMax(src, l.Opts.MaxLineSize), types: map[string]bool{},
-		maxErrors: l.Opts.MaxErrors, preserve: l.Opts.PreserveMeta, parser: bulkdata.DeletedParser{ValidRef: validRef}}
+		maxErrors: l.Opts.MaxErrors, say: l.Opts.say, preserve: l.Opts.PreserveMeta, parser: bulkdata.DeletedParser{ValidRef: validRef}}
 	if dr.preserve {
 		var now time.Time
 		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
@@ -192,7 +192,7 @@ func (r *deletionsReader) skipOlder(ctx context.Context, tx pgx.Tx, t string) er
 		if err != nil {
 			return pg.Wrap(err)
 		}
-		reason := fmt.Sprintf("meta.versionId %d is not newer than version %d of %s/%s in the database: the deletion would make the history go backwards (drop --preserve-meta to delete it as a new version)", txid, stored, t, ndjson.Clip(id))
+		reason := r.say(&VersionError{Txid: txid, Stored: stored, What: t + "/" + ndjson.Clip(id), Deletion: true})
 		if err := r.skip(n, reason); err != nil {
 			return err
 		}
@@ -218,6 +218,7 @@ type deletionsReader struct {
 	err     error
 
 	maxErrors int
+	say       func(fact error) string // Options.say
 	bad       []BadLine
 	preserve  bool      // PreserveMeta: the Bundle's meta sets txid and ts
 	notAfter  time.Time // the latest lastUpdated taken
@@ -233,7 +234,7 @@ func (r *deletionsReader) skip(n int64, reason string) error {
 	reason = ndjson.ClipQuoted(reason)
 	if len(r.bad) >= r.maxErrors {
 		if r.maxErrors > 0 {
-			reason += fmt.Sprintf(" (more than --max-errors %d bad lines)", r.maxErrors)
+			reason += " (" + r.say(&TooManyBadLinesError{Max: r.maxErrors}) + ")"
 		}
 		return &ndjson.LineError{Line: n, Reason: reason}
 	}
@@ -264,6 +265,10 @@ func (r *deletionsReader) Read(p []byte) (int, error) {
 func (r *deletionsReader) fill(want int) error {
 	for len(r.out) < want {
 		line, err := r.lines.Next()
+		var tooLong *ndjson.LineError
+		if errors.As(err, &tooLong) {
+			return &ndjson.LineError{Line: tooLong.Line, Reason: r.say(tooLong.Err)}
+		}
 		if err != nil && err != io.EOF {
 			return err
 		}
@@ -273,7 +278,7 @@ func (r *deletionsReader) fill(want int) error {
 			dels, txid, ts, derr := r.deletionsOf(line)
 			if derr != nil {
 				r.entries++
-				if err := r.skip(n, derr.Error()); err != nil {
+				if err := r.skip(n, r.say(derr)); err != nil {
 					return err
 				}
 			}

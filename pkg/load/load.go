@@ -78,16 +78,45 @@ type Options struct {
 	// to Type (the caller checks it) nor to a dry run (which knows no
 	// tables).
 	OnlyKnownTypes bool
-	// FormatHint says what to do about a source found in format found
-	// (nil: load's flags, "use --fhir" or "drop --fhir").
+	// FormatHint, when set, says what to do about a source found in format
+	// found (the *fhirformat.FormatError's Hint).
 	FormatHint func(found fhirformat.Format) string
+	// Words, when set, words a fact of a bad line for a person, in the
+	// caller's terms (its flags), or returns "" to keep the fact's own: it
+	// is asked about *TooManyBadLinesError, *UnknownTypeError,
+	// *NoTypeError, *OtherTypeError, *VersionError and *store.TxidTooLargeError,
+	// when the line's reason is made (the reason is text from then on: an
+	// errors file, a state file).
+	Words func(fact error) string
 }
 
-func loadFormatHint(found fhirformat.Format) string {
-	if found == fhirformat.FHIR {
-		return "use --fhir"
+// say is fact as a bad line's reason tells it: in o.Words', else its own.
+func (o *Options) say(fact error) string {
+	if o.Words != nil {
+		if w := o.Words(fact); w != "" {
+			return w
+		}
 	}
-	return "drop --fhir"
+	return fact.Error()
+}
+
+// TooManyBadLinesError is why a bad line fails its source: Max were
+// skipped already (Options.MaxErrors).
+type TooManyBadLinesError struct{ Max int }
+
+func (e *TooManyBadLinesError) Error() string { return fmt.Sprintf("more than %d bad lines", e.Max) }
+
+// NoTypeError is a line without a resourceType in a source of several
+// types (no Options.Type).
+type NoTypeError struct{}
+
+func (e *NoTypeError) Error() string { return `no "resourceType"` }
+
+// OtherTypeError is a line whose resourceType Name is not Options.Type.
+type OtherTypeError struct{ Name, Type string }
+
+func (e *OtherTypeError) Error() string {
+	return fmt.Sprintf("resourceType %q in a source of type %s", e.Name, e.Type)
 }
 
 // Merge is a parsed --merge object.
@@ -202,21 +231,27 @@ func (c Counts) Add(other Counts) {
 // JSON renders counts as one JSON object with sorted keys, e.g.
 // {"CarePlan":356,"Observation":20382}.
 func (c Counts) JSON() string {
+	var b strings.Builder
+	b.WriteByte('{')
+	c.writeFields(&b)
+	b.WriteByte('}')
+	return b.String()
+}
+
+// writeFields writes the counts as the fields of a JSON object, sorted by
+// type, without the braces.
+func (c Counts) writeFields(b *strings.Builder) {
 	types := make([]string, 0, len(c))
 	for t := range c {
 		types = append(types, t)
 	}
 	sort.Strings(types)
-	var b strings.Builder
-	b.WriteByte('{')
 	for i, t := range types {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		fmt.Fprintf(&b, "%q:%d", t, c[t])
+		fmt.Fprintf(b, "%q:%d", t, c[t])
 	}
-	b.WriteByte('}')
-	return b.String()
 }
 
 // Total is the sum over all types.
@@ -401,6 +436,34 @@ func (r Result) SkippedByType() Counts {
 		c[t]++
 	}
 	return c
+}
+
+// Summary is the result as one JSON object: the resources stored per type,
+// {"CarePlan":356,"Observation":20382}, or, for a load of one type
+// (single: Options.Type), their total, {"total":20738}. With skipped (a
+// load that may skip bad lines: Options.MaxErrors) a last field says how
+// many were skipped: per type, "skipped":{"unknown":1}, or with single
+// their number, "skipped":1.
+func (r Result) Summary(single, skipped bool) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	if single {
+		fmt.Fprintf(&b, `"total":%d`, r.Counts.Total())
+	} else {
+		r.Counts.writeFields(&b)
+	}
+	if skipped {
+		if b.Len() > 1 {
+			b.WriteByte(',')
+		}
+		if single {
+			fmt.Fprintf(&b, `"skipped":%d`, len(r.Skipped))
+		} else {
+			b.WriteString(`"skipped":` + r.SkippedByType().JSON())
+		}
+	}
+	b.WriteByte('}')
+	return b.String()
 }
 
 // LoadSource opens spec and loads it in one transaction. An HTTP source that
@@ -599,11 +662,12 @@ func (l *Loader) knownType(ctx context.Context, t string) error {
 	return nil
 }
 
-// UnknownTypeError is a type that is neither an R4 type nor has a table.
+// UnknownTypeError is a type that is neither an R4 type nor has a table
+// (Options.OnlyKnownTypes).
 type UnknownTypeError struct{ Type string }
 
 func (e *UnknownTypeError) Error() string {
-	return fmt.Sprintf("resourceType %q is not an R4 type and has no table%s (--new-type makes its table)", e.Type, store.DidYouMean(e.Type))
+	return fmt.Sprintf("resourceType %q is not an R4 type and has no table%s", e.Type, store.DidYouMean(e.Type))
 }
 
 // prepareStage makes the staging table on this connection when it is not
@@ -812,7 +876,7 @@ func (l *Loader) moveSkipping(ctx context.Context, tx pgx.Tx, st *stager, t stri
 		var le *ndjson.LineError
 		if !errors.As(err, &le) || len(st.bad) >= st.maxErrors {
 			if le != nil && st.maxErrors > 0 {
-				le.Reason += fmt.Sprintf(" (more than --max-errors %d bad lines)", st.maxErrors)
+				le.Reason += " (" + l.Opts.say(&TooManyBadLinesError{Max: st.maxErrors}) + ")"
 			}
 			return err
 		}
@@ -885,7 +949,7 @@ func (l *Loader) dbError(ctx context.Context, err error, st *stager) error {
 // source certainly has no repeated id of this type; staged is how many rows.
 func (l *Loader) move(ctx context.Context, tx pgx.Tx, t, stage string, unique bool, staged int64) error {
 	if l.Opts.PreserveMeta {
-		if err := checkVersions(ctx, tx, t, stage); err != nil {
+		if err := checkVersions(ctx, tx, t, stage, l.Opts.say); err != nil {
 			return err
 		}
 	}
@@ -983,7 +1047,7 @@ func (l *Loader) upsert(ctx context.Context, tx pgx.Tx, t, stage string, unique 
 //
 // The staged text is cast to jsonb only for a line of the current
 // version's txid; a line PostgreSQL will not take is then found as by move.
-func checkVersions(ctx context.Context, tx pgx.Tx, t, stage string) error {
+func checkVersions(ctx context.Context, tx pgx.Tx, t, stage string, say func(error) string) error {
 	if _, err := tx.Exec(ctx, `SAVEPOINT fhirbulk_versions`); err != nil {
 		return sqlError(err)
 	}
@@ -1016,10 +1080,28 @@ func checkVersions(ctx context.Context, tx pgx.Tx, t, stage string) error {
 		return sqlError(err)
 	}
 	what := t + "/" + ndjson.Clip(id)
-	if older {
-		return &ndjson.LineError{Line: n, Reason: fmt.Sprintf("meta.versionId %d is older than version %d of %s in the database: stored, it would make the history go backwards (drop --preserve-meta to store it as a new version)", txid, stored, what)}
+	return &ndjson.LineError{Line: n, Reason: say(&VersionError{Txid: txid, Stored: stored, What: what, Older: older})}
+}
+
+// VersionError is a line whose meta.versionId (Options.PreserveMeta) the
+// database refuses: older than the version Stored of What (Type/id), or
+// that version itself with other content (not Older); for a deletion, not
+// newer than Stored. Stored, it would make the history go backwards.
+type VersionError struct {
+	Txid, Stored int64
+	What         string
+	Older        bool
+	Deletion     bool
+}
+
+func (e *VersionError) Error() string {
+	switch {
+	case e.Deletion:
+		return fmt.Sprintf("meta.versionId %d is not newer than version %d of %s in the database: the deletion would make the history go backwards", e.Txid, e.Stored, e.What)
+	case e.Older:
+		return fmt.Sprintf("meta.versionId %d is older than version %d of %s in the database: stored, it would make the history go backwards", e.Txid, e.Stored, e.What)
 	}
-	return &ndjson.LineError{Line: n, Reason: fmt.Sprintf("meta.versionId %d is the version of %s in the database, which differs from this line (its resource, lastUpdated or createdAt): a version never changes (drop --preserve-meta to store it as a new version)", txid, what)}
+	return fmt.Sprintf("meta.versionId %d is the version of %s in the database, which differs from this line (its resource, lastUpdated or createdAt): a version never changes", e.Txid, e.What)
 }
 
 // isJSONError reports the errors PostgreSQL gives for text it will not

@@ -96,6 +96,7 @@ type lineParser struct {
 	// Options.OnlyKnownTypes); refused keeps its answers.
 	checkType func(t string) error
 	refused   map[string]error
+	say       func(fact error) string // Options.say
 
 	// The line compacted (in place: it is the line reader's buffer, or
 	// fhirOut) and, for FHIR input, the line as given compacted (in place).
@@ -158,6 +159,7 @@ func (p lineParser) reset(o Options) lineParser {
 		keys:    slices.Clone(store.Keys[:]),
 		fhirOut: reuse(p.fhirOut), id: reuse(p.id),
 	}
+	q.say = o.say
 	if o.Merge != nil {
 		q.keys = append(q.keys, o.Merge.keys...)
 	}
@@ -178,7 +180,7 @@ func (p lineParser) reset(o Options) lineParser {
 			q.check = fhirformat.NewChecker(want)
 		}
 		if q.hint == nil {
-			q.hint = loadFormatHint
+			q.hint = func(fhirformat.Format) string { return "" }
 		}
 	}
 	return q
@@ -233,7 +235,7 @@ func (s *stager) skip(reason, id, typ string) error {
 	}
 	if len(s.bad) >= s.maxErrors {
 		if s.maxErrors > 0 {
-			reason += fmt.Sprintf(" (more than --max-errors %d bad lines)", s.maxErrors)
+			reason += " (" + s.say(&TooManyBadLinesError{Max: s.maxErrors}) + ")"
 		}
 		return &ndjson.LineError{Line: s.line, Reason: reason}
 	}
@@ -329,7 +331,7 @@ func (s *stager) fillLines(want int) error {
 			s.eof = true
 		case errors.As(err, &tooLong):
 			s.line = tooLong.Line
-			if err := s.skip(tooLong.Reason, "", ""); err != nil {
+			if err := s.skip(s.say(tooLong.Err), "", ""); err != nil {
 				return err
 			}
 			continue
@@ -353,7 +355,7 @@ func (s *stager) fillLines(want int) error {
 			return wrong // the whole source, not a bad line
 		}
 		if err != nil {
-			if err := s.skip(err.Error(), s.badID, s.badType); err != nil {
+			if err := s.skip(s.say(err), s.badID, s.badType); err != nil {
 				return err
 			}
 			continue
@@ -570,7 +572,7 @@ func lineID(raw []byte) ([]byte, error) {
 func (s *lineParser) lineType(raw []byte) (string, error) {
 	if raw == nil {
 		if s.typ == "" {
-			return "", errors.New(`no "resourceType" (give --type for single-type sources)`)
+			return "", &NoTypeError{}
 		}
 		return s.typ, nil
 	}
@@ -579,7 +581,7 @@ func (s *lineParser) lineType(raw []byte) (string, error) {
 	case !ok:
 		return "", errors.New(`"resourceType" is not a string`)
 	case s.typ != "" && string(name) != s.typ:
-		return "", fmt.Errorf("resourceType %q is not --type %s", name, s.typ)
+		return "", &OtherTypeError{Name: string(name), Type: s.typ}
 	case s.typ != "":
 		return s.typ, nil
 	}

@@ -259,7 +259,7 @@ func TestStagerBadLines(t *testing.T) {
 	for input, want := range map[string]string{
 		"{\"id\":\"1\"}\n[]\n":                        "line 2: not a JSON object",
 		"{\"id\":1}\n":                                `line 1: no string "id"`,
-		"{\"id\":\"1\",\"resourceType\":\"Q\"}\n":     `line 1: resourceType "Q" is not --type P`,
+		"{\"id\":\"1\",\"resourceType\":\"Q\"}\n":     `line 1: resourceType "Q" in a source of type P`, // cmd words it "is not --type P"
 		"{\"id\":\"1\",\"resourceType\":3}\n":         `line 1: "resourceType" is not a string`,
 		"{\"id\":\"1\",\"meta\":{\"createdAt\":1}}\n": `line 1: meta.createdAt 1 is not an RFC 3339 instant`,
 		"{\"id\":\"1\",\"a\":\"\xff\"}\n":             "line 1: not valid UTF-8",
@@ -307,6 +307,26 @@ func TestCountsJSON(t *testing.T) {
 	}
 	if got := (Counts{}).JSON(); got != "{}" {
 		t.Errorf("empty JSON() = %s", got)
+	}
+}
+
+func TestResultSummary(t *testing.T) {
+	r := Result{Counts: Counts{"Patient": 2, "CarePlan": 1}, Skipped: []BadLine{{Type: "Patient"}, {}}}
+	for _, c := range []struct {
+		single, skipped bool
+		want            string
+	}{
+		{false, false, `{"CarePlan":1,"Patient":2}`},
+		{true, false, `{"total":3}`},
+		{false, true, `{"CarePlan":1,"Patient":2,"skipped":{"Patient":1,"unknown":1}}`},
+		{true, true, `{"total":3,"skipped":2}`},
+	} {
+		if got := r.Summary(c.single, c.skipped); got != c.want {
+			t.Errorf("Summary(%v, %v) = %s, want %s", c.single, c.skipped, got, c.want)
+		}
+	}
+	if got := (Result{}).Summary(false, true); got != `{"skipped":{}}` {
+		t.Errorf("empty Summary = %s", got)
 	}
 }
 

@@ -50,8 +50,8 @@ func NewLineReader(r io.Reader) *LineReader {
 
 // NewLineReaderMax is NewLineReader with lines limited to limit bytes
 // (without their "\n" or "\r\n"; 0: no limit). For a longer line, Next
-// returns a *LineError with its number that says "longer than <limit>
-// (--max-line-size)", having held at most limit+2 bytes of it (besides the
+// returns a *LineError with its number that says "longer than <limit>"
+// (its Err a *TooLongError), having held at most limit+2 bytes of it (besides the
 // 1 MiB buffer): it stops reading the line there, so an input without a
 // newline (/dev/zero) cannot use up memory. Calling Next again reads on
 // from the line after it, skipping the rest without keeping it.
@@ -109,7 +109,7 @@ func (l *LineReader) Next() ([]byte, error) {
 	line = bytes.TrimSuffix(line, []byte("\n"))
 	line = bytes.TrimSuffix(line, []byte("\r"))
 	if l.max > 0 && len(line) > l.max {
-		return nil, &LineError{Line: l.n, Reason: l.reason()}
+		return nil, l.lineTooLong()
 	}
 	return line, err
 }
@@ -185,12 +185,19 @@ func (l *LineReader) errTooLong(err error) error {
 	}
 	l.n++
 	l.rest = err == bufio.ErrBufferFull // its "\n" is not read yet
-	return &LineError{Line: l.n, Reason: l.reason()}
+	return l.lineTooLong()
 }
 
-func (l *LineReader) reason() string {
-	return "longer than " + FormatSize(int64(l.max)) + " (--max-line-size)"
+func (l *LineReader) lineTooLong() *LineError {
+	tl := &TooLongError{Max: l.max}
+	return &LineError{Line: l.n, Reason: tl.Error(), Err: tl}
 }
+
+// TooLongError is the fact behind the *LineError of a line longer than
+// the reader's limit, Max bytes.
+type TooLongError struct{ Max int }
+
+func (e *TooLongError) Error() string { return "longer than " + FormatSize(int64(e.Max)) }
 
 // skipRest reads up to the end of the line that was too long.
 func (l *LineReader) skipRest() error {
@@ -234,9 +241,11 @@ func IsBlank(b []byte) bool {
 type LineError struct {
 	Line   int64
 	Reason string
+	Err    error // the fact Reason tells, when there is one (a *TooLongError)
 }
 
 func (e *LineError) Error() string { return "line " + strconv.FormatInt(e.Line, 10) + ": " + e.Reason }
+func (e *LineError) Unwrap() error { return e.Err }
 
 // FormatSize writes a number of bytes for people: in the largest of KiB,
 // MiB, GiB and TiB that it is a whole number of ("256 MiB", "1536 KiB"),

@@ -12,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,11 +37,43 @@ func ResolveDSN(flag string, getenv func(string) string) string {
 	return getenv("DATABASE_URL")
 }
 
-// ConfigError is a connection string that cannot be used (a usage error:
-// it comes from --db, DATABASE_URL or the PG* variables).
-type ConfigError struct{ msg string }
+// ConfigError is a connection string that cannot be used: a usage error,
+// since the string comes from the user (the caller knows from where).
+// Exactly one of Scheme, Word and Err says what is wrong.
+type ConfigError struct {
+	Scheme string // the URL's scheme, not postgres:// (mysql)
+	Word   string // the whole string, one word: most often a database name
+	Err    error  // pgx's parse error (a *pgconn.ParseConfigError, its password masked)
+}
 
-func (e *ConfigError) Error() string { return e.msg }
+func (e *ConfigError) Error() string {
+	switch {
+	case e.Scheme != "":
+		return fmt.Sprintf("bad connection string: a %s:// URL; want postgres://HOST:PORT/DATABASE", e.Scheme)
+	case e.Word != "":
+		return fmt.Sprintf("bad connection string %q: not a URL (postgres://HOST:PORT/DATABASE) nor keyword=value pairs (host=HOST dbname=DATABASE); for the database %s give dbname=%s", e.Word, e.Word, e.Word)
+	}
+	return "bad connection string: " + e.Err.Error()
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// ConnectError is a connection that could not be made: where to, why (one
+// line, the real cause first, no password), and pgx's error, kept whole:
+// errors.As finds the server's *pgconn.PgError in it (a wrong password:
+// SQLSTATE 28P01).
+type ConnectError struct {
+	Where        string // as Where says it: database "d" as user "u" at host:port
+	Reason       string
+	Unconfigured bool // nothing named a server: no connection string, no libpq variable
+	Err          error
+}
+
+func (e *ConnectError) Error() string {
+	return "cannot connect to PostgreSQL " + e.Where + ": " + e.Reason
+}
+
+func (e *ConnectError) Unwrap() error { return e.Err }
 
 // bareWord is a connection string that is one word: no URL, no key=value
 // (and nothing secret to hide: no '@', ':' or '=').
@@ -60,24 +94,18 @@ func ParseDSN(dsn string) (*pgx.ConnConfig, error) {
 	if scheme, _, ok := strings.Cut(dsn, "://"); ok && !strings.ContainsAny(scheme, " =") {
 		s := strings.ToLower(scheme)
 		if s != "postgres" && s != "postgresql" {
-			return nil, &ConfigError{fmt.Sprintf("bad connection string (--db, DATABASE_URL): a %s:// URL; want postgres://HOST:PORT/DATABASE", s)}
+			return nil, &ConfigError{Scheme: s}
 		}
 		dsn = s + dsn[len(scheme):] // schemes are case-insensitive; pgx wants them lowercase
 	}
 	if bareWord.MatchString(dsn) {
 		// pgx says only "invalid keyword/value": most often a database
 		// name given where a connection string goes.
-		return nil, &ConfigError{fmt.Sprintf("bad connection string %q (--db, DATABASE_URL): not a URL (postgres://HOST:PORT/DATABASE) nor keyword=value pairs (host=HOST dbname=DATABASE); for the database %s give dbname=%s", dsn, dsn, dsn)}
+		return nil, &ConfigError{Word: dsn}
 	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		// pgx masks the password in its parse errors already; the message is
-		// long and technical: say which input was at fault, and keep its end.
-		msg := err.Error()
-		if i := strings.LastIndex(msg, ": "); i >= 0 {
-			msg = msg[i+2:]
-		}
-		return nil, &ConfigError{"bad connection string (--db, DATABASE_URL or PG* variables): " + msg}
+		return nil, &ConfigError{Err: err} // pgx masks the password in its parse errors
 	}
 	return cfg, nil
 }
@@ -126,11 +154,8 @@ func ConnectWith(ctx context.Context, dsn string, settings map[string]string) (*
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		msg := connectMessage(err, cfg)
-		if dsn == "" && !libpqVariables() {
-			msg += " (nothing was configured: give --db postgres://HOST:PORT/DATABASE or set DATABASE_URL)"
-		}
-		return nil, errors.New(redact(msg, cfg.Password))
+		return nil, &ConnectError{Where: redact(Where(&cfg.Config), cfg.Password), Reason: redact(connectReason(err, cfg), cfg.Password),
+			Unconfigured: !Configured(dsn), Err: err}
 	}
 	return conn, nil
 }
@@ -149,13 +174,12 @@ func Where(cfg *pgconn.Config) string {
 	return fmt.Sprintf("database %q as user %q at %s:%d", db, cfg.User, host, cfg.Port)
 }
 
-// connectMessage makes pgx's connect error one line with the real cause
+// connectReason is why pgx's connect failed, one line, the real cause
 // first. pgx tries each address, and each twice with sslmode=prefer (TLS,
 // then plain): a server's own answer (a wrong password) says more than a
-// network error, and a refused TLS handshake is never the cause when
-// another try says more.
-func connectMessage(err error, cfg *pgx.ConnConfig) string {
-	where := Where(&cfg.Config)
+// network error, and a network error more than a failure of another kind
+// (a refused TLS handshake), which is said only when nothing else is.
+func connectReason(err error, cfg *pgx.ConnConfig) string {
 	var ce *pgconn.ConnectError
 	inner := err
 	if errors.As(err, &ce) {
@@ -168,36 +192,54 @@ func connectMessage(err error, cfg *pgx.ConnConfig) string {
 	for _, a := range attempts {
 		var pgErr *pgconn.PgError
 		if errors.As(a, &pgErr) {
-			return "cannot connect to PostgreSQL " + where + ": " + pgErr.Message
+			return pgErr.Message
 		}
 	}
-	var reasons []string
+	var reasons, others []string
 	for _, a := range attempts {
-		r := a.Error()
-		var tooLong *pgproto3.ExceededMaxBodyLenErr
-		switch {
-		case errors.As(a, &tooLong):
-			// The first bytes of the answer read as a message length: the
-			// server does not speak PostgreSQL's protocol.
-			r = "the server there does not speak PostgreSQL's protocol (is it the right port? PostgreSQL's is usually 5432)"
-			if n := tooLong.ActualBodyLen + 4; string([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}) == "TTP/" { // after an 'H': "HTTP/1.1 400 ..."
-				r = "the server there answers in HTTP, not PostgreSQL's protocol (a web server's port? PostgreSQL's is usually 5432)"
-			}
-		case errors.Is(a, context.DeadlineExceeded) || isTimeout(a):
-			r = fmt.Sprintf("no answer within %s (connect_timeout)", cfg.ConnectTimeout)
-		case strings.Contains(r, "server refused TLS connection") && len(attempts) > 1:
-			continue
-		default:
-			// "host:port (host): dial tcp ...: connect: connection refused"
-			if i := strings.LastIndex(r, ": "); i >= 0 {
-				r = r[i+2:]
-			}
+		r, known := attemptReason(a, cfg)
+		list := &reasons
+		if !known {
+			list = &others
 		}
-		if len(reasons) == 0 || reasons[len(reasons)-1] != r {
-			reasons = append(reasons, r)
+		if len(*list) == 0 || (*list)[len(*list)-1] != r {
+			*list = append(*list, r)
 		}
 	}
-	return "cannot connect to PostgreSQL " + where + ": " + strings.Join(reasons, "; ")
+	if len(reasons) == 0 {
+		reasons = others
+	}
+	return strings.Join(reasons, "; ")
+}
+
+// attemptReason is why one attempt to connect failed, and whether it is a
+// cause known by its type (the network's, a timeout, a server that speaks
+// another protocol).
+func attemptReason(a error, cfg *pgx.ConnConfig) (string, bool) {
+	var tooLong *pgproto3.ExceededMaxBodyLenErr
+	var errno syscall.Errno
+	var dns *net.DNSError
+	switch {
+	case errors.As(a, &tooLong):
+		// The first bytes of the answer read as a message length: the
+		// server does not speak PostgreSQL's protocol.
+		if n := tooLong.ActualBodyLen + 4; string([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}) == "TTP/" { // after an 'H': "HTTP/1.1 400 ..."
+			return "the server there answers in HTTP, not PostgreSQL's protocol (a web server's port? PostgreSQL's is usually 5432)", true
+		}
+		return "the server there does not speak PostgreSQL's protocol (is it the right port? PostgreSQL's is usually 5432)", true
+	case errors.Is(a, context.DeadlineExceeded) || isTimeout(a):
+		return fmt.Sprintf("no answer within %s (connect_timeout)", cfg.ConnectTimeout), true
+	case errors.As(a, &errno):
+		return errno.Error(), true // connection refused
+	case errors.As(a, &dns):
+		return dns.Err, true // no such host
+	}
+	// pgx says which address it tried ("host:port (host): ..."): Where
+	// says it already.
+	if cause := errors.Unwrap(a); cause != nil {
+		return cause.Error(), false
+	}
+	return a.Error(), false
 }
 
 func isTimeout(err error) bool {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -58,6 +60,27 @@ func TestConnectSaysTheServersAnswer(t *testing.T) {
 	want := fmt.Sprintf(`cannot connect to PostgreSQL database "d" as user "u" at %s: password authentication failed for user "u"`, strings.Replace(addr, ":", ":", 1))
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v\nwant %s", err, want)
+	}
+	// The cause is kept: a wrong password is recognisable by its SQLSTATE.
+	var ce *ConnectError
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &ce) || !errors.As(err, &pgErr) || pgErr.Code != "28P01" {
+		t.Errorf("err = %#v: want a *ConnectError holding the server's 28P01", err)
+	}
+}
+
+// A port nobody listens on: the reason is the network's, found by its type.
+func TestConnectRefused(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	_, err = Connect(context.Background(), "postgres://u@"+addr+"/d?sslmode=prefer")
+	var ce *ConnectError
+	if !errors.As(err, &ce) || ce.Reason != "connection refused" || !errors.Is(err, syscall.ECONNREFUSED) || ce.Unconfigured {
+		t.Errorf("err = %v (%#v)", err, ce)
 	}
 }
 
@@ -122,7 +145,7 @@ func TestConnectToHTTPServer(t *testing.T) {
 func TestParseDSNBareWord(t *testing.T) {
 	_, err := ParseDSN("nc_a")
 	var ce *ConfigError
-	if !errors.As(err, &ce) || !strings.Contains(err.Error(), `bad connection string "nc_a" (--db, DATABASE_URL): not a URL (postgres://HOST:PORT/DATABASE) nor keyword=value pairs`) ||
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), `bad connection string "nc_a": not a URL (postgres://HOST:PORT/DATABASE) nor keyword=value pairs`) ||
 		!strings.HasSuffix(err.Error(), "give dbname=nc_a") {
 		t.Fatalf("err = %v", err)
 	}

@@ -435,11 +435,19 @@ func ParseVersionID(v []byte) (int64, error) {
 			return 0, nil
 		}
 		if n > (MaxPreservedTxid-int64(c-'0'))/10 {
-			return 0, fmt.Errorf("meta.versionId %s is above %d, the largest txid --preserve-meta keeps (it would move the shared transaction_id_seq for good)", ndjson.Clip(string(v)), int64(MaxPreservedTxid))
+			return 0, &TxidTooLargeError{Value: ndjson.Clip(string(v))}
 		}
 		n = n*10 + int64(c-'0')
 	}
 	return n, nil
+}
+
+// TxidTooLargeError is a meta.versionId above MaxPreservedTxid: kept as
+// a txid, it would move the shared transaction_id_seq for good.
+type TxidTooLargeError struct{ Value string }
+
+func (e *TxidTooLargeError) Error() string {
+	return fmt.Sprintf("meta.versionId %s is above %d, the largest txid kept (it would move the shared transaction_id_seq for good)", e.Value, int64(MaxPreservedTxid))
 }
 
 // LastUpdatedSlack is how far past the server's clock (its now() when the
