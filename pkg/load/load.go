@@ -27,12 +27,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -434,7 +432,7 @@ func (l *Loader) loadSource(ctx context.Context, spec string, opts source.Option
 	allowDirect := l.Opts.Type != "" && spec != "-"
 	for restarts := 0; ; {
 		// Its own context, so that a read in flight can be stopped when the
-		// database connection breaks (see copySource).
+		// database connection breaks (see copyIn).
 		srcCtx, cancel := context.WithCancel(ctx)
 		src, err := source.Open(srcCtx, spec, opts)
 		if err != nil {
@@ -480,10 +478,9 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 	}
 	st := newStager(src, l.Opts, l.spare)
 	l.spare = st
-	cs := &copySource{r: st}
 	defer func() {
 		stopSource()
-		cs.finish()
+		st.finish()
 	}()
 	if l.Progress != nil {
 		st.onLine = func(n int64) { l.progress(src, Reading, n) }
@@ -519,7 +516,7 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 			return Result{}, l.dbError(ctx, err, st)
 		}
 		if ok {
-			res, err := l.loadDirect(ctx, tx, src, st, cs, now)
+			res, err := l.loadDirect(ctx, tx, src, st, now)
 			committed = err == nil
 			return res, err
 		}
@@ -541,7 +538,7 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 	}
 	l.stage.dirty = true // until it commits: rows of a rolled-back COPY stay on disk
 	for {
-		_, err := tx.Conn().PgConn().CopyFrom(ctx, cs, `COPY `+stageTable+` FROM STDIN (FORMAT binary)`)
+		_, err := tx.Conn().PgConn().CopyFrom(ctx, st, `COPY `+stageTable+` FROM STDIN (FORMAT binary)`)
 		if st.err != nil {
 			return Result{}, st.err // ours (bad line, read error) rather than the server's "COPY failed"
 		}
@@ -718,7 +715,7 @@ func (l *Loader) directCandidate(ctx context.Context, tx pgx.Tx) (time.Time, boo
 // blocks on the layout connection. Whatever the server rejects (an id
 // given twice, JSON it will not take) makes it give up with errNotDirect,
 // and the source is loaded again the staged way.
-func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, st *stager, cs *copySource, now time.Time) (Result, error) {
+func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, st *stager, now time.Time) (Result, error) {
 	st.direct = &direct{
 		now: now,
 		txids: &txidBlocks{fetch: func(n int) ([]int64, error) {
@@ -730,7 +727,7 @@ func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, 
 		}},
 	}
 	st.known[l.Opts.Type] = true
-	_, err := tx.Conn().PgConn().CopyFrom(ctx, cs,
+	_, err := tx.Conn().PgConn().CopyFrom(ctx, st,
 		`COPY `+store.Table(l.Opts.Type)+` (id, txid, ts, cts, resource_type, status, resource) FROM STDIN (FORMAT binary)`)
 	switch {
 	case st.err != nil:
@@ -778,7 +775,7 @@ func (l *Loader) dryRun(ctx context.Context, src *source.Reader) (Result, error)
 		if st.newType != "" {
 			st.admit(st.newType)
 		}
-		st.out, st.outPos, st.tail = st.out[:0], 0, nil
+		st.out, st.pos, st.tail = st.out[:0], 0, nil
 		if err := st.fill(1 << 20); err != nil {
 			return Result{}, err
 		}
@@ -834,35 +831,6 @@ func (l *Loader) markFilled(counts map[string]int64) {
 			l.filled[t] = true
 		}
 	}
-}
-
-// copySource hands the stager to pgconn's CopyFrom. When the connection
-// breaks, CopyFrom returns without waiting for its goroutine, which may be
-// in a Read (of a slow source, say) and would go on using the source and
-// the layout connection while the caller closes them. finish waits for a
-// Read in flight to end (the caller first cancels the source's context so
-// that it ends soon) and makes later Reads fail.
-type copySource struct {
-	mu   sync.Mutex
-	r    io.Reader
-	done bool
-}
-
-var errCopyOver = errors.New("the COPY is over")
-
-func (c *copySource) Read(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.done {
-		return 0, errCopyOver
-	}
-	return c.r.Read(p)
-}
-
-func (c *copySource) finish() {
-	c.mu.Lock()
-	c.done = true
-	c.mu.Unlock()
 }
 
 // dbError turns an error of the database into what the user is told: the
@@ -1104,5 +1072,3 @@ func sqlError(err error) error { return pg.Wrap(err) }
 func quoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
-
-var _ io.Reader = (*stager)(nil)

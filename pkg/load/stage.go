@@ -44,7 +44,6 @@ type stager struct {
 	newType  string           // a type waiting for its partition
 	pending  []byte           // its tuple
 	pendTail []byte           // its resource, when a tail (see tail)
-	err      error            // why staging stopped, when it did on bad input or a read error
 	onLine   func(n int64)    // progress, called every 4096 lines (may be nil)
 	direct   *direct          // final-form rows straight into the table (typed loads only)
 	ids      idHashes         // to tell whether a type has repeated ids
@@ -59,15 +58,10 @@ type stager struct {
 	maxErrors int       // bad lines that may be skipped
 	bad       []BadLine // those skipped
 
-	out    []byte // encoded COPY data not yet handed to CopyFrom
-	outPos int
-	// tail is the resource of the last tuple in out, when it is long
-	// (tailMin): handed to CopyFrom after out, from where parse built it,
-	// not copied. No line is read until it is all handed over.
-	tail    []byte
-	started bool // this COPY's header was sent
-	ended   bool // this COPY's trailer was queued
-	eof     bool // the input is exhausted
+	// The COPY data (its tail: a long resource where parse built it); err
+	// is why staging stopped, when it did on bad input or a read error.
+	copyIn
+	eof bool // the input is exhausted
 }
 
 // lineParser turns one ndjson line into the resource to store: it checks
@@ -137,6 +131,7 @@ func newStager(r io.Reader, o Options, prev *stager) *stager {
 		s.in = ndjson.NewLineReaderMax(r, o.MaxLineSize)
 		s.lineParser = lineParser{}.reset(o)
 	}
+	s.copyIn.fill = s.fill
 	return s
 }
 
@@ -246,45 +241,10 @@ func (s *stager) skip(reason, id, typ string) error {
 func (s *stager) admit(t string) {
 	s.known[t] = true
 	s.newType = ""
-	s.started, s.ended = false, false
-	s.out, s.outPos = s.out[:0], 0
-	s.appendHeader()
+	s.start()
 	s.out = append(s.out, s.pending...)
 	s.tail, s.pendTail = s.pendTail, nil
 	s.pending = s.pending[:0]
-}
-
-func (s *stager) appendHeader() {
-	s.out = pg.AppendCopyHeader(s.out)
-	s.started = true
-}
-
-// Read implements io.Reader for CopyFrom.
-func (s *stager) Read(p []byte) (int, error) {
-	if !s.started {
-		s.out, s.outPos = s.out[:0], 0
-		s.appendHeader()
-	}
-	for s.outPos == len(s.out) {
-		if len(s.tail) > 0 {
-			n := copy(p, s.tail)
-			if s.tail = s.tail[n:]; len(s.tail) == 0 {
-				s.tail = nil // not keeping the line alive
-			}
-			return n, nil
-		}
-		if s.ended {
-			return 0, io.EOF
-		}
-		s.out, s.outPos = s.out[:0], 0
-		if err := s.fill(len(p)); err != nil {
-			s.err = err
-			return 0, err
-		}
-	}
-	n := copy(p, s.out[s.outPos:])
-	s.outPos += n
-	return n, nil
 }
 
 // fill encodes lines into s.out until it holds at least want bytes, the
@@ -316,7 +276,7 @@ func (s *stager) advanceTxids() error {
 func (s *stager) fillLines(want int) error {
 	for len(s.out) < want {
 		if s.eof {
-			s.endCopy()
+			s.end()
 			return nil
 		}
 		// The last line's bytes go now: a long line's buffer is not kept
@@ -360,7 +320,7 @@ func (s *stager) fillLines(want int) error {
 		}
 		if t != "" { // a new type: end this COPY, its tuple waits in pending
 			s.newType = t
-			s.endCopy()
+			s.end()
 			return nil
 		}
 		if len(s.tail) > 0 {
@@ -368,11 +328,6 @@ func (s *stager) fillLines(want int) error {
 		}
 	}
 	return nil
-}
-
-func (s *stager) endCopy() {
-	s.out = pg.AppendCopyTrailer(s.out)
-	s.ended = true
 }
 
 // typeName returns the resourceType name as a string, checked once per
@@ -605,7 +560,7 @@ func appendStaged(b []byte, r resource, line int64) (out, tail []byte) {
 }
 
 // tailMin is the length from which a resource is handed to CopyFrom where
-// it lies (stager.tail) instead of copied into the COPY data.
+// it lies (copyIn.tail) instead of copied into the COPY data.
 const tailMin = 64 << 10
 
 // appendResource appends the field of the resource body: text, or jsonb
