@@ -246,7 +246,7 @@ type Loader struct {
 	DryRun bool
 
 	stage stage
-	spare *stager // the last source's stager, whose buffers the next one reuses
+	spare *encoder // the last source's encoder, whose buffers the next one reuses
 	// filled are types whose tables had rows (found, or committed by this
 	// Loader): a direct COPY into them is not tried again. Should one be
 	// emptied meanwhile, its loads only take the staged path.
@@ -476,21 +476,21 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 	if l.DryRun {
 		return l.dryRun(ctx, src)
 	}
-	st := newStager(src, l.Opts, l.spare)
-	l.spare = st
+	enc := newEncoder(src, l.Opts, l.spare)
+	l.spare = enc
 	defer func() {
 		stopSource()
-		st.finish()
+		enc.finish()
 	}()
 	if l.Progress != nil {
-		st.onLine = func(n int64) { l.progress(src, Reading, n) }
+		enc.onLine = func(n int64) { l.progress(src, Reading, n) }
 	}
 	if err := l.prepareStage(ctx); err != nil {
-		return Result{}, l.dbError(ctx, err, st)
+		return Result{}, l.dbError(ctx, err, enc)
 	}
 	tx, err := l.Conn.Begin(ctx)
 	if err != nil {
-		return Result{}, l.dbError(ctx, err, st)
+		return Result{}, l.dbError(ctx, err, enc)
 	}
 	committed := false
 	defer func() {
@@ -500,23 +500,23 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 		}
 	}()
 	if l.Opts.OnlyKnownTypes {
-		st.checkType = func(t string) error { return l.knownType(ctx, t) }
+		enc.checkType = func(t string) error { return l.knownType(ctx, t) }
 	}
 	if l.Opts.PreserveMeta {
 		var now time.Time
 		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
-			return Result{}, l.dbError(ctx, err, st)
+			return Result{}, l.dbError(ctx, err, enc)
 		}
-		st.dec.NotAfter = now.Add(store.LastUpdatedSlack)
-		st.advance = func(txid int64) (int64, error) { return l.Layout.AdvanceTxids(ctx, txid) }
+		enc.dec.NotAfter = now.Add(store.LastUpdatedSlack)
+		enc.advance = func(txid int64) (int64, error) { return l.Layout.AdvanceTxids(ctx, txid) }
 	}
 	if allowDirect {
 		now, ok, err := l.directCandidate(ctx, tx)
 		if err != nil {
-			return Result{}, l.dbError(ctx, err, st)
+			return Result{}, l.dbError(ctx, err, enc)
 		}
 		if ok {
-			res, err := l.loadDirect(ctx, tx, src, st, now)
+			res, err := l.loadDirect(ctx, tx, src, enc, now)
 			committed = err == nil
 			return res, err
 		}
@@ -525,59 +525,59 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 		if err := l.stage.addPartition(ctx, tx, t); err != nil {
 			return err
 		}
-		st.admit(t)
+		enc.admit(t)
 		return nil
 	}
 	for t := range l.stage.partitions {
-		st.known[t] = true
+		enc.known[t] = true
 	}
-	if l.Opts.Type != "" && !st.known[l.Opts.Type] {
+	if l.Opts.Type != "" && !enc.known[l.Opts.Type] {
 		if err := addType(l.Opts.Type); err != nil {
-			return Result{}, l.dbError(ctx, err, st)
+			return Result{}, l.dbError(ctx, err, enc)
 		}
 	}
 	l.stage.dirty = true // until it commits: rows of a rolled-back COPY stay on disk
 	for {
-		_, err := tx.Conn().PgConn().CopyFrom(ctx, st, `COPY `+stageTable+` FROM STDIN (FORMAT binary)`)
-		if st.err != nil {
-			return Result{}, st.err // ours (bad line, read error) rather than the server's "COPY failed"
+		_, err := tx.Conn().PgConn().CopyFrom(ctx, enc, `COPY `+stageTable+` FROM STDIN (FORMAT binary)`)
+		if enc.err != nil {
+			return Result{}, enc.err // ours (bad line, read error) rather than the server's "COPY failed"
 		}
 		if err != nil {
-			return Result{}, l.dbError(ctx, err, st)
+			return Result{}, l.dbError(ctx, err, enc)
 		}
-		if st.newType == "" {
+		if enc.newType == "" {
 			break
 		}
-		if err := addType(st.newType); err != nil {
-			return Result{}, l.dbError(ctx, err, st)
+		if err := addType(enc.newType); err != nil {
+			return Result{}, l.dbError(ctx, err, enc)
 		}
 	}
-	l.progress(src, Storing, st.line)
-	if err := l.checkCount(st); err != nil {
+	l.progress(src, Storing, enc.line)
+	if err := l.checkCount(enc); err != nil {
 		return Result{}, err
 	}
-	if err := st.advanceTxids(); err != nil { // done by the last fill already; no txid is drawn before it
-		return Result{}, l.dbError(ctx, err, st)
+	if err := enc.advanceTxids(); err != nil { // done by the last fill already; no txid is drawn before it
+		return Result{}, l.dbError(ctx, err, enc)
 	}
 	// Writers of one type take turns (store.LockType); a source of several types
 	// takes their locks in the one order every process uses.
-	types := slices.Clone(st.order)
+	types := slices.Clone(enc.order)
 	store.LockOrder(types)
 	for _, t := range types {
 		if err := l.Layout.Prepare(ctx, tx, t); err != nil {
-			return Result{}, l.dbError(ctx, err, st)
+			return Result{}, l.dbError(ctx, err, enc)
 		}
-		if err := l.moveSkipping(ctx, tx, st, t); err != nil {
-			return Result{}, l.dbError(ctx, err, st)
+		if err := l.moveSkipping(ctx, tx, enc, t); err != nil {
+			return Result{}, l.dbError(ctx, err, enc)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return Result{}, l.dbError(ctx, err, st)
+		return Result{}, l.dbError(ctx, err, enc)
 	}
 	committed = true
 	l.stage.committed()
-	l.markFilled(st.counts)
-	return st.result(), nil
+	l.markFilled(enc.counts)
+	return enc.result(), nil
 }
 
 // knownType refuses type t when it is neither an R4 type nor has a table
@@ -715,40 +715,40 @@ func (l *Loader) directCandidate(ctx context.Context, tx pgx.Tx) (time.Time, boo
 // blocks on the layout connection. Whatever the server rejects (an id
 // given twice, JSON it will not take) makes it give up with errNotDirect,
 // and the source is loaded again the staged way.
-func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, st *stager, now time.Time) (Result, error) {
-	st.direct = &direct{
+func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, enc *encoder, now time.Time) (Result, error) {
+	enc.direct = &direct{
 		now: now,
 		txids: &txidBlocks{fetch: func(n int) ([]int64, error) {
 			// Past every txid preserved so far first, so that none is drawn.
-			if err := st.advanceTxids(); err != nil {
+			if err := enc.advanceTxids(); err != nil {
 				return nil, err
 			}
 			return l.Layout.NextTxids(ctx, n)
 		}},
 	}
-	st.known[l.Opts.Type] = true
-	_, err := tx.Conn().PgConn().CopyFrom(ctx, st,
+	enc.known[l.Opts.Type] = true
+	_, err := tx.Conn().PgConn().CopyFrom(ctx, enc,
 		`COPY `+store.Table(l.Opts.Type)+` (id, txid, ts, cts, resource_type, status, resource) FROM STDIN (FORMAT binary)`)
 	switch {
-	case st.err != nil:
-		return Result{}, st.err
+	case enc.err != nil:
+		return Result{}, enc.err
 	case err != nil && (ctx.Err() != nil || l.Conn.IsClosed()):
-		return Result{}, l.dbError(ctx, err, st)
+		return Result{}, l.dbError(ctx, err, enc)
 	case err != nil:
 		return Result{}, errNotDirect
 	}
-	l.progress(src, Storing, st.line)
-	if err := l.checkCount(st); err != nil {
+	l.progress(src, Storing, enc.line)
+	if err := l.checkCount(enc); err != nil {
 		return Result{}, err
 	}
-	if err := st.advanceTxids(); err != nil {
-		return Result{}, l.dbError(ctx, err, st)
+	if err := enc.advanceTxids(); err != nil {
+		return Result{}, l.dbError(ctx, err, enc)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return Result{}, l.dbError(ctx, err, st)
+		return Result{}, l.dbError(ctx, err, enc)
 	}
-	l.markFilled(st.counts)
-	return st.result(), nil
+	l.markFilled(enc.counts)
+	return enc.result(), nil
 }
 
 // dryRun reads src as load does and applies the same rules to its lines:
@@ -757,42 +757,42 @@ func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, 
 // only the server can find (a number out of jsonb's range, a table of
 // another shape, a type name that clashes with a table's) is not found.
 func (l *Loader) dryRun(ctx context.Context, src *source.Reader) (Result, error) {
-	st := newStager(src, l.Opts, l.spare)
-	l.spare = st
+	enc := newEncoder(src, l.Opts, l.spare)
+	l.spare = enc
 	if l.Progress != nil {
-		st.onLine = func(n int64) { l.progress(src, Reading, n) }
+		enc.onLine = func(n int64) { l.progress(src, Reading, n) }
 	}
 	if l.Opts.Type != "" {
-		st.known[l.Opts.Type] = true
+		enc.known[l.Opts.Type] = true
 	}
 	if l.Opts.PreserveMeta {
-		st.dec.NotAfter = time.Now().Add(store.LastUpdatedSlack) // no server: this clock
+		enc.dec.NotAfter = time.Now().Add(store.LastUpdatedSlack) // no server: this clock
 	}
-	for !st.ended || st.newType != "" {
+	for !enc.ended || enc.newType != "" {
 		if err := ctx.Err(); err != nil {
 			return Result{}, err
 		}
-		if st.newType != "" {
-			st.admit(st.newType)
+		if enc.newType != "" {
+			enc.admit(enc.newType)
 		}
-		st.out, st.pos, st.tail = st.out[:0], 0, nil
-		if err := st.fill(1 << 20); err != nil {
+		enc.out, enc.pos, enc.tail = enc.out[:0], 0, nil
+		if err := enc.fillCopy(1 << 20); err != nil {
 			return Result{}, err
 		}
 	}
-	if err := l.checkCount(st); err != nil {
+	if err := l.checkCount(enc); err != nil {
 		return Result{}, err
 	}
-	return st.result(), nil
+	return enc.result(), nil
 }
 
 // checkCount fails a source that does not hold the resources it was said
 // to (the file was cut short or changed).
-func (l *Loader) checkCount(st *stager) error {
+func (l *Loader) checkCount(enc *encoder) error {
 	if l.Opts.ExpectCount == nil {
 		return nil
 	}
-	n := Counts(st.counts).Total() + int64(len(st.bad))
+	n := Counts(enc.counts).Total() + int64(len(enc.bad))
 	if n != *l.Opts.ExpectCount {
 		return fmt.Errorf("holds %d resources, the manifest says %d (cut short, or changed?)", n, *l.Opts.ExpectCount)
 	}
@@ -802,14 +802,14 @@ func (l *Loader) checkCount(st *stager) error {
 // moveSkipping moves type t's staged rows; with MaxErrors, a row the
 // server will not take (JSON it refuses) is dropped from the stage as a bad
 // line, and the move runs again, until it succeeds or the limit is passed.
-func (l *Loader) moveSkipping(ctx context.Context, tx pgx.Tx, st *stager, t string) error {
+func (l *Loader) moveSkipping(ctx context.Context, tx pgx.Tx, enc *encoder, t string) error {
 	stage := l.stage.partition(t)
 	for {
-		err := l.move(ctx, tx, t, stage, st.ids.unique(t), st.counts[t])
+		err := l.move(ctx, tx, t, stage, enc.ids.unique(t), enc.counts[t])
 		var le *ndjson.LineError
-		if !errors.As(err, &le) || len(st.bad) >= st.maxErrors {
-			if le != nil && st.maxErrors > 0 {
-				le.Reason += fmt.Sprintf(" (more than --max-errors %d bad lines)", st.maxErrors)
+		if !errors.As(err, &le) || len(enc.bad) >= enc.maxErrors {
+			if le != nil && enc.maxErrors > 0 {
+				le.Reason += fmt.Sprintf(" (more than --max-errors %d bad lines)", enc.maxErrors)
 			}
 			return err
 		}
@@ -817,8 +817,8 @@ func (l *Loader) moveSkipping(ctx context.Context, tx pgx.Tx, st *stager, t stri
 		if err := tx.QueryRow(ctx, `DELETE FROM `+stage+` WHERE n = $1 RETURNING id`, le.Line).Scan(&id); err != nil {
 			return err
 		}
-		st.bad = append(st.bad, BadLine{Line: le.Line, ID: id, Type: t, Reason: le.Reason})
-		st.counts[t]--
+		enc.bad = append(enc.bad, BadLine{Line: le.Line, ID: id, Type: t, Reason: le.Reason})
+		enc.counts[t]--
 	}
 }
 
@@ -837,14 +837,14 @@ func (l *Loader) markFilled(counts map[string]int64) {
 // context's error when interrupted, a plain "connection lost" when the
 // server went away (nothing of the source is committed then), else the
 // server's message as one line.
-func (l *Loader) dbError(ctx context.Context, err error, st *stager) error {
+func (l *Loader) dbError(ctx context.Context, err error, enc *encoder) error {
 	switch {
 	case err == nil:
 		return nil
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case l.Conn.IsClosed():
-		return fmt.Errorf("lost the connection to the server after line %d (nothing of this source was committed): %w", st.line, sqlError(err))
+		return fmt.Errorf("lost the connection to the server after line %d (nothing of this source was committed): %w", enc.line, sqlError(err))
 	}
 	return sqlError(err)
 }

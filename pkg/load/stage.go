@@ -19,10 +19,11 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
-// stager is the io.Reader that pgconn's CopyFrom pulls: it reads ndjson
-// lines, checks and splices each with the byte scanner, and emits them as
-// binary COPY tuples: (rtype, n, id, cts, resource) for the staging table,
-// or, in direct mode, rows in the final form of the type's table.
+// encoder turns a source's ndjson lines into the data of a binary COPY (it
+// is the copyIn reader that pgconn's CopyFrom pulls): it reads the lines,
+// checks and splices each with the byte scanner (lineParser), and encodes
+// them as rows of the staging table (rtype, n, id, cts, txid, ts, resource)
+// or, in direct mode, as rows in the final form of the type's table.
 //
 // A line of a type that has no staging partition yet ends the current COPY
 // (the tuple is kept in pending); the caller creates the partition, calls
@@ -33,12 +34,12 @@ import (
 // there (tail) rather than through out. A 190 MB line was held four times
 // (the line, its compact form, the resource, the COPY data), and those
 // buffers were kept from source to source.
-type stager struct {
+type encoder struct {
 	lineParser
 	in *ndjson.LineReader
 
 	line     int64            // number of the last line read
-	counts   map[string]int64 // lines staged per type
+	counts   map[string]int64 // lines encoded per type
 	known    map[string]bool  // types with a partition
 	order    []string         // types in order of first appearance
 	newType  string           // a type waiting for its partition
@@ -101,7 +102,7 @@ type lineParser struct {
 	id      []byte // the line's id, out of the way of the resource built over it
 }
 
-// keepScratch is the largest buffer a stager keeps for the next source: one
+// keepScratch is the largest buffer an encoder keeps for the next source: one
 // that a long line made is let go.
 const keepScratch = 4 << 20
 
@@ -113,11 +114,11 @@ func reuse(b []byte) []byte {
 	return b[:0]
 }
 
-// newStager makes the stager of one source. prev, the stager of the
+// newEncoder makes the encoder of one source. prev, the encoder of the
 // Loader's source before (or nil), lends it its buffers: a load of many
 // small sources would otherwise allocate megabytes per source.
-func newStager(r io.Reader, o Options, prev *stager) *stager {
-	s := &stager{
+func newEncoder(r io.Reader, o Options, prev *encoder) *encoder {
+	s := &encoder{
 		counts:    map[string]int64{},
 		known:     map[string]bool{},
 		maxErrors: o.MaxErrors,
@@ -131,13 +132,13 @@ func newStager(r io.Reader, o Options, prev *stager) *stager {
 		s.in = ndjson.NewLineReaderMax(r, o.MaxLineSize)
 		s.lineParser = lineParser{}.reset(o)
 	}
-	s.copyIn.fill = s.fill
+	s.copyIn.fill = s.fillCopy
 	return s
 }
 
 // release lets go of what long lines left in s's buffers, at the end of
 // its source: the Loader keeps s to lend them to the next source.
-func (s *stager) release() {
+func (s *encoder) release() {
 	s.out, s.pending = reuse(s.out), reuse(s.pending)
 	s.tail, s.pendTail, s.compact, s.fhirIn = nil, nil, nil, nil
 	s.fhirOut, s.id, s.dec.Meta, s.dec.Res = reuse(s.fhirOut), reuse(s.id), reuse(s.dec.Meta), reuse(s.dec.Res)
@@ -212,8 +213,8 @@ type BadLine struct {
 	Reason string
 }
 
-// result is what the stager staged, and skipped.
-func (s *stager) result() Result {
+// result is what the encoder encoded, and skipped.
+func (s *encoder) result() Result {
 	// Lines the server refused were found after the others: in order.
 	slices.SortFunc(s.bad, func(a, b BadLine) int { return cmp.Compare(a.Line, b.Line) })
 	return Result{Counts: Counts(s.counts), Skipped: s.bad}
@@ -221,7 +222,7 @@ func (s *stager) result() Result {
 
 // skip records the current line as bad and goes on, or, past the limit of
 // bad lines, fails with its error.
-func (s *stager) skip(reason, id, typ string) error {
+func (s *encoder) skip(reason, id, typ string) error {
 	reason = ndjson.ClipQuoted(reason) // it may quote the line: a name, not a copy
 	if len(id) > MaxIDBytes {
 		id = ndjson.Clip(id)
@@ -238,7 +239,7 @@ func (s *stager) skip(reason, id, typ string) error {
 
 // admit records that type t now has a partition and starts the next COPY's
 // data: a header, then the tuple that was waiting.
-func (s *stager) admit(t string) {
+func (s *encoder) admit(t string) {
 	s.known[t] = true
 	s.newType = ""
 	s.start()
@@ -247,12 +248,12 @@ func (s *stager) admit(t string) {
 	s.pending = s.pending[:0]
 }
 
-// fill encodes lines into s.out until it holds at least want bytes, the
+// fillCopy encodes lines into s.out until it holds at least want bytes, the
 // input ends, or a line needs a new partition or leaves a tail; then,
 // before those lines go anywhere, it moves transaction_id_seq past the
 // txids they preserve.
-func (s *stager) fill(want int) error {
-	if err := s.fillLines(want); err != nil {
+func (s *encoder) fillCopy(want int) error {
+	if err := s.encodeLines(want); err != nil {
 		return err
 	}
 	return s.advanceTxids()
@@ -261,7 +262,7 @@ func (s *stager) fill(want int) error {
 // advanceTxids moves transaction_id_seq past the largest txid the lines
 // read so far preserve (--preserve-meta), when it is not known to be
 // there: one round trip per batch of lines that raises it.
-func (s *stager) advanceTxids() error {
+func (s *encoder) advanceTxids() error {
 	if s.advance == nil || s.maxTxid <= s.advanced {
 		return nil
 	}
@@ -273,7 +274,7 @@ func (s *stager) advanceTxids() error {
 	return nil
 }
 
-func (s *stager) fillLines(want int) error {
+func (s *encoder) encodeLines(want int) error {
 	for len(s.out) < want {
 		if s.eof {
 			s.end()
@@ -303,7 +304,7 @@ func (s *stager) fillLines(want int) error {
 		if ndjson.IsBlank(line) {
 			continue
 		}
-		t, err := s.stage(line)
+		t, err := s.encodeLine(line)
 		var other notTheLine
 		if errors.As(err, &other) {
 			return other.err
@@ -368,15 +369,15 @@ func (s *lineParser) typeName(name []byte) (string, error) {
 	return t, nil
 }
 
-// notTheLine is an error of stage's that is not about the line's content
+// notTheLine is an error of encodeLine's that is not about the line's content
 // (fetching txids failed, say), so it is not reported with a line number.
 type notTheLine struct{ err error }
 
 func (e notTheLine) Error() string { return e.err.Error() }
 
-// stage checks one line and appends its tuple to s.out, or to s.pending
+// encodeLine checks one line and appends its tuple to s.out, or to s.pending
 // when its type is new (then it returns that type).
-func (s *stager) stage(line []byte) (string, error) {
+func (s *encoder) encodeLine(line []byte) (string, error) {
 	r, err := s.parse(line, s.line)
 	if err != nil {
 		return "", err
@@ -395,10 +396,10 @@ func (s *stager) stage(line []byte) (string, error) {
 			return "", notTheLine{err}
 		}
 	case !s.known[r.typ]:
-		s.pending, s.pendTail = appendStaged(s.pending[:0], r, s.line)
+		s.pending, s.pendTail = appendStageRow(s.pending[:0], r, s.line)
 		return r.typ, nil
 	default:
-		s.out, s.tail = appendStaged(s.out, r, s.line)
+		s.out, s.tail = appendStageRow(s.out, r, s.line)
 	}
 	return "", nil
 }
@@ -414,7 +415,7 @@ type resource struct {
 }
 
 // parse checks line n and makes the resource to store, over the line's
-// bytes (see stager); its slices are valid until the next line.
+// bytes (see encoder); its slices are valid until the next line.
 func (s *lineParser) parse(line []byte, n int64) (resource, error) {
 	if len(line) > keepScratch {
 		defer s.forgetLine()
@@ -541,10 +542,10 @@ func (s *lineParser) lineType(raw []byte) (string, error) {
 	return s.typeName(name)
 }
 
-// appendStaged appends r as a tuple of the staging table:
+// appendStageRow appends r as a tuple of the staging table:
 // (rtype, n, id, cts, txid, ts, resource), the resource's bytes but for a
 // tail (see appendResource).
-func appendStaged(b []byte, r resource, line int64) (out, tail []byte) {
+func appendStageRow(b []byte, r resource, line int64) (out, tail []byte) {
 	b = pg.AppendTuple(b, 7)
 	b = pg.AppendBytes(b, []byte(r.typ))
 	b = pg.AppendInt8(b, line)

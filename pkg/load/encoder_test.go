@@ -15,33 +15,33 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 )
 
-// tuples runs a stager over input until the input ends, admitting every new
+// tuples runs a encoder over input until the input ends, admitting every new
 // type at once, and returns the staged tuples as "type|line|id|cts|resource".
-func tuples(t *testing.T, input, typ string, merge *Merge, strip bool) ([]string, *stager, error) {
+func tuples(t *testing.T, input, typ string, merge *Merge, strip bool) ([]string, *encoder, error) {
 	t.Helper()
-	st := newStager(strings.NewReader(input), Options{Type: typ, Merge: merge, StripNulls: strip}, nil)
-	data, err := stageAll(st, typ, nil)
+	enc := newEncoder(strings.NewReader(input), Options{Type: typ, Merge: merge, StripNulls: strip}, nil)
+	data, err := stageAll(enc, typ, nil)
 	if err != nil {
-		return nil, st, err
+		return nil, enc, err
 	}
-	return decodeTuples(data), st, nil
+	return decodeTuples(data), enc, nil
 }
 
-// stageAll reads the COPY data of st (admitting every new type at once)
+// stageAll reads the COPY data of enc (admitting every new type at once)
 // into data, appending.
-func stageAll(st *stager, typ string, data []byte) ([]byte, error) {
+func stageAll(enc *encoder, typ string, data []byte) ([]byte, error) {
 	if typ != "" {
-		st.admit(typ)
+		enc.admit(typ)
 	}
 	for {
 		if len(data) == cap(data) {
 			data = slices.Grow(data, 64<<10)
 		}
-		n, err := st.Read(data[len(data):cap(data)])
+		n, err := enc.Read(data[len(data):cap(data)])
 		data = data[:len(data)+n]
 		switch {
-		case err == io.EOF && st.newType != "":
-			st.admit(st.newType)
+		case err == io.EOF && enc.newType != "":
+			enc.admit(enc.newType)
 		case err == io.EOF:
 			return data, nil
 		case err != nil:
@@ -102,7 +102,7 @@ func TestStagerSplices(t *testing.T) {
 		"\n" +
 		`  {"id" : "p\"2", "active": true}  ` + "\r\n" +
 		`{"id":"p3","meta":{"versionId":"1","createdAt":"2020-01-01T00:00:00Z"}}` // no final newline
-	got, st, err := tuples(t, input, "Patient", nil, false)
+	got, enc, err := tuples(t, input, "Patient", nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,10 +114,10 @@ func TestStagerSplices(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("tuples:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if st.counts["Patient"] != 3 || st.line != 4 {
-		t.Errorf("counts %v, lines %d", st.counts, st.line)
+	if enc.counts["Patient"] != 3 || enc.line != 4 {
+		t.Errorf("counts %v, lines %d", enc.counts, enc.line)
 	}
-	if !st.ids.unique("Patient") {
+	if !enc.ids.unique("Patient") {
 		t.Error("ids are unique")
 	}
 }
@@ -133,11 +133,11 @@ func TestStagerHoldsLongLineOnce(t *testing.T) {
 	input := `{"id":"a"}` + "\n" +
 		`{"data": "` + data + `", "id": "big", "meta": {"versionId": "1", "tag": [{"code": "t"}]}, "b": null}` + "\n" +
 		`{"id":"b"}` + "\n"
-	st := newStager(strings.NewReader(input), Options{Type: "P"}, nil)
+	enc := newEncoder(strings.NewReader(input), Options{Type: "P"}, nil)
 	out := make([]byte, 0, size+1<<20)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	out, err := stageAll(st, "P", out)
+	out, err := stageAll(enc, "P", out)
 	runtime.ReadMemStats(&after)
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +156,7 @@ func TestStagerHoldsLongLineOnce(t *testing.T) {
 	}
 }
 
-// The resource of a long line goes to the COPY after its tuple (stager.tail),
+// The resource of a long line goes to the COPY after its tuple (encoder.tail),
 // on every path: staged, a new type's first line, --merge longer than the
 // line, --strip-nulls, and the direct COPY (as jsonb).
 func TestStagerLongResources(t *testing.T) {
@@ -198,9 +198,9 @@ func TestStagerLongResources(t *testing.T) {
 		}
 	}
 	// The direct COPY: the table's rows, the resource as jsonb.
-	st := newStager(strings.NewReader(long+"\n"+long+"\n"), Options{Type: "A"}, nil)
+	enc := newEncoder(strings.NewReader(long+"\n"+long+"\n"), Options{Type: "A"}, nil)
 	txid := int64(0)
-	st.direct = &direct{now: time.Now(), txids: &txidBlocks{fetch: func(n int) ([]int64, error) {
+	enc.direct = &direct{now: time.Now(), txids: &txidBlocks{fetch: func(n int) ([]int64, error) {
 		ids := make([]int64, n)
 		for i := range ids {
 			txid++
@@ -208,7 +208,7 @@ func TestStagerLongResources(t *testing.T) {
 		}
 		return ids, nil
 	}}}
-	out, err := io.ReadAll(st)
+	out, err := io.ReadAll(enc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,17 +226,17 @@ func TestStagerRoutesTypes(t *testing.T) {
 {"resourceType":"A","id":"2"}
 {"resourceType":"A","id":"1"}
 `
-	got, st, err := tuples(t, input, "", nil, false)
+	got, enc, err := tuples(t, input, "", nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(got, ";") != `A|1|1|NULL|NULL|NULL|{};B|2|1|NULL|NULL|NULL|{};A|3|2|NULL|NULL|NULL|{};A|4|1|NULL|NULL|NULL|{}` {
 		t.Errorf("tuples %q", got)
 	}
-	if strings.Join(st.order, ",") != "A,B" || st.counts["A"] != 3 || st.counts["B"] != 1 {
-		t.Errorf("order %v counts %v", st.order, st.counts)
+	if strings.Join(enc.order, ",") != "A,B" || enc.counts["A"] != 3 || enc.counts["B"] != 1 {
+		t.Errorf("order %v counts %v", enc.order, enc.counts)
 	}
-	if st.ids.unique("A") || !st.ids.unique("B") {
+	if enc.ids.unique("A") || !enc.ids.unique("B") {
 		t.Error("A repeats id 1, B does not")
 	}
 }
