@@ -91,12 +91,8 @@ func (l *Loader) loadDirect(ctx context.Context, tx pgx.Tx, src *source.Reader, 
 	case err != nil:
 		return Result{}, errNotDirect
 	}
-	l.progress(src, Storing, enc.line)
-	if err := l.checkCount(enc); err != nil {
+	if err := l.doneReading(ctx, src, enc); err != nil {
 		return Result{}, err
-	}
-	if err := enc.advanceTxids(); err != nil {
-		return Result{}, l.dbError(ctx, err, enc)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return Result{}, l.dbError(ctx, err, enc)

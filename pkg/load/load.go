@@ -26,7 +26,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -347,15 +346,11 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 	if l.DryRun {
 		return l.dryRun(ctx, src)
 	}
-	enc := newEncoder(src, l.Opts, l.spare)
-	l.spare = enc
+	enc := l.newEncoder(src)
 	defer func() {
 		stopSource()
 		enc.finish()
 	}()
-	if l.Progress != nil {
-		enc.onLine = func(n int64) { l.progress(src, Reading, n) }
-	}
 	if err := l.prepareStage(ctx); err != nil {
 		return Result{}, l.dbError(ctx, err, enc)
 	}
@@ -370,16 +365,8 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 			l.stage.rolledBack()
 		}
 	}()
-	if l.Opts.OnlyKnownTypes {
-		enc.checkType = func(t string) error { return l.knownType(ctx, t) }
-	}
-	if l.Opts.PreserveMeta {
-		var now time.Time
-		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
-			return Result{}, l.dbError(ctx, err, enc)
-		}
-		enc.dec.NotAfter = now.Add(store.LastUpdatedSlack)
-		enc.advance = func(txid int64) (int64, error) { return l.Layout.AdvanceTxids(ctx, txid) }
+	if err := l.bindEncoder(ctx, tx, enc); err != nil {
+		return Result{}, l.dbError(ctx, err, enc)
 	}
 	if allowDirect {
 		now, ok, err := l.directCandidate(ctx, tx)
@@ -392,55 +379,14 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 			return res, err
 		}
 	}
-	addType := func(t string) error {
-		if err := l.stage.addPartition(ctx, tx, t); err != nil {
-			return err
-		}
-		enc.admit(t)
-		return nil
-	}
-	for t := range l.stage.partitions {
-		enc.known[t] = true
-	}
-	if l.Opts.Type != "" && !enc.known[l.Opts.Type] {
-		if err := addType(l.Opts.Type); err != nil {
-			return Result{}, l.dbError(ctx, err, enc)
-		}
-	}
-	l.stage.dirty = true // until it commits: rows of a rolled-back COPY stay on disk
-	for {
-		_, err := tx.Conn().PgConn().CopyFrom(ctx, enc, `COPY `+stageTable+` FROM STDIN (FORMAT binary)`)
-		if enc.err != nil {
-			return Result{}, enc.err // ours (bad line, read error) rather than the server's "COPY failed"
-		}
-		if err != nil {
-			return Result{}, l.dbError(ctx, err, enc)
-		}
-		if enc.newType == "" {
-			break
-		}
-		if err := addType(enc.newType); err != nil {
-			return Result{}, l.dbError(ctx, err, enc)
-		}
-	}
-	l.progress(src, Storing, enc.line)
-	if err := l.checkCount(enc); err != nil {
+	if err := l.copyToStage(ctx, tx, enc); err != nil {
 		return Result{}, err
 	}
-	if err := enc.advanceTxids(); err != nil { // done by the last fill already; no txid is drawn before it
-		return Result{}, l.dbError(ctx, err, enc)
+	if err := l.doneReading(ctx, src, enc); err != nil {
+		return Result{}, err
 	}
-	// Writers of one type take turns (store.LockType); a source of several types
-	// takes their locks in the one order every process uses.
-	types := slices.Clone(enc.order)
-	store.LockOrder(types)
-	for _, t := range types {
-		if err := l.Layout.Prepare(ctx, tx, t); err != nil {
-			return Result{}, l.dbError(ctx, err, enc)
-		}
-		if err := l.moveSkipping(ctx, tx, enc, t); err != nil {
-			return Result{}, l.dbError(ctx, err, enc)
-		}
+	if err := l.moveStaged(ctx, tx, enc); err != nil {
+		return Result{}, l.dbError(ctx, err, enc)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return Result{}, l.dbError(ctx, err, enc)
@@ -451,17 +397,56 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 	return enc.result(), nil
 }
 
+// newEncoder makes the encoder of src, which the last source's encoder
+// lends its buffers, and which reports the lines it reads.
+func (l *Loader) newEncoder(src *source.Reader) *encoder {
+	enc := newEncoder(src, l.Opts, l.spare)
+	l.spare = enc
+	if l.Progress != nil {
+		enc.onLine = func(n int64) { l.progress(src, Reading, n) }
+	}
+	return enc
+}
+
+// bindEncoder gives enc what it asks of the database, in tx: whether a
+// resourceType is known (OnlyKnownTypes) and, with PreserveMeta, the
+// server's clock and a way to move transaction_id_seq past the txids the
+// lines preserve.
+func (l *Loader) bindEncoder(ctx context.Context, tx pgx.Tx, enc *encoder) error {
+	if l.Opts.OnlyKnownTypes {
+		enc.checkType = func(t string) error { return l.knownType(ctx, t) }
+	}
+	if l.Opts.PreserveMeta {
+		var now time.Time
+		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
+			return err
+		}
+		enc.dec.NotAfter = now.Add(store.LastUpdatedSlack)
+		enc.advance = func(txid int64) (int64, error) { return l.Layout.AdvanceTxids(ctx, txid) }
+	}
+	return nil
+}
+
+// doneReading reports that src is all read, and checks what was read
+// (ExpectCount) before anything of it is stored. Its errors are as the user
+// is told them.
+func (l *Loader) doneReading(ctx context.Context, src *source.Reader, enc *encoder) error {
+	l.progress(src, Storing, enc.line)
+	if err := l.checkCount(enc); err != nil {
+		return err
+	}
+	// Done by the last fillCopy already (no txid is drawn before it): this
+	// is only in case it was not.
+	return l.dbError(ctx, enc.advanceTxids(), enc)
+}
+
 // dryRun reads src as load does and applies the same rules to its lines:
 // a JSON object, a usable id, a resourceType that fits, no byte that
 // PostgreSQL refuses, the format check, MaxErrors and ExpectCount. What
 // only the server can find (a number out of jsonb's range, a table of
 // another shape, a type name that clashes with a table's) is not found.
 func (l *Loader) dryRun(ctx context.Context, src *source.Reader) (Result, error) {
-	enc := newEncoder(src, l.Opts, l.spare)
-	l.spare = enc
-	if l.Progress != nil {
-		enc.onLine = func(n int64) { l.progress(src, Reading, n) }
-	}
+	enc := l.newEncoder(src)
 	if l.Opts.Type != "" {
 		enc.known[l.Opts.Type] = true
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -11,6 +12,23 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
 	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
+
+// moveStaged moves the staged rows of each type into its table. Writers of
+// one type take turns (store.LockType); a source of several types takes
+// their locks in the one order every process uses.
+func (l *Loader) moveStaged(ctx context.Context, tx pgx.Tx, enc *encoder) error {
+	types := slices.Clone(enc.order)
+	store.LockOrder(types)
+	for _, t := range types {
+		if err := l.Layout.Prepare(ctx, tx, t); err != nil {
+			return err
+		}
+		if err := l.moveSkipping(ctx, tx, enc, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // moveSkipping moves type t's staged rows; with MaxErrors, a row the
 // server will not take (JSON it refuses) is dropped from the stage as a bad

@@ -85,3 +85,41 @@ func (s *stage) rolledBack() {
 func quoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
+
+// copyToStage streams the source's rows into the staging table: a COPY
+// runs until a line of a type that has no partition yet; the partition is
+// made, and the next COPY starts with that line. Its errors are as the user
+// is told them.
+func (l *Loader) copyToStage(ctx context.Context, tx pgx.Tx, enc *encoder) error {
+	addType := func(t string) error {
+		if err := l.stage.addPartition(ctx, tx, t); err != nil {
+			return l.dbError(ctx, err, enc)
+		}
+		enc.admit(t)
+		return nil
+	}
+	for t := range l.stage.partitions {
+		enc.known[t] = true
+	}
+	if l.Opts.Type != "" && !enc.known[l.Opts.Type] {
+		if err := addType(l.Opts.Type); err != nil {
+			return err
+		}
+	}
+	l.stage.dirty = true // until it commits: rows of a rolled-back COPY stay on disk
+	for {
+		_, err := tx.Conn().PgConn().CopyFrom(ctx, enc, `COPY `+stageTable+` FROM STDIN (FORMAT binary)`)
+		if enc.err != nil {
+			return enc.err // ours (bad line, read error) rather than the server's "COPY failed"
+		}
+		if err != nil {
+			return l.dbError(ctx, err, enc)
+		}
+		if enc.newType == "" {
+			return nil
+		}
+		if err := addType(enc.newType); err != nil {
+			return err
+		}
+	}
+}
