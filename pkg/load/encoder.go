@@ -92,6 +92,7 @@ func newEncoder(r io.Reader, o Options, prev *encoder) *encoder {
 		s.lineParser = lineParser{}.reset(o)
 	}
 	s.copyIn.fill = s.fillCopy
+	s.ids.max = defaultMaxIDHashes
 	return s
 }
 
@@ -299,15 +300,18 @@ func appendTimeOrNull(b []byte, t *time.Time) []byte {
 
 // idHashes keeps 64-bit hashes of the ids of each type, to tell for sure
 // that a type has no repeated id (so the upsert can skip deduplication).
-// Its memory is capped: past maxIDHashes ids it stops and answers "maybe".
+// Its memory is capped: past max ids it stops and answers "maybe".
 type idHashes struct {
+	max      int // the most ids it keeps
 	seed     maphash.Seed
 	byType   map[string][]uint64
 	n        int
 	overflow bool
 }
 
-const maxIDHashes = 2 << 20 // 16 MiB of hashes (twice that while a slice grows)
+// defaultMaxIDHashes is idHashes.max unless the Loader says otherwise: 16
+// MiB of hashes (twice that while a slice grows).
+const defaultMaxIDHashes = 2 << 20
 
 func (h *idHashes) add(t string, id []byte) {
 	if h.overflow {
@@ -317,7 +321,7 @@ func (h *idHashes) add(t string, id []byte) {
 		h.seed = maphash.MakeSeed()
 		h.byType = map[string][]uint64{}
 	}
-	if h.n++; h.n > maxIDHashes {
+	if h.n++; h.n > h.max {
 		h.overflow, h.byType = true, nil
 		return
 	}

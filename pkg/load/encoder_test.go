@@ -354,3 +354,19 @@ func TestParseMergeRefusesWhatJSONBRefuses(t *testing.T) {
 		}
 	}
 }
+
+// Past its bound the id-hash set lets go of its hashes and can no longer
+// tell that a type's ids are unique.
+func TestIDHashesOverflow(t *testing.T) {
+	h := idHashes{max: 3}
+	for _, id := range []string{"a", "b", "c"} {
+		h.add("P", []byte(id))
+	}
+	if !h.unique("P") || h.overflow {
+		t.Fatal("3 unique ids under a bound of 3")
+	}
+	h.add("Q", []byte("a"))
+	if !h.overflow || h.byType != nil || h.unique("P") || h.unique("Q") {
+		t.Errorf("a 4th id: overflow %v, hashes %v kept, unique P %v, Q %v", h.overflow, h.byType != nil, h.unique("P"), h.unique("Q"))
+	}
+}

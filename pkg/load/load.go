@@ -64,6 +64,10 @@ type Loader struct {
 	// Loader): a direct COPY into them is not tried again. Should one be
 	// emptied meanwhile, its loads only take the staged path.
 	filled map[string]bool
+	// maxIDHashes bounds the ids of a source whose hashes are kept to tell
+	// that a type's ids are unique (0: defaultMaxIDHashes); past it, every
+	// type of the source takes the path that allows repeated ids.
+	maxIDHashes int
 }
 
 // LoadAll loads the sources one after another, each in a transaction of its
@@ -402,6 +406,9 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 func (l *Loader) newEncoder(src *source.Reader) *encoder {
 	enc := newEncoder(src, l.Opts, l.spare)
 	l.spare = enc
+	if l.maxIDHashes > 0 {
+		enc.ids.max = l.maxIDHashes
+	}
 	if l.Progress != nil {
 		enc.onLine = func(n int64) { l.progress(src, Reading, n) }
 	}
