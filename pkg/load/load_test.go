@@ -159,3 +159,17 @@ func TestLoadPastMaxIDHashes(t *testing.T) {
 		t.Errorf("%d groups (%v)", groups, err)
 	}
 }
+
+func TestCountsJSON(t *testing.T) {
+	c := Counts{"Observation": 20382, "CarePlan": 356}
+	c.Add(Counts{"CarePlan": 1})
+	if got := c.JSON(); got != `{"CarePlan":357,"Observation":20382}` {
+		t.Errorf("JSON() = %s", got)
+	}
+	if c.Total() != 20739 {
+		t.Errorf("Total() = %d", c.Total())
+	}
+	if got := (Counts{}).JSON(); got != "{}" {
+		t.Errorf("empty JSON() = %s", got)
+	}
+}
