@@ -1,21 +1,40 @@
-// Package load upserts ndjson resources into the Aidbox storage layout, the
-// way Aidbox's $load does: no validation, a raw upsert by id, for speed.
+// Package load stores ndjson resources in the Aidbox storage layout, the
+// way Aidbox's $load does: a raw upsert by id, for speed, with no FHIR
+// validation. A line is only checked to be storable (a JSON object with a
+// usable id and resourceType, text PostgreSQL takes, optionally in the
+// load's format and of a known type); a bad line fails its source, or is
+// skipped and reported (Options.MaxErrors).
 //
 // One source is one transaction, tables included: a type's tables are made
-// inside it when missing (store.Layout), so a load that fails leaves nothing.
+// inside it when missing (store.Layout), so a load that fails leaves
+// nothing. A source read over HTTP that breaks off is loaded again from
+// the start. DeleteSource applies a Bulk Data deletions source the same
+// way, in one transaction.
 //
-// A typed load into a missing or empty table is one binary COPY of rows in
-// their final form straight into it. Otherwise the lines stream through a
-// binary COPY into the connection's staging table, partitioned by resource
-// type (a line of a new type ends the COPY, its partition is made, the next
-// COPY goes on), so a source of mixed types is routed without being held in
-// memory. Then, per type, in the one order every process uses, the load
-// takes the type's writer lock (store.LockType) and moves the rows with one
-// INSERT ... SELECT. That plain INSERT is the fast path; when it meets an id
-// that exists (or one the source repeats) it is rolled back to a savepoint
-// and the upsert path runs instead: deduplicate (the last line wins), copy
-// old versions to history when asked, UPDATE the existing ids, INSERT the
-// new ones.
+// The encoder reads a source's lines, checks and splices each (lineParser,
+// store.Decoder) and encodes it as a binary COPY row; a copyIn hands those
+// rows to pgconn's CopyFrom as they are made, so no source is held in
+// memory. Where the rows go:
+//
+//   - The direct path (direct.go): a typed load of a source that can be
+//     read twice, into a table that is missing or empty, is one COPY of
+//     rows in their final form straight into the table, under the type's
+//     writer lock. Whatever the server rejects there (an id given twice,
+//     JSON it will not take) makes the source load again the staged way.
+//   - The staged path (staging.go, move.go): the rows stream into the
+//     connection's staging table, partitioned by resource type (a line of a
+//     new type ends the COPY, its partition is made, the next COPY goes
+//     on). Then, per type, in the one order every process uses, the load
+//     takes the type's writer lock (store.LockType) and moves the rows with
+//     one INSERT ... SELECT: the fast path, tried when the source's ids of
+//     that type are known to be unique (a bounded set of id hashes). When
+//     it meets an id that exists it is rolled back to a savepoint; then,
+//     and for a type whose ids may repeat, the upsert runs: deduplicate
+//     (the last line wins), copy old versions to history when asked,
+//     UPDATE the existing ids, INSERT the new ones. With
+//     Options.PreserveMeta the staged versions are first checked against
+//     the stored ones. JSON that PostgreSQL refuses is found by halving the
+//     staged line numbers, and named as a bad line.
 //
 // Staging the resource as text and casting it once in the INSERT measured
 // faster than COPYing it as jsonb, and keeps the line number beside every
