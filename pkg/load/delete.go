@@ -95,7 +95,7 @@ func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (d Deletions, 
 	}
 	// The requests stream into the table: memory stays flat whatever the
 	// number of deletions.
-	dr.copyIn.fill = dr.fill
+	dr.copyIn.fill = dr.fillCopy
 	defer dr.finish()
 	if _, err := tx.Conn().PgConn().CopyFrom(ctx, dr, `COPY `+deleteTable+` FROM STDIN (FORMAT binary)`); err != nil {
 		if dr.err != nil {
@@ -237,7 +237,9 @@ func (r *deletionsReader) skip(n int64, reason string) error {
 	return nil
 }
 
-func (r *deletionsReader) fill(want int) error {
+// fillCopy encodes the requests of lines into r.out until it holds at
+// least want bytes or the source ends.
+func (r *deletionsReader) fillCopy(want int) error {
 	for len(r.out) < want {
 		line, err := r.lines.Next()
 		if err != nil && err != io.EOF {

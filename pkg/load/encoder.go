@@ -56,7 +56,7 @@ type encoder struct {
 	bad       []BadLine // those skipped
 
 	// The COPY data (its tail: a long resource where parse built it); err
-	// is why staging stopped, when it did on bad input or a read error.
+	// is why encoding stopped, when it did on bad input or a read error.
 	copyIn
 	eof bool // the input is exhausted
 }
