@@ -95,9 +95,9 @@ func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (d Deletions, 
 	}
 	// The requests stream into the table: memory stays flat whatever the
 	// number of deletions.
-	cs := &copySource{r: dr}
-	defer cs.finish()
-	if _, err := tx.Conn().PgConn().CopyFrom(ctx, cs, `COPY `+deleteTable+` FROM STDIN (FORMAT binary)`); err != nil {
+	dr.copyIn.fill = dr.fillCopy
+	defer dr.finish()
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, dr, `COPY `+deleteTable+` FROM STDIN (FORMAT binary)`); err != nil {
 		if dr.err != nil {
 			return d, dr.err
 		}
@@ -209,13 +209,9 @@ func (r *deletionsReader) skipOlder(ctx context.Context, tx pgx.Tx, t string) er
 // (MaxErrors) or an error naming it (a deletions file must not be half
 // applied).
 type deletionsReader struct {
-	lines   *ndjson.LineReader
-	types   map[string]bool
-	out     []byte
-	pos     int
-	started bool
-	done    bool
-	err     error
+	copyIn
+	lines *ndjson.LineReader
+	types map[string]bool
 
 	maxErrors int
 	say       func(fact error) string // Options.say
@@ -242,27 +238,9 @@ func (r *deletionsReader) skip(n int64, reason string) error {
 	return nil
 }
 
-func (r *deletionsReader) Read(p []byte) (int, error) {
-	for r.pos == len(r.out) {
-		if r.done {
-			return 0, io.EOF
-		}
-		r.out, r.pos = r.out[:0], 0
-		if !r.started {
-			r.out = pg.AppendCopyHeader(r.out)
-			r.started = true
-		}
-		if err := r.fill(len(p)); err != nil {
-			r.err = err
-			return 0, err
-		}
-	}
-	n := copy(p, r.out[r.pos:])
-	r.pos += n
-	return n, nil
-}
-
-func (r *deletionsReader) fill(want int) error {
+// fillCopy encodes the requests of lines into r.out until it holds at
+// least want bytes or the source ends.
+func (r *deletionsReader) fillCopy(want int) error {
 	for len(r.out) < want {
 		line, err := r.lines.Next()
 		var tooLong *ndjson.LineError
@@ -302,8 +280,7 @@ func (r *deletionsReader) fill(want int) error {
 			}
 		}
 		if err == io.EOF {
-			r.out = pg.AppendCopyTrailer(r.out)
-			r.done = true
+			r.end()
 			return nil
 		}
 	}

@@ -13,35 +13,36 @@ import (
 	"time"
 
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
 )
 
-// tuples runs a stager over input until the input ends, admitting every new
+// tuples runs an encoder over input until the input ends, admitting every new
 // type at once, and returns the staged tuples as "type|line|id|cts|resource".
-func tuples(t *testing.T, input, typ string, merge *Merge, strip bool) ([]string, *stager, error) {
+func tuples(t *testing.T, input, typ string, merge *Merge, strip bool) ([]string, *encoder, error) {
 	t.Helper()
-	st := newStager(strings.NewReader(input), Options{Type: typ, Merge: merge, StripNulls: strip}, nil)
-	data, err := stageAll(st, typ, nil)
+	enc := newEncoder(strings.NewReader(input), Options{Type: typ, Merge: merge, StripNulls: strip}, nil)
+	data, err := copyAll(enc, typ, nil)
 	if err != nil {
-		return nil, st, err
+		return nil, enc, err
 	}
-	return decodeTuples(data), st, nil
+	return decodeTuples(t, data), enc, nil
 }
 
-// stageAll reads the COPY data of st (admitting every new type at once)
+// copyAll reads the COPY data of enc (admitting every new type at once)
 // into data, appending.
-func stageAll(st *stager, typ string, data []byte) ([]byte, error) {
+func copyAll(enc *encoder, typ string, data []byte) ([]byte, error) {
 	if typ != "" {
-		st.admit(typ)
+		enc.admit(typ)
 	}
 	for {
 		if len(data) == cap(data) {
 			data = slices.Grow(data, 64<<10)
 		}
-		n, err := st.Read(data[len(data):cap(data)])
+		n, err := enc.Read(data[len(data):cap(data)])
 		data = data[:len(data)+n]
 		switch {
-		case err == io.EOF && st.newType != "":
-			st.admit(st.newType)
+		case err == io.EOF && enc.newType != "":
+			enc.admit(enc.newType)
 		case err == io.EOF:
 			return data, nil
 		case err != nil:
@@ -50,59 +51,63 @@ func stageAll(st *stager, typ string, data []byte) ([]byte, error) {
 	}
 }
 
-// decodeTuples decodes the staging table's binary COPY data as tuples()
-// gives them.
-func decodeTuples(data []byte) []string {
+// decodeTuples decodes the staging table's binary COPY data (one COPY after
+// another) with pg.BinaryRows, as tuples() gives them: the times as "cts"
+// and "ts".
+func decodeTuples(t *testing.T, data []byte) []string {
+	t.Helper()
 	var out []string
-	for len(data) > 0 {
-		if bytes.HasPrefix(data, []byte("PGCOPY\n\xff\r\n\x00")) {
-			data = data[19:]
-			continue
+	row := func(f [][]byte) error {
+		if len(f) != 7 {
+			return fmt.Errorf("a tuple of %d fields", len(f))
 		}
-		n := int16(binary.BigEndian.Uint16(data))
-		data = data[2:]
-		if n == -1 {
-			continue
+		s := make([]string, len(f))
+		for i, v := range f {
+			switch {
+			case v == nil:
+				s[i] = "NULL"
+			case i == 1 || i == 4: // n, txid
+				n, err := pg.Int8(v)
+				if err != nil {
+					return err
+				}
+				s[i] = fmt.Sprint(n)
+			case i == 3:
+				s[i] = "cts"
+			case i == 5:
+				s[i] = "ts"
+			default:
+				s[i] = string(v)
+			}
 		}
-		var fields []string
-		for range n {
-			l := int32(binary.BigEndian.Uint32(data))
-			data = data[4:]
-			if l < 0 {
-				fields = append(fields, "NULL")
-				continue
-			}
-			f := data[:l]
-			data = data[l:]
-			if len(f) == 8 && len(fields) == 1 {
-				fields = append(fields, fmt.Sprint(binary.BigEndian.Uint64(f)))
-				continue
-			}
-			if len(f) == 8 && len(fields) == 3 {
-				fields = append(fields, "cts")
-				continue
-			}
-			if len(f) == 8 && len(fields) == 4 {
-				fields = append(fields, fmt.Sprint(binary.BigEndian.Uint64(f)))
-				continue
-			}
-			if len(f) == 8 && len(fields) == 5 {
-				fields = append(fields, "ts")
-				continue
-			}
-			fields = append(fields, string(f))
+		out = append(out, strings.Join(s, "|"))
+		return nil
+	}
+	// Each COPY starts with the signature, which no line (UTF-8 text) holds.
+	signature := []byte("PGCOPY\n\xff\r\n\x00")
+	copies := bytes.Split(data, signature)
+	if len(copies[0]) > 0 {
+		t.Fatalf("COPY data before the first header: %.40q", copies[0])
+	}
+	for _, c := range copies[1:] {
+		rows := &pg.BinaryRows{Row: row}
+		_, err := rows.Write(append(slices.Clip(signature), c...))
+		if err == nil {
+			err = rows.Close()
 		}
-		out = append(out, strings.Join(fields, "|"))
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	return out
 }
 
-func TestStagerSplices(t *testing.T) {
+func TestEncoderSplices(t *testing.T) {
 	input := `{"resourceType":"Patient","id":"p1","meta":{"versionId":"3","lastUpdated":"x","profile":["p"]},"name":[{"given":["A"]}]}` + "\n" +
 		"\n" +
 		`  {"id" : "p\"2", "active": true}  ` + "\r\n" +
 		`{"id":"p3","meta":{"versionId":"1","createdAt":"2020-01-01T00:00:00Z"}}` // no final newline
-	got, st, err := tuples(t, input, "Patient", nil, false)
+	got, enc, err := tuples(t, input, "Patient", nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,10 +119,10 @@ func TestStagerSplices(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("tuples:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if st.counts["Patient"] != 3 || st.line != 4 {
-		t.Errorf("counts %v, lines %d", st.counts, st.line)
+	if enc.counts["Patient"] != 3 || enc.line != 4 {
+		t.Errorf("counts %v, lines %d", enc.counts, enc.line)
 	}
-	if !st.ids.unique("Patient") {
+	if !enc.ids.unique("Patient") {
 		t.Error("ids are unique")
 	}
 }
@@ -127,17 +132,17 @@ func TestStagerSplices(t *testing.T) {
 // four times (the line, its compact form, the resource, the COPY data),
 // each grown by append: a load of four gzip files of 190 MB lines peaked at
 // 1.8 GB.
-func TestStagerHoldsLongLineOnce(t *testing.T) {
+func TestEncoderHoldsLongLineOnce(t *testing.T) {
 	const size = 24 << 20
 	data := strings.Repeat("x", size)
 	input := `{"id":"a"}` + "\n" +
 		`{"data": "` + data + `", "id": "big", "meta": {"versionId": "1", "tag": [{"code": "t"}]}, "b": null}` + "\n" +
 		`{"id":"b"}` + "\n"
-	st := newStager(strings.NewReader(input), Options{Type: "P"}, nil)
+	enc := newEncoder(strings.NewReader(input), Options{Type: "P"}, nil)
 	out := make([]byte, 0, size+1<<20)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	out, err := stageAll(st, "P", out)
+	out, err := copyAll(enc, "P", out)
 	runtime.ReadMemStats(&after)
 	if err != nil {
 		t.Fatal(err)
@@ -151,15 +156,15 @@ func TestStagerHoldsLongLineOnce(t *testing.T) {
 		`P|2|big|NULL|NULL|NULL|{"data":"` + data + `","b":null,"meta":{"tag":[{"code":"t"}]}}`,
 		`P|3|b|NULL|NULL|NULL|{}`,
 	}
-	if got := decodeTuples(out); !slices.Equal(got, want) {
+	if got := decodeTuples(t, out); !slices.Equal(got, want) {
 		t.Errorf("got %d tuples %.300q, want %.300q", len(got), got, want)
 	}
 }
 
-// The resource of a long line goes to the COPY after its tuple (stager.tail),
+// The resource of a long line goes to the COPY after its tuple (encoder.tail),
 // on every path: staged, a new type's first line, --merge longer than the
 // line, --strip-nulls, and the direct COPY (as jsonb).
-func TestStagerLongResources(t *testing.T) {
+func TestEncoderLongResources(t *testing.T) {
 	data := strings.Repeat("y", 2*tailMin)
 	long := `{"resourceType":"A","id":"1","data":"` + data + `","n":null}`
 	m, err := ParseMerge(`{"extra":"` + strings.Repeat("z", 3*tailMin) + `"}`)
@@ -198,9 +203,9 @@ func TestStagerLongResources(t *testing.T) {
 		}
 	}
 	// The direct COPY: the table's rows, the resource as jsonb.
-	st := newStager(strings.NewReader(long+"\n"+long+"\n"), Options{Type: "A"}, nil)
+	enc := newEncoder(strings.NewReader(long+"\n"+long+"\n"), Options{Type: "A"}, nil)
 	txid := int64(0)
-	st.direct = &direct{now: time.Now(), txids: &txidBlocks{fetch: func(n int) ([]int64, error) {
+	enc.direct = &direct{now: time.Now(), txids: &txidBlocks{fetch: func(n int) ([]int64, error) {
 		ids := make([]int64, n)
 		for i := range ids {
 			txid++
@@ -208,7 +213,7 @@ func TestStagerLongResources(t *testing.T) {
 		}
 		return ids, nil
 	}}}
-	out, err := io.ReadAll(st)
+	out, err := io.ReadAll(enc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,28 +225,28 @@ func TestStagerLongResources(t *testing.T) {
 	}
 }
 
-func TestStagerRoutesTypes(t *testing.T) {
+func TestEncoderRoutesTypes(t *testing.T) {
 	input := `{"resourceType":"A","id":"1"}
 {"resourceType":"B","id":"1"}
 {"resourceType":"A","id":"2"}
 {"resourceType":"A","id":"1"}
 `
-	got, st, err := tuples(t, input, "", nil, false)
+	got, enc, err := tuples(t, input, "", nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(got, ";") != `A|1|1|NULL|NULL|NULL|{};B|2|1|NULL|NULL|NULL|{};A|3|2|NULL|NULL|NULL|{};A|4|1|NULL|NULL|NULL|{}` {
 		t.Errorf("tuples %q", got)
 	}
-	if strings.Join(st.order, ",") != "A,B" || st.counts["A"] != 3 || st.counts["B"] != 1 {
-		t.Errorf("order %v counts %v", st.order, st.counts)
+	if strings.Join(enc.order, ",") != "A,B" || enc.counts["A"] != 3 || enc.counts["B"] != 1 {
+		t.Errorf("order %v counts %v", enc.order, enc.counts)
 	}
-	if st.ids.unique("A") || !st.ids.unique("B") {
+	if enc.ids.unique("A") || !enc.ids.unique("B") {
 		t.Error("A repeats id 1, B does not")
 	}
 }
 
-func TestStagerMergeAndStrip(t *testing.T) {
+func TestEncoderMergeAndStrip(t *testing.T) {
 	m, err := ParseMerge(`{"active": true, "meta": {"tag": [{"code": "x"}]}}`)
 	if err != nil {
 		t.Fatal(err)
@@ -255,7 +260,7 @@ func TestStagerMergeAndStrip(t *testing.T) {
 	}
 }
 
-func TestStagerBadLines(t *testing.T) {
+func TestEncoderBadLines(t *testing.T) {
 	for input, want := range map[string]string{
 		"{\"id\":\"1\"}\n[]\n":                        "line 2: not a JSON object",
 		"{\"id\":1}\n":                                `line 1: no string "id"`,
@@ -273,104 +278,18 @@ func TestStagerBadLines(t *testing.T) {
 	}
 }
 
-func TestParseMerge(t *testing.T) {
-	for in, want := range map[string]string{
-		`{}`:                   "",
-		`{"a":1, "b": [true]}`: `,"a":1,"b":[true]`,
-	} {
-		m, err := ParseMerge(in)
-		if err != nil || string(m.members) != want {
-			t.Errorf("ParseMerge(%s) = %q, %v", in, m.members, err)
-		}
+// Past its bound the id-hash set lets go of its hashes and can no longer
+// tell that a type's ids are unique.
+func TestIDHashesOverflow(t *testing.T) {
+	h := idHashes{max: 3}
+	for _, id := range []string{"a", "b", "c"} {
+		h.add("P", []byte(id))
 	}
-	for in, want := range map[string]string{
-		`{"a":1,"a":2}`:        `key "a" given twice`,
-		`{"resourceType":"X"}`: `cannot set "resourceType"`,
-		`[]`:                   "not a JSON object",
-		`{`:                    "not valid JSON",
-		``:                     "not valid JSON",
-	} {
-		if _, err := ParseMerge(in); err == nil || err.Error() != want {
-			t.Errorf("ParseMerge(%s): %v, want %s", in, err, want)
-		}
+	if !h.unique("P") || h.overflow {
+		t.Fatal("3 unique ids under a bound of 3")
 	}
-}
-
-func TestCountsJSON(t *testing.T) {
-	c := Counts{"Observation": 20382, "CarePlan": 356}
-	c.Add(Counts{"CarePlan": 1})
-	if got := c.JSON(); got != `{"CarePlan":357,"Observation":20382}` {
-		t.Errorf("JSON() = %s", got)
-	}
-	if c.Total() != 20739 {
-		t.Errorf("Total() = %d", c.Total())
-	}
-	if got := (Counts{}).JSON(); got != "{}" {
-		t.Errorf("empty JSON() = %s", got)
-	}
-}
-
-func TestResultSummary(t *testing.T) {
-	r := Result{Counts: Counts{"Patient": 2, "CarePlan": 1}, Skipped: []BadLine{{Type: "Patient"}, {}}}
-	for _, c := range []struct {
-		single, skipped bool
-		want            string
-	}{
-		{false, false, `{"CarePlan":1,"Patient":2}`},
-		{true, false, `{"total":3}`},
-		{false, true, `{"CarePlan":1,"Patient":2,"skipped":{"Patient":1,"unknown":1}}`},
-		{true, true, `{"total":3,"skipped":2}`},
-	} {
-		if got := r.Summary(c.single, c.skipped); got != c.want {
-			t.Errorf("Summary(%v, %v) = %s, want %s", c.single, c.skipped, got, c.want)
-		}
-	}
-	if got := (Result{}).Summary(false, true); got != `{"skipped":{}}` {
-		t.Errorf("empty Summary = %s", got)
-	}
-}
-
-func TestTxidBlocksGrow(t *testing.T) {
-	var asked []int
-	next := int64(0)
-	b := &txidBlocks{fetch: func(n int) ([]int64, error) {
-		asked = append(asked, n)
-		ids := make([]int64, n)
-		for i := range ids {
-			next++
-			ids[i] = next
-		}
-		return ids, nil
-	}}
-	for want := int64(1); want <= 300000; want++ {
-		got, err := b.next()
-		if err != nil || got != want {
-			t.Fatalf("next() = %d, %v; want %d", got, err, want)
-		}
-	}
-	if fmt.Sprint(asked[:6]) != "[256 1024 4096 16384 65536 65536]" {
-		t.Errorf("block sizes %v", asked)
-	}
-}
-
-func TestParseMergeRefusesWhatJSONBRefuses(t *testing.T) {
-	for in, want := range map[string]string{
-		`{"a":"\u0000"}`:         `it holds \u0000`,
-		`{"a":"x\ud800"}`:        `lone surrogate`,
-		`{"a":"\udc00"}`:         `lone surrogate`,
-		`{"a":"\ud800\n"}`:       `lone surrogate`,
-		`{"a":"\ud800\u0041"}`:   `lone surrogate`,
-		`{"\ud800":1}`:           `lone surrogate`,
-		`{"a":"\ud83d\ude00"}`:   ``,
-		`{"a":"\\u0000\\ud800"}`: ``,
-		`{"a":"\u00e9"}`:         ``,
-	} {
-		_, err := ParseMerge(in)
-		switch {
-		case want == "" && err != nil:
-			t.Errorf("ParseMerge(%s): %v", in, err)
-		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
-			t.Errorf("ParseMerge(%s) = %v, want %q", in, err, want)
-		}
+	h.add("Q", []byte("a"))
+	if !h.overflow || h.byType != nil || h.unique("P") || h.unique("Q") {
+		t.Errorf("a 4th id: overflow %v, hashes %v kept, unique P %v, Q %v", h.overflow, h.byType != nil, h.unique("P"), h.unique("Q"))
 	}
 }
