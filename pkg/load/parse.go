@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
@@ -120,7 +119,11 @@ func (s *lineParser) typeName(name []byte) (string, error) {
 	}
 	t := string(name)
 	if err := store.ValidateType(t); err != nil {
-		return "", errors.New("resourceType " + strings.TrimPrefix(err.Error(), "bad resource type "))
+		var bad *store.TypeNameError
+		if errors.As(err, &bad) {
+			return "", fmt.Errorf("resourceType %q: %s", bad.Type, bad.Problem)
+		}
+		return "", err
 	}
 	if err, ok := s.refused[t]; ok {
 		return "", err

@@ -26,15 +26,23 @@ var typeName = regexp.MustCompile(`^[A-Z][A-Za-z0-9]*$`)
 // table of Patient).
 func ValidateType(t string) error {
 	if !typeName.MatchString(t) {
-		return fmt.Errorf("bad resource type %q: it must match ^[A-Z][A-Za-z0-9]*$%s", t, DidYouMean(t))
+		return &TypeNameError{t, "it must match ^[A-Z][A-Za-z0-9]*$" + DidYouMean(t)}
 	}
 	if len(t) > MaxTypeLen {
-		return fmt.Errorf("bad resource type %q: longer than %d characters (its history table's name would not fit PostgreSQL's 63-byte names)", t, MaxTypeLen)
+		return &TypeNameError{t, fmt.Sprintf("longer than %d characters (its history table's name would not fit PostgreSQL's 63-byte names)", MaxTypeLen)}
 	}
 	if r4, ok := r4types.Spelling(t); ok && r4 != t {
-		return fmt.Errorf("bad resource type %q: R4 spells it %q (type names are case-sensitive)", t, r4)
+		return &TypeNameError{t, fmt.Sprintf("R4 spells it %q (type names are case-sensitive)", r4)}
 	}
 	return nil
+}
+
+// TypeNameError is a resource type name ValidateType refuses: Problem
+// says why.
+type TypeNameError struct{ Type, Problem string }
+
+func (e *TypeNameError) Error() string {
+	return fmt.Sprintf("bad resource type %q: %s", e.Type, e.Problem)
 }
 
 // DidYouMean is ", did you mean Patient?" when t is not an R4 type name but

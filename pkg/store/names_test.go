@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -12,8 +13,10 @@ func TestValidateType(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "patient", "Pa tient", "Pa_tient", "Patient;", "Pätient", "1Patient", "X" + strings.Repeat("a", MaxTypeLen), "Patient\n", "PATIENT", "ObservatioN"} {
-		if err := ValidateType(bad); err == nil {
-			t.Errorf("ValidateType(%q): no error", bad)
+		err := ValidateType(bad)
+		var te *TypeNameError
+		if !errors.As(err, &te) || te.Type != bad || te.Problem == "" {
+			t.Errorf("ValidateType(%q) = %v, want a *TypeNameError", bad, err)
 		}
 	}
 	if got := Table("Procedure"); got != `"procedure"` {
