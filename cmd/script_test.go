@@ -103,6 +103,7 @@ func scriptCmds() map[string]func(ts *testscript.TestScript, neg bool, args []st
 		"unlock":     cmdUnlock,
 		"waitfile":   cmdWaitFile,
 		"waitexec":   cmdWaitExec,
+		"exitcode":   cmdExitCode,
 	}
 	for name, f := range httpdCmds() {
 		cmds[name] = f
