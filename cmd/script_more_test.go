@@ -1,9 +1,12 @@
 package cmd
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -68,4 +71,42 @@ func cmdWaitExec(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// exitcode N PROG [ARGS...] runs PROG as exec does (stdin from a stdin
+// command before it; stdout and stderr kept for the assertions after it)
+// and fails unless PROG exited with status N, naming the status it had
+// (its stderr is in the log just above, as exec's). It takes the place of
+// `exec sh -c 'PROG ARGS; echo "exit $?"'` and `stdout '^exit N$'`.
+func cmdExitCode(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 || neg {
+		ts.Fatalf("usage: exitcode N PROG [ARGS...] (no !: N says what is expected)")
+	}
+	want, err := strconv.Atoi(args[0])
+	if err != nil || want < 0 || want > 255 {
+		ts.Fatalf("exitcode: bad status %q: want 0 to 255", args[0])
+	}
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	if err != nil {
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) {
+			ts.Fatalf("exitcode: %s did not run: %v", args[1], err)
+		}
+		got = exit.ExitCode() // -1 when a signal ended it
+		if got < 0 {
+			ts.Fatalf("exitcode: %s ended by %v, want exit status %d%s", args[1], exit.ProcessState, want, stderrNote(ts))
+		}
+	}
+	if got != want {
+		ts.Fatalf("exitcode: %s exited with status %d, want %d%s", args[1], got, want, stderrNote(ts))
+	}
+}
+
+// stderrNote points at the stderr that ts.Exec logged, or says there was none.
+func stderrNote(ts *testscript.TestScript) string {
+	if ts.ReadFile("stderr") == "" {
+		return " (nothing on stderr)"
+	}
+	return " (its stderr is above)"
 }

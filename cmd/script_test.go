@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,7 +28,9 @@ import (
 )
 
 // The end-to-end tests: every testdata/script/*.txtar runs the real binary
-// against a database of its own, created for it and dropped afterwards.
+// against a database of its own, created for it and dropped afterwards,
+// named FHIRBULK_TEST_DB_PREFIX (default fhirbulk_test), _ and 8 random hex
+// digits ($TEST_DB_NAME in the script, the prefix $TEST_DB_PREFIX).
 // The server is FHIRBULK_TEST_DATABASE_URL, else DATABASE_URL, else
 // 127.0.0.1:5432 as the current OS user (scripts/test.sh arranges one).
 
@@ -103,6 +106,7 @@ func scriptCmds() map[string]func(ts *testscript.TestScript, neg bool, args []st
 		"unlock":     cmdUnlock,
 		"waitfile":   cmdWaitFile,
 		"waitexec":   cmdWaitExec,
+		"exitcode":   cmdExitCode,
 	}
 	for name, f := range httpdCmds() {
 		cmds[name] = f
@@ -138,19 +142,45 @@ func setupDatabase(env *testscript.Env, admin string, cfg *pgx.ConnConfig) error
 		}
 	}
 	env.Setenv("TEST_DB_NAME", name)
+	prefix, _ := testDBPrefix() // createDatabase checked it
+	env.Setenv("TEST_DB_PREFIX", prefix)
 	env.Setenv("TEST_DB_HOST", cfg.Host)
 	env.Setenv("TEST_DB_PORT", strconv.Itoa(int(cfg.Port)))
 	env.Setenv("TEST_DB_USER", cfg.User)
 	return nil
 }
 
+// testDBPrefixRE is what FHIRBULK_TEST_DB_PREFIX may be: a plain lowercase
+// identifier (so no quoting, and no regexp metacharacter in the scripts that
+// match names made of it), short enough that PREFIX_12345678_reader, the
+// longest name made of it (readrole), fits PostgreSQL's 63 bytes.
+var testDBPrefixRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
+
+// testDBPrefix is the start of the tests' database names:
+// FHIRBULK_TEST_DB_PREFIX, else fhirbulk_test (the names are PREFIX_ and 8
+// random hex digits).
+func testDBPrefix() (string, error) {
+	p := os.Getenv("FHIRBULK_TEST_DB_PREFIX")
+	if p == "" {
+		return "fhirbulk_test", nil
+	}
+	if !testDBPrefixRE.MatchString(p) {
+		return "", fmt.Errorf("FHIRBULK_TEST_DB_PREFIX=%q: want 1 to 40 of a-z, 0-9 and _, not starting with a digit", p)
+	}
+	return p, nil
+}
+
 // createDatabase makes a database of a random name (with the ICU
 // collation icuLocale, when not ""), dropped by the function it hands to
 // deferFn, and returns its name and URL.
 func createDatabase(admin string, cfg *pgx.ConnConfig, icuLocale string, deferFn func(func()), logf func(...any)) (string, string, error) {
+	prefix, err := testDBPrefix()
+	if err != nil {
+		return "", "", err
+	}
 	var r [4]byte
 	rand.Read(r[:]) //nolint:errcheck
-	name := "fhirbulk_test_" + hex.EncodeToString(r[:])
+	name := prefix + "_" + hex.EncodeToString(r[:])
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {

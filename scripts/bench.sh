@@ -6,7 +6,8 @@
 # Data: 1,011,108 Observations (810 MB ndjson) made by
 #   ../shared/tools/amplify-ndjson 84 ../shared/data/synthea-hiv/Observation.ndjson.gz
 # kept in $FHIRBULK_BENCH_DIR (default $TMPDIR/fhirbulk-bench) between runs.
-# The database fhirbulk_bench is made anew on the server scripts/pg.sh finds.
+# The database $FHIRBULK_BENCH_DB (default fhirbulk_bench) is DROPPED and made
+# anew, several times, on the server scripts/pg.sh finds.
 #
 #   load    fhirbulk load --type Observation FILE into an empty table
 #           vs psql \copy observation(id,txid,status,resource) of the same rows in final form
@@ -41,6 +42,7 @@ cd "$(dirname "$0")/.."
 . scripts/pg.sh
 
 runs=${1:-3}
+bench_db=$(db_name FHIRBULK_BENCH_DB fhirbulk_bench)
 shared=$(cd .. && pwd)/shared
 [ -x "$shared/tools/amplify-ndjson" ] || die "needs $shared/tools/amplify-ndjson and $shared/data"
 command -v go >/dev/null || die "Go is not installed"
@@ -64,8 +66,9 @@ rows=$(wc -l < "$obs")
 mb=$(( $(stat -c %s "$obs") / 1000000 ))
 
 psql_admin() { PGOPTIONS='-c client_min_messages=warning' psql -q -X -v ON_ERROR_STOP=1 "$PG_URL" "$@"; }
-psql_admin -c 'DROP DATABASE IF EXISTS fhirbulk_bench WITH (FORCE)' -c 'CREATE DATABASE fhirbulk_bench'
-db=$(db_url fhirbulk_bench)
+say "dropping and re-creating the database $bench_db (whatever it holds is lost; FHIRBULK_BENCH_DB names another) on $(shown_url "$PG_URL")"
+psql_admin -c "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)" -c "CREATE DATABASE $bench_db"
+db=$(db_url "$bench_db")
 q() { PGOPTIONS='-c client_min_messages=warning' psql -q -X -v ON_ERROR_STOP=1 "$db" "$@"; }
 
 # measure NAME CMD...: runs CMD (stdout to /dev/null), records "seconds maxrss_kb".
@@ -170,7 +173,7 @@ for f in "$shared"/data/synthea/*.ndjson.gz "$obs"; do
   printf -- '- {resourceType: %s, url: "%s"}\n' "$t" "$f" >> "$manifest"
   printf '"%s" --db "%s" -q load --fhir --type %s "%s" > /dev/null || exit 1\n' "$bin" "$db" "$t" "$f" >> "$onebyone"
 done
-fresh_db() { psql_admin -c 'DROP DATABASE IF EXISTS fhirbulk_bench WITH (FORCE)' -c 'CREATE DATABASE fhirbulk_bench'; }
+fresh_db() { psql_admin -c "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)" -c "CREATE DATABASE $bench_db"; }
 fresh_db
 measure "load, one input after another" bash "$onebyone"
 fresh_db

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the bundled sample: finds PostgreSQL (or starts a
 # throwaway one, see scripts/pg.sh), DROPS AND RE-CREATES the database
-# fhirbulk_demo there, loads the real FHIR sample of testdata/sample/ into
-# it, and dumps it back: the Patients to stdout, four types to .ndjson.gz
-# files.
+# $FHIRBULK_DEMO_DB (default fhirbulk_demo) there, loads the real FHIR
+# sample of testdata/sample/ into it, and dumps it back: the Patients to
+# stdout, four types to .ndjson.gz files.
 # Usage: scripts/demo.sh [DIR]   the files go to DIR (made if missing, kept);
 #                                without DIR to a temporary folder removed at
 #                                the end, as is the fhirbulk binary it builds.
@@ -23,12 +23,13 @@ else
   out=$tmp/dumps
   mkdir "$out"
 fi
+db=$(db_name FHIRBULK_DEMO_DB fhirbulk_demo)
 ensure_pg
 export DATABASE_URL
-DATABASE_URL=$(db_url fhirbulk_demo)
-say "== dropping and re-creating the database fhirbulk_demo (whatever it holds is lost): $(shown_url "$DATABASE_URL")"
+DATABASE_URL=$(db_url "$db")
+say "== dropping and re-creating the database $db (whatever it holds is lost; FHIRBULK_DEMO_DB names another): $(shown_url "$DATABASE_URL")"
 PGOPTIONS='-c client_min_messages=warning' psql -X -q "$PG_URL" -v ON_ERROR_STOP=1 \
-  -c 'DROP DATABASE IF EXISTS fhirbulk_demo WITH (FORCE)' -c 'CREATE DATABASE fhirbulk_demo'
+  -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 
 say "== go build (into $tmp, removed at the end)"
 go build -o "$tmp/fhirbulk" .
@@ -54,5 +55,5 @@ fi
 if [ -n "${PG_TMP:-}" ]; then
   say "the throwaway PostgreSQL stops now, and its data goes with it"
 else
-  say "the data stays in the database fhirbulk_demo ($(shown_url "$DATABASE_URL"))"
+  say "the data stays in the database $db ($(shown_url "$DATABASE_URL"))"
 fi

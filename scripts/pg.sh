@@ -15,6 +15,9 @@
 #                  skips straight to the throwaway.
 #   need_psql    makes sure psql is installed (Debian's client, as root).
 #   db_url NAME  prints PG_URL with its database replaced by NAME.
+#   db_name VAR DEFAULT [MAX]  prints $VAR, else DEFAULT, after checking it
+#                is a plain lowercase identifier (a-z, 0-9, _; at most MAX
+#                bytes, default 63), so it needs no quoting in SQL or URLs.
 #   shown_url U  prints URL U without its password, for messages.
 #   on_exit CMD  runs CMD when the script exits (also on Ctrl-C), after
 #                the commands registered later.
@@ -139,4 +142,11 @@ stop_throwaway_pg() {
 db_url() {
   # postgres://user@host:port/db?query -> postgres://user@host:port/NAME?query
   printf '%s\n' "$PG_URL" | sed -E "s#^([a-z]+://[^/?]*)(/[^?]*)?#\\1/$1#"
+}
+
+db_name() {
+  local name=${!1:-$2} max=${3:-63}
+  [[ $name =~ ^[a-z_][a-z0-9_]*$ ]] && [ ${#name} -le "$max" ] ||
+    die "$1=$name: want a database name of 1 to $max of a-z, 0-9 and _, not starting with a digit"
+  printf '%s\n' "$name"
 }

@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # Runs every check of the project (the README's test command, and CI's),
-# stopping at the first that fails with a line naming it:
+# stopping at the first that fails with a line naming it. The tests come
+# early, so a first run on a cold cache says whether the code works before
+# it builds for other platforms:
 #   0. finds the PostgreSQL server (scripts/pg.sh: found or started; none
-#      reachable ends it here, saying why) and psql
-#   1. gofmt; go vet for linux, darwin and windows; staticcheck (pinned below,
-#      installed once into $FHIRBULK_TOOLS_DIR, default ~/.cache/fhirbulk/
-#      tools) for the same three
-#   2. a cross-build: go build ./... for {linux,darwin,windows}/{amd64,arm64}
-#   3. the tests: unit tests beside the code in pkg/ and the end-to-end
+#      reachable ends it here, saying why) and psql, and says which
+#      databases the tests make and drop there: one per test script, named
+#      $FHIRBULK_TEST_DB_PREFIX (default fhirbulk_test), _ and 8 hex digits
+#   1. gofmt; go vet for this platform
+#   2. the tests: unit tests beside the code in pkg/ and the end-to-end
 #      testscripts (testdata/script/*.txtar, each against a fresh database of
 #      its own). Under -race as FHIRBULK_TEST_RACE says:
 #        pkg   the packages of pkg/; the rest without (the default)
 #        all   every package, the testscripts too, so every fhirbulk they run
 #              is race-checked (on 2 cores about 170 s instead of 55 s)
 #        none  nothing
+#   3. go vet for the other platforms of linux, darwin and windows;
+#      staticcheck (pinned below, installed once into $FHIRBULK_TOOLS_DIR,
+#      default ~/.cache/fhirbulk/tools) for the three
+#   4. a cross-build: go build ./... for {linux,darwin,windows}/{amd64,arm64}
+# At the end, how long each step took.
 # Extra arguments go to every `go test` (e.g. -run TestScripts/dump).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,10 +55,11 @@ gofmt_check() {
   }
 }
 
-vet_all() {
+# vet_others: go vet for the platforms of GOOSES other than this one.
+vet_others() {
   local os
   for os in "${GOOSES[@]}"; do
-    GOOS=$os go vet ./... || return 1
+    [ "$os" = "$(go env GOHOSTOS)" ] || GOOS=$os go vet ./... || return 1
   done
 }
 
@@ -83,14 +90,14 @@ cross_build() {
 
 # The server first: without one nothing below is worth waiting for.
 t0=$SECONDS
+prefix=$(db_name FHIRBULK_TEST_DB_PREFIX fhirbulk_test 40)
 ensure_pg # psql too: the dump-sql replay test runs it, as a user would
 times+=("PostgreSQL $((SECONDS - t0))s")
 export FHIRBULK_TEST_DATABASE_URL=$PG_URL
+say "the tests create and drop databases named ${prefix}_* (FHIRBULK_TEST_DB_PREFIX names another prefix) on $(shown_url "$PG_URL")"
 
 step gofmt gofmt_check
-step "go vet (${GOOSES[*]})" vet_all
-step "staticcheck (${GOOSES[*]})" staticcheck_all
-step "go build (${GOOSES[*]} x ${GOARCHES[*]})" cross_build
+step "go vet ($(go env GOHOSTOS))" go vet ./...
 
 case $race in
 all)
@@ -106,6 +113,10 @@ none)
   step "go test ./..." go test -count=1 "$@" ./...
   ;;
 esac
+
+step "go vet (the others of ${GOOSES[*]})" vet_others
+step "staticcheck (${GOOSES[*]})" staticcheck_all
+step "go build (${GOOSES[*]} x ${GOARCHES[*]})" cross_build
 
 say "test.sh: everything passed in $((SECONDS - start))s (FHIRBULK_TEST_RACE=$race):"
 for t in "${times[@]}"; do say "  $t"; done
