@@ -73,12 +73,12 @@ func (a *app) typeNames(ctx context.Context) []string {
 	if err != nil {
 		return names
 	}
-	defer conn.Close(context.Background()) //nolint:errcheck // read only
+	defer conn.Close(context.Background()) // read only
 	tx, err := pg.BeginReadOnly(ctx, conn)
 	if err != nil {
 		return names
 	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // read only
+	defer tx.Rollback(context.Background()) // read only
 	types, err := store.Inventory(ctx, tx, false)
 	if err != nil {
 		return names

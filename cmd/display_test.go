@@ -265,7 +265,7 @@ func holdLock(t *testing.T, dir, id string) (release func()) {
 	}
 	return func() {
 		in.Close()
-		c.Wait() //nolint:errcheck
+		c.Wait()
 	}
 }
 
@@ -280,7 +280,7 @@ func TestHoldLockHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Stdout.WriteString("locked\n")
-	io.Copy(io.Discard, os.Stdin) //nolint:errcheck
+	io.Copy(io.Discard, os.Stdin)
 	l.Release()
 }
 

@@ -143,7 +143,7 @@ func (a *app) runDump(ctx context.Context, opts dumpOptions, typ string) error {
 		if err != nil {
 			return 0, err
 		}
-		defer tx.Rollback(context.Background()) //nolint:errcheck // read only: nothing to keep
+		defer tx.Rollback(context.Background()) // read only: nothing to keep
 		return dump.Dump(ctx, tx, do, w)
 	})
 }

@@ -52,8 +52,8 @@ func TestLoadErrorsExistsLine(t *testing.T) {
 	dir := t.TempDir()
 	errs := filepath.Join(dir, "errors.ndjson")
 	src := filepath.Join(dir, "p.ndjson")
-	os.WriteFile(errs, nil, 0o644)                                                //nolint:errcheck
-	os.WriteFile(src, []byte(`{"resourceType":"Patient","id":"p1"}`+"\n"), 0o644) //nolint:errcheck
+	os.WriteFile(errs, nil, 0o644)
+	os.WriteFile(src, []byte(`{"resourceType":"Patient","id":"p1"}`+"\n"), 0o644)
 	var stdout, stderr bytes.Buffer
 	code := Main(context.Background(), []string{"load", "--check", "--max-errors", "1", "--errors", errs, src},
 		nil, &stdout, &stderr, func(string) string { return "" })

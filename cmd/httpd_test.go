@@ -183,7 +183,7 @@ func (h *httpdHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	firstHalf := func(data []byte) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 		w.WriteHeader(http.StatusOK)
-		w.Write(data[:len(data)/2]) //nolint:errcheck
+		w.Write(data[:len(data)/2])
 		w.(http.Flusher).Flush()
 	}
 	breakOff := func(ranges, validator bool) {
@@ -236,7 +236,7 @@ func (h *httpdHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Accept-Ranges", "none")
 		data, _ := os.ReadFile(path)
-		w.Write(data) //nolint:errcheck
+		w.Write(data)
 	case "drop-change":
 		if n == 1 {
 			breakOff(true, false)
@@ -291,7 +291,7 @@ func (h *httpdHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, len(data)-1, len(data)))
 			w.Header().Set("Content-Length", strconv.Itoa(len(rest)))
 			w.WriteHeader(http.StatusPartialContent)
-			w.Write(rest[:len(rest)/2]) //nolint:errcheck
+			w.Write(rest[:len(rest)/2])
 			w.(http.Flusher).Flush()
 		} else {
 			firstHalf(data)
@@ -315,7 +315,7 @@ func (h *httpdHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		}
-		w.Write(data[len(data)/2:]) //nolint:errcheck
+		w.Write(data[len(data)/2:])
 	case "redirect":
 		http.Redirect(w, r, h.other+"/files/"+name, http.StatusFound)
 	case "status":
@@ -325,7 +325,7 @@ func (h *httpdHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A reason phrase no net/http server would send: written by hand.
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err == nil {
-			conn.Write([]byte("HTTP/1.1 418 \x1b[31mI'm a teapot\x1b[0m\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")) //nolint:errcheck
+			conn.Write([]byte("HTTP/1.1 418 \x1b[31mI'm a teapot\x1b[0m\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
 			conn.Close()
 		}
 	default:

@@ -110,7 +110,7 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 	fl.StringVar(&f.manifestDir, "manifest-dir", "", "")
 	fl.StringVar(&f.manifestPath, "manifest-path", "", "")
 	for _, h := range []string{"run-id", "manifest-dir", "manifest-path"} {
-		fl.MarkHidden(h) //nolint:errcheck // the flags exist
+		fl.MarkHidden(h) // the flags exist
 	}
 	a.dbFlag(c)
 	c.ValidArgsFunction = completeFiles("json", "yaml", "yml")

@@ -104,7 +104,7 @@ func (a *app) rootCmd() *cobra.Command {
 	// Also taken before the command ("fhirbulk --db URL dump Patient"), but
 	// listed only by the commands that use a database (dbFlag).
 	pf.StringVar(&a.db, "db", "", "")
-	pf.MarkHidden("db") //nolint:errcheck // the flag exists
+	pf.MarkHidden("db") // the flag exists
 	root.AddCommand(a.dumpCmd(), a.dumpSQLCmd(), a.exportCmd(), a.typesCmd(), a.loadCmd(), a.importCmd(), a.statusCmd(), a.convertCmd())
 	root.AddCommand(a.completionCmd(root))
 	return root

@@ -176,7 +176,7 @@ func cmdTxCommit(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	_, err := h.conn.Exec(context.Background(), "COMMIT")
 	ts.Check(err)
-	h.conn.Close(context.Background()) //nolint:errcheck
+	h.conn.Close(context.Background())
 	h.conn = nil
 }
 
@@ -194,7 +194,7 @@ func cmdSQLBackground(ts *testscript.TestScript, neg bool, args []string) {
 	background.Store(ts.MkAbs(".")+"\x00"+args[0], done)
 	go func() {
 		_, err := conn.Exec(context.Background(), args[1])
-		conn.Close(context.Background()) //nolint:errcheck
+		conn.Close(context.Background())
 		done <- err
 	}()
 }

@@ -62,7 +62,7 @@ func cmdWaitExec(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	deadline := time.Now().Add(waitLimit)
 	for {
-		ts.Exec(args[1], args[2:]...) //nolint:errcheck // the output decides, not the exit status
+		ts.Exec(args[1], args[2:]...) // the output decides, not the exit status
 		if re.MatchString(ts.ReadFile("stdout")) {
 			return
 		}

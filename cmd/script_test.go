@@ -179,7 +179,7 @@ func createDatabase(admin string, cfg *pgx.ConnConfig, icuLocale string, deferFn
 		return "", "", err
 	}
 	var r [4]byte
-	rand.Read(r[:]) //nolint:errcheck
+	rand.Read(r[:])
 	name := prefix + "_" + hex.EncodeToString(r[:])
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, admin)
@@ -511,7 +511,7 @@ func (h *heldLocks) release() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.conn != nil {
-		h.conn.Close(context.Background()) //nolint:errcheck // closing ends the transaction
+		h.conn.Close(context.Background()) // closing ends the transaction
 		h.conn = nil
 	}
 }

@@ -165,7 +165,7 @@ func (a *app) watch(ctx context.Context, store bulkimport.Store, id string, asJS
 		block = progress.NewBlock(a.stderr)
 	}
 	if block != nil {
-		defer block.Clear() //nolint:errcheck // a display
+		defer block.Clear() // a display
 	}
 	view := newImportView()
 	tick := time.NewTicker(watchEvery)
@@ -184,7 +184,7 @@ func (a *app) watch(ctx context.Context, store bulkimport.Store, id string, asJS
 		}
 		if block != nil {
 			w, n := block.Room()
-			block.Draw(view.lines(w, n, now)) //nolint:errcheck
+			block.Draw(view.lines(w, n, now))
 		}
 		select {
 		case <-ctx.Done():
@@ -280,7 +280,7 @@ func describe(st *bulkimport.State) string {
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", printable(in.Status), printable(what), printable(in.URL), detail)
 	}
-	tw.Flush() //nolint:errcheck // a strings.Builder
+	tw.Flush() // a strings.Builder
 	for _, e := range st.Error {
 		fmt.Fprintf(&b, "  skipped lines: %s (%d)\n", printable(e.URL), *e.Count)
 	}

@@ -35,12 +35,12 @@ and its size on disk (indexes and TOAST included).`,
 		if err != nil {
 			return err
 		}
-		defer conn.Close(context.Background()) //nolint:errcheck
+		defer conn.Close(context.Background())
 		tx, err := pg.BeginReadOnly(ctx, conn)
 		if err != nil {
 			return err
 		}
-		defer tx.Rollback(context.Background()) //nolint:errcheck // read only
+		defer tx.Rollback(context.Background()) // read only
 		types, err := store.Inventory(ctx, tx, !estimate)
 		if err != nil {
 			return err
@@ -59,7 +59,7 @@ and its size on disk (indexes and TOAST included).`,
 			return nil
 		}
 		if asJSON {
-			out, _ := json.Marshal(list) //nolint:errchkjson // plain values
+			out, _ := json.Marshal(list) // plain values
 			_, err := fmt.Fprintln(a.stdout, string(out))
 			return err
 		}

@@ -148,7 +148,7 @@ func ParseTime(s string) (time.Time, error) {
 
 // SetExt records e in m.
 func (m *Manifest) SetExt(e Ext) {
-	b, _ := json.Marshal(e) //nolint:errchkjson // a struct of strings
+	b, _ := json.Marshal(e) // a struct of strings
 	if m.Extension == nil {
 		m.Extension = map[string]json.RawMessage{}
 	}

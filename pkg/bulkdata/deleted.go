@@ -79,7 +79,7 @@ func (p *DeletedParser) Parse(line []byte) (*DeletedLine, error) {
 	}
 	if p.spans[1].Found() {
 		meta := p.compact[p.spans[1].Start+len(`"meta":`) : p.spans[1].End]
-		ndjson.Members(meta, func(k, v []byte) bool { //nolint:errcheck // a meta that is not an object gives nothing
+		ndjson.Members(meta, func(k, v []byte) bool { // a meta that is not an object gives nothing
 			if text, ok := ndjson.KeyText(k); ok {
 				k = text
 			}
@@ -103,9 +103,9 @@ func (p *DeletedParser) entries(entries []byte) error {
 			return
 		}
 		var method, url []byte
-		ndjson.Members(entry, func(k, v []byte) bool { //nolint:errcheck // a malformed entry has no request: said below
+		ndjson.Members(entry, func(k, v []byte) bool { // a malformed entry has no request: said below
 			if string(k) == "request" {
-				ndjson.Members(v, func(k, v []byte) bool { //nolint:errcheck
+				ndjson.Members(v, func(k, v []byte) bool {
 					switch string(k) {
 					case "method":
 						method, _ = ndjson.Unquote(v)

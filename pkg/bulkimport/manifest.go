@@ -367,7 +367,7 @@ func badScalar(n *yaml.Node) *yaml.Node {
 // NewID makes an import id: the time and a random suffix.
 func NewID(now time.Time) string {
 	var r [3]byte
-	rand.Read(r[:]) //nolint:errcheck
+	rand.Read(r[:])
 	return "import-" + now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(r[:])
 }
 

@@ -196,7 +196,7 @@ func (s Store) Detach(ctx context.Context, id string, manifest []byte, exe strin
 	if err := child.Start(); err != nil {
 		return Detached{}, fmt.Errorf("start the detached import: %w", err)
 	}
-	in.Write(manifest) //nolint:errcheck // a child that died early is reported below
+	in.Write(manifest) // a child that died early is reported below
 	in.Close()
 	exited := make(chan error, 1)
 	go func() { exited <- child.Wait() }()

@@ -173,7 +173,7 @@ func Identify(ctx context.Context, dsn string) (pg.Identity, error) {
 	if err != nil {
 		return pg.Identity{}, err
 	}
-	defer conn.Close(context.Background()) //nolint:errcheck // read only
+	defer conn.Close(context.Background()) // read only
 	return pg.ReadIdentity(ctx, conn)
 }
 
@@ -393,7 +393,7 @@ func (c *connection) close() {
 		return
 	}
 	c.layout.Close()
-	c.loader.Conn.Close(context.Background()) //nolint:errcheck
+	c.loader.Conn.Close(context.Background())
 }
 
 func (r *runner) loadInput(ctx context.Context, cp **connection, in Input, i int) (load.Result, error) {
@@ -437,7 +437,7 @@ func (r *runner) connect(ctx context.Context, cp **connection) error {
 		err = fmt.Errorf("connected to %s, not to %s where the import started", db, r.o.DB)
 	}
 	if err != nil {
-		conn.Close(context.Background()) //nolint:errcheck // the error says why
+		conn.Close(context.Background()) // the error says why
 		return err
 	}
 	*cp = &connection{loader: &load.Loader{Conn: conn}, layout: &store.Layout{DSN: r.o.DSN}}
@@ -463,7 +463,7 @@ func (r *runner) writeSkipped(i int, bad []load.BadLine) error {
 	var b bytes.Buffer
 	w := bulkdata.NewErrorsWriter(&b)
 	for _, l := range bad {
-		w.BadLine(l.Source, l.Line, l.ID, l.Reason) //nolint:errcheck // a bytes.Buffer takes all
+		w.BadLine(l.Source, l.Line, l.ID, l.Reason) // a bytes.Buffer takes all
 	}
 	return r.o.Store.WriteErrors(r.st.ID, i, b.Bytes())
 }

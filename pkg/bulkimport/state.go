@@ -367,7 +367,7 @@ func (s Store) Lock(id string) (*Lock, error) {
 // Release drops the lock.
 func (l *Lock) Release() {
 	if l != nil && l.f != nil {
-		l.f.Close() //nolint:errcheck // closing drops the lock
+		l.f.Close() // closing drops the lock
 		l.f = nil
 	}
 }

@@ -70,7 +70,7 @@ func Run(ctx context.Context, conn *pgx.Conn, o Options, w io.Writer) (int64, er
 	if err != nil {
 		return 0, queryError(ctx, err)
 	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // read only: nothing to keep
+	defer tx.Rollback(context.Background()) // read only: nothing to keep
 	if o.Timeout > 0 {
 		ms := strconv.FormatInt(max(o.Timeout.Milliseconds(), 1), 10)
 		if _, err := tx.Exec(ctx, "SET LOCAL statement_timeout = "+ms); err != nil {
@@ -100,7 +100,7 @@ func Run(ctx context.Context, conn *pgx.Conn, o Options, w io.Writer) (int64, er
 		seen := make(map[string]bool, len(cols))
 		for _, c := range cols {
 			if seen[c.name] {
-				rr.Close() //nolint:errcheck // this error is the one to report
+				rr.Close() // this error is the one to report
 				return 0, &DuplicateColumnError{Name: c.name, Format: o.Format}
 			}
 			seen[c.name] = true
@@ -124,7 +124,7 @@ func Run(ctx context.Context, conn *pgx.Conn, o Options, w io.Writer) (int64, er
 		}
 		if len(b) >= 64<<10 {
 			if flush(); werr != nil {
-				rr.Close() //nolint:errcheck // the writer's error is the one to report
+				rr.Close() // the writer's error is the one to report
 				return n, werr
 			}
 		}

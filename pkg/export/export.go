@@ -106,7 +106,7 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close(context.Background()) //nolint:errcheck
+	defer conn.Close(context.Background())
 	id, err := pg.ReadIdentity(ctx, conn)
 	if err != nil {
 		return nil, err

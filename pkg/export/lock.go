@@ -119,7 +119,7 @@ func lockNowait(ctx context.Context, tx pgx.Tx, t task) error {
 	}
 	for _, q := range tables {
 		if _, err := sp.Exec(ctx, `LOCK TABLE `+q+` IN ACCESS SHARE MODE NOWAIT`); err != nil {
-			sp.Rollback(ctx) //nolint:errcheck // the error below is the one to report
+			sp.Rollback(ctx) // the error below is the one to report
 			if isLockNotAvailable(err) {
 				return errOnCoordinator
 			}

@@ -100,13 +100,13 @@ func runTasks(ctx context.Context, dsn string, snap *pg.Snapshot, parallel int, 
 				cancel(err)
 				return
 			}
-			defer conn.Close(context.Background()) //nolint:errcheck
+			defer conn.Close(context.Background())
 			tx, err := pg.BeginAt(ctx, conn, snap.ID)
 			if err != nil {
 				cancel(err)
 				return
 			}
-			defer tx.Rollback(context.Background()) //nolint:errcheck // read only
+			defer tx.Rollback(context.Background()) // read only
 			work(tx, queue)
 		})
 	}

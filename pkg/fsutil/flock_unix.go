@@ -44,10 +44,10 @@ func lockTemp(f *os.File, name string) (release func(), ok bool) {
 		return release, true
 	}
 	if lockErr != nil {
-		syscall.Close(dup) //nolint:errcheck
+		syscall.Close(dup)
 		return release, !errors.Is(lockErr, syscall.EWOULDBLOCK)
 	}
-	release = func() { syscall.Close(dup) } //nolint:errcheck // closing releases the lock
+	release = func() { syscall.Close(dup) } // closing releases the lock
 	mine, err1 := f.Stat()
 	there, err2 := os.Lstat(name)
 	if err1 != nil || err2 != nil || !os.SameFile(mine, there) {
@@ -86,7 +86,7 @@ func RemoveStaleTemps(path string) {
 		return
 	}
 	entries, _ := d.ReadDir(-1)
-	d.Close() //nolint:errcheck
+	d.Close()
 	for _, e := range entries {
 		switch {
 		case e.IsDir() && isTempFolder(e.Name()):
@@ -131,10 +131,10 @@ func removeIfUnlocked(name, folder string) {
 	there, err2 := os.Lstat(name)
 	if err1 == nil && err2 == nil && os.SameFile(mine, there) {
 		if folder != "" {
-			os.RemoveAll(folder) //nolint:errcheck
+			os.RemoveAll(folder)
 			return
 		}
-		os.Remove(name) //nolint:errcheck
+		os.Remove(name)
 	}
 }
 
@@ -152,5 +152,5 @@ func keepOwner(f *os.File, old fs.FileInfo) {
 	if cst, ok := cur.Sys().(*syscall.Stat_t); ok && cst.Uid == st.Uid && cst.Gid == st.Gid {
 		return
 	}
-	f.Chown(int(st.Uid), int(st.Gid)) //nolint:errcheck // best effort, as documented
+	f.Chown(int(st.Uid), int(st.Gid)) // best effort, as documented
 }

@@ -27,10 +27,10 @@ func TestRemoveStaleTemps(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadFile := filepath.Join(dir, ".out.ndjson.0123456789ab.tmp")
-	os.WriteFile(deadFile, nil, 0o600) //nolint:errcheck
+	os.WriteFile(deadFile, nil, 0o600)
 	deadDir := filepath.Join(dir, ".export.0123456789ab.tmp")
-	os.Mkdir(deadDir, 0o700)                                         //nolint:errcheck
-	os.WriteFile(filepath.Join(deadDir, TempFolderLock), nil, 0o600) //nolint:errcheck
+	os.Mkdir(deadDir, 0o700)
+	os.WriteFile(filepath.Join(deadDir, TempFolderLock), nil, 0o600)
 	RemoveStaleTemps(path)
 	for _, p := range []string{deadFile, deadDir} {
 		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {

@@ -64,7 +64,7 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {
-		os.Remove(tmp) //nolint:errcheck // best effort: the error says what failed
+		os.Remove(tmp) // best effort: the error says what failed
 		return err
 	}
 	SyncDir(filepath.Dir(path))
@@ -75,8 +75,8 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 // filesystem supports fsync on a directory).
 func SyncDir(dir string) {
 	if d, err := os.Open(dir); err == nil {
-		d.Sync()  //nolint:errcheck
-		d.Close() //nolint:errcheck
+		d.Sync()
+		d.Close()
 	}
 }
 
@@ -87,7 +87,7 @@ const tempSuffixLen = 12
 // randomHex is a new random part of a temporary name.
 func randomHex() string {
 	r := make([]byte, tempSuffixLen/2)
-	rand.Read(r) //nolint:errcheck // crypto/rand does not fail
+	rand.Read(r) // crypto/rand does not fail
 	return hex.EncodeToString(r)
 }
 
@@ -115,7 +115,7 @@ func CreateTemp(path string, perm os.FileMode) (f *os.File, tmp string, unlock f
 		if !ok {
 			// Another run's cleanup took the new file for a dead writer's
 			// before we could lock it, and removes it: take another name.
-			f.Close() //nolint:errcheck
+			f.Close()
 			continue
 		}
 		return f, tmp, unlock, nil
@@ -146,13 +146,13 @@ func MkdirTemp(path string) (tmp string, unlock func(), err error) {
 		lock := filepath.Join(tmp, TempFolderLock)
 		f, err := os.OpenFile(lock, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
-			os.RemoveAll(tmp) //nolint:errcheck
+			os.RemoveAll(tmp)
 			return "", nil, err
 		}
 		unlock, ok := lockTemp(f, lock)
-		f.Close() //nolint:errcheck // the lock is held on a duplicate
+		f.Close() // the lock is held on a duplicate
 		if !ok {
-			os.RemoveAll(tmp) //nolint:errcheck
+			os.RemoveAll(tmp)
 			continue
 		}
 		return tmp, unlock, nil
@@ -217,7 +217,7 @@ func swapAside(from, to string) error {
 		return err
 	}
 	if err := os.Rename(from, to); err != nil {
-		os.Rename(aside, to) //nolint:errcheck // put the old one back
+		os.Rename(aside, to) // put the old one back
 		return err
 	}
 	return os.Rename(aside, from)

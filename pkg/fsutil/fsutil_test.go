@@ -66,7 +66,7 @@ func TestWriteFile(t *testing.T) {
 		t.Errorf("folder holds %d entries, want only the file", len(entries))
 	}
 	target := filepath.Join(dir, "target")
-	os.WriteFile(target, []byte("keep"), 0o600) //nolint:errcheck
+	os.WriteFile(target, []byte("keep"), 0o600)
 	link := filepath.Join(dir, "link")
 	if err := os.Symlink(target, link); err != nil {
 		t.Skip("no symbolic links here:", err)
@@ -110,7 +110,7 @@ func errNotExistText() string {
 func TestOpenNoFollow(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "file")
-	os.WriteFile(file, []byte("x"), 0o600) //nolint:errcheck
+	os.WriteFile(file, []byte("x"), 0o600)
 	f, err := OpenNoFollow(file, os.O_RDONLY, 0)
 	if err != nil {
 		t.Fatalf("a regular file: %v", err)
@@ -124,7 +124,7 @@ func TestOpenNoFollow(t *testing.T) {
 		t.Skip("no symbolic links here:", err)
 	}
 	dangling := filepath.Join(dir, "dangling")
-	os.Symlink(filepath.Join(dir, "nowhere"), dangling) //nolint:errcheck
+	os.Symlink(filepath.Join(dir, "nowhere"), dangling)
 	for _, p := range []string{link, dangling} {
 		for _, flag := range []int{os.O_RDONLY, os.O_RDWR | os.O_CREATE} {
 			if f, err := OpenNoFollow(p, flag, 0o600); !errors.Is(err, ErrSymlink) {
@@ -193,15 +193,15 @@ func TestLockFileRefusesSymlink(t *testing.T) {
 func TestRenameNoReplace(t *testing.T) {
 	dir := t.TempDir()
 	from, to := filepath.Join(dir, "from"), filepath.Join(dir, "to")
-	os.WriteFile(from, []byte("new"), 0o600) //nolint:errcheck
-	os.WriteFile(to, []byte("old"), 0o600)   //nolint:errcheck
+	os.WriteFile(from, []byte("new"), 0o600)
+	os.WriteFile(to, []byte("old"), 0o600)
 	if err := RenameNoReplace(from, to); !errors.Is(err, fs.ErrExist) {
 		t.Fatalf("over an existing file: %v, want fs.ErrExist", err)
 	}
 	if got, _ := os.ReadFile(to); string(got) != "old" {
 		t.Errorf("target replaced: %q", got)
 	}
-	os.Remove(to) //nolint:errcheck
+	os.Remove(to)
 	if err := RenameNoReplace(from, to); err != nil {
 		t.Fatal(err)
 	}

@@ -28,13 +28,13 @@ func TestHelperLockHeld(t *testing.T) {
 		t.Skip("a helper for TestLockFile")
 	}
 	if LockHeld(path) {
-		os.Stdout.WriteString("y\n") //nolint:errcheck
+		os.Stdout.WriteString("y\n")
 	} else {
-		os.Stdout.WriteString("n\n") //nolint:errcheck
+		os.Stdout.WriteString("n\n")
 	}
 	if f, err := LockFile(path); err == nil {
 		f.Close()
-		os.Stdout.WriteString("taken\n") //nolint:errcheck
+		os.Stdout.WriteString("taken\n")
 	}
 	os.Exit(0)
 }

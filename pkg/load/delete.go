@@ -77,7 +77,7 @@ func (l *Loader) deleteSource(ctx context.Context, src io.Reader) (d Deletions, 
 	if err != nil {
 		return d, pg.Wrap(err)
 	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
+	defer tx.Rollback(context.Background()) // a no-op after Commit
 	// n is the line of the request: a line found bad later (an older
 	// version, with PreserveMeta) is taken out whole. txid and ts are the
 	// preserved ones, or NULL.

@@ -438,7 +438,7 @@ func (l *Loader) load(ctx context.Context, src *source.Reader, allowDirect bool,
 	committed := false
 	defer func() {
 		if !committed {
-			tx.Rollback(context.Background()) //nolint:errcheck // the load's own error is the one to report
+			tx.Rollback(context.Background()) // the load's own error is the one to report
 			l.stage.rolledBack()
 		}
 	}()

@@ -271,6 +271,6 @@ func badJSON(ctx context.Context, tx pgx.Tx, stage string, cause error) error {
 			a = mid + 1
 		}
 	}
-	probe(a, a) //nolint:errcheck // for the message of that very line
+	probe(a, a) // for the message of that very line
 	return &ndjson.LineError{Line: a, Reason: "invalid JSON: " + msg}
 }

@@ -48,10 +48,10 @@ func TestConnectSaysTheServersAnswer(t *testing.T) {
 			}
 			switch msg.(type) {
 			case *pgproto3.SSLRequest:
-				c.Write([]byte("N")) //nolint:errcheck
+				c.Write([]byte("N"))
 			case *pgproto3.StartupMessage:
 				be.Send(&pgproto3.ErrorResponse{Severity: "FATAL", Code: "28P01", Message: `password authentication failed for user "u"`})
-				be.Flush() //nolint:errcheck
+				be.Flush()
 				return
 			}
 		}
@@ -130,8 +130,8 @@ func TestRedact(t *testing.T) {
 // 1073741822, but got 1414811691" (the bytes "TTP/" read as a length).
 func TestConnectToHTTPServer(t *testing.T) {
 	addr := fakeServer(t, func(c net.Conn) {
-		c.Read(make([]byte, 100))                                                                     //nolint:errcheck
-		c.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")) //nolint:errcheck
+		c.Read(make([]byte, 100))
+		c.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
 	})
 	for _, mode := range []string{"prefer", "disable"} {
 		_, err := Connect(context.Background(), "postgres://u@"+addr+"/d?sslmode="+mode)

@@ -72,7 +72,7 @@ func TestBinaryRowsAnyChunking(t *testing.T) {
 func TestBinaryRowsErrors(t *testing.T) {
 	full := binaryStream([][][]byte{{[]byte("abc")}})
 	truncated := &BinaryRows{Row: func([][]byte) error { return nil }}
-	truncated.Write(full[:len(full)-4]) //nolint:errcheck
+	truncated.Write(full[:len(full)-4])
 	if err := truncated.Close(); err == nil {
 		t.Error("a stream without its trailer: Close gave no error")
 	}

@@ -41,7 +41,7 @@ func take(ctx context.Context, conn *pgx.Conn) (*Snapshot, error) {
 	}
 	s := &Snapshot{tx: tx}
 	if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot(), clock_timestamp()`).Scan(&s.ID, &s.At); err != nil {
-		tx.Rollback(context.Background()) //nolint:errcheck // the error above is the one to report
+		tx.Rollback(context.Background()) // the error above is the one to report
 		return nil, fmt.Errorf("take a snapshot: %w", Wrap(err))
 	}
 	return s, nil
@@ -171,7 +171,7 @@ func (s *Snapshot) Tx() pgx.Tx { return s.tx }
 // Close ends the coordinator's transaction: the snapshot can no longer be
 // joined (transactions already at it go on).
 func (s *Snapshot) Close() {
-	s.tx.Rollback(context.Background()) //nolint:errcheck // read only: nothing to keep
+	s.tx.Rollback(context.Background()) // read only: nothing to keep
 }
 
 // BeginAt starts a REPEATABLE READ, READ ONLY transaction on conn that
@@ -184,7 +184,7 @@ func BeginAt(ctx context.Context, conn *pgx.Conn, id string) (pgx.Tx, error) {
 	// SET TRANSACTION takes no parameters; the id is the server's own
 	// (hex digits and dashes), quoted as a literal all the same.
 	if _, err := tx.Exec(ctx, `SET TRANSACTION SNAPSHOT `+quoteLiteral(id)); err != nil {
-		tx.Rollback(context.Background()) //nolint:errcheck
+		tx.Rollback(context.Background())
 		return nil, fmt.Errorf("join the snapshot: %w", Wrap(err))
 	}
 	return tx, nil

@@ -14,7 +14,7 @@ import (
 // redraw after a longer one leaves nothing of it, and Stop erases the row.
 func TestStartLineLeavesNoDebris(t *testing.T) {
 	term := progresstest.New(40, 10)
-	io.WriteString(term, "$ fhirbulk load x\n") //nolint:errcheck
+	io.WriteString(term, "$ fhirbulk load x\n")
 	text := strings.Repeat("long words ", 10)
 	live := progress.StartLine(term, func(width int) string { return text })
 	live.Redraw()

@@ -90,7 +90,7 @@ func (l *Live) Redraw() {
 
 func (l *Live) draw() {
 	w, n := l.block.Room()
-	l.block.Draw(l.render(w, n)) //nolint:errcheck // a display: nothing to do when it cannot draw
+	l.block.Draw(l.render(w, n)) // a display: nothing to do when it cannot draw
 }
 
 // Println shows a message above the lines, for good: the lines are cleared,
@@ -102,8 +102,8 @@ func (l *Live) Println(msg string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	had := l.block.Drawn() > 0
-	l.block.Clear()                                                      //nolint:errcheck
-	io.WriteString(l.block.writer(), strings.TrimSuffix(msg, "\n")+"\n") //nolint:errcheck
+	l.block.Clear()
+	io.WriteString(l.block.writer(), strings.TrimSuffix(msg, "\n")+"\n")
 	if had && !l.ended {
 		l.draw()
 	}
@@ -126,6 +126,6 @@ func (l *Live) Stop() {
 	close(l.stop)
 	<-l.done
 	l.mu.Lock()
-	l.block.Clear() //nolint:errcheck
+	l.block.Clear()
 	l.mu.Unlock()
 }

@@ -70,7 +70,7 @@ func TestDestinationContract(t *testing.T) {
 		t.Run(k.name+"/commit", func(t *testing.T) {
 			dir := t.TempDir()
 			d, publish, final := k.open(t, dir)
-			d.Write([]byte("line 1\nline 2\n")) //nolint:errcheck
+			d.Write([]byte("line 1\nline 2\n"))
 			if _, err := os.Stat(final); !errors.Is(err, os.ErrNotExist) {
 				t.Fatalf("visible before Commit: %v", err)
 			}
@@ -88,7 +88,7 @@ func TestDestinationContract(t *testing.T) {
 		t.Run(k.name+"/abort", func(t *testing.T) {
 			dir := t.TempDir()
 			d, _, _ := k.open(t, dir)
-			d.Write([]byte("line 1\n")) //nolint:errcheck
+			d.Write([]byte("line 1\n"))
 			d.Abort()
 			if k.name == "folder file" {
 				// The file is gone from the folder being written; the
@@ -134,7 +134,7 @@ func TestFolderContract(t *testing.T) {
 		t.Error("Create(manifest.json) succeeded")
 	}
 	d, _ := f.Create("Patient.ndjson", false)
-	d.Write([]byte("p\n")) //nolint:errcheck
+	d.Write([]byte("p\n"))
 	if err := d.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -148,8 +148,8 @@ func TestFolderContract(t *testing.T) {
 
 	f, _ = OpenFolder(path, false)
 	d, _ = f.Create("Patient.ndjson", false)
-	d.Write([]byte("p\n")) //nolint:errcheck
-	d.Commit()             //nolint:errcheck
+	d.Write([]byte("p\n"))
+	d.Commit()
 	if err := f.Commit([]byte(`{"output":[]}` + "\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestFolderCommitRefusesLateFolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.Mkdir(path, 0o755) //nolint:errcheck
+	os.Mkdir(path, 0o755)
 	var ee *ExistsError
 	if err := f.Commit([]byte("{}\n")); !errors.As(err, &ee) || ee.Path != path || !errors.Is(err, ErrExists) {
 		t.Fatalf("Commit over a folder that appeared: %v, want an *ExistsError", err)
@@ -190,7 +190,7 @@ func TestFolderCommitRefusesLateFolder(t *testing.T) {
 func TestForceRules(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "out.ndjson")
-	os.WriteFile(file, []byte("old\n"), 0o644) //nolint:errcheck
+	os.WriteFile(file, []byte("old\n"), 0o644)
 	_, err := Open(Options{Path: file})
 	var ee *ExistsError
 	if !errors.As(err, &ee) || !errors.Is(err, ErrExists) || err.Error() != "output "+file+" already exists" {
@@ -200,7 +200,7 @@ func TestForceRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.Write([]byte("new\n")) //nolint:errcheck
+	d.Write([]byte("new\n"))
 	if err := d.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -209,8 +209,8 @@ func TestForceRules(t *testing.T) {
 	}
 
 	home := filepath.Join(dir, "home")
-	os.Mkdir(home, 0o755)                                      //nolint:errcheck
-	os.WriteFile(filepath.Join(home, "notes.txt"), nil, 0o644) //nolint:errcheck
+	os.Mkdir(home, 0o755)
+	os.WriteFile(filepath.Join(home, "notes.txt"), nil, 0o644)
 	if _, err := OpenFolder(home, false); !errors.As(err, &ee) || err.Error() != "output "+home+" already exists" {
 		t.Errorf("OpenFolder over a folder: %v", err)
 	}
@@ -220,10 +220,10 @@ func TestForceRules(t *testing.T) {
 	}
 	for _, name := range []string{"empty", "earlier"} {
 		p := filepath.Join(dir, name)
-		os.Mkdir(p, 0o755) //nolint:errcheck
+		os.Mkdir(p, 0o755)
 		if name == "earlier" {
-			os.WriteFile(filepath.Join(p, Manifest), []byte("{}"), 0o644) //nolint:errcheck
-			os.WriteFile(filepath.Join(p, "Old.ndjson"), nil, 0o644)      //nolint:errcheck
+			os.WriteFile(filepath.Join(p, Manifest), []byte("{}"), 0o644)
+			os.WriteFile(filepath.Join(p, "Old.ndjson"), nil, 0o644)
 		}
 		f, err := OpenFolder(p, true)
 		if err != nil {
@@ -263,7 +263,7 @@ func TestURLTargetsNotSupported(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.Write([]byte("x\n")) //nolint:errcheck
+		d.Write([]byte("x\n"))
 		if err := d.Commit(); err != nil {
 			t.Fatal(err)
 		}

@@ -150,7 +150,7 @@ func (f *localFolder) Commit(manifest []byte) error {
 	f.done = true
 	if manifest != nil {
 		if err := f.writeManifest(manifest); err != nil {
-			os.RemoveAll(f.tmp) //nolint:errcheck
+			os.RemoveAll(f.tmp)
 			f.unlock()
 			return err
 		}
@@ -158,11 +158,11 @@ func (f *localFolder) Commit(manifest []byte) error {
 	fsutil.SyncDir(f.tmp)
 	// The lock file goes now (its lock is still held, on the open file):
 	// a cleaner finds no lock file, and leaves a folder alone without one.
-	os.Remove(f.lock) //nolint:errcheck // a stray .lock in the export is harmless
+	os.Remove(f.lock) // a stray .lock in the export is harmless
 	err := publishFolder(f.tmp, f.path, f.force)
 	f.unlock()
 	if err != nil {
-		os.RemoveAll(f.tmp) //nolint:errcheck
+		os.RemoveAll(f.tmp)
 		return err
 	}
 	fsutil.SyncDir(filepath.Dir(f.path))
@@ -190,7 +190,7 @@ func (f *localFolder) Abort() {
 		return
 	}
 	f.done = true
-	os.RemoveAll(f.tmp) //nolint:errcheck // best effort: nothing more to do
+	os.RemoveAll(f.tmp) // best effort: nothing more to do
 	f.unlock()
 }
 
@@ -215,7 +215,7 @@ func publishFolder(tmp, path string, force bool) error {
 		return fsutil.FileError("output", path, err)
 	}
 	// tmp now holds the old folder.
-	os.RemoveAll(tmp) //nolint:errcheck // the new folder is in place; the old one is garbage
+	os.RemoveAll(tmp) // the new folder is in place; the old one is garbage
 	return nil
 }
 

@@ -19,7 +19,7 @@ func TestFolderAppearsWhole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Write([]byte("{}\n")) //nolint:errcheck
+	s.Write([]byte("{}\n"))
 	if err := s.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -46,21 +46,21 @@ func TestFolderAppearsWhole(t *testing.T) {
 	if _, err := OpenFolder(path, true); !errors.Is(err, ErrNotExport) {
 		t.Fatalf("a folder without a manifest: %v", err)
 	}
-	os.Mkdir(filepath.Join(parent, "empty"), 0o755) //nolint:errcheck
+	os.Mkdir(filepath.Join(parent, "empty"), 0o755)
 	if e, err := OpenFolder(filepath.Join(parent, "empty"), true); err != nil {
 		t.Fatalf("an empty folder: %v", err)
 	} else {
 		e.Abort()
 	}
-	os.Remove(filepath.Join(parent, "empty"))                        //nolint:errcheck
-	os.WriteFile(filepath.Join(path, Manifest), []byte("{}"), 0o644) //nolint:errcheck
+	os.Remove(filepath.Join(parent, "empty"))
+	os.WriteFile(filepath.Join(path, Manifest), []byte("{}"), 0o644)
 	g, err := OpenFolder(path, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s, _ = g.Create("b.ndjson", true)
-	s.Write([]byte("{}\n")) //nolint:errcheck
-	s.Commit()              //nolint:errcheck
+	s.Write([]byte("{}\n"))
+	s.Commit()
 	if err := g.Commit(nil); err != nil {
 		t.Fatal(err)
 	}
@@ -75,17 +75,17 @@ func TestFolderAppearsWhole(t *testing.T) {
 
 	// Abort leaves nothing; a file path is not a folder.
 	h, _ := OpenFolder(filepath.Join(parent, "gone"), false)
-	h.Create("c.ndjson", false) //nolint:errcheck
+	h.Create("c.ndjson", false)
 	h.Abort()
 	others, _ = os.ReadDir(parent)
 	if len(others) != 1 {
 		t.Fatalf("left after Abort: %v", others)
 	}
-	os.WriteFile(filepath.Join(parent, "file"), nil, 0o644) //nolint:errcheck
+	os.WriteFile(filepath.Join(parent, "file"), nil, 0o644)
 	if _, err := OpenFolder(filepath.Join(parent, "file"), true); !errors.Is(err, ErrNotFolder) || err.Error() != "output "+filepath.Join(parent, "file")+" is a file, not a folder: it is never replaced" {
 		t.Fatalf("a file at the path: %v", err)
 	}
-	os.Symlink(path, filepath.Join(parent, "link")) //nolint:errcheck
+	os.Symlink(path, filepath.Join(parent, "link"))
 	if _, err := OpenFolder(filepath.Join(parent, "link"), true); !errors.Is(err, ErrNotFolder) || !strings.Contains(err.Error(), "link is a symbolic link, not a folder") {
 		t.Fatalf("a link at the path: %v", err)
 	}
@@ -105,19 +105,19 @@ func TestFolderStaleRemoved(t *testing.T) {
 	var dead []string
 	for _, name := range []string{".export.0123456789ab.tmp", ".2026-11-30.0123456789ab.tmp"} {
 		d := filepath.Join(parent, name)
-		os.Mkdir(d, 0o755)                                           //nolint:errcheck
-		os.WriteFile(filepath.Join(d, folderLock), nil, 0o600)       //nolint:errcheck
-		os.WriteFile(filepath.Join(d, "Patient.ndjson"), nil, 0o644) //nolint:errcheck
+		os.Mkdir(d, 0o755)
+		os.WriteFile(filepath.Join(d, folderLock), nil, 0o600)
+		os.WriteFile(filepath.Join(d, "Patient.ndjson"), nil, 0o644)
 		dead = append(dead, d)
 	}
 	var kept []string
 	for _, name := range []string{".other.0123456789ab.tmp", ".x.0123456789xy.tmp", ".x.012345.tmp", "x.0123456789ab.tmp"} {
 		d := filepath.Join(parent, name)
-		os.Mkdir(d, 0o755) //nolint:errcheck
+		os.Mkdir(d, 0o755)
 		if name == ".other.0123456789ab.tmp" {
 			continue // no lock file: not a Folder's (or one being renamed)
 		}
-		os.WriteFile(filepath.Join(d, folderLock), nil, 0o600) //nolint:errcheck
+		os.WriteFile(filepath.Join(d, folderLock), nil, 0o600)
 		kept = append(kept, d)
 	}
 	kept = append(kept, filepath.Join(parent, ".other.0123456789ab.tmp"))

@@ -338,11 +338,11 @@ func (s *Sink) discard() {
 		s.gz = nil
 	}
 	if s.file != nil {
-		s.file.Close() //nolint:errcheck // the data is being thrown away
+		s.file.Close() // the data is being thrown away
 		s.file = nil
 	}
 	if s.tmp != "" {
-		os.Remove(s.tmp) //nolint:errcheck // best effort: nothing more to do
+		os.Remove(s.tmp) // best effort: nothing more to do
 		s.tmp = ""
 	}
 	if s.unlock != nil {

@@ -33,7 +33,7 @@ func TestFileAppearsOnlyOnCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Write([]byte("line\n")) //nolint:errcheck
+	s.Write([]byte("line\n"))
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the final path exists before Commit: %v", err)
 	}
@@ -58,7 +58,7 @@ func TestAbortLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Write(bytes.Repeat([]byte("x"), 3<<20)) //nolint:errcheck
+	s.Write(bytes.Repeat([]byte("x"), 3<<20))
 	s.Abort()
 	if got := listDir(t, dir); got != "" {
 		t.Errorf("folder holds %q after Abort", got)
@@ -68,7 +68,7 @@ func TestAbortLeavesNothing(t *testing.T) {
 func TestNoOverwriteWithoutForce(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "out.ndjson")
-	os.WriteFile(path, []byte("old"), 0o644) //nolint:errcheck
+	os.WriteFile(path, []byte("old"), 0o644)
 	if _, err := Open(Options{Path: path}); !errors.Is(err, ErrExists) {
 		t.Fatalf("Open over an existing file: %v, want ErrExists", err)
 	}
@@ -78,8 +78,8 @@ func TestNoOverwriteWithoutForce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(other, []byte("late"), 0o644) //nolint:errcheck
-	s.Write([]byte("new"))                     //nolint:errcheck
+	os.WriteFile(other, []byte("late"), 0o644)
+	s.Write([]byte("new"))
 	if err := s.Commit(); !errors.Is(err, ErrExists) {
 		t.Fatalf("Commit over a file that appeared: %v, want ErrExists", err)
 	}
@@ -94,7 +94,7 @@ func TestNoOverwriteWithoutForce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Write([]byte("new")) //nolint:errcheck
+	s.Write([]byte("new"))
 	if err := s.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestGzip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.Write(want) //nolint:errcheck
+		s.Write(want)
 		if err := s.Commit(); err != nil {
 			t.Fatal(err)
 		}
@@ -129,7 +129,7 @@ func TestGzip(t *testing.T) {
 	// On stdout an aborted gzip stream has no footer: gunzip must see it truncated.
 	var out bytes.Buffer
 	s, _ := Open(Options{Stdout: &out, Gzip: true})
-	s.Write(want) //nolint:errcheck
+	s.Write(want)
 	s.Abort()
 	if zr, err := gzip.NewReader(bytes.NewReader(out.Bytes())); err == nil {
 		if _, err := io.ReadAll(zr); err == nil {
@@ -180,7 +180,7 @@ func TestAbortStopsGzip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.Write(bytes.Repeat([]byte("resource line\n"), 3<<20/14)) //nolint:errcheck // three pgzip blocks
+		s.Write(bytes.Repeat([]byte("resource line\n"), 3<<20/14)) // three pgzip blocks
 		<-dest.entered                                             // pgzip's writer is inside the destination's Write
 		abortDone := make(chan struct{})
 		go func() {
@@ -204,7 +204,7 @@ func TestAbortStopsGzip(t *testing.T) {
 			// An Abort that left pgzip running leaves its goroutine waiting
 			// for ever, which synctest reports as a deadlock: end it so the
 			// failure reads as the errors above.
-			s.gz.Close() //nolint:errcheck
+			s.gz.Close()
 		}
 	})
 }
@@ -219,7 +219,7 @@ func TestLiveTempSurvivesAnotherOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer first.Abort()
-	first.Write([]byte("first\n")) //nolint:errcheck
+	first.Write([]byte("first\n"))
 	second, err := Open(Options{Path: path, Force: true})
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +231,7 @@ func TestLiveTempSurvivesAnotherOpen(t *testing.T) {
 	if err := first.Commit(); err != nil {
 		t.Fatalf("the first writer's Commit: %v", err)
 	}
-	second.Write([]byte("second\n")) //nolint:errcheck
+	second.Write([]byte("second\n"))
 	if err := second.Commit(); err != nil {
 		t.Fatalf("the second writer's Commit: %v", err)
 	}

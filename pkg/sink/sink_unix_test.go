@@ -25,13 +25,13 @@ func TestNotRegularRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	sub := filepath.Join(dir, "sub")
-	os.Mkdir(sub, 0o755) //nolint:errcheck
+	os.Mkdir(sub, 0o755)
 	target := filepath.Join(dir, "target")
-	os.WriteFile(target, []byte("keep"), 0o644) //nolint:errcheck
+	os.WriteFile(target, []byte("keep"), 0o644)
 	link := filepath.Join(dir, "link")
-	os.Symlink(target, link) //nolint:errcheck
+	os.Symlink(target, link)
 	dangling := filepath.Join(dir, "dangling")
-	os.Symlink(filepath.Join(dir, "nowhere"), dangling) //nolint:errcheck
+	os.Symlink(filepath.Join(dir, "nowhere"), dangling)
 	sock := filepath.Join(dir, "sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
@@ -83,7 +83,7 @@ func TestForceCommitRefusesLateFIFO(t *testing.T) {
 	if err := syscall.Mkfifo(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.Write([]byte("new\n")) //nolint:errcheck
+	s.Write([]byte("new\n"))
 	if err := s.Commit(); !errors.Is(err, ErrNotRegular) {
 		t.Fatalf("Commit over a FIFO: %v, want ErrNotRegular", err)
 	}
@@ -101,8 +101,8 @@ func TestForceKeepsModeAndOwner(t *testing.T) {
 	dir := t.TempDir()
 	for _, mode := range []os.FileMode{0o600, 0o640, 0o444, 0o755} {
 		path := filepath.Join(dir, fmt.Sprintf("out-%o", mode))
-		os.WriteFile(path, []byte("old"), 0o600) //nolint:errcheck
-		os.Chmod(path, mode)                     //nolint:errcheck
+		os.WriteFile(path, []byte("old"), 0o600)
+		os.Chmod(path, mode)
 		s, err := openLocal(Options{Path: path, Force: true})
 		if err != nil {
 			t.Fatal(err)
@@ -110,7 +110,7 @@ func TestForceKeepsModeAndOwner(t *testing.T) {
 		if fi, err := os.Stat(s.tmp); err != nil || fi.Mode().Perm() != mode {
 			t.Errorf("%o: the temporary file has mode %o while written", mode, fi.Mode().Perm())
 		}
-		s.Write([]byte("new")) //nolint:errcheck
+		s.Write([]byte("new"))
 		if err := s.Commit(); err != nil {
 			t.Fatal(err)
 		}
@@ -131,8 +131,8 @@ func TestForceKeepsModeAndOwner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(late, []byte("late"), 0o600) //nolint:errcheck
-	os.Chmod(late, 0o600)                     //nolint:errcheck
+	os.WriteFile(late, []byte("late"), 0o600)
+	os.Chmod(late, 0o600)
 	if err := s.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestForceKeepsModeAndOwner(t *testing.T) {
 		return
 	}
 	owned := filepath.Join(dir, "owned")
-	os.WriteFile(owned, []byte("old"), 0o640) //nolint:errcheck
+	os.WriteFile(owned, []byte("old"), 0o640)
 	if err := os.Chown(owned, 4321, 5432); err != nil {
 		t.Fatal(err)
 	}
@@ -179,12 +179,12 @@ func TestStaleTempsRemoved(t *testing.T) {
 		"keep.txt",
 	}
 	for _, name := range append(stale, kept...) {
-		os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o644) //nolint:errcheck
+		os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o644)
 	}
 	// Named as ours but not regular files: never touched (and opening the
 	// FIFO must not hang).
-	os.Mkdir(filepath.Join(dir, ".out.ndjson.aaaaaaaaaaaa.tmp"), 0o755)                            //nolint:errcheck
-	os.Symlink(filepath.Join(dir, "keep.txt"), filepath.Join(dir, ".out.ndjson.bbbbbbbbbbbb.tmp")) //nolint:errcheck
+	os.Mkdir(filepath.Join(dir, ".out.ndjson.aaaaaaaaaaaa.tmp"), 0o755)
+	os.Symlink(filepath.Join(dir, "keep.txt"), filepath.Join(dir, ".out.ndjson.bbbbbbbbbbbb.tmp"))
 	if err := syscall.Mkfifo(filepath.Join(dir, ".out.ndjson.cccccccccccc.tmp"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -204,12 +204,12 @@ func TestStaleTempsRemoved(t *testing.T) {
 			t.Errorf("%s was removed: %v", name, err)
 		}
 	}
-	s.Write([]byte("x\n")) //nolint:errcheck
+	s.Write([]byte("x\n"))
 	if err := s.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	// A run refused (the path is taken) changes nothing in the folder.
-	os.WriteFile(filepath.Join(dir, stale[0]), []byte("x"), 0o644) //nolint:errcheck
+	os.WriteFile(filepath.Join(dir, stale[0]), []byte("x"), 0o644)
 	if _, err := Open(Options{Path: path}); !errors.Is(err, ErrExists) {
 		t.Fatalf("Open over an existing file: %v", err)
 	}
@@ -230,9 +230,9 @@ func TestKilledWriterTempRemoved(t *testing.T) {
 			fmt.Println(err)
 			os.Exit(2)
 		}
-		s.Write([]byte("partial\n")) //nolint:errcheck
+		s.Write([]byte("partial\n"))
 		fmt.Println("ready")
-		io.Copy(io.Discard, os.Stdin) //nolint:errcheck // until killed (or the test is gone)
+		io.Copy(io.Discard, os.Stdin) // until killed (or the test is gone)
 		os.Exit(3)
 	}
 	dir := t.TempDir()
@@ -252,8 +252,8 @@ func TestKilledWriterTempRemoved(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Wait()         //nolint:errcheck
-	defer cmd.Process.Kill() //nolint:errcheck
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if line != "ready\n" {
 		t.Fatalf("the writer said %q, %v", line, err)

@@ -213,7 +213,7 @@ func (h *httpBody) get(off int64) (*http.Response, *request, error) {
 // reused) and ends its request.
 func drain(resp *http.Response, rq *request) {
 	rq.wait()
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) //nolint:errcheck
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	rq.end()
 }

@@ -49,7 +49,7 @@ func (l *reqLog) all() []*http.Request {
 func breakOff(w http.ResponseWriter, data []byte) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	w.WriteHeader(http.StatusOK)
-	w.Write(data[:len(data)/2]) //nolint:errcheck
+	w.Write(data[:len(data)/2])
 	w.(http.Flusher).Flush()
 	if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
 		conn.Close()
@@ -68,7 +68,7 @@ func stall(w http.ResponseWriter, r *http.Request, data []byte) {
 	if from > 0 {
 		w.WriteHeader(http.StatusPartialContent)
 	}
-	w.Write(data[from : from+(len(data)-from)/2]) //nolint:errcheck
+	w.Write(data[from : from+(len(data)-from)/2])
 	w.(http.Flusher).Flush()
 	<-r.Context().Done()
 }
@@ -83,7 +83,7 @@ func serveRange(w http.ResponseWriter, r *http.Request, data []byte) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(data)-from))
 		w.WriteHeader(http.StatusPartialContent)
 	}
-	w.Write(data[from:]) //nolint:errcheck
+	w.Write(data[from:])
 }
 
 // guard bounds a test that would hang without the idle timeout: it fails
@@ -220,7 +220,7 @@ func TestOpenURLSpelling(t *testing.T) {
 			http.Error(w, "signature", http.StatusForbidden)
 			return
 		}
-		io.WriteString(w, v1) //nolint:errcheck
+		io.WriteString(w, v1)
 	}))
 	defer srv.Close()
 	hostport := strings.TrimPrefix(srv.URL, "https://")
@@ -280,7 +280,7 @@ func TestRedirectSendsNoReferer(t *testing.T) {
 	var to reqLog
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		to.add(r)
-		io.WriteString(w, v1) //nolint:errcheck
+		io.WriteString(w, v1)
 	}))
 	defer other.Close()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -407,7 +407,7 @@ func TestIdleBodyGivesUp(t *testing.T) {
 func TestIdleCallerCancels(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(v1)))
-		io.WriteString(w, v1[:10]) //nolint:errcheck
+		io.WriteString(w, v1[:10])
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
 	}))
@@ -487,7 +487,7 @@ func TestIdleBeforeFirstByte(t *testing.T) {
 			<-r.Context().Done()
 			return
 		}
-		io.WriteString(w, v1) //nolint:errcheck
+		io.WriteString(w, v1)
 	}))
 	defer srv.Close()
 	got, err := readAll(t, guard(t), srv.URL+"/x", fast(Options{IdleTimeout: 100 * time.Millisecond, Tries: 10})) // as in TestIdleBodyResumed
@@ -511,7 +511,7 @@ func TestCloseWhileReading(t *testing.T) {
 			stalled := make(chan struct{})
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Length", strconv.Itoa(len(data)))
-				w.Write(data[:len(data)/2]) //nolint:errcheck
+				w.Write(data[:len(data)/2])
 				w.(http.Flusher).Flush()
 				close(stalled)
 				<-r.Context().Done()

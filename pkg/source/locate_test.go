@@ -90,7 +90,7 @@ func TestSchemeOpener(t *testing.T) {
 func TestCheckKinds(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "x.ndjson")
-	os.WriteFile(file, []byte("{}\n"), 0o644) //nolint:errcheck
+	os.WriteFile(file, []byte("{}\n"), 0o644)
 	if err := Check(file, Options{}); err != nil {
 		t.Errorf("a file: %v", err)
 	}

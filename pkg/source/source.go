@@ -155,7 +155,7 @@ func (r *Reader) Close() error {
 	}
 	r.closed = true
 	if r.gz != nil {
-		r.gz.Close() //nolint:errcheck // the raw stream's Close is what matters
+		r.gz.Close() // the raw stream's Close is what matters
 	}
 	// gzip's read-ahead has stopped (its Close waits for it): nothing reads
 	// the buffer any more.

@@ -63,7 +63,7 @@ func TestOpenFileSniffsGzip(t *testing.T) {
 	dir := t.TempDir()
 	// "x.gz" holds plain text: the name does not decide, the bytes do.
 	plain := filepath.Join(dir, "x.gz")
-	os.WriteFile(plain, []byte("plain\n"), 0o644) //nolint:errcheck
+	os.WriteFile(plain, []byte("plain\n"), 0o644)
 	r, err := Open(context.Background(), plain, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +74,7 @@ func TestOpenFileSniffsGzip(t *testing.T) {
 		t.Errorf("read %q, %v; size %d, read %d", got, err, r.Size(), r.BytesRead())
 	}
 	empty := filepath.Join(dir, "empty")
-	os.WriteFile(empty, nil, 0o644) //nolint:errcheck
+	os.WriteFile(empty, nil, 0o644)
 	r, err = Open(context.Background(), empty, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -191,7 +191,7 @@ func appendStoredMeta(b, meta, created []byte) []byte {
 	}
 	// Rare: walk the members and skip the owned ones.
 	extended := false
-	ndjson.Members(meta, func(key, value []byte) bool { //nolint:errcheck // meta is compact jsonb output
+	ndjson.Members(meta, func(key, value []byte) bool { // meta is compact jsonb output
 		for _, k := range metaOwned {
 			if string(key) == k {
 				return true
@@ -219,7 +219,7 @@ func appendStoredMeta(b, meta, created []byte) []byte {
 func appendExtensions(b, arr, created []byte) []byte {
 	b = append(b, '[')
 	n := 0
-	ndjson.Elements(arr, func(item []byte) { //nolint:errcheck // compact jsonb output
+	ndjson.Elements(arr, func(item []byte) { // compact jsonb output
 		if bytes.Contains(item, createdAtItemURL) {
 			return
 		}
@@ -370,7 +370,7 @@ func takeCreatedAt(arr []byte) ([]byte, *time.Time, error) {
 	eerr := ndjson.Elements(arr, func(item []byte) {
 		isCreated := false
 		var value []byte
-		ndjson.Members(item, func(k, v []byte) bool { //nolint:errcheck // not an object: kept as it is
+		ndjson.Members(item, func(k, v []byte) bool { // not an object: kept as it is
 			if text, ok := ndjson.KeyText(k); ok {
 				k = text
 			}

@@ -24,7 +24,7 @@ const typeLockClass = 0x66686972 // "fhir"
 
 func typeLockKey(t string) int32 {
 	h := fnv.New32a()
-	h.Write([]byte(TableName(t))) //nolint:errcheck // a hash does not fail
+	h.Write([]byte(TableName(t))) // a hash does not fail
 	return int32(h.Sum32())
 }
 
@@ -69,7 +69,7 @@ func EnsureShared(ctx context.Context, conn *pgx.Conn) error {
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	defer tx.Rollback(ctx) // a no-op after Commit
 	for _, s := range []string{
 		// CREATE ... IF NOT EXISTS alone still races on the catalogs.
 		`SELECT pg_advisory_xact_lock(` + fmt.Sprint(sharedLockKey) + `)`,
@@ -260,7 +260,7 @@ func EnsureTables(ctx context.Context, conn *pgx.Conn, t string) error {
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	defer tx.Rollback(ctx) // a no-op after Commit
 	if err := LockType(ctx, tx, t); err != nil {
 		return err
 	}
@@ -374,7 +374,7 @@ func (l *Layout) HasTable(ctx context.Context, t string) (bool, error) {
 // Close closes the connection, if one was opened.
 func (l *Layout) Close() {
 	if l.conn != nil {
-		l.conn.Close(context.Background()) //nolint:errcheck
+		l.conn.Close(context.Background())
 		l.conn = nil
 	}
 }
