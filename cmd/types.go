@@ -13,8 +13,14 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
 
+// typesOptions are types' flags.
+type typesOptions struct {
+	json     bool // one JSON array instead of the table
+	estimate bool // the planner's counts instead of counting
+}
+
 func (a *app) typesCmd() *cobra.Command {
-	var asJSON, estimate bool
+	var opts typesOptions
 	c := &cobra.Command{
 		Use:   "types",
 		Short: "List the resource types in the database, with their counts and sizes",
@@ -26,53 +32,56 @@ and its size on disk (indexes and TOAST included).`,
   fhirbulk types --json | jq -r '.[] | select(.count > 0) | .type'`,
 		Args: exactArgs(0, "no arguments"),
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, `print one JSON array of {"type", "count", "bytes"}`)
-	c.Flags().BoolVar(&estimate, "estimate", false, "the planner's row counts instead of counting (-1: never analyzed)")
+	c.Flags().BoolVar(&opts.json, "json", false, `print one JSON array of {"type", "count", "bytes"}`)
+	c.Flags().BoolVar(&opts.estimate, "estimate", false, "the planner's row counts instead of counting (-1: never analyzed)")
 	a.dbFlag(c)
 	c.ValidArgsFunction = cobra.NoFileCompletions
-	c.RunE = a.run(func(ctx context.Context, args []string) error {
-		conn, err := a.connect(ctx)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(context.Background())
-		tx, err := pg.BeginReadOnly(ctx, conn)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback(context.Background()) // read only
-		types, err := store.Inventory(ctx, tx, !estimate)
-		if err != nil {
-			return err
-		}
-		type entry struct {
-			Type  string `json:"type"`
-			Count int64  `json:"count"`
-			Bytes int64  `json:"bytes"`
-		}
-		list := make([]entry, 0, len(types))
-		for _, t := range types {
-			list = append(list, entry{Type: t.Type, Count: t.Count, Bytes: t.Bytes})
-		}
-		if len(list) == 0 && !asJSON {
-			fmt.Fprintf(a.stderr, "types: no resource types (no table in the Aidbox layout) in %s\n", pg.Where(&conn.Config().Config))
-			return nil
-		}
-		if asJSON {
-			out, _ := json.Marshal(list) // plain values
-			_, err := fmt.Fprintln(a.stdout, string(out))
-			return err
-		}
-		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "TYPE\tRESOURCES\tSIZE")
-		for _, e := range list {
-			count := progress.Count(e.Count)
-			if e.Count < 0 {
-				count = "?"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", printable(e.Type), count, progress.Bytes(e.Bytes))
-		}
-		return tw.Flush()
-	})
+	c.RunE = a.run(func(ctx context.Context, _ []string) error { return a.runTypes(ctx, opts) })
 	return c
+}
+
+// runTypes lists the database's resource types.
+func (a *app) runTypes(ctx context.Context, opts typesOptions) error {
+	conn, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	tx, err := pg.BeginReadOnly(ctx, conn)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.Background()) // read only
+	types, err := store.Inventory(ctx, tx, !opts.estimate)
+	if err != nil {
+		return err
+	}
+	type entry struct {
+		Type  string `json:"type"`
+		Count int64  `json:"count"`
+		Bytes int64  `json:"bytes"`
+	}
+	list := make([]entry, 0, len(types))
+	for _, t := range types {
+		list = append(list, entry{Type: t.Type, Count: t.Count, Bytes: t.Bytes})
+	}
+	if len(list) == 0 && !opts.json {
+		fmt.Fprintf(a.stderr, "types: no resource types (no table in the Aidbox layout) in %s\n", pg.Where(&conn.Config().Config))
+		return nil
+	}
+	if opts.json {
+		out, _ := json.Marshal(list) // plain values
+		_, err := fmt.Fprintln(a.stdout, string(out))
+		return err
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TYPE\tRESOURCES\tSIZE")
+	for _, e := range list {
+		count := progress.Count(e.Count)
+		if e.Count < 0 {
+			count = "?"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", printable(e.Type), count, progress.Bytes(e.Bytes))
+	}
+	return tw.Flush()
 }
