@@ -236,6 +236,12 @@ func OpenNoFollow(path string, flag int, perm os.FileMode) (*os.File, error) {
 		}
 		return nil, err
 	}
+	return regularOnly(f, path)
+}
+
+// regularOnly returns f, opened at path, if it is a regular file (a link
+// opened itself, as Windows does, is not); else it closes f and says why.
+func regularOnly(f *os.File, path string) (*os.File, error) {
 	fi, err := f.Stat()
 	switch {
 	case err != nil:

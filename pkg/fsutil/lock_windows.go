@@ -4,7 +4,6 @@ package fsutil
 
 import (
 	"errors"
-	"io/fs"
 	"os"
 	"syscall"
 )
@@ -27,20 +26,7 @@ func openExclusive(path string, create uint32, access uint32) (*os.File, error) 
 	if err != nil {
 		return nil, err
 	}
-	f := os.NewFile(uintptr(h), path)
-	fi, err := f.Stat()
-	switch {
-	case err != nil:
-	case fi.Mode()&fs.ModeSymlink != 0:
-		err = &fs.PathError{Op: "open", Path: path, Err: ErrSymlink}
-	case !fi.Mode().IsRegular():
-		err = &fs.PathError{Op: "open", Path: path, Err: ErrNotRegular}
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
+	return regularOnly(os.NewFile(uintptr(h), path), path)
 }
 
 // LockFile opens (creates) the lock file at path, never through a symbolic
