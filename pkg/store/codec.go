@@ -91,6 +91,30 @@ type Encoder struct {
 	compact []byte // the stored resource, compacted
 	spans   [NumKeys]ndjson.Span
 	created []byte // the ex:createdAt extension item (FHIR)
+	ts, cts instants
+}
+
+// instants remembers the text of the last timestamptz it wrote: the rows
+// of one load share their ts and cts (a load stamps its rows with one
+// now()), so most rows of a dump repeat the row before's, and formatting
+// two instants a row was a tenth of dump's CPU.
+type instants struct {
+	raw  [8]byte
+	text []byte // nil: nothing remembered
+}
+
+// append appends the binary timestamptz f as pg.AppendTimestamptz does.
+func (c *instants) append(b, f []byte) ([]byte, error) {
+	if c.text != nil && len(f) == len(c.raw) && string(f) == string(c.raw[:]) {
+		return append(b, c.text...), nil
+	}
+	start := len(b)
+	b, err := pg.AppendTimestamptz(b, f)
+	if err == nil && len(f) == len(c.raw) {
+		copy(c.raw[:], f)
+		c.text = append(c.text[:0], b[start:]...)
+	}
+	return b, err
 }
 
 // NewEncoder returns the encoder of type typ's rows; fhir says the
@@ -122,7 +146,7 @@ func (e *Encoder) AppendLine(b []byte, r Row) ([]byte, error) {
 	b = append(b, '"')
 	if r.TS != nil {
 		b = append(b, `,"lastUpdated":"`...)
-		if b, err = pg.AppendTimestamptz(b, r.TS); err != nil {
+		if b, err = e.ts.append(b, r.TS); err != nil {
 			return b, err
 		}
 		b = append(b, '"')
@@ -136,7 +160,7 @@ func (e *Encoder) AppendLine(b []byte, r Row) ([]byte, error) {
 		e.created = e.created[:0]
 		if r.CTS != nil {
 			e.created = append(e.created, createdAtItemStart...)
-			if e.created, err = pg.AppendTimestamptz(e.created, r.CTS); err != nil {
+			if e.created, err = e.cts.append(e.created, r.CTS); err != nil {
 				return b, err
 			}
 			e.created = append(e.created, `"}`...)
@@ -145,7 +169,7 @@ func (e *Encoder) AppendLine(b []byte, r Row) ([]byte, error) {
 	default:
 		if r.CTS != nil {
 			b = append(b, `,"createdAt":"`...)
-			if b, err = pg.AppendTimestamptz(b, r.CTS); err != nil {
+			if b, err = e.cts.append(b, r.CTS); err != nil {
 				return b, err
 			}
 			b = append(b, '"')

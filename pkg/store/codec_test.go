@@ -467,3 +467,34 @@ func timeEqual(a, b *time.Time) bool {
 	}
 	return a.Equal(*b)
 }
+
+// One encoder, rows whose instants repeat and change: each line says its
+// own row's (the remembered text of the row before is only a shortcut).
+func TestEncoderInstantsRepeat(t *testing.T) {
+	e := NewEncoder("Patient", false)
+	a, b := mustTime("2024-01-02T03:04:05.123456Z"), mustTime("2025-06-07T08:09:10Z")
+	inf := binary.BigEndian.AppendUint64(nil, math.MaxInt64)
+	for i, c := range []struct {
+		ts, cts []byte
+		want    string
+	}{
+		{tsField(a), tsField(a), `"lastUpdated":"2024-01-02T03:04:05.123456Z","createdAt":"2024-01-02T03:04:05.123456Z"`},
+		{tsField(a), tsField(b), `"lastUpdated":"2024-01-02T03:04:05.123456Z","createdAt":"2025-06-07T08:09:10Z"`},
+		{tsField(b), tsField(b), `"lastUpdated":"2025-06-07T08:09:10Z","createdAt":"2025-06-07T08:09:10Z"`},
+		{inf, nil, `"lastUpdated":"infinity"}`},
+		{tsField(b), tsField(a), `"lastUpdated":"2025-06-07T08:09:10Z","createdAt":"2024-01-02T03:04:05.123456Z"`},
+		{[]byte{1, 2, 3}, nil, ""},
+		{tsField(b), nil, `"lastUpdated":"2025-06-07T08:09:10Z"}`},
+	} {
+		line, err := e.AppendLine(nil, Row{ID: []byte("p"), Txid: 1, TS: c.ts, CTS: c.cts, Resource: []byte(`{}`)})
+		if c.want == "" {
+			if err == nil {
+				t.Errorf("row %d: a 3-byte timestamptz gave no error", i)
+			}
+			continue
+		}
+		if err != nil || !strings.Contains(string(line), c.want) {
+			t.Errorf("row %d: %s, %v; want %s in it", i, line, err, c.want)
+		}
+	}
+}
