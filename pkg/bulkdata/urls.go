@@ -28,7 +28,8 @@ func (e *URLError) Error() string {
 	return "url " + e.URL + ": " + e.Reason
 }
 
-// ResolveURL is what a manifest's url reads: an http(s) URL as it is;
+// ResolveURL is what a manifest's url reads: a URL source.Open reads
+// (http(s), s3) as it is;
 // anything else is a URL reference that names a local file, as RFC 3986
 // resolves it against the manifest's own URL (file:///DIR/manifest.json)
 // and returns it as a path:
@@ -39,7 +40,7 @@ func (e *URLError) Error() string {
 //   - a file: URL in any of its standard forms, file:///PATH, file:/PATH
 //     and file://localhost/PATH, is PATH, percent-decoded.
 //
-// Refused (a *URLError): other schemes (s3://, ftp:), file: URLs of
+// Refused (a *URLError): other schemes (gs://, ftp:), file: URLs of
 // another host or without an absolute path, network-path references
 // (//host/x), and a query or fragment, which no file has (%3F and %23
 // spell ? and # in a name). Unless allowOutside, the file must be inside
@@ -80,7 +81,7 @@ func ResolveURL(raw, dir string, allowOutside bool) (string, error) {
 		}
 		switch scheme := strings.ToLower(u.Scheme); {
 		case scheme == "" && u.Host != "":
-			return "", refuse("a network path (//HOST/...): only http(s) URLs and local paths")
+			return "", refuse("a network path (//HOST/...): only http(s) and s3 URLs and local paths")
 		case scheme == "file":
 			if u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
 				return "", refuse("a file: URL takes an absolute path (file:///PATH)")
@@ -89,7 +90,7 @@ func ResolveURL(raw, dir string, allowOutside bool) (string, error) {
 				return "", refuse("a file: URL of another host")
 			}
 		case scheme != "":
-			return "", refuse("only http(s) URLs and local paths")
+			return "", refuse("only http(s) and s3 URLs and local paths")
 		}
 		if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(raw, "#") {
 			return "", refuse("a local file's url has no query or fragment (write ? as %%3F, # as %%23)")

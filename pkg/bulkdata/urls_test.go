@@ -82,9 +82,9 @@ func TestResolveURL(t *testing.T) {
 		{url: "out/secret.ndjson", allow: true, want: "out/secret.ndjson"},
 		// Not a local file, or not one URL names.
 		{url: "", err: "no url"},
-		{url: "s3://bucket/x.ndjson", err: "only http(s) URLs and local paths"},
-		{url: "ftp:x.ndjson", err: "only http(s) URLs and local paths"},
-		{url: "Patient:1.ndjson", err: "only http(s) URLs and local paths"},
+		{url: "gs://bucket/x.ndjson", err: "only http(s) and s3 URLs and local paths"},
+		{url: "ftp:x.ndjson", err: "only http(s) and s3 URLs and local paths"},
+		{url: "Patient:1.ndjson", err: "only http(s) and s3 URLs and local paths"},
 		{url: "//host/share/x.ndjson", err: "a network path"},
 		{url: "file://host/x.ndjson", err: "a file: URL of another host"},
 		{url: "file://u@localhost/x.ndjson", err: "a file: URL of another host"},

@@ -251,7 +251,7 @@ func TestOpenURLSpelling(t *testing.T) {
 // Other schemes are refused, and no message shows a secret.
 func TestOpenOtherSchemes(t *testing.T) {
 	for spec, want := range map[string]string{
-		"s3://bucket/key?X-Amz-Signature=SIG":                     "s3://bucket/key?…: not supported yet: use a pre-signed https URL",
+		"s3://bucket/key?X-Amz-Signature=SIG":                     "s3://bucket/key?…: a query parameter other than endpoint= and region= (a pre-signed URL is an https:// URL)",
 		" gs://u:PASSWORD@bucket/o?X-Goog-Signature=SIG#frag ":    "gs://bucket/o?…: not supported yet: use a pre-signed https URL",
 		"FTP://u:PASSWORD@host/f":                                 "ftp://host/f: not supported yet: use a pre-signed https URL",
 		"https:u:PASSWORD@host/x?sig=SIG":                         "https:host/x?…: not a URL: want https://HOST/PATH",

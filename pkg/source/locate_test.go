@@ -17,21 +17,21 @@ func TestLocate(t *testing.T) {
 		err  string // for refused
 	}
 	for spec, w := range map[string]want{
-		"-":                          {kind: "stdin"},
-		"Patient.ndjson":             {kind: "file"},
-		"/data/Patient.ndjson.gz":    {kind: "file"},
-		"a:b.ndjson":                 {kind: "file"}, // a scheme-like name without "//" is a path
-		"//data/x.ndjson":            {kind: "file"},
-		"http://host/x":              {kind: "url"},
-		"  HTTPS://host/x?sig=SIG\t": {kind: "url"},
-		"s3://bucket/key?X-Amz-Signature=SIG": {kind: "refused",
-			err: "s3://bucket/key?…: not supported yet: use a pre-signed https URL"},
-		"gs://bucket/o":  {kind: "refused", err: "gs://bucket/o: not supported yet: use a pre-signed https URL"},
-		"azblob://c/o":   {kind: "refused", err: "azblob://c/o: not supported yet: use a pre-signed https URL"},
-		"file:///x":      {kind: "refused", err: "file:///x: not supported yet: use a pre-signed https URL"},
-		"https:host/x":   {kind: "refused", err: "https:host/x: not a URL: want https://HOST/PATH"},
-		"//u:PW@host/x":  {kind: "refused", err: "//host/x: not a URL: no scheme (want https://HOST/PATH)"},
-		"//host/x?sig=S": {kind: "refused", err: "//host/x?…: not a URL: no scheme (want https://HOST/PATH)"},
+		"-":                                 {kind: "stdin"},
+		"Patient.ndjson":                    {kind: "file"},
+		"/data/Patient.ndjson.gz":           {kind: "file"},
+		"a:b.ndjson":                        {kind: "file"}, // a scheme-like name without "//" is a path
+		"//data/x.ndjson":                   {kind: "file"},
+		"http://host/x":                     {kind: "url"},
+		"  HTTPS://host/x?sig=SIG\t":        {kind: "url"},
+		"s3://bucket/key?endpoint=http://h": {kind: "url"},
+		"S3://bucket/key":                   {kind: "url"},
+		"gs://bucket/o":                     {kind: "refused", err: "gs://bucket/o: not supported yet: use a pre-signed https URL"},
+		"azblob://c/o":                      {kind: "refused", err: "azblob://c/o: not supported yet: use a pre-signed https URL"},
+		"file:///x":                         {kind: "refused", err: "file:///x: not supported yet: use a pre-signed https URL"},
+		"https:host/x":                      {kind: "refused", err: "https:host/x: not a URL: want https://HOST/PATH"},
+		"//u:PW@host/x":                     {kind: "refused", err: "//host/x: not a URL: no scheme (want https://HOST/PATH)"},
+		"//host/x?sig=S":                    {kind: "refused", err: "//host/x?…: not a URL: no scheme (want https://HOST/PATH)"},
 	} {
 		loc := locate(spec)
 		var kind string
@@ -68,14 +68,14 @@ func TestLocate(t *testing.T) {
 	}
 }
 
-// schemeOpener knows http(s) only, for now; IsURL follows it.
+// schemeOpener knows http(s) and s3, for now; IsURL follows it.
 func TestSchemeOpener(t *testing.T) {
-	for scheme, want := range map[string]bool{"http": true, "https": true, "s3": false, "gs": false, "azblob": false, "file": false, "": false} {
+	for scheme, want := range map[string]bool{"http": true, "https": true, "s3": true, "gs": false, "azblob": false, "file": false, "": false} {
 		if _, ok := schemeOpener(scheme); ok != want {
 			t.Errorf("schemeOpener(%q) = %v, want %v", scheme, ok, want)
 		}
 	}
-	if !IsURL(" https://h/x ") || IsURL("s3://b/k") || IsURL("x.ndjson") || IsURL("-") {
+	if !IsURL(" https://h/x ") || !IsURL("s3://b/k") || IsURL("gs://b/k") || IsURL("x.ndjson") || IsURL("-") {
 		t.Error("IsURL does not follow schemeOpener")
 	}
 	for spec, want := range map[string]string{"s3://b/k": "s3", "HTTPS://h/x": "https", "a:b": "", "x.ndjson": "", "-": "", "//h/x": ""} {

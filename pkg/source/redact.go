@@ -31,7 +31,7 @@ func cutScheme(s string) (scheme, rest string, ok bool) {
 func isHTTPScheme(scheme string) bool { return scheme == "http" || scheme == "https" }
 
 // IsURL reports whether spec names a source Open reads by URL, of a
-// scheme schemeOpener knows: today "http://" or "https://" in any case,
+// scheme schemeOpener knows: today "http://", "https://" or "s3://" in any case,
 // spaces around it ignored (Open trims them too).
 func IsURL(spec string) bool {
 	return locate(spec).opener != nil

@@ -1,5 +1,5 @@
-// Package source opens what load reads: a file, stdin ("-") or an http(s)
-// URL, gzip or plain (told by its magic bytes, not its name). What a spec
+// Package source opens what load reads: a file, stdin ("-"), an http(s)
+// URL or an s3:// object (s3.go), gzip or plain (told by its magic bytes, not its name). What a spec
 // names is told in one place, locate, and a URL's scheme chooses its
 // opener in one function, schemeOpener (the place for s3, gs, azblob);
 // Open, Check and IsURL all go through them. HTTP sources
@@ -7,7 +7,8 @@
 // Options.IdleTimeout) with backoff (Retry-After is honoured) and resumed
 // with a Range request when the connection drops mid-body, but only where
 // the server gave a validator (a strong ETag or Last-Modified) for If-Range
-// to prove the rest belongs to the same version of the file. Where it cannot
+// to prove the rest belongs to the same version of the file; s3:// objects
+// likewise, with If-Match on their ETag. Where it cannot
 // resume, the read fails with ErrRestart so the caller can start that
 // source over cleanly.
 //
@@ -205,13 +206,15 @@ type opener struct {
 	open func(ctx context.Context, url string, opts Options) (io.ReadCloser, int64, error)
 }
 
-// schemeOpener is the one place a URL scheme is chosen: http(s) today;
-// s3, gs and azblob go here (issue 18). Any other "scheme://" is refused
+// schemeOpener is the one place a URL scheme is chosen: http(s) and s3
+// (s3.go); gs and azblob go here too (issue 18). Any other "scheme://" is refused
 // as not supported.
 func schemeOpener(scheme string) (*opener, bool) {
 	switch scheme {
 	case "http", "https":
 		return &httpOpener, true
+	case "s3":
+		return &s3Opener, true
 	}
 	return nil, false
 }
@@ -314,7 +317,7 @@ func fileError(spec string, err error) error {
 }
 
 // Open opens spec as locate tells it: "-" for stdin, a URL of a scheme
-// schemeOpener reads (http(s) today; any other scheme, "s3://…", "gs://…",
+// schemeOpener reads (http(s) and s3 today; any other scheme, "gs://…",
 // is an error for now), or a file path. Errors name the source redacted.
 func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 	opts.defaults()
