@@ -6,7 +6,8 @@
 #   0. finds the PostgreSQL server (scripts/pg.sh: found or started; none
 #      reachable ends it here, saying why) and psql, and says which
 #      databases the tests make and drop there: one per test script, named
-#      $FHIRBULK_TEST_DB_PREFIX (default fhirbulk_test), _ and 8 hex digits
+#      $FHIRBULK_TEST_DB_PREFIX (default fhirbulk_test), _ and 8 hex digits;
+#      moto_server (Python's moto, for the s3 testscript) must be installed
 #   1. gofmt; go vet for this platform
 #   2. the tests: unit tests beside the code in pkg/ and the end-to-end
 #      testscripts (testdata/script/*.txtar, each against a fresh database of
@@ -93,6 +94,10 @@ t0=$SECONDS
 prefix=$(db_name FHIRBULK_TEST_DB_PREFIX fhirbulk_test 40)
 ensure_pg # psql too: the dump-sql replay test runs it, as a user would
 times+=("PostgreSQL $((SECONDS - t0))s")
+# The S3 testscript (load_s3.txtar) starts moto_server itself; without it
+# that script would fail late, so say it now.
+command -v moto_server >/dev/null ||
+  die "moto_server missing: the s3 tests run against it; install it with: pip install 'moto[server]'"
 export FHIRBULK_TEST_DATABASE_URL=$PG_URL
 say "the tests create and drop databases named ${prefix}_* (FHIRBULK_TEST_DB_PREFIX names another prefix) on $(shown_url "$PG_URL")"
 
