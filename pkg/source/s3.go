@@ -316,6 +316,17 @@ func s3Error(err error, loc s3Location) error {
 	return fetchErrorf("%s", msg)
 }
 
+// blobCause is the error under gocloud.dev/blob's wrapper, whose message
+// ("blob (key \"k\") (code=Unknown): unexpected EOF") would repeat the key.
+func blobCause(err error) error {
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		if errs := u.Unwrap(); len(errs) > 0 && errs[0] != nil {
+			return errs[0]
+		}
+	}
+	return err
+}
+
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
 	return s
@@ -348,7 +359,7 @@ func (b *s3Body) Read(p []byte) (int, error) {
 		if n > 0 {
 			return n, nil // the next Read meets the error again
 		}
-		reason := netMessage(err)
+		reason := netMessage(blobCause(err))
 		if req.timedOut() {
 			reason = "no data for " + shortDuration(b.opts.IdleTimeout)
 		}

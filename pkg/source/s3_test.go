@@ -167,6 +167,24 @@ func TestS3ResumeChanged(t *testing.T) {
 	}
 }
 
+// No ETag: nothing proves the rest is of the same version, so no resume.
+func TestS3NoETag(t *testing.T) {
+	content := bytes.Repeat([]byte("x\n"), 40000)
+	f := &fakeS3{
+		objects: map[string][]byte{"b/k": content},
+		etags:   map[string]string{"b/k": ""},
+		drop:    map[string]bool{"b/k": true},
+	}
+	startFakeS3(t, f)
+	_, _, err := readS3(t, "s3://b/k")
+	if !errors.Is(err, ErrRestart) || err.Error() != "connection dropped and the server cannot resume (unexpected EOF)" {
+		t.Fatalf("err = %v, want ErrRestart", err)
+	}
+	if len(f.log) != 1 {
+		t.Errorf("requests %q", f.log)
+	}
+}
+
 func TestS3Errors(t *testing.T) {
 	startFakeS3(t, &fakeS3{})
 	_, _, err := readS3(t, "s3://b/missing.ndjson")
