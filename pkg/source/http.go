@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -92,26 +91,16 @@ func (r *request) end() {
 // cancels ctx, which ends that wait, and body, req and closed change under
 // mu.
 type httpBody struct {
-	ctx       context.Context // the caller's, ended by Close too
-	stop      context.CancelFunc
-	opts      Options
+	stream
 	url       string
-	mu        sync.Mutex
-	closed    bool
-	body      io.ReadCloser // nil once closed
-	req       *request      // the request body belongs to
-	off       int64         // bytes delivered to the reader
-	size      int64         // full length, -1 if unknown
-	validator string        // a strong ETag or Last-Modified; "" means no resume
-	etag      bool          // validator is an ETag
+	validator string // a strong ETag or Last-Modified; "" means no resume
+	etag      bool   // validator is an ETag
 	rangeOK   bool
-	breaks    int   // responses whose body broke off
-	err       error // sticky: once failed, the body stays failed
 }
 
 func openHTTP(ctx context.Context, spec string, opts Options) (*httpBody, error) {
 	ctx, stop := context.WithCancel(ctx)
-	h := &httpBody{ctx: ctx, stop: stop, opts: opts, url: spec, size: -1}
+	h := &httpBody{stream: stream{ctx: ctx, stop: stop, opts: opts, size: -1}, url: spec}
 	resp, req, err := h.get(0)
 	if err != nil {
 		stop()
@@ -139,11 +128,6 @@ func (h *httpBody) start(resp *http.Response, req *request) {
 
 func (h *httpBody) resumable() bool {
 	return h.rangeOK && h.size >= 0 && h.validator != ""
-}
-
-// noData is the reason given when the idle timer ended a request.
-func (h *httpBody) noData() string {
-	return "no data for " + shortDuration(h.opts.IdleTimeout)
 }
 
 // get requests the body from offset off (0: all of it), retrying what is
@@ -255,44 +239,7 @@ func shortDuration(d time.Duration) string {
 	return s
 }
 
-func (h *httpBody) Read(p []byte) (int, error) {
-	if h.err != nil {
-		return 0, h.err
-	}
-	for {
-		h.mu.Lock()
-		body, req := h.body, h.req
-		h.mu.Unlock()
-		if body == nil {
-			return 0, fetchErrorf("read after close")
-		}
-		req.wait()
-		n, err := body.Read(p)
-		req.done()
-		h.off += int64(n)
-		if err == nil {
-			return n, nil
-		}
-		if err == io.EOF && (h.size < 0 || h.off >= h.size) {
-			return n, io.EOF
-		}
-		if h.ctx.Err() != nil {
-			return n, h.ctx.Err()
-		}
-		if n > 0 {
-			// Deliver what arrived; the next Read meets the error again.
-			return n, nil
-		}
-		reason := netMessage(err)
-		if req.timedOut() {
-			reason = h.noData()
-		}
-		h.setBody(nil, nil)
-		if h.err = h.again(reason); h.err != nil {
-			return 0, h.err
-		}
-	}
-}
+func (h *httpBody) Read(p []byte) (int, error) { return h.read(p, h.again) }
 
 // again replaces a body that broke off for reason, or says why it cannot.
 func (h *httpBody) again(reason string) error {
@@ -341,34 +288,9 @@ func (h *httpBody) sameObject(resp *http.Response) bool {
 	return ok && start == strconv.FormatInt(h.off, 10)
 }
 
-// setBody ends the current body's request, if any, and takes the next one
-// (after Close: ends it too).
-func (h *httpBody) setBody(body io.ReadCloser, req *request) {
-	h.mu.Lock()
-	old, oldReq := h.body, h.req
-	h.body, h.req = body, req
-	closed := h.closed
-	if closed {
-		h.body, h.req = nil, nil
-	}
-	h.mu.Unlock()
-	if old != nil {
-		old.Close()
-		oldReq.end()
-	}
-	if closed && body != nil {
-		body.Close()
-		req.end()
-	}
-}
-
 // Close ends the body; a Read waiting for the network in another goroutine
 // returns.
 func (h *httpBody) Close() error {
-	h.stop()
-	h.mu.Lock()
-	h.closed = true
-	h.mu.Unlock()
-	h.setBody(nil, nil)
+	h.close()
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -169,20 +168,10 @@ func openS3Bucket(ctx context.Context, loc s3Location, opts Options) (*blob.Buck
 // ErrRestart, as an http source's does. Close may come while a Read waits
 // in another goroutine, as for httpBody.
 type s3Body struct {
-	ctx    context.Context // the caller's, ended by Close too
-	stop   context.CancelFunc
-	opts   Options
+	stream
 	bucket *blob.Bucket
 	loc    s3Location
-	mu     sync.Mutex
-	closed bool
-	body   *blob.Reader // nil once closed
-	req    *request     // the request body belongs to
-	off    int64        // bytes delivered to the reader
-	size   int64
 	etag   string // "": no resume
-	breaks int
-	err    error // sticky
 }
 
 func openS3(ctx context.Context, loc s3Location, opts Options) (*s3Body, error) {
@@ -191,7 +180,7 @@ func openS3(ctx context.Context, loc s3Location, opts Options) (*s3Body, error) 
 		return nil, err
 	}
 	ctx, stop := context.WithCancel(ctx)
-	b := &s3Body{ctx: ctx, stop: stop, opts: opts, bucket: bucket, loc: loc, size: -1}
+	b := &s3Body{stream: stream{ctx: ctx, stop: stop, opts: opts, size: -1, cause: blobCause}, bucket: bucket, loc: loc}
 	r, rq, err := b.get(0)
 	if err != nil {
 		stop()
@@ -332,46 +321,7 @@ func firstLine(s string) string {
 	return s
 }
 
-func (b *s3Body) Read(p []byte) (int, error) {
-	if b.err != nil {
-		return 0, b.err
-	}
-	for {
-		b.mu.Lock()
-		body, req := b.body, b.req
-		b.mu.Unlock()
-		if body == nil {
-			return 0, fetchErrorf("read after close")
-		}
-		req.wait()
-		n, err := body.Read(p)
-		req.done()
-		b.off += int64(n)
-		if err == nil {
-			return n, nil
-		}
-		if err == io.EOF && (b.size < 0 || b.off >= b.size) {
-			return n, io.EOF
-		}
-		if b.ctx.Err() != nil {
-			return n, b.ctx.Err()
-		}
-		if n > 0 {
-			return n, nil // the next Read meets the error again
-		}
-		reason := netMessage(blobCause(err))
-		if req.timedOut() {
-			reason = "no data for " + shortDuration(b.opts.IdleTimeout)
-		}
-		b.setBody(nil, nil)
-		if b.size >= 0 && b.off >= b.size {
-			return 0, io.EOF // all of it arrived; only the end broke
-		}
-		if b.err = b.again(reason); b.err != nil {
-			return 0, b.err
-		}
-	}
-}
+func (b *s3Body) Read(p []byte) (int, error) { return b.read(p, b.again) }
 
 // again replaces a body that broke off for reason, or says why it cannot.
 func (b *s3Body) again(reason string) error {
@@ -400,34 +350,9 @@ func (b *s3Body) again(reason string) error {
 	return nil
 }
 
-// setBody ends the current body's request, if any, and takes the next one
-// (after Close: ends it too).
-func (b *s3Body) setBody(body *blob.Reader, req *request) {
-	b.mu.Lock()
-	old, oldReq := b.body, b.req
-	b.body, b.req = body, req
-	closed := b.closed
-	if closed {
-		b.body, b.req = nil, nil
-	}
-	b.mu.Unlock()
-	if old != nil {
-		oldReq.end()
-		old.Close()
-	}
-	if closed && body != nil {
-		req.end()
-		body.Close()
-	}
-}
-
 // Close ends the body; a Read waiting for the store in another goroutine
 // returns.
 func (b *s3Body) Close() error {
-	b.stop()
-	b.mu.Lock()
-	b.closed = true
-	b.mu.Unlock()
-	b.setBody(nil, nil)
+	b.close()
 	return b.bucket.Close()
 }

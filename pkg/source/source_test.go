@@ -26,7 +26,7 @@ func TestRetryAfter(t *testing.T) {
 }
 
 func TestSameObject(t *testing.T) {
-	h := &httpBody{off: 100, size: 200, validator: `"v1"`, etag: true}
+	h := &httpBody{stream: stream{off: 100, size: 200}, validator: `"v1"`, etag: true}
 	for _, c := range []struct {
 		contentRange, etag string
 		want               bool
