@@ -57,7 +57,7 @@ func TestLoadErrorsExistsLine(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := Main(context.Background(), []string{"load", "--check", "--max-errors", "1", "--errors", errs, src},
 		nil, &stdout, &stderr, func(string) string { return "" })
-	if want := "fhirbulk: output " + errs + " already exists\n"; code != exitFailure || stderr.String() != want {
+	if want := "fhirbulk: --errors: output " + errs + " already exists\n"; code != exitFailure || stderr.String() != want {
 		t.Errorf("exit %d, stderr %q, want %q", code, stderr.String(), want)
 	}
 }

@@ -113,7 +113,7 @@ func (a *app) runLoad(ctx context.Context, lo loadOptions, args []string) error 
 	if lo.errorsPath != "" {
 		var err error
 		if errs, err = sink.Open(sink.Options{Path: lo.errorsPath}); err != nil {
-			return err
+			return fmt.Errorf("--errors: %w", err)
 		}
 		defer errs.Abort()
 	}
