@@ -252,10 +252,10 @@ func TestOpenURLSpelling(t *testing.T) {
 func TestOpenOtherSchemes(t *testing.T) {
 	for spec, want := range map[string]string{
 		"s3://bucket/key?X-Amz-Signature=SIG":                     "s3://bucket/key?…: a query parameter other than endpoint= and region= (a pre-signed URL is an https:// URL)",
-		" gs://u:PASSWORD@bucket/o?X-Goog-Signature=SIG#frag ":    "gs://bucket/o?…: not supported yet: use a pre-signed https URL",
+		" gs://u:PASSWORD@bucket/o?X-Goog-Signature=SIG#frag ":    "gs://bucket/o?…: no user or password in a bucket URL: credentials come from the environment (GOOGLE_APPLICATION_CREDENTIALS)",
 		"FTP://u:PASSWORD@host/f":                                 "ftp://host/f: not supported yet: use a pre-signed https URL",
 		"https:u:PASSWORD@host/x?sig=SIG":                         "https:host/x?…: not a URL: want https://HOST/PATH",
-		"file://u:PASSWORD@/x?sig=SIG":                            "file:///x?…: not supported yet: use a pre-signed https URL",
+		"file://u:PASSWORD@/x?sig=SIG":                            "file:///x?…: a file URL takes no user, query string or #: want file:///PATH",
 		"Abc+1.x-y://u:PASSWORD@h/%zz?sig=SIG":                    "abc+1.x-y://h/%zz?…: not supported yet: use a pre-signed https URL",
 		"./no/such/file.ndjson":                                   "./no/such/file.ndjson: no such file or directory",
 		"  https://u:PASSWORD@127.0.0.1:0/x?X-Amz-Signature=SIG ": "",

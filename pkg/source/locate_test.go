@@ -26,9 +26,10 @@ func TestLocate(t *testing.T) {
 		"  HTTPS://host/x?sig=SIG\t":        {kind: "url"},
 		"s3://bucket/key?endpoint=http://h": {kind: "url"},
 		"S3://bucket/key":                   {kind: "url"},
-		"gs://bucket/o":                     {kind: "refused", err: "gs://bucket/o: not supported yet: use a pre-signed https URL"},
-		"azblob://c/o":                      {kind: "refused", err: "azblob://c/o: not supported yet: use a pre-signed https URL"},
-		"file:///x":                         {kind: "refused", err: "file:///x: not supported yet: use a pre-signed https URL"},
+		"gs://bucket/o":                     {kind: "url"},
+		"azblob://c/o":                      {kind: "url"},
+		"file:///x":                         {kind: "file"},
+		"file://host/x":                     {kind: "refused", err: "file://host/x: a file URL on another host: want file:///PATH"},
 		"https:host/x":                      {kind: "refused", err: "https:host/x: not a URL: want https://HOST/PATH"},
 		"//u:PW@host/x":                     {kind: "refused", err: "//host/x: not a URL: no scheme (want https://HOST/PATH)"},
 		"//host/x?sig=S":                    {kind: "refused", err: "//host/x?…: not a URL: no scheme (want https://HOST/PATH)"},
@@ -68,14 +69,14 @@ func TestLocate(t *testing.T) {
 	}
 }
 
-// schemeOpener knows http(s) and s3, for now; IsURL follows it.
+// schemeOpener knows http(s) and the object stores; IsURL follows it.
 func TestSchemeOpener(t *testing.T) {
-	for scheme, want := range map[string]bool{"http": true, "https": true, "s3": true, "gs": false, "azblob": false, "file": false, "": false} {
+	for scheme, want := range map[string]bool{"http": true, "https": true, "s3": true, "gs": true, "azblob": true, "file": false, "": false} {
 		if _, ok := schemeOpener(scheme); ok != want {
 			t.Errorf("schemeOpener(%q) = %v, want %v", scheme, ok, want)
 		}
 	}
-	if !IsURL(" https://h/x ") || !IsURL("s3://b/k") || IsURL("gs://b/k") || IsURL("x.ndjson") || IsURL("-") {
+	if !IsURL(" https://h/x ") || !IsURL("s3://b/k") || !IsURL("gs://b/k") || IsURL("file:///x") || IsURL("x.ndjson") || IsURL("-") {
 		t.Error("IsURL does not follow schemeOpener")
 	}
 	for spec, want := range map[string]string{"s3://b/k": "s3", "HTTPS://h/x": "https", "a:b": "", "x.ndjson": "", "-": "", "//h/x": ""} {

@@ -93,7 +93,7 @@ func TestRedactText(t *testing.T) {
 func TestIsURL(t *testing.T) {
 	for spec, want := range map[string]bool{
 		"http://h/x": true, "https://h/x": true, "HTTPS://h/x": true, "HtTp://h/x": true, " https://h/x ": true,
-		"s3://b/k": true, "gs://b/k": false, "https:h/x": false, "./https://h": false, "file.ndjson": false, "-": false, "": false,
+		"s3://b/k": true, "gs://b/k": true, "file:///x": false, "https:h/x": false, "./https://h": false, "file.ndjson": false, "-": false, "": false,
 	} {
 		if got := IsURL(spec); got != want {
 			t.Errorf("IsURL(%q) = %v", spec, got)

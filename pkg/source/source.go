@@ -193,6 +193,7 @@ type location struct {
 	stdin  bool
 	url    string  // the URL, trimmed, when opener is set
 	opener *opener // nil: stdin, a file, or refused
+	path   string  // the local file: spec, or a file:// URL's path
 	err    error   // refused, and why (an *Error)
 }
 
@@ -206,15 +207,15 @@ type opener struct {
 	open func(ctx context.Context, url string, opts Options) (io.ReadCloser, int64, error)
 }
 
-// schemeOpener is the one place a URL scheme is chosen: http(s) and s3
-// (s3.go); gs and azblob go here too (issue 18). Any other "scheme://" is refused
-// as not supported.
+// schemeOpener is the one place a URL scheme is chosen: http(s), and the
+// object stores s3, gs and azblob (object.go); file:// is a local path
+// (locate). Any other "scheme://" is refused as not supported.
 func schemeOpener(scheme string) (*opener, bool) {
 	switch scheme {
 	case "http", "https":
 		return &httpOpener, true
-	case "s3":
-		return &s3Opener, true
+	case "s3", "gs", "azblob":
+		return &objectOpener, true
 	}
 	return nil, false
 }
@@ -250,6 +251,12 @@ func locate(spec string) location {
 	trimmed := strings.TrimSpace(spec)
 	scheme, rest, hasScheme := cutScheme(trimmed)
 	switch {
+	case hasScheme && scheme == "file" && strings.HasPrefix(rest, "//"):
+		p, err := FilePath(trimmed)
+		if err != nil {
+			return location{err: &Error{Source: Redact(trimmed), Err: err}}
+		}
+		return location{path: p}
 	case hasScheme && strings.HasPrefix(rest, "//"):
 		if o, ok := schemeOpener(scheme); ok {
 			return location{url: trimmed, opener: o}
@@ -261,7 +268,25 @@ func locate(spec string) location {
 		// Not a path anyone means: a URL that lost its scheme.
 		return location{err: &Error{Source: Redact(trimmed), Err: errors.New("not a URL: no scheme (want https://HOST/PATH)")}}
 	}
-	return location{}
+	return location{path: spec}
+}
+
+// FilePath is the local path a file:// URL names: file:///PATH or
+// file://localhost/PATH, percent-escapes decoded. A file URL is a path
+// wherever a path is taken (sources and outputs).
+func FilePath(raw string) (string, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	switch {
+	case err != nil || !strings.EqualFold(u.Scheme, "file"):
+		return "", errors.New("not a URL: want file:///PATH")
+	case u.Host != "" && !strings.EqualFold(u.Host, "localhost"):
+		return "", errors.New("a file URL on another host: want file:///PATH")
+	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return "", errors.New("a file URL takes no user, query string or #: want file:///PATH")
+	case u.Path == "" || u.Path == "/":
+		return "", errors.New("no path: want file:///PATH")
+	}
+	return u.Path, nil
 }
 
 // Check tells, without reading it, whether Open could open spec: "-"
@@ -285,7 +310,7 @@ func Check(spec string, opts Options) error {
 		}
 		return nil
 	}
-	st, err := os.Stat(spec)
+	st, err := os.Stat(loc.path)
 	switch {
 	case err != nil:
 		return fileError(spec, err)
@@ -293,13 +318,13 @@ func Check(spec string, opts Options) error {
 		return &Error{Source: Redact(spec), Err: errors.New("is a folder")}
 	case !st.Mode().IsRegular():
 		// A FIFO, a device: not opened (see checkReadable).
-		if err := checkReadable(spec); err != nil {
+		if err := checkReadable(loc.path); err != nil {
 			return &Error{Source: Redact(spec), Err: err}
 		}
 		return nil
 	}
 	// Opened, not read: a load of 20,000 small files checks them all.
-	f, err := os.Open(spec)
+	f, err := os.Open(loc.path)
 	if err != nil {
 		return fileError(spec, err)
 	}
@@ -317,8 +342,8 @@ func fileError(spec string, err error) error {
 }
 
 // Open opens spec as locate tells it: "-" for stdin, a URL of a scheme
-// schemeOpener reads (http(s) and s3 today; any other scheme, "gs://…",
-// is an error for now), or a file path. Errors name the source redacted.
+// schemeOpener reads (http(s), s3, gs, azblob; file:// is a path; any
+// other scheme is an error), or a file path. Errors name the source redacted.
 func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 	opts.defaults()
 	var (
@@ -348,7 +373,7 @@ func Open(ctx context.Context, spec string, opts Options) (*Reader, error) {
 		}
 		raw, closer, size = rc, rc, n
 	default:
-		f, err := OpenLocal(ctx, spec)
+		f, err := OpenLocal(ctx, loc.path)
 		if err != nil {
 			if isContextErr(err) {
 				return nil, err
