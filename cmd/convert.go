@@ -67,7 +67,7 @@ func (a *app) runConvert(ctx context.Context, opts convertOptions, args []string
 		return err
 	}
 	start := time.Now()
-	s, err := out.open(a)
+	s, err := out.open(ctx, a)
 	if err != nil {
 		return err
 	}

@@ -18,22 +18,29 @@ import (
 
 // outputFlags are the flags of every command that writes an export.
 type outputFlags struct {
-	path  string
-	gzip  bool
-	force bool
+	path   string
+	gzip   bool
+	force  bool
+	upload uploadFlags
 }
 
 func (o *outputFlags) register(c *cobra.Command) {
-	c.Flags().StringVarP(&o.path, "output", "o", "", "write to `PATH` (made atomically: complete or absent; .gz implies --gzip)")
+	c.Flags().StringVarP(&o.path, "output", "o", "", "write to `PATH` or s3://, gs://, azblob://BUCKET/KEY (made atomically: complete or absent; .gz implies --gzip)")
 	c.Flags().BoolVar(&o.gzip, "gzip", false, "gzip the output")
-	c.Flags().BoolVar(&o.force, "force", false, "replace an existing --output file (a regular file only)")
+	c.Flags().BoolVar(&o.force, "force", false, "replace an existing --output file (a regular file only) or object")
+	o.upload.register(c)
 }
 
-func (o *outputFlags) open(a *app) (sink.Destination, error) {
+// open opens the output; ctx's end aborts an upload to a bucket.
+func (o *outputFlags) open(ctx context.Context, a *app) (sink.Destination, error) {
 	if err := refuseCompressedTerminal(o, a.stdout, progress.IsTerminal); err != nil {
 		return nil, err
 	}
-	return sink.Open(sink.Options{Path: o.path, Gzip: o.gzip, Force: o.force, Stdout: a.stdout})
+	up, err := o.upload.upload()
+	if err != nil {
+		return nil, err
+	}
+	return sink.Open(sink.Options{Path: o.path, Gzip: o.gzip, Force: o.force, Stdout: a.stdout, Context: ctx, Upload: up})
 }
 
 // export opens the output (first: a taken -o path fails before any query)
@@ -42,7 +49,7 @@ func (o *outputFlags) open(a *app) (sink.Destination, error) {
 // a summary line when it wrote a file.
 func (a *app) export(ctx context.Context, out *outputFlags, what string, write func(conn *pgx.Conn, w *countingWriter) (int64, error)) error {
 	start := time.Now()
-	s, err := out.open(a)
+	s, err := out.open(ctx, a)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/fhirbulk/fhirbulk/pkg/bucket"
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/dump"
 	"github.com/fhirbulk/fhirbulk/pkg/export"
@@ -32,6 +33,7 @@ type exportOptions struct {
 	since, until, sinceManifest string
 	split                       sizeValue
 	force                       bool
+	upload                      uploadFlags
 }
 
 func (a *app) exportCmd() *cobra.Command {
@@ -73,6 +75,8 @@ refuses; grant it pg_read_all_stats to spare the wait.`,
 	f.StringVar(&opts.sinceManifest, "since-manifest", "", "go on from the export whose manifest is `FILE` (its watermark)")
 	f.BoolVar(&opts.force, "force", false, "replace an existing DIR that holds an earlier export, once the new one is complete")
 	f.BoolVar(&o.ForceSince, "force-since", false, "go on from --since-manifest even if made on another database, of other types, or its watermark is in the future")
+	f.DurationVar(&o.SignURLs, "sign-urls", 0, "in an export to a bucket, make the manifest's urls pre-signed https URLs valid for `DURATION` (e.g. 24h), for another server's $import")
+	opts.upload.register(c)
 	f.DurationVar(&o.Wait, "wait", time.Minute, "wait up to `DURATION` for a table another session locked, and (a role without pg_read_all_stats) for other roles' open transactions")
 	a.dbFlag(c)
 	c.ValidArgsFunction = completeDirs
@@ -103,11 +107,22 @@ func (a *app) runExport(ctx context.Context, opts exportOptions, dir, request st
 	if opts.split > 0 && opts.split < minSplitSize {
 		return usagef("--split-size: %s is less than %s, the least (a size takes a unit: 500MB, 1GiB)", opts.split.String(), ndjson.FormatSize(minSplitSize))
 	}
+	var err error
 	o.SplitSize = int64(opts.split)
+	if o.Upload, err = opts.upload.upload(); err != nil {
+		return err
+	}
+	switch {
+	case o.SignURLs < 0:
+		return usagef("--sign-urls: must not be negative")
+	case o.SignURLs > 0 && !bucket.Is(dir):
+		return usagef("--sign-urls: %s is not in a bucket (s3://, gs://, azblob://): only objects in a bucket get signed URLs", dir)
+	case o.SignURLs > 7*24*time.Hour:
+		return usagef("--sign-urls: %s is more than 7 days, the longest an S3 signature lasts", o.SignURLs)
+	}
 	if opts.since != "" && opts.sinceManifest != "" {
 		return usagef("give --since or --since-manifest, not both")
 	}
-	var err error
 	if opts.since != "" {
 		t, err := dump.ParseSince(opts.since)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
+	"github.com/fhirbulk/fhirbulk/pkg/sink"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
@@ -42,6 +43,30 @@ func (r *readFlags) sourceOptions(a *app) source.Options {
 		idle = -1 // source.Options: negative is no bound
 	}
 	return source.Options{Stdin: a.stdin, IdleTimeout: idle}
+}
+
+// uploadFlags tune the uploads to a bucket of every command that writes
+// one (an output URL, an export to a prefix, load --errors).
+type uploadFlags struct {
+	partSize    sizeValue
+	concurrency int
+}
+
+func (u *uploadFlags) register(c *cobra.Command) {
+	u.partSize = sink.DefaultPartSize
+	c.Flags().Var(&u.partSize, "part-size", "upload to a bucket in parts of `SIZE` (5MiB to 5GiB; memory: part-size x part-concurrency per file)")
+	c.Flags().IntVar(&u.concurrency, "part-concurrency", sink.DefaultConcurrency, "upload `N` parts of a file at once")
+}
+
+// upload checks the values and gives them to a sink.
+func (u *uploadFlags) upload() (sink.Upload, error) {
+	switch {
+	case u.partSize < sink.MinPartSize || u.partSize > 5<<30:
+		return sink.Upload{}, usagef("--part-size: %s is not between 5 MiB and 5 GiB (S3's bounds for a part)", u.partSize.String())
+	case u.concurrency < 1 || u.concurrency > 64:
+		return sink.Upload{}, usagef("--part-concurrency: %d is not between 1 and 64", u.concurrency)
+	}
+	return sink.Upload{PartSize: int(u.partSize), Concurrency: u.concurrency}, nil
 }
 
 // sizeValue is a flag holding a byte count, given as 1048576, 512KiB,

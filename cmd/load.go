@@ -112,7 +112,7 @@ func (a *app) runLoad(ctx context.Context, lo loadOptions, args []string) error 
 	var errs sink.Destination
 	if lo.errorsPath != "" {
 		var err error
-		if errs, err = sink.Open(sink.Options{Path: lo.errorsPath}); err != nil {
+		if errs, err = sink.Open(sink.Options{Path: lo.errorsPath, Context: ctx}); err != nil {
 			return fmt.Errorf("--errors: %w", err)
 		}
 		defer errs.Abort()

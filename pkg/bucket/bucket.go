@@ -225,7 +225,10 @@ func Open(ctx context.Context, l Location, opts Options) (*blob.Bucket, error) {
 		// gocloud's own opener, configured from azureblob's documented
 		// variables on first use.
 		b, err := blob.DefaultURLMux().OpenBucketURL(ctx, &url.URL{Scheme: azureblob.Scheme, Host: l.Bucket})
-		if err != nil {
+		switch {
+		case err != nil && strings.Contains(err.Error(), "AccountName is required"):
+			return nil, &Error{msg: "no Azure storage account: set AZURE_STORAGE_ACCOUNT (with AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN), or AZURE_STORAGE_CONNECTION_STRING"}
+		case err != nil:
 			return nil, &Error{msg: "Azure configuration: " + firstLine(err.Error())}
 		}
 		return b, nil

@@ -58,6 +58,13 @@ type Options struct {
 	ForceSince bool
 	Request    string // the command, without secrets, for the manifest
 	Version    string // fhirbulk's, for the manifest
+	// Upload tunes the uploads of an export to a bucket (part size and
+	// concurrency: the memory each file being written may take).
+	Upload sink.Upload
+	// SignURLs, when not zero, makes the manifest's urls pre-signed https
+	// URLs valid that long (requiresAccessToken false), so that another
+	// server's $import can read them; the folder must be in a bucket.
+	SignURLs time.Duration
 	// FromPath is where From was read, recorded as the new manifest's
 	// extension's Follows.
 	FromPath string
@@ -92,9 +99,14 @@ func (e *NoTableError) Unwrap() error { return e.Err }
 // its manifest, which is also dir/manifest.json.
 func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.Manifest, error) {
 	o.Parallel = max(o.Parallel, 1)
-	folder, err := sink.OpenFolder(dir, force)
+	folder, err := sink.OpenFolder(dir, sink.FolderOptions{Force: force, Context: ctx, Upload: o.Upload})
 	if err != nil {
 		return nil, err
+	}
+	signer, _ := folder.(sink.Signer)
+	if o.SignURLs > 0 && signer == nil {
+		folder.Abort()
+		return nil, &SignError{Err: fmt.Errorf("%s is not in a bucket: only objects in a bucket get signed URLs", folder.Path())}
 	}
 	committed := false
 	defer func() {
@@ -166,6 +178,11 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 		return nil, err
 	}
 	m := e.manifest(snap, id)
+	if o.SignURLs > 0 {
+		if err := signURLs(m, signer, o.SignURLs); err != nil {
+			return nil, err
+		}
+	}
 	data, err := m.Marshal()
 	if err != nil {
 		return nil, err
@@ -176,6 +193,28 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 	committed = true
 	e.report(true)
 	return m, nil
+}
+
+// SignError is a manifest whose urls cannot be signed.
+type SignError struct{ Err error }
+
+func (e *SignError) Error() string { return e.Err.Error() }
+func (e *SignError) Unwrap() error { return e.Err }
+
+// signURLs replaces each file's url (a name in the folder) with a
+// pre-signed URL valid for ttl.
+func signURLs(m *bulkdata.Manifest, s sink.Signer, ttl time.Duration) error {
+	for _, list := range [][]bulkdata.File{m.Output, m.Deleted, m.Error} {
+		for i := range list {
+			u, err := s.SignedURL(list[i].URL, ttl)
+			if err != nil {
+				return &SignError{Err: err}
+			}
+			list[i].URL = u
+		}
+	}
+	m.RequiresAccessToken = false
+	return nil
 }
 
 // selectTypes lists the types to export: those asked for (each must have a

@@ -18,7 +18,7 @@ import (
 func TestOutputSplitsAtLines(t *testing.T) {
 	for _, split := range []int64{0, 1, 25, 100, 1000} {
 		dir := filepath.Join(t.TempDir(), "out")
-		folder, err := sink.OpenFolder(dir, false)
+		folder, err := sink.OpenFolder(dir, sink.FolderOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -36,7 +36,7 @@ var destKinds = []destKind{
 		return d, func() error { return nil }, p
 	}},
 	{"folder file", func(t *testing.T, dir string) (Destination, func() error, string) {
-		f, err := OpenFolder(filepath.Join(dir, "export"), false)
+		f, err := OpenFolder(filepath.Join(dir, "export"), FolderOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,7 +126,7 @@ func TestDestinationContract(t *testing.T) {
 func TestFolderContract(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "export")
-	f, err := OpenFolder(path, false)
+	f, err := OpenFolder(path, FolderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestFolderContract(t *testing.T) {
 		t.Error("Commit after Abort succeeded")
 	}
 
-	f, _ = OpenFolder(path, false)
+	f, _ = OpenFolder(path, FolderOptions{})
 	d, _ = f.Create("Patient.ndjson", false)
 	d.Write([]byte("p\n"))
 	d.Commit()
@@ -170,7 +170,7 @@ func TestFolderContract(t *testing.T) {
 func TestFolderCommitRefusesLateFolder(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "export")
-	f, err := OpenFolder(path, false)
+	f, err := OpenFolder(path, FolderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,10 +211,10 @@ func TestForceRules(t *testing.T) {
 	home := filepath.Join(dir, "home")
 	os.Mkdir(home, 0o755)
 	os.WriteFile(filepath.Join(home, "notes.txt"), nil, 0o644)
-	if _, err := OpenFolder(home, false); !errors.As(err, &ee) || err.Error() != "output "+home+" already exists" {
+	if _, err := OpenFolder(home, FolderOptions{}); !errors.As(err, &ee) || err.Error() != "output "+home+" already exists" {
 		t.Errorf("OpenFolder over a folder: %v", err)
 	}
-	_, err = OpenFolder(home, true)
+	_, err = OpenFolder(home, FolderOptions{Force: true})
 	if !errors.Is(err, ErrNotExport) || err.Error() != "output "+home+" is not an earlier export (no manifest.json), and not empty" {
 		t.Errorf("forced OpenFolder over a home folder: %v", err)
 	}
@@ -225,7 +225,7 @@ func TestForceRules(t *testing.T) {
 			os.WriteFile(filepath.Join(p, Manifest), []byte("{}"), 0o644)
 			os.WriteFile(filepath.Join(p, "Old.ndjson"), nil, 0o644)
 		}
-		f, err := OpenFolder(p, true)
+		f, err := OpenFolder(p, FolderOptions{Force: true})
 		if err != nil {
 			t.Fatalf("forced OpenFolder over %s: %v", name, err)
 		}
@@ -238,23 +238,41 @@ func TestForceRules(t *testing.T) {
 	}
 }
 
-// A URL target is refused by both constructors, its query string (a
-// signature) not shown, and nothing is created locally.
-func TestURLTargetsNotSupported(t *testing.T) {
+// A URL target of a scheme that is not written to, or a bucket URL that
+// does not parse, is refused by both constructors, its query string (a
+// signature) not shown, and nothing is created locally; a file:// URL is
+// its path.
+func TestURLTargets(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
-	for _, target := range []string{"s3://bucket/p.ndjson?X-Amz-Signature=secret", "GS://bucket/x", "azblob://c/x"} {
-		_, err := Open(Options{Path: target})
-		if !errors.Is(err, ErrNotSupported) || strings.Contains(err.Error(), "secret") {
-			t.Errorf("Open(%s): %v", target, err)
-		}
-		_, err = OpenFolder(target, false)
-		if !errors.Is(err, ErrNotSupported) || strings.Contains(err.Error(), "secret") {
-			t.Errorf("OpenFolder(%s): %v", target, err)
+	for target, want := range map[string]string{
+		"ftp://h/p.ndjson?sig=secret":                 "output ftp://h/p.ndjson?…: not supported: give a local path, - for stdout, or an s3://, gs:// or azblob:// URL",
+		"s3://bucket/p.ndjson?X-Amz-Signature=secret": "output s3://bucket/p.ndjson?…: a query parameter other than endpoint= and region= (a pre-signed URL is an https:// URL)",
+		"gs://b:1/x":           "output gs://b:1/x: a bucket name has no port (an emulator's address goes in STORAGE_EMULATOR_HOST)",
+		"file://host/x?secret": "output file://host/x?…: a file URL on another host: want file:///PATH",
+	} {
+		for _, open := range []func() error{
+			func() error { _, err := Open(Options{Path: target}); return err },
+			func() error { _, err := OpenFolder(target, FolderOptions{}); return err },
+		} {
+			if err := open(); err == nil || err.Error() != want {
+				t.Errorf("%s: %v\nwant %s", target, err, want)
+			}
 		}
 	}
 	if got := listDir(t, dir); got != "" {
 		t.Errorf("created %q", got)
+	}
+	d, err := Open(Options{Path: "file://" + filepath.Join(dir, "f.ndjson")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Write([]byte("x\n"))
+	if err := d.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := listDir(t, dir); got != "f.ndjson" {
+		t.Errorf("file:// made %q", got)
 	}
 	// "-" and "" are stdout.
 	var buf bytes.Buffer

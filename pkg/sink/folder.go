@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/fhirbulk/fhirbulk/pkg/bucket"
 	"github.com/fhirbulk/fhirbulk/pkg/fsutil"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
@@ -75,16 +76,32 @@ var ErrNotExport = errors.New("not an earlier export (no manifest.json), and not
 const Manifest = "manifest.json"
 
 // OpenFolder prepares a new folder at path, chosen by its form as Open
-// chooses: a URL ("scheme://…") is refused with ErrNotSupported for now;
+// chooses: a bucket URL is a prefix (bucketfolder.go), a file:// URL its
+// path, any other URL ("scheme://…") is refused with ErrNotSupported;
 // anything else is a local folder. An existing path is refused unless
-// force, and then it must be a folder that is empty or holds a Manifest
+// o.Force, and then it must be a folder that is empty or holds a Manifest
 // (it is replaced by Commit, only once the new one is complete). The
 // parent folder must exist.
-func OpenFolder(path string, force bool) (Folder, error) {
+func OpenFolder(path string, o FolderOptions) (Folder, error) {
 	if source.URLScheme(path) != "" {
-		return nil, notSupported(path)
+		switch {
+		case bucket.Is(path):
+			f, err := openBucketFolder(path, o)
+			if err != nil {
+				return nil, err
+			}
+			return f, nil
+		case source.URLScheme(path) == "file":
+			p, err := source.FilePath(path)
+			if err != nil {
+				return nil, fmt.Errorf("output %s: %w", source.Redact(path), err)
+			}
+			path = p
+		default:
+			return nil, notSupported(path)
+		}
 	}
-	f, err := openLocalFolder(path, force)
+	f, err := openLocalFolder(path, o.Force)
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,7 @@ import (
 func TestFolderAppearsWhole(t *testing.T) {
 	parent := t.TempDir()
 	path := filepath.Join(parent, "export")
-	f, err := OpenFolder(path, false)
+	f, err := OpenFolder(path, FolderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,21 +40,21 @@ func TestFolderAppearsWhole(t *testing.T) {
 
 	// An existing folder: refused without force; with it, replaced whole,
 	// but only an earlier export (a manifest.json) or an empty folder.
-	if _, err := OpenFolder(path, false); !errors.Is(err, ErrExists) {
+	if _, err := OpenFolder(path, FolderOptions{}); !errors.Is(err, ErrExists) {
 		t.Fatalf("existing folder: %v", err)
 	}
-	if _, err := OpenFolder(path, true); !errors.Is(err, ErrNotExport) {
+	if _, err := OpenFolder(path, FolderOptions{Force: true}); !errors.Is(err, ErrNotExport) {
 		t.Fatalf("a folder without a manifest: %v", err)
 	}
 	os.Mkdir(filepath.Join(parent, "empty"), 0o755)
-	if e, err := OpenFolder(filepath.Join(parent, "empty"), true); err != nil {
+	if e, err := OpenFolder(filepath.Join(parent, "empty"), FolderOptions{Force: true}); err != nil {
 		t.Fatalf("an empty folder: %v", err)
 	} else {
 		e.Abort()
 	}
 	os.Remove(filepath.Join(parent, "empty"))
 	os.WriteFile(filepath.Join(path, Manifest), []byte("{}"), 0o644)
-	g, err := OpenFolder(path, true)
+	g, err := OpenFolder(path, FolderOptions{Force: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestFolderAppearsWhole(t *testing.T) {
 	}
 
 	// Abort leaves nothing; a file path is not a folder.
-	h, _ := OpenFolder(filepath.Join(parent, "gone"), false)
+	h, _ := OpenFolder(filepath.Join(parent, "gone"), FolderOptions{})
 	h.Create("c.ndjson", false)
 	h.Abort()
 	others, _ = os.ReadDir(parent)
@@ -82,11 +82,11 @@ func TestFolderAppearsWhole(t *testing.T) {
 		t.Fatalf("left after Abort: %v", others)
 	}
 	os.WriteFile(filepath.Join(parent, "file"), nil, 0o644)
-	if _, err := OpenFolder(filepath.Join(parent, "file"), true); !errors.Is(err, ErrNotFolder) || err.Error() != "output "+filepath.Join(parent, "file")+" is a file, not a folder: it is never replaced" {
+	if _, err := OpenFolder(filepath.Join(parent, "file"), FolderOptions{Force: true}); !errors.Is(err, ErrNotFolder) || err.Error() != "output "+filepath.Join(parent, "file")+" is a file, not a folder: it is never replaced" {
 		t.Fatalf("a file at the path: %v", err)
 	}
 	os.Symlink(path, filepath.Join(parent, "link"))
-	if _, err := OpenFolder(filepath.Join(parent, "link"), true); !errors.Is(err, ErrNotFolder) || !strings.Contains(err.Error(), "link is a symbolic link, not a folder") {
+	if _, err := OpenFolder(filepath.Join(parent, "link"), FolderOptions{Force: true}); !errors.Is(err, ErrNotFolder) || !strings.Contains(err.Error(), "link is a symbolic link, not a folder") {
 		t.Fatalf("a link at the path: %v", err)
 	}
 }
@@ -121,7 +121,7 @@ func TestFolderStaleRemoved(t *testing.T) {
 		kept = append(kept, d)
 	}
 	kept = append(kept, filepath.Join(parent, ".other.0123456789ab.tmp"))
-	other, err := OpenFolder(filepath.Join(parent, "2026-12-01"), false)
+	other, err := OpenFolder(filepath.Join(parent, "2026-12-01"), FolderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ package sink
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/klauspost/pgzip"
 
+	"github.com/fhirbulk/fhirbulk/pkg/bucket"
 	"github.com/fhirbulk/fhirbulk/pkg/fsutil"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
@@ -37,10 +39,14 @@ const bufSize = 256 << 10
 
 // Options says where the data goes.
 type Options struct {
-	Path   string    // "" or "-" means Stdout
+	Path   string    // "" or "-" means Stdout; a bucket URL, an object (object.go)
 	Gzip   bool      // compress; implied by a Path ending in ".gz"
 	Force  bool      // replace an existing Path (a regular file only)
 	Stdout io.Writer // used when Path is empty
+	// Context, for an object in a bucket: cancelling it aborts the upload
+	// (nil: never cancelled).
+	Context context.Context
+	Upload  Upload // for an object in a bucket
 }
 
 // ErrExists is what an *ExistsError is (errors.Is): the output is there
@@ -61,8 +67,8 @@ func (e *ExistsError) Is(target error) bool { return target == ErrExists }
 var ErrNotRegular = fsutil.ErrNotRegular
 
 // ErrNotSupported is returned (wrapped) for a target that is a URL
-// ("scheme://…"): no scheme is written to yet.
-var ErrNotSupported = errors.New("not supported yet: give a local path, or - for stdout")
+// ("scheme://…") of a scheme not written to: not a bucket's, not file://.
+var ErrNotSupported = errors.New("not supported: give a local path, - for stdout, or an s3://, gs:// or azblob:// URL")
 
 // Destination is where an export goes: written to, then either committed
 // (made visible, complete) or aborted (nothing of it is left, or, on a
@@ -83,6 +89,7 @@ type Sink struct {
 	gz     *pgzip.Writer
 	gate   *gate // between gz and the destination
 	file   *os.File
+	obj    *objectWriter // an object in a bucket, instead of file
 	tmp    string
 	unlock func() // releases the temporary file's lock
 	path   string
@@ -95,11 +102,23 @@ type Sink struct {
 
 // Open opens the destination opts.Path names, chosen by its form as
 // s5cmd's storage.NewClient chooses by scheme: "" or "-" is opts.Stdout, a
-// URL ("scheme://…") is refused with ErrNotSupported for now, anything
-// else is a local file (see openLocal).
+// bucket URL an object (openObject), a file:// URL its path, any other URL
+// ("scheme://…") is refused with ErrNotSupported, anything else is a local
+// file (see openLocal).
 func Open(opts Options) (Destination, error) {
 	if opts.Path != "" && opts.Path != "-" && source.URLScheme(opts.Path) != "" {
-		return nil, notSupported(opts.Path)
+		switch {
+		case bucket.Is(opts.Path):
+			return openObject(opts)
+		case source.URLScheme(opts.Path) == "file":
+			p, err := source.FilePath(opts.Path)
+			if err != nil {
+				return nil, fmt.Errorf("output %s: %w", source.Redact(opts.Path), err)
+			}
+			opts.Path = p
+		default:
+			return nil, notSupported(opts.Path)
+		}
 	}
 	s, err := openLocal(opts)
 	if err != nil {
@@ -219,6 +238,16 @@ func (s *Sink) Commit() error {
 			err = cerr
 		}
 	}
+	if s.obj != nil {
+		if err == nil {
+			err = s.obj.commit()
+		}
+		if err == nil {
+			s.obj = nil
+		}
+		s.discard()
+		return err
+	}
 	if s.file == nil {
 		s.discard()
 		return err
@@ -336,6 +365,10 @@ func (s *Sink) discard() {
 		s.gate.shut.Store(true)
 		s.gz.Reset(io.Discard)
 		s.gz = nil
+	}
+	if s.obj != nil {
+		s.obj.abort()
+		s.obj = nil
 	}
 	if s.file != nil {
 		s.file.Close() // the data is being thrown away

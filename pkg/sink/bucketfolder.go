@@ -1,0 +1,367 @@
+package sink
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"gocloud.dev/blob"
+
+	"github.com/fhirbulk/fhirbulk/pkg/bucket"
+	"github.com/fhirbulk/fhirbulk/pkg/source"
+)
+
+// A folder in a bucket (a prefix: s3://BUCKET/PREFIX/) cannot be renamed
+// into place, so it is published by its manifest instead: a reader that
+// waits for PREFIX/manifest.json never sees half an export.
+//
+//  1. OpenFolder writes a marker, PREFIX/.fhirbulk-export (who writes,
+//     since when), only if absent: two exports to one prefix cannot both
+//     run, and the marker a killed run leaves tells the next what the
+//     objects beside it are.
+//  2. Each data object is uploaded whole (a multipart upload, completed by
+//     its Commit).
+//  3. Commit writes manifest.json last (only if absent, unless force), then
+//     removes the marker.
+//  4. Abort (a failure, Ctrl-C) aborts the uploads in flight and deletes
+//     what was written, the marker last.
+//
+// With force an earlier export at the prefix is replaced: its manifest is
+// deleted first (it must not list objects being overwritten), and its
+// objects that the new export does not write are deleted before the new
+// manifest is written. A failed forced export leaves no export there.
+
+// Marker is the name of the object that says an export is being written
+// at a prefix (or was, by a run that was killed).
+const Marker = ".fhirbulk-export"
+
+// marker is what the Marker object holds.
+type marker struct {
+	Started string `json:"started"`
+	Host    string `json:"host"`
+	PID     int    `json:"pid"`
+}
+
+// FolderOptions says how a folder is written.
+type FolderOptions struct {
+	// Force replaces an earlier export (or a folder or prefix that is
+	// empty), only once the new one is complete where the store allows it
+	// (a local folder; see bucketfolder.go for a prefix).
+	Force bool
+	// Context, for a prefix in a bucket: cancelling it aborts the uploads.
+	Context context.Context
+	Upload  Upload // for a prefix in a bucket
+}
+
+// ErrUnfinished is returned (wrapped) by OpenFolder for a prefix where an
+// export is being written, or was by a run that was killed.
+var ErrUnfinished = errors.New("holds an unfinished export")
+
+// Signer is a Folder that can make pre-signed URLs of its objects.
+type Signer interface {
+	// SignedURL is a URL that reads the object name (of Create) without
+	// credentials until ttl has passed.
+	SignedURL(name string, ttl time.Duration) (string, error)
+}
+
+var (
+	_ Folder = (*bucketFolder)(nil)
+	_ Signer = (*bucketFolder)(nil)
+)
+
+type bucketFolder struct {
+	ctx   context.Context
+	b     *blob.Bucket
+	loc   bucket.Location // the prefix: Key is "" or ends in "/"
+	force bool
+	up    Upload
+	close func() // closes b, when the folder opened it
+
+	mu      sync.Mutex
+	written []string // keys uploads were started for, to delete on Abort
+	done    bool
+}
+
+// openBucketFolder opens the prefix raw names.
+func openBucketFolder(raw string, o FolderOptions) (*bucketFolder, error) {
+	loc, err := bucket.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("output %s: %w", source.Redact(raw), err)
+	}
+	loc.Key = loc.Dir()
+	ctx := o.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	b, err := bucket.Open(ctx, loc, bucket.Options{})
+	if err != nil {
+		return nil, outputError(loc, err)
+	}
+	f, err := newBucketFolder(ctx, b, loc, o)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	f.close = func() { b.Close() }
+	return f, nil
+}
+
+// newBucketFolder starts an export at the prefix loc of b: checks what is
+// there, and claims the prefix with the marker.
+func newBucketFolder(ctx context.Context, b *blob.Bucket, loc bucket.Location, o FolderOptions) (*bucketFolder, error) {
+	f := &bucketFolder{ctx: ctx, b: b, loc: loc, force: o.Force, up: o.Upload}
+	state, err := f.look()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case state.marker != nil && !o.Force:
+		m := state.marker
+		return nil, fmt.Errorf("output %s %w (started %s on %s, process %d): --force deletes it and writes a new one", loc, ErrUnfinished, m.Started, m.Host, m.PID)
+	case state.manifest && !o.Force, state.objects && !o.Force:
+		return nil, &ExistsError{Path: loc.String()}
+	case state.objects && !state.manifest && state.marker == nil:
+		return nil, fmt.Errorf("output %s is %w", loc, ErrNotExport)
+	}
+	host, _ := os.Hostname()
+	data, _ := json.Marshal(marker{Started: time.Now().UTC().Format(time.RFC3339), Host: host, PID: os.Getpid()})
+	if err := f.put(Marker, data, !o.Force); err != nil {
+		if errors.Is(err, ErrExists) {
+			return nil, fmt.Errorf("output %s %w: another export started writing it just now", loc, ErrUnfinished)
+		}
+		return nil, err
+	}
+	if state.marker != nil {
+		abortUploads(ctx, b, loc) // a killed run's parts
+	}
+	if state.manifest {
+		// The earlier export stops being one before its objects are
+		// overwritten.
+		if err := f.delete(Manifest); err != nil {
+			f.delete(Marker)
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// prefixState is what is at a prefix before an export is written there.
+type prefixState struct {
+	manifest bool    // PREFIX/manifest.json
+	marker   *marker // PREFIX/.fhirbulk-export, read
+	objects  bool    // any other object under the prefix
+}
+
+func (f *bucketFolder) look() (prefixState, error) {
+	var st prefixState
+	it := f.b.List(&blob.ListOptions{Prefix: f.loc.Key})
+	for n := 0; n < 1000; n++ {
+		obj, err := it.Next(f.ctx)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return st, fmt.Errorf("output %s: %w", f.loc, bucket.Describe(err, bucket.OpList, f.loc))
+		}
+		switch obj.Key {
+		case f.loc.Key + Manifest:
+			st.manifest = true
+		case f.loc.Key + Marker:
+			st.marker = &marker{Started: "?", Host: "?"}
+			if data, err := f.b.ReadAll(f.ctx, obj.Key); err == nil {
+				json.Unmarshal(data, st.marker) // unreadable: the question marks say so
+			}
+		default:
+			st.objects = true
+		}
+	}
+	return st, nil
+}
+
+func (f *bucketFolder) closeBucket() {
+	if f.close != nil {
+		f.close()
+		f.close = nil
+	}
+}
+
+// abortUploads aborts the multipart uploads a killed run left under the
+// prefix loc (S3 keeps their parts, and bills them, until aborted; GCS
+// and Azure drop uncommitted uploads by themselves within a week).
+func abortUploads(ctx context.Context, b *blob.Bucket, loc bucket.Location) {
+	var c *s3.Client
+	if !b.As(&c) {
+		return
+	}
+	out, err := c.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(loc.Bucket), Prefix: aws.String(loc.Key)})
+	if err != nil {
+		return // best effort: the store's lifecycle rules are the backstop
+	}
+	for _, u := range out.Uploads {
+		c.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(loc.Bucket), Key: u.Key, UploadId: u.UploadId})
+	}
+}
+
+// Path is the prefix's URL.
+func (f *bucketFolder) Path() string { return f.loc.String() }
+
+// Create starts the upload of the object name under the prefix.
+func (f *bucketFolder) Create(name string, gzip bool) (Destination, error) {
+	if err := checkName(f.Path(), name); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	if f.done {
+		f.mu.Unlock()
+		return nil, errors.New("folder already closed")
+	}
+	f.written = append(f.written, f.loc.Key+name)
+	f.mu.Unlock()
+	loc := f.loc.Child(name)
+	o, err := startUpload(f.ctx, f.b, loc, gzip, true, f.up)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sink{obj: o, path: loc.String(), opts: Options{Gzip: gzip}}
+	if err := s.layer(o); err != nil {
+		s.discard()
+		return nil, err
+	}
+	return s, nil
+}
+
+// checkName refuses a name that is not a plain file name of a folder.
+func checkName(folder, name string) error {
+	switch {
+	case name == Manifest:
+		return fmt.Errorf("output %s: bad file name %q (the manifest is written by Commit)", folder, name)
+	case name == "" || name == Marker || name == folderLock || name == "." || name == ".." || containsSlash(name):
+		return fmt.Errorf("output %s: bad file name %q", folder, name)
+	}
+	return nil
+}
+
+func containsSlash(s string) bool {
+	return slices.Contains([]byte(s), '/') || slices.Contains([]byte(s), '\\')
+}
+
+// Commit deletes what an earlier export left that this one did not write
+// (force), writes the manifest, last, and removes the marker.
+func (f *bucketFolder) Commit(manifest []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.done {
+		return errors.New("folder already closed")
+	}
+	f.done = true
+	defer f.closeBucket()
+	if f.force {
+		if err := f.deleteStrays(); err != nil {
+			f.abort()
+			return err
+		}
+	}
+	if manifest != nil {
+		if err := f.put(Manifest, manifest, !f.force); err != nil {
+			f.abort()
+			return err
+		}
+	}
+	// The export is complete: a marker that cannot be deleted now only
+	// makes the next export to this prefix ask for --force.
+	f.delete(Marker)
+	return nil
+}
+
+// deleteStrays deletes the objects under the prefix that this export did
+// not write: an earlier export's (with force).
+func (f *bucketFolder) deleteStrays() error {
+	it := f.b.List(&blob.ListOptions{Prefix: f.loc.Key})
+	for {
+		obj, err := it.Next(f.ctx)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("output %s: %w", f.loc, bucket.Describe(err, bucket.OpList, f.loc))
+		}
+		if obj.IsDir || obj.Key == f.loc.Key+Marker || slices.Contains(f.written, obj.Key) {
+			continue
+		}
+		if err := f.delete(obj.Key[len(f.loc.Key):]); err != nil {
+			return err
+		}
+	}
+}
+
+// Abort aborts the uploads in flight (their Sinks) and deletes every
+// object this export wrote, the marker last.
+func (f *bucketFolder) Abort() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.done {
+		return
+	}
+	f.done = true
+	defer f.closeBucket()
+	f.abort()
+}
+
+func (f *bucketFolder) abort() {
+	// Not f.ctx: it may be the cancelled context the export stopped for.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.ctx), time.Minute)
+	defer cancel()
+	failed := false
+	for _, key := range f.written {
+		if err := f.b.Delete(ctx, key); err != nil && !bucket.IsNotFound(err) {
+			failed = true
+		}
+	}
+	if !failed {
+		// Kept when anything else was: it names the leftovers to the next
+		// run.
+		f.b.Delete(ctx, f.loc.Key+Marker)
+	}
+}
+
+// put writes data as the object name under the prefix, only if absent
+// when ifNotExist.
+func (f *bucketFolder) put(name string, data []byte, ifNotExist bool) error {
+	loc := f.loc.Child(name)
+	w, err := startUpload(f.ctx, f.b, loc, false, !ifNotExist, f.up)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(data); err != nil {
+		w.abort()
+		return err
+	}
+	return w.commit()
+}
+
+// delete deletes the object name under the prefix (gone already is fine).
+func (f *bucketFolder) delete(name string) error {
+	loc := f.loc.Child(name)
+	if err := f.b.Delete(f.ctx, loc.Key); err != nil && !bucket.IsNotFound(err) {
+		return fmt.Errorf("output %s: %w", loc, bucket.Describe(err, bucket.OpDelete, loc))
+	}
+	return nil
+}
+
+// SignedURL is a pre-signed GET URL of the object name, valid for ttl.
+func (f *bucketFolder) SignedURL(name string, ttl time.Duration) (string, error) {
+	loc := f.loc.Child(name)
+	u, err := f.b.SignedURL(f.ctx, loc.Key, &blob.SignedURLOptions{Expiry: ttl, Method: "GET"})
+	if err != nil {
+		return "", fmt.Errorf("sign a URL of %s: %w", loc, bucket.Describe(err, bucket.OpRead, loc))
+	}
+	return u, nil
+}

@@ -1,0 +1,244 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+
+	"gocloud.dev/blob"
+	"gocloud.dev/blob/memblob"
+
+	"github.com/fhirbulk/fhirbulk/pkg/bucket"
+)
+
+// keys lists every object in b, sorted.
+func keys(t *testing.T, b *blob.Bucket) []string {
+	t.Helper()
+	var out []string
+	it := b.List(nil)
+	for {
+		obj, err := it.Next(context.Background())
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, obj.Key)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func prefix(key string) bucket.Location {
+	return bucket.Location{Scheme: "s3", Bucket: "b", Key: key}
+}
+
+// writeFile writes data as name in f and commits it.
+func writeFile(t *testing.T, f Folder, name, data string) {
+	t.Helper()
+	d, err := f.Create(name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(d, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An export to a prefix: the marker while it is written, the manifest
+// last, the marker gone after; a second export without force is refused.
+func TestBucketFolderPublish(t *testing.T) {
+	ctx := context.Background()
+	b := memblob.OpenBucket(nil)
+	f, err := newBucketFolder(ctx, b, prefix("exp/"), FolderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(t, b); !slices.Equal(got, []string{"exp/" + Marker}) {
+		t.Errorf("after open: %q", got)
+	}
+	writeFile(t, f, "Patient.ndjson", "{}\n")
+	if ok, _ := b.Exists(ctx, "exp/manifest.json"); ok {
+		t.Error("manifest before Commit")
+	}
+	if err := f.Commit([]byte(`{"output":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(t, b); !slices.Equal(got, []string{"exp/Patient.ndjson", "exp/manifest.json"}) {
+		t.Errorf("after commit: %q", got)
+	}
+	if _, err := newBucketFolder(ctx, b, prefix("exp/"), FolderOptions{}); !errors.Is(err, ErrExists) || err.Error() != "output s3://b/exp/ already exists" {
+		t.Errorf("second export: %v", err)
+	}
+	// Another prefix that merely shares the name's start is not in the way.
+	if g, err := newBucketFolder(ctx, b, prefix("ex/"), FolderOptions{}); err != nil {
+		t.Errorf("export to ex/: %v", err)
+	} else {
+		g.Abort()
+	}
+}
+
+// A failed export deletes what it wrote, the marker too: nothing is left.
+func TestBucketFolderAbort(t *testing.T) {
+	ctx := context.Background()
+	b := memblob.OpenBucket(nil)
+	f, err := newBucketFolder(ctx, b, prefix("exp/"), FolderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, f, "Patient.ndjson", "{}\n")
+	d, _ := f.Create("Observation.ndjson", false)
+	d.Write([]byte("{}\n"))
+	d.Abort() // an upload in flight
+	f.Abort()
+	if got := keys(t, b); len(got) != 0 {
+		t.Errorf("left %q", got)
+	}
+}
+
+// A killed run leaves its marker and objects: the next export names them
+// and does not start; with force it replaces them, deleting the strays.
+func TestBucketFolderLeftovers(t *testing.T) {
+	ctx := context.Background()
+	b := memblob.OpenBucket(nil)
+	b.WriteAll(ctx, "exp/"+Marker, []byte(`{"started":"2026-12-03T10:00:00Z","host":"h1","pid":42}`), nil)
+	b.WriteAll(ctx, "exp/Old.ndjson", []byte("{}\n"), nil)
+	_, err := newBucketFolder(ctx, b, prefix("exp/"), FolderOptions{})
+	want := "output s3://b/exp/ holds an unfinished export (started 2026-12-03T10:00:00Z on h1, process 42): --force deletes it and writes a new one"
+	if !errors.Is(err, ErrUnfinished) || err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+	f, err := newBucketFolder(ctx, b, prefix("exp/"), FolderOptions{Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, f, "Patient.ndjson", "{}\n")
+	if err := f.Commit([]byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(t, b); !slices.Equal(got, []string{"exp/Patient.ndjson", "exp/manifest.json"}) {
+		t.Errorf("after forced export: %q", got)
+	}
+}
+
+// Force over an earlier export: its manifest goes first (it must not list
+// objects being overwritten), its strays at Commit. Objects that are not
+// an export are never replaced.
+func TestBucketFolderForce(t *testing.T) {
+	ctx := context.Background()
+	b := memblob.OpenBucket(nil)
+	b.WriteAll(ctx, "exp/manifest.json", []byte("{}"), nil)
+	b.WriteAll(ctx, "exp/Old.ndjson", []byte("{}\n"), nil)
+	b.WriteAll(ctx, "exp/Patient.ndjson", []byte("old\n"), nil)
+	f, err := newBucketFolder(ctx, b, prefix("exp/"), FolderOptions{Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := b.Exists(ctx, "exp/manifest.json"); ok {
+		t.Error("the old manifest is still there while the new export is written")
+	}
+	writeFile(t, f, "Patient.ndjson", "new\n")
+	if err := f.Commit([]byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(t, b); !slices.Equal(got, []string{"exp/Patient.ndjson", "exp/manifest.json"}) {
+		t.Errorf("after forced export: %q", got)
+	}
+	if data, _ := b.ReadAll(ctx, "exp/Patient.ndjson"); string(data) != "new\n" {
+		t.Errorf("Patient.ndjson = %q", data)
+	}
+	b.WriteAll(ctx, "home/notes.txt", []byte("mine"), nil)
+	if _, err := newBucketFolder(ctx, b, prefix("home/"), FolderOptions{Force: true}); !errors.Is(err, ErrNotExport) {
+		t.Errorf("forced over a prefix that is not an export: %v", err)
+	}
+	if _, err := newBucketFolder(ctx, b, prefix("home/"), FolderOptions{}); !errors.Is(err, ErrExists) {
+		t.Errorf("over a prefix that is not an export: %v", err)
+	}
+}
+
+// The manifest is written only if absent: an export that finds one
+// written meanwhile (a second writer without force) fails and leaves the
+// other's in place.
+func TestBucketFolderManifestRace(t *testing.T) {
+	ctx := context.Background()
+	b := memblob.OpenBucket(nil)
+	f, err := newBucketFolder(ctx, b, prefix("exp/"), FolderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, f, "Patient.ndjson", "{}\n")
+	b.WriteAll(ctx, "exp/manifest.json", []byte("theirs"), nil)
+	if err := f.Commit([]byte("ours")); !errors.Is(err, ErrExists) {
+		t.Fatalf("Commit: %v", err)
+	}
+	if data, _ := b.ReadAll(ctx, "exp/manifest.json"); string(data) != "theirs" {
+		t.Errorf("manifest = %q", data)
+	}
+	if got := keys(t, b); !slices.Equal(got, []string{"exp/manifest.json"}) {
+		t.Errorf("left %q", got)
+	}
+}
+
+// Names that are not a plain file's are refused.
+func TestBucketFolderNames(t *testing.T) {
+	b := memblob.OpenBucket(nil)
+	f, err := newBucketFolder(context.Background(), b, prefix(""), FolderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Abort()
+	for _, name := range []string{"", Manifest, Marker, "a/b", "..", `a\b`} {
+		if _, err := f.Create(name, false); err == nil || !strings.Contains(err.Error(), "bad file name") {
+			t.Errorf("Create(%q): %v", name, err)
+		}
+	}
+}
+
+// An object output: nothing appears until Commit; Abort leaves nothing;
+// a conditional write refuses an object that appeared meanwhile.
+func TestObjectUpload(t *testing.T) {
+	ctx := context.Background()
+	b := memblob.OpenBucket(nil)
+	loc := prefix("out/Patient.ndjson")
+	start := func(force bool) *Sink {
+		o, err := startUpload(ctx, b, loc, false, force, Upload{PartSize: MinPartSize, Concurrency: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &Sink{obj: o, path: loc.String()}
+		if err := s.layer(o); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := start(false)
+	s.Write([]byte("{}\n"))
+	if ok, _ := b.Exists(ctx, loc.Key); ok {
+		t.Error("object visible before Commit")
+	}
+	s.Abort()
+	if got := keys(t, b); len(got) != 0 {
+		t.Errorf("Abort left %q", got)
+	}
+	s = start(false)
+	s.Write([]byte("{}\n"))
+	b.WriteAll(ctx, loc.Key, []byte("theirs"), nil)
+	if err := s.Commit(); !errors.Is(err, ErrExists) || err.Error() != "output s3://b/out/Patient.ndjson already exists" {
+		t.Errorf("Commit over an object that appeared: %v", err)
+	}
+	s = start(true)
+	s.Write([]byte("ours\n"))
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := b.ReadAll(ctx, loc.Key); string(data) != "ours\n" {
+		t.Errorf("object = %q", data)
+	}
+}
