@@ -43,9 +43,9 @@ func TestList(t *testing.T) {
 		}
 	}
 	for prefix, want := range map[string][]Entry{
-		"exp/": {{Name: "Condition.ndjson", Dir: true}, {Name: "Patient.ndjson", Size: 3}, {Name: "deleted.Patient.ndjson.gz", Size: 3}, {Name: "sub", Dir: true}},
-		"exp":  {{Name: "Condition.ndjson", Dir: true}, {Name: "Patient.ndjson", Size: 3}, {Name: "deleted.Patient.ndjson.gz", Size: 3}, {Name: "sub", Dir: true}},
-		"":     {{Name: "exp", Dir: true}, {Name: "exp2", Dir: true}, {Name: "top.ndjson", Size: 3}},
+		"exp/":  {{Name: "Condition.ndjson", Dir: true}, {Name: "Patient.ndjson", Size: 3}, {Name: "deleted.Patient.ndjson.gz", Size: 3}, {Name: "sub", Dir: true}},
+		"exp":   {{Name: "Condition.ndjson", Dir: true}, {Name: "Patient.ndjson", Size: 3}, {Name: "deleted.Patient.ndjson.gz", Size: 3}, {Name: "sub", Dir: true}},
+		"":      {{Name: "exp", Dir: true}, {Name: "exp2", Dir: true}, {Name: "top.ndjson", Size: 3}},
 		"none/": nil,
 	} {
 		got, err := List(ctx, b, Location{Scheme: "s3", Bucket: "b", Key: prefix})
