@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
 
+	"github.com/fhirbulk/fhirbulk/pkg/bucket"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
@@ -29,10 +31,11 @@ func (e *URLError) Error() string {
 }
 
 // ResolveURL is what a manifest's url reads: a URL source.Open reads
-// (http(s), s3) as it is;
-// anything else is a URL reference that names a local file, as RFC 3986
-// resolves it against the manifest's own URL (file:///DIR/manifest.json)
-// and returns it as a path:
+// (http(s), s3, gs, azblob) as it is; anything else is a URL reference,
+// resolved as RFC 3986 resolves it against the manifest's own URL.
+//
+// A manifest in a local folder (dir a path: file:///DIR/manifest.json)
+// names a local file, returned as a path:
 //
 //   - a relative reference (Patient.ndjson, ./data/a%20b.ndjson, ../x) is
 //     resolved against dir (absolute), percent-decoded;
@@ -40,13 +43,21 @@ func (e *URLError) Error() string {
 //   - a file: URL in any of its standard forms, file:///PATH, file:/PATH
 //     and file://localhost/PATH, is PATH, percent-decoded.
 //
-// Refused (a *URLError): other schemes (gs://, ftp:), file: URLs of
-// another host or without an absolute path, network-path references
-// (//host/x), and a query or fragment, which no file has (%3F and %23
-// spell ? and # in a name). Unless allowOutside, the file must be inside
-// dir once ".." and the symbolic links of the path (those that exist) are
-// resolved: a manifest, which may come from anywhere, cannot make its
-// reader read a file it was not shipped with.
+// A manifest in a bucket (dir a bucket URL of a prefix, s3://B/export/,
+// its endpoint= and region= included) names an object of that bucket: a
+// relative reference is resolved against the prefix, an absolute path
+// (/x.ndjson) against the bucket's root, each returned as a bucket URL
+// with the prefix's endpoint= and region=; a file: URL is a local file,
+// which is outside its folder.
+//
+// Refused (a *URLError): other schemes (ftp:), file: URLs of another host
+// or without an absolute path, network-path references (//host/x), and a
+// query or fragment, which no file has (%3F and %23 spell ? and # in a
+// name). Unless allowOutside, the file must be inside dir once ".." and
+// (locally) the symbolic links of the path (those that exist) are
+// resolved, and an object inside the prefix once ".." is: a manifest,
+// which may come from anywhere, cannot make its reader read a file it was
+// not shipped with.
 func ResolveURL(raw, dir string, allowOutside bool) (string, error) {
 	if raw == "" {
 		return "", &URLError{Reason: "no url"}
@@ -58,8 +69,17 @@ func ResolveURL(raw, dir string, allowOutside bool) (string, error) {
 	refuse := func(format string, args ...any) error {
 		return &URLError{URL: shown, Reason: fmt.Sprintf(format, args...)}
 	}
+	var base *bucket.Location
+	if bucket.Is(dir) {
+		l, err := bucket.Parse(dir)
+		if err != nil {
+			return "", fmt.Errorf("the manifest's folder %s: %w", source.Redact(dir), err)
+		}
+		l.Key = l.Dir()
+		base = &l
+	}
 	var path string
-	if runtime.GOOS == "windows" && filepath.VolumeName(raw) != "" {
+	if base == nil && runtime.GOOS == "windows" && filepath.VolumeName(raw) != "" {
 		path = raw // C:\data\x.ndjson: a path, not a URL of scheme "c"
 	} else {
 		u, err := url.Parse(raw)
@@ -81,7 +101,7 @@ func ResolveURL(raw, dir string, allowOutside bool) (string, error) {
 		}
 		switch scheme := strings.ToLower(u.Scheme); {
 		case scheme == "" && u.Host != "":
-			return "", refuse("a network path (//HOST/...): only http(s) and s3 URLs and local paths")
+			return "", refuse("a network path (//HOST/...): only http(s), s3, gs and azblob URLs and local paths")
 		case scheme == "file":
 			if u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
 				return "", refuse("a file: URL takes an absolute path (file:///PATH)")
@@ -90,13 +110,19 @@ func ResolveURL(raw, dir string, allowOutside bool) (string, error) {
 				return "", refuse("a file: URL of another host")
 			}
 		case scheme != "":
-			return "", refuse("only http(s) and s3 URLs and local paths")
+			return "", refuse("only http(s), s3, gs and azblob URLs and local paths")
 		}
 		if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(raw, "#") {
+			if base != nil && u.Scheme == "" {
+				return "", refuse("a relative url has no query or fragment (write ? as %%3F, # as %%23)")
+			}
 			return "", refuse("a local file's url has no query or fragment (write ? as %%3F, # as %%23)")
 		}
 		if u.Path == "" {
 			return "", refuse("no path")
+		}
+		if base != nil && u.Scheme == "" {
+			return resolveKey(u.Path, *base, allowOutside, shown)
 		}
 		path = filepath.FromSlash(u.Path)
 	}
@@ -104,10 +130,31 @@ func ResolveURL(raw, dir string, allowOutside bool) (string, error) {
 		path = filepath.Join(dir, path)
 	}
 	path = filepath.Clean(path)
-	if !allowOutside && !inside(dir, path) {
+	if base != nil && !allowOutside {
+		return "", &URLError{URL: shown, Reason: fmt.Sprintf("%s is a local file, outside the manifest's folder %s", path, base), Outside: true}
+	}
+	if base == nil && !allowOutside && !inside(dir, path) {
 		return "", &URLError{URL: shown, Reason: fmt.Sprintf("%s is outside the manifest's folder %s", path, dir), Outside: true}
 	}
 	return path, nil
+}
+
+// resolveKey resolves a reference's path (percent-decoded) against the
+// prefix base of a bucket: the object's URL, refused when it leaves the
+// prefix (unless allowOutside) or names no object.
+func resolveKey(ref string, base bucket.Location, allowOutside bool, shown string) (string, error) {
+	if !strings.HasPrefix(ref, "/") {
+		ref = "/" + base.Key + ref
+	}
+	loc := base
+	loc.Key = strings.TrimPrefix(path.Clean(ref), "/")
+	if loc.Key == "" || loc.Key+"/" == base.Key {
+		return "", &URLError{URL: shown, Reason: "names the manifest's folder, not an object"}
+	}
+	if !allowOutside && !strings.HasPrefix(loc.Key, base.Key) {
+		return "", &URLError{URL: shown, Reason: fmt.Sprintf("%s is outside the manifest's folder %s", loc, base), Outside: true}
+	}
+	return loc.URL(), nil
 }
 
 // inside reports whether path is inside dir (or is dir), both taken as

@@ -82,9 +82,10 @@ func TestResolveURL(t *testing.T) {
 		{url: "out/secret.ndjson", allow: true, want: "out/secret.ndjson"},
 		// Not a local file, or not one URL names.
 		{url: "", err: "no url"},
-		{url: "gs://bucket/x.ndjson", err: "only http(s) and s3 URLs and local paths"},
-		{url: "ftp:x.ndjson", err: "only http(s) and s3 URLs and local paths"},
-		{url: "Patient:1.ndjson", err: "only http(s) and s3 URLs and local paths"},
+		{url: "gs://bucket/x.ndjson", want: "gs://bucket/x.ndjson"},
+		{url: "azblob://c/x.ndjson", want: "azblob://c/x.ndjson"},
+		{url: "ftp:x.ndjson", err: "only http(s), s3, gs and azblob URLs and local paths"},
+		{url: "Patient:1.ndjson", err: "only http(s), s3, gs and azblob URLs and local paths"},
 		{url: "//host/share/x.ndjson", err: "a network path"},
 		{url: "file://host/x.ndjson", err: "a file: URL of another host"},
 		{url: "file://u@localhost/x.ndjson", err: "a file: URL of another host"},
@@ -109,6 +110,58 @@ func TestResolveURL(t *testing.T) {
 			var ue *URLError
 			if !errors.As(err, &ue) || ue.Outside != (c.err == outside) {
 				t.Errorf("%q: %#v: not a *URLError, or Outside wrong", c.url, err)
+			}
+		}
+	}
+}
+
+// A manifest in a bucket: its relative urls name objects of its prefix,
+// as URLs of the same store (endpoint= kept); none may leave the prefix,
+// nor name a local file, without allowOutside.
+func TestResolveURLBucket(t *testing.T) {
+	for _, c := range []struct {
+		dir, url, want, err string
+		allow               bool
+	}{
+		{dir: "s3://b/exp/", url: "Patient.ndjson", want: "s3://b/exp/Patient.ndjson"},
+		{dir: "s3://b/exp/", url: "./data/a%20b.ndjson", want: "s3://b/exp/data/a%20b.ndjson"},
+		{dir: "s3://b/exp/", url: "data/../x%3F.ndjson", want: "s3://b/exp/x%3F.ndjson"},
+		{dir: "s3://b/exp/?endpoint=http://127.0.0.1:9000", url: "Patient.ndjson", want: "s3://b/exp/Patient.ndjson?endpoint=http%3A%2F%2F127.0.0.1%3A9000"},
+		{dir: "s3://b/exp/?region=eu-west-1", url: "/exp/x.ndjson", want: "s3://b/exp/x.ndjson?region=eu-west-1"},
+		{dir: "gs://b/a/exp/", url: "Patient.000.ndjson.gz", want: "gs://b/a/exp/Patient.000.ndjson.gz"},
+		{dir: "azblob://c/exp/", url: "deleted.Patient.ndjson", want: "azblob://c/exp/deleted.Patient.ndjson"},
+		{dir: "azblob://c/", url: "Patient.ndjson", want: "azblob://c/Patient.ndjson"},
+		// Absolute URLs as they are, as from a local manifest.
+		{dir: "s3://b/exp/", url: "s3://other/x.ndjson", want: "s3://other/x.ndjson"},
+		{dir: "gs://b/exp/", url: "https://h/x?sig=1", want: "https://h/x?sig=1"},
+		// Out of the prefix: refused...
+		{dir: "s3://b/exp/", url: "../secret/x.ndjson", err: "s3://b/secret/x.ndjson is outside the manifest's folder s3://b/exp/"},
+		{dir: "s3://b/exp/", url: "%2E%2E/exp2/x.ndjson", err: "s3://b/exp2/x.ndjson is outside the manifest's folder s3://b/exp/"},
+		{dir: "s3://b/exp/", url: "/secret.ndjson", err: "s3://b/secret.ndjson is outside the manifest's folder s3://b/exp/"},
+		{dir: "s3://b/exp/", url: "../../../x.ndjson", err: "s3://b/x.ndjson is outside"},
+		{dir: "gs://b/exp/", url: "../expiry/x.ndjson", err: "gs://b/expiry/x.ndjson is outside"},
+		{dir: "s3://b/exp/", url: "file:///etc/passwd", err: "/etc/passwd is a local file, outside the manifest's folder s3://b/exp/"},
+		// ...unless allowed.
+		{dir: "s3://b/exp/", url: "../other/x.ndjson", allow: true, want: "s3://b/other/x.ndjson"},
+		{dir: "s3://b/exp/", url: "../../../x.ndjson", allow: true, want: "s3://b/x.ndjson"},
+		{dir: "s3://b/exp/", url: "file:///data/x.ndjson", allow: true, want: "/data/x.ndjson"},
+		// Not an object.
+		{dir: "s3://b/exp/", url: ".", err: "names the manifest's folder, not an object"},
+		{dir: "s3://b/exp/", url: "..", allow: true, err: "names the manifest's folder, not an object"},
+		{dir: "s3://b/exp/", url: "x.ndjson?v=1", err: "url x.ndjson?v=1: a relative url has no query or fragment"},
+		{dir: "s3://b/exp/", url: "//host/x", err: "a network path"},
+		{dir: "s3://b/exp/", url: "ftp://h/x", err: "only http(s), s3, gs and azblob URLs and local paths"},
+	} {
+		got, err := ResolveURL(c.url, c.dir, c.allow)
+		switch {
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("%s in %s: %q, %v; want an error with %q", c.url, c.dir, got, err, c.err)
+		case c.err == "" && (err != nil || got != c.want):
+			t.Errorf("%s in %s: %q, %v; want %q", c.url, c.dir, got, err, c.want)
+		case err != nil:
+			var ue *URLError
+			if !errors.As(err, &ue) || ue.Outside != strings.Contains(c.err, "outside") || strings.Contains(err.Error(), "s3cr3t") {
+				t.Errorf("%s in %s: %#v: not a *URLError, Outside wrong, or a secret shown", c.url, c.dir, err)
 			}
 		}
 	}

@@ -87,7 +87,7 @@ inputs:
 		"inputs: [{resourceType: A, url: a}]\ninput: []":    "manifest: both inputs and input: give one",
 		"":       "manifest: empty",
 		"[1, 2]": "manifest: line 1: cannot unmarshal !!seq into map[string]interface {}",
-		"inputs: [{resourceType: A, url: 'ftp://h/x?k=s'}]": "manifest: inputs[0].url ftp://h/x?…: only http(s) and s3 URLs and local paths",
+		"inputs: [{resourceType: A, url: 'ftp://h/x?k=s'}]": "manifest: inputs[0].url ftp://h/x?…: only http(s), s3, gs and azblob URLs and local paths",
 	} {
 		_, err := ParseManifest([]byte(in), Where{Dir: "/d"})
 		var me *ManifestError

@@ -14,10 +14,10 @@ func TestResolveURLMessages(t *testing.T) {
 	dir := t.TempDir()
 	for url, want := range map[string]string{
 		"":                      "manifest: inputs[0]: no url",
-		"gs://b/x.ndjson":       "manifest: inputs[0].url gs://b/x.ndjson: only http(s) and s3 URLs and local paths",
+		"ftp://b/x.ndjson":      "manifest: inputs[0].url ftp://b/x.ndjson: only http(s), s3, gs and azblob URLs and local paths",
 		"/etc/passwd":           "manifest: inputs[0].url /etc/passwd: /etc/passwd is outside the manifest's folder " + dir,
 		"x.ndjson?v=1":          "manifest: inputs[0].url x.ndjson?v=1: a local file's url has no query or fragment (write ? as %3F, # as %23)",
-		"ftp://h/x?sig=secret1": "manifest: inputs[0].url ftp://h/x?…: only http(s) and s3 URLs and local paths",
+		"ftp://h/x?sig=secret1": "manifest: inputs[0].url ftp://h/x?…: only http(s), s3, gs and azblob URLs and local paths",
 	} {
 		_, err := resolveURL(url, Where{Dir: dir}, "inputs[0]")
 		var me *ManifestError
