@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	pathpkg "path"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/fhirbulk/fhirbulk/pkg/bucket"
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/fsutil"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
@@ -103,12 +105,10 @@ func ReadFolder(ctx context.Context, dir string, allowOutside bool) (*Manifest, 
 	if err != nil {
 		return nil, err
 	}
-	m := &Manifest{Path: dir, Dir: dir, FHIR: true, FromExport: true}
-	var unknown, irregular []string
-	var names []string
+	var irregular, names []string
 	for _, e := range entries {
 		name := e.Name()
-		if !(strings.HasSuffix(name, ".ndjson") || strings.HasSuffix(name, ".ndjson.gz")) || name == "log.ndjson" {
+		if !isDataName(name) {
 			continue
 		}
 		if !e.Type().IsRegular() {
@@ -123,6 +123,18 @@ func ReadFolder(ctx context.Context, dir string, allowOutside bool) (*Manifest, 
 		sort.Strings(irregular)
 		return nil, manifestErr("%s: not a regular file: %s", dir, strings.Join(irregular, ", "))
 	}
+	return folderManifest(dir, names, func(name string) string { return filepath.Join(dir, name) })
+}
+
+// folderManifest is the manifest of a folder without a manifest.json
+// (shown names it in errors), whose data files are names (what a folder
+// lists ending in .ndjson or .ndjson.gz, but log.ndjson), each read from
+// at(name): sorted by name, each one's type told by its name (a
+// deleted.Type file holds deletions). A name whose type cannot be told
+// fails it, naming each, as does a folder with none.
+func folderManifest(shown string, names []string, at func(name string) string) (*Manifest, error) {
+	m := &Manifest{Path: shown, Dir: shown, FHIR: true, FromExport: true}
+	var unknown []string
 	sort.Strings(names)
 	for _, name := range names {
 		// An errors file has no type: without a manifest, it is not told
@@ -132,7 +144,7 @@ func ReadFolder(ctx context.Context, dir string, allowOutside bool) (*Manifest, 
 			unknown = append(unknown, name)
 			continue
 		}
-		in := Input{ResourceType: n.Type, URL: filepath.Join(dir, name)}
+		in := Input{ResourceType: n.Type, URL: at(name)}
 		if n.Kind == bulkdata.Deleted {
 			m.Deleted = append(m.Deleted, in)
 		} else {
@@ -140,12 +152,19 @@ func ReadFolder(ctx context.Context, dir string, allowOutside bool) (*Manifest, 
 		}
 	}
 	if len(unknown) > 0 {
-		return nil, manifestErr("%s: the type of %s cannot be told from its name (want %s)", dir, strings.Join(unknown, ", "), bulkdata.NameForms)
+		return nil, manifestErr("%s: the type of %s cannot be told from its name (want %s)", shown, strings.Join(unknown, ", "), bulkdata.NameForms)
 	}
 	if len(m.Inputs) == 0 && len(m.Deleted) == 0 {
-		return nil, manifestErr("%s: no manifest.json and no .ndjson files", dir)
+		return nil, manifestErr("%s: no manifest.json and no .ndjson files", shown)
 	}
 	return m, nil
+}
+
+// isDataName reports whether a folder's entry name is that of a data file
+// (to be told its type, or refused): *.ndjson and *.ndjson.gz, but the
+// bulk-data-client's log.ndjson.
+func isDataName(name string) bool {
+	return (strings.HasSuffix(name, ".ndjson") || strings.HasSuffix(name, ".ndjson.gz")) && name != "log.ndjson"
 }
 
 // notRegular says what the folder entry at path, of type typ (as ReadDir
@@ -192,7 +211,8 @@ func kindOf(mode fs.FileMode) string {
 // absolute path of what it reads and the database it loads into: the same
 // export imported again into the same database has the same id, so that
 // running it again resumes it, and another database makes another import.
-// It is the export's name (its folder's, for a manifest.json) and 8 hex
+// It is the export's name (its folder's, for a manifest.json; a bucket
+// URL's last segment of its key, or its bucket) and 8 hex
 // digits of a SHA-256 of the path and the database's Key: "full-3b1c2d4e".
 func IDFor(path string, db pg.Identity) string {
 	h := sha256.New()
@@ -204,6 +224,14 @@ func IDFor(path string, db pg.Identity) string {
 	name := filepath.Base(path)
 	if name == "manifest.json" {
 		name = filepath.Base(filepath.Dir(path))
+	}
+	if loc, err := bucket.Parse(path); err == nil {
+		// A bucket's prefix or manifest: named by its key (or bucket),
+		// without the query.
+		p := loc.Bucket + "/" + strings.TrimSuffix(loc.Key, "/")
+		if name = pathpkg.Base(p); name == "manifest.json" {
+			name = pathpkg.Base(pathpkg.Dir(p))
+		}
 	}
 	name = strings.Map(func(r rune) rune {
 		switch {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhirbulk/fhirbulk/pkg/bucket"
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/fsutil"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
@@ -225,6 +226,12 @@ func (s Store) lockChains() (unlock func(), err error) {
 func exportName(path string) string {
 	if path == "" {
 		return "the export (a manifest on stdin)"
+	}
+	if loc, err := bucket.Parse(path); err == nil {
+		if strings.HasSuffix(loc.Key, "/manifest.json") || loc.Key == "manifest.json" {
+			loc.Key = strings.TrimSuffix(loc.Key, "manifest.json")
+		}
+		return loc.String()
 	}
 	if filepath.Base(path) == "manifest.json" {
 		return filepath.Dir(path)

@@ -11,9 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhirbulk/fhirbulk/pkg/bucket"
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/fsutil"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
 // Request is what an import was asked to run.
@@ -103,9 +105,20 @@ func (s Store) Plan(ctx context.Context, req Request, now time.Time) (*Plan, err
 }
 
 // readAny reads what spec names: a folder (ReadFolder), a manifest file or
-// stdin, in this tool's shape or HL7's. It returns the manifest's bytes
+// stdin, in this tool's shape or HL7's, or a bucket's prefix or manifest
+// object (ReadBucket); file:///PATH is PATH. It returns the manifest's bytes
 // too (nil for a folder without a manifest).
 func readAny(ctx context.Context, spec string, req Request) (*Manifest, []byte, error) {
+	if bucket.Is(spec) {
+		return ReadBucket(ctx, spec, req.AllowOutside)
+	}
+	if source.URLScheme(spec) == "file" {
+		p, err := source.FilePath(spec)
+		if err != nil {
+			return nil, nil, manifestErr("%s: %v", source.Redact(spec), err)
+		}
+		spec = p
+	}
 	if spec != "-" {
 		abs, err := filepath.Abs(spec)
 		if err != nil {
