@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -84,5 +85,30 @@ func TestOpenFileSniffsGzip(t *testing.T) {
 	}
 	if _, err := Open(context.Background(), "-", Options{Stdin: strings.NewReader("x")}); err != nil {
 		t.Error(err)
+	}
+}
+
+// ReadAll reads a source whole up to its limit, and refuses more naming
+// the source; gzip is read through as by Open.
+func TestReadAll(t *testing.T) {
+	dir := t.TempDir()
+	small := filepath.Join(dir, "q.sql")
+	os.WriteFile(small, []byte("SELECT 1"), 0o600)
+	if data, err := ReadAll(context.Background(), small, Options{}, 8); err != nil || string(data) != "SELECT 1" {
+		t.Errorf("%q, %v", data, err)
+	}
+	if data, err := ReadAll(context.Background(), "file://"+small, Options{}, 8); err != nil || string(data) != "SELECT 1" {
+		t.Errorf("file URL: %q, %v", data, err)
+	}
+	_, err := ReadAll(context.Background(), small, Options{}, 7)
+	var tl *TooLargeError
+	if !errors.As(err, &tl) || err.Error() != small+": larger than 7 bytes" {
+		t.Errorf("too large: %v", err)
+	}
+	if _, err := ReadAll(context.Background(), "-", Options{Stdin: strings.NewReader(strings.Repeat("x", 2<<20))}, 1<<20); err == nil || err.Error() != "stdin: larger than 1 MiB" {
+		t.Errorf("stdin: %v", err)
+	}
+	if _, err := ReadAll(context.Background(), filepath.Join(dir, "nope.sql"), Options{}, 8); err == nil || err.Error() != filepath.Join(dir, "nope.sql")+": no such file or directory" {
+		t.Errorf("missing: %v", err)
 	}
 }
