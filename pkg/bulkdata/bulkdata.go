@@ -169,12 +169,12 @@ func (m *Manifest) Ext() (Ext, bool) {
 // watermark.
 var ErrNoWatermark = errors.New("no fhirbulk watermark (not written by fhirbulk export?)")
 
-// ReadChain reads the manifest file at path for an export that goes on
-// from it: its watermark, and its fhirbulk extension (what it was made of).
-// The file is read as ReadFile reads it: bounded, and given up when ctx
-// ends.
+// ReadChain reads the manifest at path for an export that goes on from it:
+// its watermark, and its fhirbulk extension (what it was made of). path
+// is a file, a file:///PATH URL or a bucket's object (s3://B/last/manifest.json),
+// read as ReadSpec reads it: bounded, and given up when ctx ends.
 func ReadChain(ctx context.Context, path string) (time.Time, Ext, error) {
-	data, err := ReadFile(ctx, path)
+	data, err := ReadSpec(ctx, path)
 	if err != nil {
 		return time.Time{}, Ext{}, err
 	}

@@ -2,9 +2,13 @@ package bulkdata
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
+	"gocloud.dev/blob"
+
+	"github.com/fhirbulk/fhirbulk/pkg/bucket"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
@@ -40,6 +44,55 @@ func ReadFile(ctx context.Context, path string) ([]byte, error) {
 	data, err := readBounded(f)
 	if err != nil && ctx.Err() != nil {
 		return nil, ctx.Err() // the file closed by ctx's end, not broken
+	}
+	return data, err
+}
+
+// ReadSpec reads a manifest whole, as ReadFile does, from a path, a
+// file:///PATH URL or a bucket's object (s3://, gs://, azblob://BUCKET/KEY,
+// read with the cloud's standard credentials). Errors do not name spec
+// (the caller's message does): os's, a refused URL's reason, a store's
+// failure in one line (bucket.Describe: bucket.IsNotFound tells a missing
+// object), a *TooLargeError, or ctx.Err().
+func ReadSpec(ctx context.Context, spec string) ([]byte, error) {
+	switch {
+	case bucket.Is(spec):
+		loc, err := bucket.ParseObject(spec)
+		if err != nil {
+			return nil, err
+		}
+		b, err := bucket.Open(ctx, loc, bucket.Options{})
+		if err != nil {
+			return nil, bucket.Describe(err, bucket.OpRead, loc)
+		}
+		defer b.Close()
+		return ReadObject(ctx, b, loc)
+	case source.URLScheme(spec) == "file":
+		path, err := source.FilePath(spec)
+		if err != nil {
+			return nil, err
+		}
+		return ReadFile(ctx, path)
+	}
+	return ReadFile(ctx, spec)
+}
+
+// ReadObject reads the object loc of the open bucket b whole, up to
+// MaxFileSize (larger: a *TooLargeError), given up when ctx ends. Its
+// failures are bucket.Describe's (for OpRead), or ctx.Err().
+func ReadObject(ctx context.Context, b *blob.Bucket, loc bucket.Location) ([]byte, error) {
+	r, err := b.NewReader(ctx, loc.Key, nil)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, bucket.Describe(err, bucket.OpRead, loc)
+	}
+	defer r.Close()
+	data, err := ReadAll(ctx, r)
+	var tl *TooLargeError
+	if err != nil && ctx.Err() == nil && !errors.As(err, &tl) {
+		err = bucket.Describe(bucket.Cause(err), bucket.OpRead, loc)
 	}
 	return data, err
 }

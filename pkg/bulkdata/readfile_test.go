@@ -73,3 +73,25 @@ func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }
+
+// ReadSpec reads a path or a file:///PATH alike; a bucket URL that names
+// no object is refused before any request.
+func TestReadSpec(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "manifest.json")
+	os.WriteFile(path, []byte(`{"output":[]}`), 0o600)
+	for _, spec := range []string{path, "file://" + path, "file://localhost" + path} {
+		if data, err := ReadSpec(context.Background(), spec); err != nil || string(data) != `{"output":[]}` {
+			t.Errorf("%s: %q, %v", spec, data, err)
+		}
+	}
+	for spec, want := range map[string]string{
+		"s3://b/last/":                 "names a folder (a key ending in /): want s3://BUCKET/KEY",
+		"gs://b":                       "no key: want gs://BUCKET/KEY",
+		"s3://b/m.json?X-Amz-Sig=s3cr": "a query parameter other than endpoint= and region= (a pre-signed URL is an https:// URL)",
+		"file://host/m.json":           "a file URL on another host: want file:///PATH",
+	} {
+		if _, err := ReadSpec(context.Background(), spec); err == nil || err.Error() != want {
+			t.Errorf("%s: %v; want %s", spec, err, want)
+		}
+	}
+}

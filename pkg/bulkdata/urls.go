@@ -170,8 +170,21 @@ func inside(dir, path string) bool {
 // RealPath is path made absolute, with the symbolic links of its longest
 // existing prefix resolved and the rest (which does not exist) appended as
 // it is: where a manifest's file really is, and how a manifest records
-// the one it follows (Ext.Follows).
+// the one it follows (Ext.Follows). A file:///PATH URL is PATH; a
+// bucket's URL is itself as it may be shown (Location.String: no query,
+// so no endpoint=, which a manifest read elsewhere has no use for).
 func RealPath(path string) string {
+	if bucket.Is(path) {
+		if loc, err := bucket.Parse(path); err == nil {
+			return loc.String()
+		}
+		return source.Redact(path)
+	}
+	if source.URLScheme(path) == "file" {
+		if p, err := source.FilePath(path); err == nil {
+			path = p
+		}
+	}
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}

@@ -207,3 +207,17 @@ func TestParseTime(t *testing.T) {
 		}
 	}
 }
+
+// A bucket's manifest is recorded (Ext.Follows) as its URL without the
+// query; a file URL as its path.
+func TestRealPathURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"s3://b/last/manifest.json?endpoint=http://127.0.0.1:9000": "s3://b/last/manifest.json",
+		"GS://b/x/manifest.json":                                   "gs://b/x/manifest.json",
+		"file:///nowhere/x/manifest.json":                          "/nowhere/x/manifest.json",
+	} {
+		if got := RealPath(in); got != want {
+			t.Errorf("RealPath(%s) = %s, want %s", in, got, want)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package bulkimport
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -114,21 +113,8 @@ func parseObject(data []byte, loc bucket.Location, allowOutside bool) (*Manifest
 	return m, data, err
 }
 
-// readObject reads the object loc of b whole, up to
-// bulkdata.MaxFileSize (larger: a *bulkdata.TooLargeError).
-func readObject(ctx context.Context, b *blob.Bucket, loc bucket.Location) ([]byte, error) {
-	r, err := b.NewReader(ctx, loc.Key, nil)
-	if err != nil {
-		return nil, bucket.Describe(err, bucket.OpRead, loc)
-	}
-	defer r.Close()
-	data, err := bulkdata.ReadAll(ctx, r)
-	var tl *bulkdata.TooLargeError
-	if err != nil && !errors.As(err, &tl) {
-		err = bucket.Describe(err, bucket.OpRead, loc)
-	}
-	return data, err
-}
+// readObject is bulkdata.ReadObject: a manifest's object read whole, bounded.
+var readObject = bulkdata.ReadObject
 
 // objectErr is a failure to read loc, said as a local manifest's is
 // ("manifest PATH: ..."), or the end of ctx.
