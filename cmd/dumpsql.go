@@ -3,14 +3,14 @@ package cmd
 import (
 	"context"
 	"errors"
-	"io"
-	"os"
+	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/fhirbulk/fhirbulk/pkg/dumpsql"
+	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
 // dumpSQLOptions are dump-sql's flags.
@@ -48,7 +48,7 @@ Timestamps are printed in UTC (the session runs with TimeZone=UTC, DateStyle=ISO
 	}
 	opts.out.register(c)
 	f := c.Flags()
-	f.StringVarP(&opts.file, "file", "f", "", "read the query from `FILE` (- for stdin)")
+	f.StringVarP(&opts.file, "file", "f", "", "read the query from `FILE` (- for stdin; or a URL: file://, http(s)://, s3://, gs://, azblob://)")
 	f.StringVar(&opts.sql.Format, "format", "csv", "output `FORMAT`: "+strings.Join(dumpsql.Formats, ", "))
 	f.BoolVar(&opts.sql.NoHeader, "no-header", false, "csv: leave out the header row")
 	f.DurationVar(&opts.sql.Timeout, "timeout", 0, "cancel the query after `DURATION` (statement_timeout), e.g. 30s, 5m")
@@ -64,6 +64,33 @@ Timestamps are printed in UTC (the session runs with TimeZone=UTC, DateStyle=ISO
 	return c
 }
 
+// maxQueryFile bounds what -f reads: a query, not a data file by mistake.
+const maxQueryFile = 16 << 20
+
+// readQuery reads -f FILE: a file, - for stdin, file:///PATH, an http(s)
+// URL or a bucket's object, as load reads a source (gzip too). A refused
+// URL or a file that is not there is a usage error; a store or server
+// that fails, exit 1.
+func (a *app) readQuery(ctx context.Context, file string) (string, error) {
+	opts := source.Options{Stdin: a.stdin}
+	if err := source.Check(file, opts); err != nil {
+		return "", usagef("-f %v", err)
+	}
+	b, err := source.ReadAll(ctx, file, opts, maxQueryFile)
+	var tl *source.TooLargeError
+	switch {
+	case err == nil:
+		return string(b), nil
+	case ctx.Err() != nil:
+		return "", ctx.Err()
+	case errors.As(err, &tl):
+		return "", usagef("-f %v: not a query", err)
+	case source.IsURL(file):
+		return "", fmt.Errorf("-f %w", err)
+	}
+	return "", usagef("-f %v", err)
+}
+
 // runDumpSQL runs the query of args or --file.
 func (a *app) runDumpSQL(ctx context.Context, opts dumpSQLOptions, args []string) error {
 	o, file := opts.sql, opts.file
@@ -72,18 +99,12 @@ func (a *app) runDumpSQL(ctx context.Context, opts dumpSQLOptions, args []string
 		return usagef("give the query as an argument or with -f, not both")
 	case len(args) == 1:
 		o.Query = args[0]
-	case file == "-":
-		b, err := io.ReadAll(a.stdin)
+	case file != "":
+		q, err := a.readQuery(ctx, file)
 		if err != nil {
 			return err
 		}
-		o.Query = string(b)
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return usagef("-f: %v", err)
-		}
-		o.Query = string(b)
+		o.Query = q
 	default:
 		return usagef("dump-sql needs a QUERY (an argument, or -f FILE)")
 	}
