@@ -52,6 +52,9 @@ that did not finish load again. MANIFEST is one of:
     writes: output, deleted), its deletions applied
   - a bulk export folder: its manifest.json, or else every *.ndjson(.gz) in
     it, each file's type told by its name (Patient.ndjson, 1.Patient.ndjson)
+  - the same in a bucket: a prefix (s3://b/export/, gs://, azblob://) read
+    as a folder, or a manifest object (s3://b/export/manifest.json); the
+    state stays local
 
   id: synthea                                  # optional: generated when absent
   inputFormat: application/fhir+ndjson         # FHIR; application/ndjson or none: Aidbox
@@ -59,7 +62,7 @@ that did not finish load again. MANIFEST is one of:
   update: false                                # true keeps history, as load --history
   inputs:
   - resourceType: Patient
-    url: ./Patient.ndjson.gz                   # a path (relative to the manifest) or an http(s) URL
+    url: ./Patient.ndjson.gz                   # a path (relative to the manifest) or a URL (http(s), s3, gs, azblob)
 
 The database is reached once before anything starts (a wrong --db is one
 line, exit 1, nothing started). The state records it: the same import (its
@@ -68,7 +71,8 @@ over there); a bulk export's import id is made of its path and the
 database, so one export can be imported into several.
 
 A local url (a relative path, an absolute one, file:///PATH) must name a
-file inside the manifest's folder (.. and symbolic links resolved), unless
+file inside the manifest's folder (.. and symbolic links resolved), and a
+relative url in a bucket's manifest an object under its prefix, unless
 --allow-outside is given.
 
 An incremental export (fhirbulk export --since-manifest) must come after
@@ -80,6 +84,7 @@ Without --detach it runs in the foreground and prints the final status as
 JSON; exit status 0 when every input finished, 1 when any failed.`,
 		Example: `  fhirbulk import synthea.yaml
   fhirbulk import /exports/2026-12-01          # a bulk export folder
+  fhirbulk import s3://exports/2026-12-01/     # the same in a bucket
   fhirbulk import --detach synthea.yaml && fhirbulk status synthea --watch
   fhirbulk import --resume synthea`,
 		Args: func(c *cobra.Command, args []string) error {
@@ -87,7 +92,7 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 			case f.resume != "" && len(args) > 0:
 				return usagef("give a MANIFEST or --resume ID, not both")
 			case f.resume == "" && len(args) != 1:
-				return usagef("import takes one MANIFEST (a file, an export folder, or - for stdin), or --resume ID")
+				return usagef("import takes one MANIFEST (a file, an export folder, a bucket URL, or - for stdin), or --resume ID")
 			}
 			return nil
 		},
@@ -103,7 +108,7 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 	fl.BoolVar(&f.force, "force", false, "load every input again, even of an import that finished or that ran against another database")
 	fl.StringVar(&f.stateDir, "state-dir", "", "state files' `DIR` (default $FHIRBULK_STATE_DIR, $XDG_STATE_HOME/fhirbulk, ~/.local/state/fhirbulk)")
 	fl.StringVar(&f.resume, "resume", "", "resume import `ID` with the manifest it recorded")
-	fl.BoolVar(&f.allowOutside, "allow-outside", false, "let the manifest name local files outside its own folder")
+	fl.BoolVar(&f.allowOutside, "allow-outside", false, "let the manifest name local files outside its own folder (objects outside its prefix)")
 	fl.BoolVar(&f.noOrderCheck, "no-order-check", false, "import an incremental export even if the export it follows was not imported (or a later one was)")
 	f.read.register(c)
 	fl.StringVar(&f.runID, "run-id", "", "")
