@@ -138,7 +138,7 @@ func (a *app) runExport(ctx context.Context, opts exportOptions, dir, request st
 	if opts.sinceManifest != "" {
 		var from bulkdata.Ext
 		if o.Since, from, err = bulkdata.ReadChain(ctx, opts.sinceManifest); err != nil {
-			return fsutil.FileError("--since-manifest", opts.sinceManifest, err)
+			return fsutil.FileError("--since-manifest", source.Redact(opts.sinceManifest), err)
 		}
 		o.From = &from
 		o.FromPath = bulkdata.RealPath(opts.sinceManifest)
@@ -191,9 +191,9 @@ func (a *app) runExport(ctx context.Context, opts exportOptions, dir, request st
 	var chain *export.ChainError
 	switch {
 	case errors.As(err, &chain) && chain.Kind == "types":
-		return usagef("--since-manifest %s: %v (--force-since to go on anyway)", printable(opts.sinceManifest), err)
+		return usagef("--since-manifest %s: %v (--force-since to go on anyway)", printable(source.Redact(opts.sinceManifest)), err)
 	case errors.As(err, &chain):
-		return fmt.Errorf("--since-manifest %s: %w (--force-since to go on anyway)", printable(opts.sinceManifest), err)
+		return fmt.Errorf("--since-manifest %s: %w (--force-since to go on anyway)", printable(source.Redact(opts.sinceManifest)), err)
 	case errors.As(err, &hidden):
 		return fmt.Errorf("export: %w: no sound watermark; grant pg_read_all_stats to %q (GRANT pg_read_all_stats TO %s), or run it again when they have ended",
 			err, hidden.Role, pgx.Identifier{hidden.Role}.Sanitize())

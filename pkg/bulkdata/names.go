@@ -6,6 +6,15 @@ import (
 	"strconv"
 )
 
+// ManifestName is the name of an export folder's manifest: its presence
+// says the export is complete.
+const ManifestName = "manifest.json"
+
+// MarkerName is the object that says an export to a prefix in a bucket is
+// being written (or was, by a run that was killed): a prefix holding it and
+// no manifest is half an export, never read as a folder.
+const MarkerName = ".fhirbulk-export"
+
 // Kind is what a file of a bulk export holds.
 type Kind int
 

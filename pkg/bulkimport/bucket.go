@@ -60,7 +60,7 @@ func ReadBucket(ctx context.Context, spec string, allowOutside bool) (*Manifest,
 // readPrefix reads the export under the prefix dir (see ReadBucket); a
 // prefix with nothing under it is missing when that is not nil.
 func readPrefix(ctx context.Context, b *blob.Bucket, dir bucket.Location, allowOutside bool, missing error) (*Manifest, []byte, error) {
-	mloc := dir.Child("manifest.json")
+	mloc := dir.Child(bulkdata.ManifestName)
 	data, err := readObject(ctx, b, mloc)
 	switch {
 	case err == nil:
@@ -78,6 +78,10 @@ func readPrefix(ctx context.Context, b *blob.Bucket, dir bucket.Location, allowO
 	var folders, names []string
 	for _, e := range entries {
 		switch {
+		case e.Name == bulkdata.MarkerName && !e.Dir:
+			// fhirbulk export is writing there, or was killed: half an
+			// export, whose manifest is not there yet.
+			return nil, nil, &UnfinishedError{Prefix: dir.String()}
 		case !isDataName(e.Name):
 		case e.Dir:
 			folders = append(folders, e.Name+"/")
@@ -95,6 +99,14 @@ func readPrefix(ctx context.Context, b *blob.Bucket, dir bucket.Location, allowO
 	}
 	m.Path, m.Dir = dir.URL(), dir.URL()
 	return m, nil, nil
+}
+
+// UnfinishedError is a prefix where an export is being written, or was
+// by a run that was killed: it has no manifest yet, and is not read.
+type UnfinishedError struct{ Prefix string }
+
+func (e *UnfinishedError) Error() string {
+	return e.Prefix + ": an export is being written there (or was, by a run that was killed): no " + bulkdata.ManifestName + " yet"
 }
 
 // parseObject parses the manifest read from the object loc: HL7's, else

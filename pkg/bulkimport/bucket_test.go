@@ -63,6 +63,20 @@ func TestReadPrefix(t *testing.T) {
 		t.Errorf("leak allowed: %+v, %v", m, err)
 	}
 
+	// Half an export: fhirbulk's marker and no manifest yet. Not read as
+	// a folder (its files would look complete).
+	put("half/.fhirbulk-export", `{"started":"2026-12-03T10:00:00Z"}`)
+	put("half/Patient.ndjson", "{}\n")
+	var ue *UnfinishedError
+	if _, _, err := readPrefix(ctx, b, at("half/"), false, nil); !errors.As(err, &ue) ||
+		err.Error() != "s3://b/half/: an export is being written there (or was, by a run that was killed): no manifest.json yet" {
+		t.Errorf("half: %v", err)
+	}
+	put("half/manifest.json", `{"output":[{"type":"Patient","url":"Patient.ndjson"}]}`)
+	if _, _, err := readPrefix(ctx, b, at("half/"), false, nil); err != nil {
+		t.Errorf("half, once its manifest is there: %v", err)
+	}
+
 	// Without a manifest: the names tell the types; the log, other
 	// objects and deeper prefixes are not data.
 	for _, k := range []string{"flat/2.Patient.ndjson", "flat/1.Patient.ndjson", "flat/Observation.000.ndjson.gz", "flat/deleted.Patient.ndjson",

@@ -16,6 +16,7 @@ import (
 	"gocloud.dev/blob"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bucket"
+	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
@@ -41,7 +42,7 @@ import (
 
 // Marker is the name of the object that says an export is being written
 // at a prefix (or was, by a run that was killed).
-const Marker = ".fhirbulk-export"
+const Marker = bulkdata.MarkerName
 
 // marker is what the Marker object holds.
 type marker struct {

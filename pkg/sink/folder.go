@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bucket"
+	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/fsutil"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
@@ -73,7 +74,7 @@ var ErrNotExport = errors.New("not an earlier export (no manifest.json), and not
 
 // Manifest is the file whose presence makes a folder an export that force
 // may replace.
-const Manifest = "manifest.json"
+const Manifest = bulkdata.ManifestName
 
 // OpenFolder prepares a new folder at path, chosen by its form as Open
 // chooses: a bucket URL is a prefix (bucketfolder.go), a file:// URL its
