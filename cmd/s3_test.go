@@ -1,15 +1,11 @@
 package cmd
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -22,11 +18,19 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-// s3Cmds are the script commands of the S3 test servers (moto, gofakes3).
+// s3Cmds are the script commands of the bucket test servers (S3, GCS,
+// Azure Blob) and of the bucket client commands that read and write them
+// with each cloud's own SDK (bput, bget, bls, bdel; s3put is bput).
 func s3Cmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
 	return map[string]func(ts *testscript.TestScript, neg bool, args []string){
-		"s3server": cmdS3Server,
-		"s3put":    cmdS3Put,
+		"s3server":  cmdS3Server,
+		"s3put":     cmdS3Put,
+		"gcsserver": cmdGCSServer,
+		"azurite":   cmdAzurite,
+		"bput":      cmdBPut,
+		"bget":      cmdBGet,
+		"bls":       cmdBLs,
+		"bdel":      cmdBDel,
 	}
 }
 
@@ -182,37 +186,11 @@ func s3TestClient(endpoint string) *s3.Client {
 	})
 }
 
-// s3put [-gzip] FILE s3://BUCKET/KEY uploads FILE (gzipped on the way
-// with -gzip) to the script's S3 server (s3server).
+// s3put [-gzip] FILE s3://BUCKET/KEY is bput for s3:// URLs only (the
+// older name, kept for the scripts that use it).
 func cmdS3Put(ts *testscript.TestScript, neg bool, args []string) {
-	gz := len(args) > 0 && args[0] == "-gzip"
-	if gz {
-		args = args[1:]
-	}
-	if neg || len(args) != 2 {
+	if n := len(args); n == 0 || !hasScheme(args[n-1], "s3") {
 		ts.Fatalf("usage: s3put [-gzip] FILE s3://BUCKET/KEY")
 	}
-	endpoint := ts.Getenv("S3ENDPOINT")
-	if endpoint == "" {
-		ts.Fatalf("s3put: no s3server in this script")
-	}
-	data, err := os.ReadFile(ts.MkAbs(args[0]))
-	ts.Check(err)
-	if gz {
-		var b bytes.Buffer
-		zw := gzip.NewWriter(&b)
-		zw.Write(data)
-		ts.Check(zw.Close())
-		data = b.Bytes()
-	}
-	bucket, key, ok := strings.Cut(strings.TrimPrefix(args[1], "s3://"), "/")
-	if !ok || !strings.HasPrefix(args[1], "s3://") {
-		ts.Fatalf("s3put: want s3://BUCKET/KEY, not %s", args[1])
-	}
-	_, err = s3TestClient(endpoint).PutObject(context.Background(), &s3.PutObjectInput{
-		Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(data),
-	})
-	if err != nil {
-		ts.Fatalf("s3put %s: %v", filepath.Base(args[0]), fmt.Sprint(err))
-	}
+	cmdBPut(ts, neg, args)
 }
