@@ -1,15 +1,11 @@
 package cmd
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -17,14 +13,24 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-// s3Cmds are the script commands of the S3 test server (moto).
+// s3Cmds are the script commands of the bucket test servers (S3, GCS,
+// Azure Blob) and of the bucket client commands that read and write them
+// with each cloud's own SDK (bput, bget, bls, bdel; s3put is bput).
 func s3Cmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
 	return map[string]func(ts *testscript.TestScript, neg bool, args []string){
-		"s3server": cmdS3Server,
-		"s3put":    cmdS3Put,
+		"s3server":  cmdS3Server,
+		"s3put":     cmdS3Put,
+		"gcsserver": cmdGCSServer,
+		"azurite":   cmdAzurite,
+		"bput":      cmdBPut,
+		"bget":      cmdBGet,
+		"bls":       cmdBLs,
+		"bdel":      cmdBDel,
 	}
 }
 
@@ -35,51 +41,47 @@ const (
 	s3TestSecret = "s3cr3t-FHIRBULK-do-not-print-0123456789"
 )
 
-// s3server [BUCKET...] starts moto_server (Python's moto, pip install
-// 'moto[server]') on a free port of 127.0.0.1 for this script, stopped
-// when it ends, creates the buckets, and points the AWS SDK's standard
-// variables at it: AWS_ENDPOINT_URL (also $S3ENDPOINT), AWS_ACCESS_KEY_ID,
+// s3server [-impl moto|gofakes3] [BUCKET...] starts an S3 server on a free
+// port of 127.0.0.1 for this script, stopped when it ends, creates the
+// buckets, and points the AWS SDK's standard variables at it:
+// AWS_ENDPOINT_URL (also $S3ENDPOINT), AWS_ACCESS_KEY_ID,
 // AWS_SECRET_ACCESS_KEY, AWS_REGION; the profile files are pointed at
 // nothing and the instance metadata service is off, so that nothing of
-// the machine's own AWS setup takes part. Without moto_server the script
-// fails, saying how to install it.
+// the machine's own AWS setup takes part. $S3IMPL says which server runs.
+//
+// $S3HOST is the endpoint's 127.0.0.1:PORT (for s3cmd's --host).
+//
+// The servers: moto (the default) is moto_server, Python's moto (pip
+// install 'moto[server]'), a subprocess; without it the script fails,
+// saying how to install it. gofakes3 is github.com/johannesboyne/gofakes3
+// inside the test process: nothing to install and no start-up wait.
+// Neither checks request signatures (moto only would with its IAM
+// checks on, which want keys of its own making), so a wrong secret goes
+// unnoticed by both. FHIRBULK_TEST_S3_IMPL changes the default, so that
+// every S3 script can be run against the other server too.
 func cmdS3Server(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		ts.Fatalf("unsupported: ! s3server")
 	}
-	bin, err := exec.LookPath("moto_server")
-	if err != nil {
-		ts.Fatalf("moto_server not found: the s3 tests need it; install it with: pip install 'moto[server]'")
+	impl := os.Getenv("FHIRBULK_TEST_S3_IMPL")
+	if impl == "" {
+		impl = "moto"
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	ts.Check(err)
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	logf, err := os.Create(ts.MkAbs("moto.log"))
-	ts.Check(err)
-	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	ts.Check(cmd.Start())
-	ts.Defer(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logf.Close()
-	})
-	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(endpoint + "/moto-api/")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(ts.MkAbs("moto.log"))
-			ts.Fatalf("moto_server did not answer on %s within 30s: %v\n%s", endpoint, err, log)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if len(args) >= 2 && args[0] == "-impl" {
+		impl, args = args[1], args[2:]
 	}
+	var endpoint string
+	switch impl {
+	case "moto":
+		endpoint = startMoto(ts)
+	case "gofakes3":
+		endpoint = startGoFakeS3(ts)
+	default:
+		ts.Fatalf("s3server: -impl %s: want moto or gofakes3", impl)
+	}
+	ts.Setenv("S3IMPL", impl)
 	ts.Setenv("S3ENDPOINT", endpoint)
+	ts.Setenv("S3HOST", strings.TrimPrefix(endpoint, "http://"))
 	ts.Setenv("AWS_ENDPOINT_URL", endpoint)
 	ts.Setenv("AWS_ACCESS_KEY_ID", s3TestKeyID)
 	ts.Setenv("AWS_SECRET_ACCESS_KEY", s3TestSecret)
@@ -96,6 +98,83 @@ func cmdS3Server(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
+// startMoto runs moto_server and returns its endpoint once it answers.
+func startMoto(ts *testscript.TestScript) string {
+	bin, err := exec.LookPath("moto_server")
+	if err != nil {
+		ts.Fatalf("moto_server not found: the s3 tests need it; install it with: pip install 'moto[server]'")
+	}
+	port := freePort(ts)
+	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
+	startServerProcess(ts, "moto_server", "moto.log", endpoint+"/moto-api/",
+		exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port)))
+	return endpoint
+}
+
+// startGoFakeS3 serves gofakes3 (in memory) from this process and returns
+// its endpoint. The listener is open before this returns, so the first
+// request waits in its backlog at worst: there is nothing to poll for.
+func startGoFakeS3(ts *testscript.TestScript) string {
+	faker := gofakes3.New(s3mem.New())
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	srv := &http.Server{Handler: faker.Server(), ReadHeaderTimeout: 30 * time.Second}
+	go srv.Serve(l)
+	ts.Defer(func() { srv.Close() })
+	return "http://" + l.Addr().String()
+}
+
+// freePort is a port of 127.0.0.1 that was free a moment ago, for a server
+// of another process (which may, rarely, lose it to someone else first:
+// startServerProcess then says the server ended).
+func freePort(ts *testscript.TestScript) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startServerProcess starts cmd, its output to the script's file logName,
+// killed when the script ends, and waits (30s at most) until probe answers
+// HTTP at all (any status: the probe only says the port is served). A
+// server that ends or does not answer fails the script with its log. How
+// long it took is logged (go test -v shows it).
+func startServerProcess(ts *testscript.TestScript, name, logName, probe string, cmd *exec.Cmd) {
+	logf, err := os.Create(ts.MkAbs(logName))
+	ts.Check(err)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	t0 := time.Now()
+	ts.Check(cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	ts.Defer(func() {
+		cmd.Process.Kill()
+		<-exited
+		logf.Close()
+	})
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := t0.Add(30 * time.Second)
+	for {
+		resp, err := client.Get(probe)
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		log := func() string { b, _ := os.ReadFile(ts.MkAbs(logName)); return string(b) }
+		select {
+		case werr := <-exited:
+			exited <- werr // for the deferred wait
+			ts.Fatalf("%s ended before it answered on %s (%v):\n%s", name, probe, werr, log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s did not answer on %s within 30s: %v\n%s", name, probe, err, log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ts.Logf("%s answered after %.2fs", name, time.Since(t0).Seconds())
+}
+
 func s3TestClient(endpoint string) *s3.Client {
 	return s3.New(s3.Options{
 		Region:                     "us-east-1",
@@ -107,37 +186,11 @@ func s3TestClient(endpoint string) *s3.Client {
 	})
 }
 
-// s3put [-gzip] FILE s3://BUCKET/KEY uploads FILE (gzipped on the way
-// with -gzip) to the script's S3 server (s3server).
+// s3put [-gzip] FILE s3://BUCKET/KEY is bput for s3:// URLs only (the
+// older name, kept for the scripts that use it).
 func cmdS3Put(ts *testscript.TestScript, neg bool, args []string) {
-	gz := len(args) > 0 && args[0] == "-gzip"
-	if gz {
-		args = args[1:]
-	}
-	if neg || len(args) != 2 {
+	if n := len(args); n == 0 || !hasScheme(args[n-1], "s3") {
 		ts.Fatalf("usage: s3put [-gzip] FILE s3://BUCKET/KEY")
 	}
-	endpoint := ts.Getenv("S3ENDPOINT")
-	if endpoint == "" {
-		ts.Fatalf("s3put: no s3server in this script")
-	}
-	data, err := os.ReadFile(ts.MkAbs(args[0]))
-	ts.Check(err)
-	if gz {
-		var b bytes.Buffer
-		zw := gzip.NewWriter(&b)
-		zw.Write(data)
-		ts.Check(zw.Close())
-		data = b.Bytes()
-	}
-	bucket, key, ok := strings.Cut(strings.TrimPrefix(args[1], "s3://"), "/")
-	if !ok || !strings.HasPrefix(args[1], "s3://") {
-		ts.Fatalf("s3put: want s3://BUCKET/KEY, not %s", args[1])
-	}
-	_, err = s3TestClient(endpoint).PutObject(context.Background(), &s3.PutObjectInput{
-		Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(data),
-	})
-	if err != nil {
-		ts.Fatalf("s3put %s: %v", filepath.Base(args[0]), fmt.Sprint(err))
-	}
+	cmdBPut(ts, neg, args)
 }

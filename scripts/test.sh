@@ -7,7 +7,10 @@
 #      reachable ends it here, saying why) and psql, and says which
 #      databases the tests make and drop there: one per test script, named
 #      $FHIRBULK_TEST_DB_PREFIX (default fhirbulk_test), _ and 8 hex digits;
-#      moto_server (Python's moto, for the s3 testscript) must be installed
+#      moto_server (Python's moto, for the s3 testscripts) must be installed;
+#      Azurite (npm's azurite, for the azblob testscripts) is installed once
+#      into $FHIRBULK_TOOLS_DIR when missing, and s3cmd (Debian's, another
+#      S3 client the s3 testscripts read back with) with apt-get when root
 #   1. gofmt; go vet for this platform
 #   2. the tests: unit tests beside the code in pkg/ and the end-to-end
 #      testscripts (testdata/script/*.txtar, each against a fresh database of
@@ -29,6 +32,10 @@ cd "$(dirname "$0")/.."
 # staticcheck 2026.2.2, the newest the Go module proxy serves; it needs a Go
 # at least as new as the code's go line, so the cache is per Go version too.
 STATICCHECK_VERSION=v0.8.2
+# Azurite 3.35.0, the newest that runs on Node.js 20 (3.36 wants 21, 3.37
+# 22); cmd/azurite_test.go names the same version when it is missing.
+AZURITE_VERSION=3.35.0
+TOOLS_DIR=${FHIRBULK_TOOLS_DIR:-${XDG_CACHE_HOME:-${HOME:-${TMPDIR:-/tmp}}/.cache}/fhirbulk/tools}
 GOOSES=(linux darwin windows)
 GOARCHES=(amd64 arm64)
 
@@ -67,7 +74,7 @@ vet_others() {
 staticcheck_all() {
   local goversion dir os
   goversion=$(go env GOVERSION)
-  dir=${FHIRBULK_TOOLS_DIR:-${XDG_CACHE_HOME:-${HOME:-${TMPDIR:-/tmp}}/.cache}/fhirbulk/tools}/staticcheck-$STATICCHECK_VERSION-$goversion
+  dir=$TOOLS_DIR/staticcheck-$STATICCHECK_VERSION-$goversion
   if [ ! -x "$dir/staticcheck" ]; then
     say "installing staticcheck $STATICCHECK_VERSION into $dir ..."
     GOBIN=$dir GOOS= GOARCH= go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" || return 1
@@ -75,6 +82,37 @@ staticcheck_all() {
   for os in "${GOOSES[@]}"; do
     GOOS=$os "$dir/staticcheck" ./... || return 1
   done
+}
+
+# ensure_azurite: FHIRBULK_AZURITE, the azurite-blob the tests start (the
+# azurite script command), installed from npm into TOOLS_DIR when missing.
+ensure_azurite() {
+  local dir=$TOOLS_DIR/azurite-$AZURITE_VERSION
+  if [ -n "${FHIRBULK_AZURITE:-}" ]; then
+    [ -x "$FHIRBULK_AZURITE" ] || die "FHIRBULK_AZURITE=$FHIRBULK_AZURITE: not an executable (want the path of Azurite's azurite-blob)"
+    return
+  fi
+  if [ ! -x "$dir/node_modules/.bin/azurite-blob" ]; then
+    command -v npm >/dev/null ||
+      die "npm missing: the azblob tests run Azurite, installed from npm; install Node.js 20 or later with npm"
+    say "installing Azurite $AZURITE_VERSION into $dir ..."
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >&2 ||
+      die "npm install azurite@$AZURITE_VERSION failed"
+  fi
+  export FHIRBULK_AZURITE=$dir/node_modules/.bin/azurite-blob
+}
+
+# ensure_s3cmd: s3cmd, installed with apt-get when missing and root (the
+# scripts' s3cmd checks are skipped without it, so this only says so).
+ensure_s3cmd() {
+  command -v s3cmd >/dev/null && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing s3cmd (apt-get) ..."
+    { apt-get install -y -q s3cmd || { apt-get update -q && apt-get install -y -q s3cmd; }; } >/dev/null 2>&1 ||
+      say "apt-get install s3cmd failed: the s3 scripts' s3cmd checks are skipped"
+  else
+    say "s3cmd missing (apt-get install s3cmd): the s3 scripts' s3cmd checks are skipped"
+  fi
 }
 
 cross_build() {
@@ -94,10 +132,14 @@ t0=$SECONDS
 prefix=$(db_name FHIRBULK_TEST_DB_PREFIX fhirbulk_test 40)
 ensure_pg # psql too: the dump-sql replay test runs it, as a user would
 times+=("PostgreSQL $((SECONDS - t0))s")
-# The S3 testscript (load_s3.txtar) starts moto_server itself; without it
-# that script would fail late, so say it now.
+# The S3 testscripts start moto_server themselves; without it they would
+# fail late, so say it now.
 command -v moto_server >/dev/null ||
   die "moto_server missing: the s3 tests run against it; install it with: pip install 'moto[server]'"
+t0=$SECONDS
+ensure_azurite
+ensure_s3cmd
+times+=("Azurite, s3cmd $((SECONDS - t0))s")
 export FHIRBULK_TEST_DATABASE_URL=$PG_URL
 say "the tests create and drop databases named ${prefix}_* (FHIRBULK_TEST_DB_PREFIX names another prefix) on $(shown_url "$PG_URL")"
 
