@@ -117,6 +117,9 @@ func scriptCmds() map[string]func(ts *testscript.TestScript, neg bool, args []st
 	for name, f := range s3Cmds() {
 		cmds[name] = f
 	}
+	for name, f := range faultCmds() {
+		cmds[name] = f
+	}
 	return cmds
 }
 
