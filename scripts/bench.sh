@@ -33,6 +33,9 @@
 #           time the load path on the same bytes as ever)
 #   import  import --parallel 2 of the 13 Synthea type files and the Observations (FHIR),
 #           vs load --fhir of the same inputs one after another, into empty tables
+#   buckets export --parallel 2 of the Observations to a local S3 server (scripts/s3bench)
+#           vs to a folder (and peak RSS: the upload's parts); load and load --check of
+#           an S3 object vs the same file
 #   export  export --parallel 2 of what import stored, vs psql \copy (binary, to /dev/null) of
 #           every table one after another; --parallel 1 vs dump of every type one after
 #           another; --gzip vs plain; dump --parallel 2 Observation vs one psql \copy
@@ -218,6 +221,37 @@ for _ in $(seq "$runs"); do
 done
 rm -rf "$exports"
 
+say "buckets: export to a local S3 server vs to a folder; load from it vs from a file"
+mkdir -p "$exports"
+# The S3 server is scripts/s3bench (gofakes3, objects in memory, in Go):
+# moto_server, the tests' other S3, is Python and itself the bottleneck
+# (export to it took 2.8x the folder's time on this data, most of it moto's CPU).
+go build -o "$dir/s3bench" ./scripts/s3bench
+s3log="$dir/s3bench.out"
+"$dir/s3bench" bench > "$s3log" &
+s3pid=$!
+on_exit "kill $s3pid 2>/dev/null"
+for _ in $(seq 50); do [ -s "$s3log" ] && break; sleep 0.1; done
+[ -s "$s3log" ] || die "scripts/s3bench did not start"
+export AWS_ENDPOINT_URL=$(head -n 1 "$s3log") AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 \
+  AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+fresh_db
+"$bin" --db "$db" -q load --no-format-check --type Observation "$obs" > /dev/null
+"$bin" --db "$db" -q dump Observation -o "$dir/dumped.ndjson" --force
+"$bin" --db "$db" -q dump Observation -o s3://bench/dumped.ndjson --force
+for i in $(seq "$runs"); do
+  measure "export --parallel 2 to a folder" "$bin" --db "$db" -q export --parallel 2 --force "$exports/s3cmp"
+  measure "export --parallel 2 to S3" "$bin" --db "$db" -q export --parallel 2 --force s3://bench/exp/
+  measure "load --check of a file" "$bin" -q load --check --no-format-check --type Observation "$dir/dumped.ndjson"
+  measure "load --check of an S3 object" "$bin" -q load --check --no-format-check --type Observation s3://bench/dumped.ndjson
+  q -c 'DROP TABLE IF EXISTS observation, observation_history' > /dev/null
+  measure "load of a file" "$bin" --db "$db" -q load --no-format-check --type Observation "$dir/dumped.ndjson"
+  q -c 'DROP TABLE IF EXISTS observation, observation_history' > /dev/null
+  measure "load of an S3 object" "$bin" --db "$db" -q load --no-format-check --type Observation s3://bench/dumped.ndjson
+done
+kill "$s3pid" 2>/dev/null || true
+rm -rf "$exports" "$dir/dumped.ndjson"
+
 say "--max-errors 1000 on $rows lines with 1,000 bad ones spread through them, vs the clean file"
 dirty="$dir/observations-dirty.ndjson"
 [ -s "$dirty" ] || awk '(NR % 1011) == 0 { print "{\"resourceType\":\"Observation\",\"bad\":" NR "}"; next } { print }' "$obs" > "$dirty"
@@ -282,6 +316,12 @@ row 'two loads of 120k ids, one after the other' 'two loads, one after the other
 row 'two loads of the same 120k ids at once' 'two loads at once' 'two loads, one after the other'
 row 'load of the export files, one by one' "load of the export's files, one by one"
 row 'import of the export folder (--parallel 2)' 'import of the export folder' "load of the export's files, one by one"
+row 'export --parallel 2 to a folder (S3 baseline)' 'export --parallel 2 to a folder'
+row 'export --parallel 2 to S3 (local, gofakes3)' 'export --parallel 2 to S3' 'export --parallel 2 to a folder'
+row 'load --check of a file (read baseline)' 'load --check of a file'
+row 'load --check of an S3 object' 'load --check of an S3 object' 'load --check of a file'
+row 'load of a file (S3 baseline)' 'load of a file'
+row 'load of an S3 object' 'load of an S3 object' 'load of a file'
 row 'load of the clean 1M-line file' 'load of the clean file'
 row 'load --max-errors 1000, 1,000 bad lines' 'load --max-errors 1000 of the dirty file' 'load of the clean file'
 row 'the same 20k lines as one file' 'load of the same lines as one file'
