@@ -54,7 +54,7 @@ type uploadFlags struct {
 
 func (u *uploadFlags) register(c *cobra.Command) {
 	u.partSize = sink.DefaultPartSize
-	c.Flags().Var(&u.partSize, "part-size", "upload to a bucket in parts of `SIZE` (5MiB to 5GiB; memory: part-size x part-concurrency per file)")
+	c.Flags().Var(&u.partSize, "part-size", "upload to a bucket in parts of `SIZE` (5MiB to 5GiB; memory: about part-size x (part-concurrency + 1) per file)")
 	c.Flags().IntVar(&u.concurrency, "part-concurrency", sink.DefaultConcurrency, "upload `N` parts of a file at once")
 }
 

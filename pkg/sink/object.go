@@ -16,8 +16,11 @@ import (
 // as a multipart upload (S3; resumable or block uploads on GCS and Azure)
 // that the store makes visible only when it is completed, by Commit; an
 // Abort, a failure or a cancelled context aborts it, and the store drops
-// its parts. Memory is bounded by Upload: PartSize bytes for each of
-// Concurrency parts in flight, per object being written.
+// its parts. Memory is bounded by Upload, per object being written: on S3
+// PartSize bytes for each of Concurrency parts in flight and one being
+// filled (and at least the 16 MiB the AWS SDK reads before it chooses
+// between one PUT and a multipart upload); on Azure Concurrency blocks;
+// on GCS one chunk.
 
 // Upload tunes how an object is uploaded.
 type Upload struct {
@@ -25,8 +28,8 @@ type Upload struct {
 	Concurrency int // parts uploaded at once (0: DefaultConcurrency)
 }
 
-// The defaults of Upload: 16 MiB x 4 = 64 MiB of parts per object at
-// most, enough for a large object (S3 allows 10,000 parts: 160 GiB) and
+// The defaults of Upload: 16 MiB x (4 + 1) = 80 MiB of parts per object
+// at most on S3, enough for a large object (S3 allows 10,000 parts: 160 GiB) and
 // to keep a link busy.
 const (
 	DefaultPartSize    = 16 << 20
