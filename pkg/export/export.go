@@ -104,9 +104,18 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 		return nil, err
 	}
 	signer, _ := folder.(sink.Signer)
-	if o.SignURLs > 0 && signer == nil {
-		folder.Abort()
-		return nil, &SignError{Err: fmt.Errorf("%s is not in a bucket: only objects in a bucket get signed URLs", folder.Path())}
+	if o.SignURLs > 0 {
+		if signer == nil {
+			folder.Abort()
+			return nil, &SignError{Err: fmt.Errorf("%s is not in a bucket: only objects in a bucket get signed URLs", folder.Path())}
+		}
+		// Signing needs what the credentials may lack (a GCS service
+		// account's key, an Azure shared key): said now, not after the
+		// data is written.
+		if _, err := signer.SignedURL(bulkdata.ManifestName, o.SignURLs); err != nil {
+			folder.Abort()
+			return nil, &SignError{Err: err}
+		}
 	}
 	committed := false
 	defer func() {

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bucket"
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
@@ -361,6 +362,16 @@ func (f *bucketFolder) delete(name string) error {
 func (f *bucketFolder) SignedURL(name string, ttl time.Duration) (string, error) {
 	loc := f.loc.Child(name)
 	u, err := f.b.SignedURL(f.ctx, loc.Key, &blob.SignedURLOptions{Expiry: ttl, Method: "GET"})
+	if gcerrors.Code(err) == gcerrors.Unimplemented {
+		why := "the credentials hold no key to sign with"
+		switch loc.Scheme {
+		case "gs":
+			why += " (GCS signs with a service account's key: GOOGLE_APPLICATION_CREDENTIALS naming its key file)"
+		case "azblob":
+			why += " (Azure signs with the account's key: AZURE_STORAGE_KEY)"
+		}
+		return "", fmt.Errorf("sign a URL of %s: %s", loc, why)
+	}
 	if err != nil {
 		return "", fmt.Errorf("sign a URL of %s: %w", loc, bucket.Describe(err, bucket.OpRead, loc))
 	}
