@@ -8,10 +8,12 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
@@ -41,7 +43,7 @@ const (
 	s3TestSecret = "s3cr3t-FHIRBULK-do-not-print-0123456789"
 )
 
-// s3server [-impl moto|gofakes3] [BUCKET...] starts an S3 server on a free
+// s3server [-impl moto|moto-auth|gofakes3] [BUCKET...] starts an S3 server on a free
 // port of 127.0.0.1 for this script, stopped when it ends, creates the
 // buckets, and points the AWS SDK's standard variables at it:
 // AWS_ENDPOINT_URL (also $S3ENDPOINT), AWS_ACCESS_KEY_ID,
@@ -55,9 +57,10 @@ const (
 // install 'moto[server]'), a subprocess; without it the script fails,
 // saying how to install it. gofakes3 is github.com/johannesboyne/gofakes3
 // inside the test process: nothing to install and no start-up wait.
-// Neither checks request signatures (moto only would with its IAM
-// checks on, which want keys of its own making), so a wrong secret goes
-// unnoticed by both. FHIRBULK_TEST_S3_IMPL changes the default, so that
+// Neither checks request signatures, so a wrong secret goes unnoticed by
+// both; moto-auth is moto with its IAM checks on (see cmdS3ServerAuth),
+// which does, with a key of its own making in AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY. FHIRBULK_TEST_S3_IMPL changes the default, so that
 // every S3 script can be run against the other server too.
 func cmdS3Server(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
@@ -74,6 +77,9 @@ func cmdS3Server(ts *testscript.TestScript, neg bool, args []string) {
 	switch impl {
 	case "moto":
 		endpoint = startMoto(ts)
+	case "moto-auth":
+		cmdS3ServerAuth(ts, args)
+		return
 	case "gofakes3":
 		endpoint = startGoFakeS3(ts)
 	default:
@@ -98,17 +104,65 @@ func cmdS3Server(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// startMoto runs moto_server and returns its endpoint once it answers.
-func startMoto(ts *testscript.TestScript) string {
+// startMoto runs moto_server and returns its endpoint once it answers;
+// env is added to its environment.
+func startMoto(ts *testscript.TestScript, env ...string) string {
 	bin, err := exec.LookPath("moto_server")
 	if err != nil {
 		ts.Fatalf("moto_server not found: the s3 tests need it; install it with: pip install 'moto[server]'")
 	}
 	port := freePort(ts)
 	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
-	startServerProcess(ts, "moto_server", "moto.log", endpoint+"/moto-api/",
-		exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port)))
+	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+	cmd.Env = append(os.Environ(), env...)
+	startServerProcess(ts, "moto_server", "moto.log", endpoint+"/moto-api/", cmd)
 	return endpoint
+}
+
+// cmdS3ServerAuth is s3server -impl moto-auth: moto with its IAM checks
+// on, which make it check every request's signature (and policy) after
+// the first INITIAL_NO_AUTH_ACTION_COUNT requests. Those few make the
+// buckets, a user, its access key and a policy allowing it all of S3;
+// the AWS variables then name that key, so that a request signed wrong
+// (or with another secret) is refused as AWS would refuse it.
+func cmdS3ServerAuth(ts *testscript.TestScript, buckets []string) {
+	endpoint := startMoto(ts, "INITIAL_NO_AUTH_ACTION_COUNT="+strconv.Itoa(len(buckets)+3))
+	ctx := context.Background()
+	c := s3TestClient(endpoint)
+	for _, b := range buckets {
+		if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil {
+			ts.Fatalf("create bucket %s: %v", b, err)
+		}
+	}
+	ic := iam.New(iam.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(endpoint),
+		Credentials:  credentials.NewStaticCredentialsProvider(s3TestKeyID, s3TestSecret, ""),
+	})
+	user := aws.String("fhirbulk")
+	if _, err := ic.CreateUser(ctx, &iam.CreateUserInput{UserName: user}); err != nil {
+		ts.Fatalf("moto: create user: %v", err)
+	}
+	key, err := ic.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: user})
+	if err != nil {
+		ts.Fatalf("moto: create access key: %v", err)
+	}
+	policy := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}`
+	if _, err := ic.PutUserPolicy(ctx, &iam.PutUserPolicyInput{UserName: user, PolicyName: aws.String("s3"), PolicyDocument: aws.String(policy)}); err != nil {
+		ts.Fatalf("moto: put user policy: %v", err)
+	}
+	s3Keys.Store(endpoint, [2]string{aws.ToString(key.AccessKey.AccessKeyId), aws.ToString(key.AccessKey.SecretAccessKey)})
+	ts.Defer(func() { s3Keys.Delete(endpoint) })
+	ts.Setenv("S3IMPL", "moto-auth")
+	ts.Setenv("S3ENDPOINT", endpoint)
+	ts.Setenv("S3HOST", strings.TrimPrefix(endpoint, "http://"))
+	ts.Setenv("AWS_ENDPOINT_URL", endpoint)
+	ts.Setenv("AWS_ACCESS_KEY_ID", aws.ToString(key.AccessKey.AccessKeyId))
+	ts.Setenv("AWS_SECRET_ACCESS_KEY", aws.ToString(key.AccessKey.SecretAccessKey))
+	ts.Setenv("AWS_REGION", "us-east-1")
+	ts.Setenv("AWS_CONFIG_FILE", ts.MkAbs("no-aws-config"))
+	ts.Setenv("AWS_SHARED_CREDENTIALS_FILE", ts.MkAbs("no-aws-credentials"))
+	ts.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 }
 
 // startGoFakeS3 serves gofakes3 (in memory) from this process and returns
@@ -175,12 +229,20 @@ func startServerProcess(ts *testscript.TestScript, name, logName, probe string, 
 	ts.Logf("%s answered after %.2fs", name, time.Since(t0).Seconds())
 }
 
+// s3Keys are the access keys moto-auth servers made, by endpoint: the
+// scripts' own clients (bput, bls, ...) sign with them there.
+var s3Keys sync.Map // endpoint → [2]string{id, secret}
+
 func s3TestClient(endpoint string) *s3.Client {
+	id, secret := s3TestKeyID, s3TestSecret
+	if k, ok := s3Keys.Load(endpoint); ok {
+		id, secret = k.([2]string)[0], k.([2]string)[1]
+	}
 	return s3.New(s3.Options{
 		Region:                     "us-east-1",
 		BaseEndpoint:               aws.String(endpoint),
 		UsePathStyle:               true,
-		Credentials:                credentials.NewStaticCredentialsProvider(s3TestKeyID, s3TestSecret, ""),
+		Credentials:                credentials.NewStaticCredentialsProvider(id, secret, ""),
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
 	})

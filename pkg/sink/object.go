@@ -154,13 +154,10 @@ func openObject(opts Options) (*Sink, error) {
 	}
 	if !opts.Force {
 		// Said now, not after the whole upload: the conditional write at
-		// the end only settles a race.
-		ok, err := b.Exists(ctx, loc.Key)
-		switch {
-		case err != nil:
-			b.Close()
-			return nil, fmt.Errorf("output %s: %w", loc, bucket.Describe(err, bucket.OpStat, loc))
-		case ok:
+		// the end only settles a race. A HEAD that is refused (a writer
+		// may not be allowed to read; a HEAD's answer has no body to say
+		// why) leaves it to that write, whose answer says.
+		if ok, err := b.Exists(ctx, loc.Key); err == nil && ok {
 			b.Close()
 			return nil, &ExistsError{Path: loc.String()}
 		}
