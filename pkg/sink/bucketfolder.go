@@ -39,7 +39,9 @@ import (
 // With force an earlier export at the prefix is replaced: its manifest is
 // deleted first (it must not list objects being overwritten), and its
 // objects that the new export does not write are deleted before the new
-// manifest is written. A failed forced export leaves no export there.
+// manifest is written. A failed forced export leaves no export there, and
+// its marker beside what is left of the earlier one, so that the next run
+// names it and --force replaces it.
 
 // Marker is the name of the object that says an export is being written
 // at a prefix (or was, by a run that was killed).
@@ -86,6 +88,10 @@ type bucketFolder struct {
 	force bool
 	up    Upload
 	close func() // closes b, when the folder opened it
+	// replacing: the prefix held an earlier export (or a killed run's
+	// leftovers), whose objects this one does not all overwrite: on Abort
+	// the marker stays, so that the next run knows them for what they are.
+	replacing bool
 
 	mu      sync.Mutex
 	written []string // keys uploads were started for, to delete on Abort
@@ -141,6 +147,7 @@ func newBucketFolder(ctx context.Context, b *blob.Bucket, loc bucket.Location, o
 		}
 		return nil, err
 	}
+	f.replacing = state.objects || state.manifest || state.marker != nil
 	if state.marker != nil {
 		abortUploads(ctx, b, loc) // a killed run's parts
 	}
@@ -327,9 +334,9 @@ func (f *bucketFolder) abort() {
 			failed = true
 		}
 	}
-	if !failed {
-		// Kept when anything else was: it names the leftovers to the next
-		// run.
+	if !failed && !f.replacing {
+		// Kept when anything is left: it names the leftovers to the next
+		// run (an earlier export's objects, its manifest gone, among them).
 		f.b.Delete(ctx, f.loc.Key+Marker)
 	}
 }

@@ -154,6 +154,25 @@ func TestBucketFolderForce(t *testing.T) {
 	if data, _ := b.ReadAll(ctx, "exp/Patient.ndjson"); string(data) != "new\n" {
 		t.Errorf("Patient.ndjson = %q", data)
 	}
+	// A forced export that fails: no manifest, and the marker stays beside
+	// what is left of the earlier one, so that --force can replace it.
+	g, err := newBucketFolder(ctx, b, prefix("exp/"), FolderOptions{Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, g, "Observation.ndjson", "{}\n")
+	g.Abort()
+	if got := keys(t, b); !slices.Equal(got, []string{"exp/" + Marker, "exp/Patient.ndjson"}) {
+		t.Errorf("after a failed forced export: %q", got)
+	}
+	if _, err := newBucketFolder(ctx, b, prefix("exp/"), FolderOptions{}); !errors.Is(err, ErrUnfinished) {
+		t.Errorf("after a failed forced export, without force: %v", err)
+	}
+	h, err := newBucketFolder(ctx, b, prefix("exp/"), FolderOptions{Force: true})
+	if err != nil {
+		t.Fatalf("after a failed forced export, with force: %v", err)
+	}
+	h.Abort()
 	b.WriteAll(ctx, "home/notes.txt", []byte("mine"), nil)
 	if _, err := newBucketFolder(ctx, b, prefix("home/"), FolderOptions{Force: true}); !errors.Is(err, ErrNotExport) {
 		t.Errorf("forced over a prefix that is not an export: %v", err)
