@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -35,6 +36,10 @@ type app struct {
 // Run is the whole program: Main on the process's streams, with Ctrl-C (or
 // SIGTERM) cancelling the context. A second signal kills at once.
 func Run() int {
+	// Nothing of fhirbulk logs through the standard logger; the AWS
+	// transfer manager does (an upload it could not complete, which
+	// fhirbulk says itself, in one line), between fhirbulk's own lines.
+	log.SetOutput(io.Discard)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {

@@ -269,6 +269,7 @@ func openS3(ctx context.Context, l Location, opts Options) (*blob.Bucket, error)
 		if opts.Tries > 0 {
 			o.RetryMaxAttempts = opts.Tries
 		}
+		o.APIOptions = append(o.APIOptions, recordUploads)
 	})
 	return s3blob.OpenBucket(ctx, client, l.Bucket, &s3blob.Options{
 		RequestChecksumCalculation: cfg.RequestChecksumCalculation,

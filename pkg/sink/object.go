@@ -68,9 +68,11 @@ func contentType(key string, gzip bool) string {
 
 // objectWriter is one object being uploaded: the bottom of a Sink.
 type objectWriter struct {
-	w      *blob.Writer
-	cancel context.CancelFunc
-	loc    bucket.Location
+	w       *blob.Writer
+	cancel  context.CancelFunc
+	b       *blob.Bucket
+	uploads *bucket.Uploads // S3 multipart uploads it started
+	loc     bucket.Location
 	close  func() // the bucket, when the writer owns it
 	err    error  // sticky: the upload failed
 }
@@ -79,13 +81,14 @@ type objectWriter struct {
 // force (a conditional write refuses one that appears meanwhile, where
 // the store supports it).
 func startUpload(ctx context.Context, b *blob.Bucket, loc bucket.Location, gzip, force bool, up Upload) (*objectWriter, error) {
+	ctx, uploads := bucket.RecordUploads(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	w, err := b.NewWriter(ctx, loc.Key, up.writerOptions(contentType(loc.Key, gzip), !force))
 	if err != nil {
 		cancel()
 		return nil, outputError(loc, err)
 	}
-	return &objectWriter{w: w, cancel: cancel, loc: loc}, nil
+	return &objectWriter{w: w, cancel: cancel, b: b, uploads: uploads, loc: loc}, nil
 }
 
 func (o *objectWriter) Write(p []byte) (int, error) {
@@ -104,6 +107,11 @@ func (o *objectWriter) Write(p []byte) (int, error) {
 // appeared meanwhile (without force) is an *ExistsError.
 func (o *objectWriter) commit() error {
 	err := o.w.Close()
+	if err != nil {
+		// A multipart upload that could not be completed (a conditional
+		// write refused, say) is still there: abort it.
+		o.uploads.Abort(context.Background(), o.b, o.loc)
+	}
 	o.cancel()
 	o.done()
 	switch {
@@ -115,11 +123,12 @@ func (o *objectWriter) commit() error {
 	return outputError(o.loc, err)
 }
 
-// abort cancels the upload: the store drops what was sent (S3 aborts the
-// multipart upload); nothing appears.
+// abort cancels the upload: nothing appears, and the store drops what was
+// sent (S3's multipart upload aborted here: see bucket.Uploads).
 func (o *objectWriter) abort() {
 	o.cancel()
 	o.w.Close() // with the context cancelled, Close aborts: its error is expected
+	o.uploads.Abort(context.Background(), o.b, o.loc)
 	o.done()
 }
 
@@ -135,7 +144,16 @@ func outputError(loc bucket.Location, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
-	return fmt.Errorf("output %s: %w", loc, bucket.Describe(err, bucket.OpWrite, loc))
+	return fmt.Errorf("output %s: %w", loc, redacted(bucket.Describe(err, bucket.OpWrite, loc)))
+}
+
+// redacted is err with any URL in its message redacted (a wrapper that
+// quotes a request's URL would show a signature).
+func redacted(err error) error {
+	if msg := source.RedactText(err.Error()); msg != err.Error() {
+		return errors.New(msg)
+	}
+	return err
 }
 
 // openObject opens the output opts.Path, a bucket URL naming an object.

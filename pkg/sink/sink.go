@@ -240,9 +240,7 @@ func (s *Sink) Commit() error {
 	}
 	if s.obj != nil {
 		if err == nil {
-			err = s.obj.commit()
-		}
-		if err == nil {
+			err = s.obj.commit() // closes it, either way
 			s.obj = nil
 		}
 		s.discard()
