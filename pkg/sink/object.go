@@ -73,8 +73,8 @@ type objectWriter struct {
 	b       *blob.Bucket
 	uploads *bucket.Uploads // S3 multipart uploads it started
 	loc     bucket.Location
-	close  func() // the bucket, when the writer owns it
-	err    error  // sticky: the upload failed
+	close   func() // the bucket, when the writer owns it
+	err     error  // sticky: the upload failed
 }
 
 // startUpload starts writing loc in b: not over an existing object unless
