@@ -2,12 +2,15 @@ package sink
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +21,7 @@ import (
 
 	"github.com/fhirbulk/fhirbulk/pkg/bucket"
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
+	"github.com/fhirbulk/fhirbulk/pkg/fsutil"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
@@ -25,10 +29,10 @@ import (
 // into place, so it is published by its manifest instead: a reader that
 // waits for PREFIX/manifest.json never sees half an export.
 //
-//  1. OpenFolder writes a marker, PREFIX/.fhirbulk-export (who writes,
-//     since when), only if absent: two exports to one prefix cannot both
-//     run, and the marker a killed run leaves tells the next what the
-//     objects beside it are.
+//  1. OpenFolder writes a marker, PREFIX/.fhirbulk-export (a run id, who
+//     writes, since when), only if absent: two exports to one prefix
+//     cannot both run, and the marker a killed run leaves tells the next
+//     what the objects beside it are.
 //  2. Each data object is uploaded whole (a multipart upload, completed by
 //     its Commit).
 //  3. Commit writes manifest.json last (only if absent, unless force), then
@@ -36,10 +40,17 @@ import (
 //  4. Abort (a failure, Ctrl-C) aborts the uploads in flight and deletes
 //     what was written, the marker last.
 //
+// A run acts on the prefix only while the marker is its own: another
+// run's --force takes the prefix over, and the run it took it from then
+// publishes nothing and deletes nothing.
+//
 // With force an earlier export at the prefix is replaced: its manifest is
-// deleted first (it must not list objects being overwritten), and its
-// objects that the new export does not write are deleted before the new
-// manifest is written. A failed forced export leaves no export there, and
+// deleted just before the first object is written (it must not list
+// objects being overwritten; a run that fails before that leaves the
+// earlier export as it was), and its objects that the new export does not
+// write are deleted before the new manifest is written: only objects
+// directly under the prefix, named as an export's files are. A failed
+// forced export that had begun to overwrite leaves no export there, and
 // its marker beside what is left of the earlier one, so that the next run
 // names it and --force replaces it.
 
@@ -49,6 +60,7 @@ const Marker = bulkdata.MarkerName
 
 // marker is what the Marker object holds.
 type marker struct {
+	Run     string `json:"run"` // random: which run the marker is
 	Started string `json:"started"`
 	Host    string `json:"host"`
 	PID     int    `json:"pid"`
@@ -88,10 +100,13 @@ type bucketFolder struct {
 	force bool
 	up    Upload
 	close func() // closes b, when the folder opened it
-	// replacing: the prefix held an earlier export (or a killed run's
-	// leftovers), whose objects this one does not all overwrite: on Abort
-	// the marker stays, so that the next run knows them for what they are.
-	replacing bool
+	run   string // this run's id, in its marker
+
+	// oldManifest: an earlier export's manifest was there; manifestGone:
+	// this run deleted it (just before its first object). hadMarker: a
+	// killed run's leftovers were there. With either of the last two, an
+	// Abort keeps the marker beside what is left.
+	oldManifest, manifestGone, hadMarker bool
 
 	mu      sync.Mutex
 	written []string // keys uploads were started for, to delete on Abort
@@ -125,41 +140,66 @@ func openBucketFolder(raw string, o FolderOptions) (*bucketFolder, error) {
 // newBucketFolder starts an export at the prefix loc of b: checks what is
 // there, and claims the prefix with the marker.
 func newBucketFolder(ctx context.Context, b *blob.Bucket, loc bucket.Location, o FolderOptions) (*bucketFolder, error) {
-	f := &bucketFolder{ctx: ctx, b: b, loc: loc, force: o.Force, up: o.Upload}
+	f := &bucketFolder{ctx: ctx, b: b, loc: loc, force: o.Force, up: o.Upload, run: runID()}
 	state, err := f.look()
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case state.marker != nil && !o.Force:
-		m := state.marker
+	host, _ := os.Hostname()
+	switch m := state.marker; {
+	case m != nil && m.Host == host && m.PID != os.Getpid() && fsutil.ProcessAlive(m.PID):
+		return nil, fmt.Errorf("output %s is being written by process %d on this host (since %s): wait for it, or stop it first", loc, m.PID, m.Started)
+	case m != nil && !o.Force:
 		return nil, fmt.Errorf("output %s %w (started %s on %s, process %d): --force deletes it and writes a new one", loc, ErrUnfinished, m.Started, m.Host, m.PID)
 	case state.manifest && !o.Force, state.objects && !o.Force:
 		return nil, &ExistsError{Path: loc.String()}
-	case state.objects && !state.manifest && state.marker == nil:
+	case state.objects && !state.manifest && m == nil:
 		return nil, fmt.Errorf("output %s is %w", loc, ErrNotExport)
 	}
-	host, _ := os.Hostname()
-	data, _ := json.Marshal(marker{Started: time.Now().UTC().Format(time.RFC3339), Host: host, PID: os.Getpid()})
+	data, _ := json.Marshal(marker{Run: f.run, Started: time.Now().UTC().Format(time.RFC3339), Host: host, PID: os.Getpid()})
 	if err := f.put(Marker, data, !o.Force); err != nil {
 		if errors.Is(err, ErrExists) {
 			return nil, fmt.Errorf("output %s %w: another export started writing it just now", loc, ErrUnfinished)
 		}
 		return nil, err
 	}
-	f.replacing = state.objects || state.manifest || state.marker != nil
+	f.oldManifest, f.hadMarker = state.manifest, state.marker != nil
 	if state.marker != nil {
 		abortUploads(ctx, b, loc) // a killed run's parts
 	}
-	if state.manifest {
-		// The earlier export stops being one before its objects are
-		// overwritten.
-		if err := f.delete(Manifest); err != nil {
-			f.delete(Marker)
-			return nil, err
-		}
-	}
 	return f, nil
+}
+
+// runID is a random id for a run's marker.
+func runID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// ownMarker reports whether the prefix's marker is still this run's: no
+// other run's --force has taken the prefix over.
+func (f *bucketFolder) ownMarker(ctx context.Context) bool {
+	data, err := f.b.ReadAll(ctx, f.loc.Key+Marker)
+	if err != nil {
+		return false
+	}
+	var m marker
+	return json.Unmarshal(data, &m) == nil && m.Run == f.run
+}
+
+// dropOldManifest deletes the earlier export's manifest, once, before the
+// first of its objects may be overwritten: from then on it is no export.
+// Called with f.mu held.
+func (f *bucketFolder) dropOldManifest() error {
+	if !f.oldManifest || f.manifestGone {
+		return nil
+	}
+	if err := f.delete(Manifest); err != nil {
+		return err
+	}
+	f.manifestGone = true
+	return nil
 }
 
 // prefixState is what is at a prefix before an export is written there.
@@ -171,8 +211,21 @@ type prefixState struct {
 
 func (f *bucketFolder) look() (prefixState, error) {
 	var st prefixState
-	it := f.b.List(&blob.ListOptions{Prefix: f.loc.Key})
-	for n := 0; n < 1000; n++ {
+	ok, err := f.b.Exists(f.ctx, f.loc.Key+Manifest)
+	if err != nil {
+		return st, fmt.Errorf("output %s: %w", f.loc, bucket.Describe(err, bucket.OpStat, f.loc))
+	}
+	st.manifest = ok
+	if data, err := f.b.ReadAll(f.ctx, f.loc.Key+Marker); err == nil {
+		st.marker = &marker{Started: "?", Host: "?"}
+		json.Unmarshal(data, st.marker) // unreadable: the question marks say so
+	} else if !bucket.IsNotFound(err) {
+		return st, fmt.Errorf("output %s: %w", f.loc, bucket.Describe(err, bucket.OpRead, f.loc))
+	}
+	// Anything else there, an object or a deeper prefix? A few entries
+	// tell, however large the prefix.
+	it := f.b.List(&blob.ListOptions{Prefix: f.loc.Key, Delimiter: "/"})
+	for n := 0; n < 3; n++ {
 		obj, err := it.Next(f.ctx)
 		if err == io.EOF {
 			break
@@ -180,16 +233,9 @@ func (f *bucketFolder) look() (prefixState, error) {
 		if err != nil {
 			return st, fmt.Errorf("output %s: %w", f.loc, bucket.Describe(err, bucket.OpList, f.loc))
 		}
-		switch obj.Key {
-		case f.loc.Key + Manifest:
-			st.manifest = true
-		case f.loc.Key + Marker:
-			st.marker = &marker{Started: "?", Host: "?"}
-			if data, err := f.b.ReadAll(f.ctx, obj.Key); err == nil {
-				json.Unmarshal(data, st.marker) // unreadable: the question marks say so
-			}
-		default:
+		if obj.Key != f.loc.Key+Manifest && obj.Key != f.loc.Key+Marker {
 			st.objects = true
+			break
 		}
 	}
 	return st, nil
@@ -210,12 +256,23 @@ func abortUploads(ctx context.Context, b *blob.Bucket, loc bucket.Location) {
 	if !b.As(&c) {
 		return
 	}
-	out, err := c.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(loc.Bucket), Prefix: aws.String(loc.Key)})
-	if err != nil {
-		return // best effort: the store's lifecycle rules are the backstop
-	}
-	for _, u := range out.Uploads {
-		c.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(loc.Bucket), Key: u.Key, UploadId: u.UploadId})
+	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(loc.Bucket), Prefix: aws.String(loc.Key)}
+	for {
+		out, err := c.ListMultipartUploads(ctx, in)
+		if err != nil {
+			return // best effort: the store's lifecycle rules are the backstop
+		}
+		for _, u := range out.Uploads {
+			// Only the prefix's own objects: not a nested export's.
+			if strings.Contains(strings.TrimPrefix(aws.ToString(u.Key), loc.Key), "/") {
+				continue
+			}
+			c.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(loc.Bucket), Key: u.Key, UploadId: u.UploadId})
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			return
+		}
+		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
 	}
 }
 
@@ -231,6 +288,10 @@ func (f *bucketFolder) Create(name string, gzip bool) (Destination, error) {
 	if f.done {
 		f.mu.Unlock()
 		return nil, errors.New("folder already closed")
+	}
+	if err := f.dropOldManifest(); err != nil {
+		f.mu.Unlock()
+		return nil, err
 	}
 	f.written = append(f.written, f.loc.Key+name)
 	f.mu.Unlock()
@@ -272,6 +333,13 @@ func (f *bucketFolder) Commit(manifest []byte) error {
 	}
 	f.done = true
 	defer f.closeBucket()
+	if !f.ownMarker(f.ctx) {
+		return fmt.Errorf("output %s: another export took the prefix over (--force) while this one ran: this one is not published", f.loc)
+	}
+	if err := f.dropOldManifest(); err != nil {
+		f.abort()
+		return err
+	}
 	if f.force {
 		if err := f.deleteStrays(); err != nil {
 			f.abort()
@@ -284,16 +352,20 @@ func (f *bucketFolder) Commit(manifest []byte) error {
 			return err
 		}
 	}
-	// The export is complete: a marker that cannot be deleted now only
-	// makes the next export to this prefix ask for --force.
-	f.delete(Marker)
+	// The export is complete (even if Ctrl-C came just now): a marker that
+	// cannot be deleted only makes the next export to this prefix ask for
+	// --force.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.ctx), time.Minute)
+	defer cancel()
+	f.b.Delete(ctx, f.loc.Key+Marker)
 	return nil
 }
 
-// deleteStrays deletes the objects under the prefix that this export did
-// not write: an earlier export's (with force).
+// deleteStrays deletes the objects directly under the prefix, named as an
+// export's files are, that this export did not write: an earlier export's
+// (with force). Deeper prefixes and other objects are not an export's.
 func (f *bucketFolder) deleteStrays() error {
-	it := f.b.List(&blob.ListOptions{Prefix: f.loc.Key})
+	it := f.b.List(&blob.ListOptions{Prefix: f.loc.Key, Delimiter: "/"})
 	for {
 		obj, err := it.Next(f.ctx)
 		if err == io.EOF {
@@ -302,7 +374,7 @@ func (f *bucketFolder) deleteStrays() error {
 		if err != nil {
 			return fmt.Errorf("output %s: %w", f.loc, bucket.Describe(err, bucket.OpList, f.loc))
 		}
-		if obj.IsDir || obj.Key == f.loc.Key+Marker || slices.Contains(f.written, obj.Key) {
+		if _, ok := bulkdata.ParseName(obj.Key[len(f.loc.Key):]); !ok || obj.IsDir || slices.Contains(f.written, obj.Key) {
 			continue
 		}
 		if err := f.delete(obj.Key[len(f.loc.Key):]); err != nil {
@@ -328,13 +400,18 @@ func (f *bucketFolder) abort() {
 	// Not f.ctx: it may be the cancelled context the export stopped for.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.ctx), time.Minute)
 	defer cancel()
+	if !f.ownMarker(ctx) {
+		// Another run took the prefix over (or the marker cannot be read):
+		// what this run wrote may be that run's now.
+		return
+	}
 	failed := false
 	for _, key := range f.written {
 		if err := f.b.Delete(ctx, key); err != nil && !bucket.IsNotFound(err) {
 			failed = true
 		}
 	}
-	if !failed && !f.replacing {
+	if !failed && !f.manifestGone && !f.hadMarker {
 		// Kept when anything is left: it names the leftovers to the next
 		// run (an earlier export's objects, its manifest gone, among them).
 		f.b.Delete(ctx, f.loc.Key+Marker)

@@ -3,7 +3,10 @@ package sink
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -141,10 +144,20 @@ func TestBucketFolderForce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if ok, _ := b.Exists(ctx, "exp/manifest.json"); !ok {
+		t.Error("the old manifest is gone before anything of the new export is written")
+	}
+	d, err := f.Create("Patient.ndjson", false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if ok, _ := b.Exists(ctx, "exp/manifest.json"); ok {
 		t.Error("the old manifest is still there while the new export is written")
 	}
-	writeFile(t, f, "Patient.ndjson", "new\n")
+	d.Write([]byte("new\n"))
+	if err := d.Commit(); err != nil {
+		t.Fatal(err)
+	}
 	if err := f.Commit([]byte("{}")); err != nil {
 		t.Fatal(err)
 	}
@@ -259,5 +272,101 @@ func TestObjectUpload(t *testing.T) {
 	}
 	if data, _ := b.ReadAll(ctx, loc.Key); string(data) != "ours\n" {
 		t.Errorf("object = %q", data)
+	}
+}
+
+// A forced export that fails before it writes anything (no database, a
+// signing check) leaves the earlier export as it was, and no marker.
+func TestBucketFolderForceEarlyFailure(t *testing.T) {
+	ctx := context.Background()
+	b := memblob.OpenBucket(nil)
+	b.WriteAll(ctx, "exp/manifest.json", []byte("{}"), nil)
+	b.WriteAll(ctx, "exp/Patient.ndjson", []byte("old\n"), nil)
+	f, err := newBucketFolder(ctx, b, prefix("exp/"), FolderOptions{Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Abort()
+	if got := keys(t, b); !slices.Equal(got, []string{"exp/Patient.ndjson", "exp/manifest.json"}) {
+		t.Errorf("after an early failure: %q", got)
+	}
+}
+
+// --force takes a prefix over from a run that is still writing (on
+// another host, or stuck): the run it was taken from then publishes
+// nothing and deletes nothing of what is now the other's.
+func TestBucketFolderTakenOver(t *testing.T) {
+	ctx := context.Background()
+	b := memblob.OpenBucket(nil)
+	first, err := newBucketFolder(ctx, b, prefix("exp/"), FolderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, first, "Patient.ndjson", "first\n")
+	// Another host's marker, as far as the second run can tell.
+	data, _ := b.ReadAll(ctx, "exp/"+Marker)
+	b.WriteAll(ctx, "exp/"+Marker, []byte(strings.Replace(string(data), `"host":"`, `"host":"elsewhere-`, 1)), nil)
+	second, err := newBucketFolder(ctx, b, prefix("exp/"), FolderOptions{Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, second, "Patient.ndjson", "second\n")
+	if err := first.Commit([]byte("first")); err == nil || !strings.Contains(err.Error(), "another export took the prefix over") {
+		t.Errorf("the first run's Commit: %v", err)
+	}
+	first.Abort()
+	if err := second.Commit([]byte("second")); err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(t, b); !slices.Equal(got, []string{"exp/Patient.ndjson", "exp/manifest.json"}) {
+		t.Errorf("after the takeover: %q", got)
+	}
+	if data, _ := b.ReadAll(ctx, "exp/Patient.ndjson"); string(data) != "second\n" {
+		t.Errorf("Patient.ndjson = %q", data)
+	}
+}
+
+// A run of this host that is alive (this test's own process, under
+// another pid in the marker: the parent) is never taken over, even with
+// force.
+func TestBucketFolderLiveHere(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no way to tell a live process from its pid here")
+	}
+	ctx := context.Background()
+	b := memblob.OpenBucket(nil)
+	host, _ := os.Hostname()
+	b.WriteAll(ctx, "exp/"+Marker, []byte(fmt.Sprintf(`{"run":"x","started":"2026-12-03T10:00:00Z","host":%q,"pid":%d}`, host, os.Getppid())), nil)
+	_, err := newBucketFolder(ctx, b, prefix("exp/"), FolderOptions{Force: true})
+	if err == nil || !strings.Contains(err.Error(), "is being written by process") {
+		t.Errorf("forced over a live run of this host: %v", err)
+	}
+}
+
+// An earlier export of more files than one page of a listing is still
+// known by its manifest; --force deletes only what is directly under the
+// prefix and named as an export's files are: not a nested export, not
+// other objects.
+func TestBucketFolderForceLarge(t *testing.T) {
+	ctx := context.Background()
+	b := memblob.OpenBucket(nil)
+	for i := range 1200 {
+		b.WriteAll(ctx, fmt.Sprintf("exp/Observation.%04d.ndjson", i), []byte("{}\n"), nil)
+	}
+	b.WriteAll(ctx, "exp/manifest.json", []byte("{}"), nil)
+	b.WriteAll(ctx, "exp/2026-12-01/Patient.ndjson", []byte("{}\n"), nil)
+	b.WriteAll(ctx, "exp/2026-12-01/manifest.json", []byte("{}"), nil)
+	b.WriteAll(ctx, "exp/notes.txt", []byte("mine"), nil)
+	f, err := newBucketFolder(ctx, b, prefix("exp/"), FolderOptions{Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, f, "Patient.ndjson", "{}\n")
+	if err := f.Commit([]byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"exp/2026-12-01/Patient.ndjson", "exp/2026-12-01/manifest.json", "exp/Patient.ndjson", "exp/manifest.json", "exp/notes.txt"}
+	if got := keys(t, b); !slices.Equal(got, want) {
+		t.Errorf("after the forced export: %q", got)
 	}
 }
