@@ -177,15 +177,25 @@ func runID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// ownMarker reports whether the prefix's marker is still this run's: no
-// other run's --force has taken the prefix over.
-func (f *bucketFolder) ownMarker(ctx context.Context) bool {
+// errTakenOver is the marker found another run's, or gone.
+var errTakenOver = errors.New("another export took the prefix over (--force) while this one ran: this one is not published")
+
+// ownMarker says whether the prefix's marker is still this run's (nil),
+// not (errTakenOver: another run's --force took the prefix over, or it
+// was deleted), or cannot be read (why).
+func (f *bucketFolder) ownMarker(ctx context.Context) error {
 	data, err := f.b.ReadAll(ctx, f.loc.Key+Marker)
-	if err != nil {
-		return false
+	switch {
+	case bucket.IsNotFound(err):
+		return errTakenOver
+	case err != nil:
+		return fmt.Errorf("output %s: %w", f.loc, bucket.Describe(err, bucket.OpRead, f.loc))
 	}
 	var m marker
-	return json.Unmarshal(data, &m) == nil && m.Run == f.run
+	if json.Unmarshal(data, &m) != nil || m.Run != f.run {
+		return errTakenOver
+	}
+	return nil
 }
 
 // dropOldManifest deletes the earlier export's manifest, once, before the
@@ -211,20 +221,11 @@ type prefixState struct {
 
 func (f *bucketFolder) look() (prefixState, error) {
 	var st prefixState
-	ok, err := f.b.Exists(f.ctx, f.loc.Key+Manifest)
-	if err != nil {
-		return st, fmt.Errorf("output %s: %w", f.loc, bucket.Describe(err, bucket.OpStat, f.loc))
-	}
-	st.manifest = ok
-	if data, err := f.b.ReadAll(f.ctx, f.loc.Key+Marker); err == nil {
-		st.marker = &marker{Started: "?", Host: "?"}
-		json.Unmarshal(data, st.marker) // unreadable: the question marks say so
-	} else if !bucket.IsNotFound(err) {
-		return st, fmt.Errorf("output %s: %w", f.loc, bucket.Describe(err, bucket.OpRead, f.loc))
-	}
-	// Anything else there, an object or a deeper prefix? A few entries
-	// tell, however large the prefix.
-	it := f.b.List(&blob.ListOptions{Prefix: f.loc.Key, Delimiter: "/"})
+	// Anything else there, an object here or deeper? A few entries tell,
+	// however large the prefix. (No delimiter: some S3-compatible stores
+	// sign-check a "/" in the query wrongly.) First: a refused list says
+	// why, where a refused HEAD cannot.
+	it := f.b.List(&blob.ListOptions{Prefix: f.loc.Key})
 	for n := 0; n < 3; n++ {
 		obj, err := it.Next(f.ctx)
 		if err == io.EOF {
@@ -237,6 +238,17 @@ func (f *bucketFolder) look() (prefixState, error) {
 			st.objects = true
 			break
 		}
+	}
+	ok, err := f.b.Exists(f.ctx, f.loc.Key+Manifest)
+	if err != nil {
+		return st, fmt.Errorf("output %s: %w", f.loc, bucket.Describe(err, bucket.OpStat, f.loc))
+	}
+	st.manifest = ok
+	if data, err := f.b.ReadAll(f.ctx, f.loc.Key+Marker); err == nil {
+		st.marker = &marker{Started: "?", Host: "?"}
+		json.Unmarshal(data, st.marker) // unreadable: the question marks say so
+	} else if !bucket.IsNotFound(err) {
+		return st, fmt.Errorf("output %s: %w", f.loc, bucket.Describe(err, bucket.OpRead, f.loc))
 	}
 	return st, nil
 }
@@ -333,8 +345,11 @@ func (f *bucketFolder) Commit(manifest []byte) error {
 	}
 	f.done = true
 	defer f.closeBucket()
-	if !f.ownMarker(f.ctx) {
-		return fmt.Errorf("output %s: another export took the prefix over (--force) while this one ran: this one is not published", f.loc)
+	if err := f.ownMarker(f.ctx); err == errTakenOver {
+		return fmt.Errorf("output %s: %w", f.loc, err)
+	} else if err != nil {
+		f.abort()
+		return err
 	}
 	if err := f.dropOldManifest(); err != nil {
 		f.abort()
@@ -365,7 +380,8 @@ func (f *bucketFolder) Commit(manifest []byte) error {
 // export's files are, that this export did not write: an earlier export's
 // (with force). Deeper prefixes and other objects are not an export's.
 func (f *bucketFolder) deleteStrays() error {
-	it := f.b.List(&blob.ListOptions{Prefix: f.loc.Key, Delimiter: "/"})
+	it := f.b.List(&blob.ListOptions{Prefix: f.loc.Key}) // no delimiter: see look
+
 	for {
 		obj, err := it.Next(f.ctx)
 		if err == io.EOF {
@@ -374,7 +390,8 @@ func (f *bucketFolder) deleteStrays() error {
 		if err != nil {
 			return fmt.Errorf("output %s: %w", f.loc, bucket.Describe(err, bucket.OpList, f.loc))
 		}
-		if _, ok := bulkdata.ParseName(obj.Key[len(f.loc.Key):]); !ok || obj.IsDir || slices.Contains(f.written, obj.Key) {
+		name := obj.Key[len(f.loc.Key):]
+		if _, ok := bulkdata.ParseName(name); !ok || strings.Contains(name, "/") || slices.Contains(f.written, obj.Key) {
 			continue
 		}
 		if err := f.delete(obj.Key[len(f.loc.Key):]); err != nil {
@@ -400,7 +417,7 @@ func (f *bucketFolder) abort() {
 	// Not f.ctx: it may be the cancelled context the export stopped for.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.ctx), time.Minute)
 	defer cancel()
-	if !f.ownMarker(ctx) {
+	if f.ownMarker(ctx) != nil {
 		// Another run took the prefix over (or the marker cannot be read):
 		// what this run wrote may be that run's now.
 		return
