@@ -241,7 +241,7 @@ func TestResumeComparesWholeURLs(t *testing.T) {
 		{false, []string{StatusPending, StatusPending, StatusFinished, StatusPending, StatusFinished}},
 	} {
 		writeState(t, s, state(tc.hashes))
-		st, err := Options{Store: s}.begin(now, "x")
+		st, err := Options{Store: s}.begin(now, "x", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

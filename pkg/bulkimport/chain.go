@@ -201,11 +201,15 @@ func (s Store) readChains() (*chains, error) {
 
 // lockChains takes the lock of chainsFile, held for a read and a write:
 // two imports that end at once both record.
-func (s Store) lockChains() (unlock func(), err error) {
+func (s Store) lockChains() (unlock func(), err error) { return s.lockNamed(".import-chains.lock") }
+
+// lockNamed takes the lock file name of the state folder, waiting up to
+// about 10s for another process to drop it.
+func (s Store) lockNamed(name string) (unlock func(), err error) {
 	if err := s.mkdir(); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(s.Dir, ".import-chains.lock")
+	path := filepath.Join(s.Dir, name)
 	for wait := time.Millisecond; ; wait *= 2 {
 		f, err := lockFile(path)
 		if err == nil {

@@ -56,6 +56,9 @@ type Options struct {
 	Progress func(st State)
 
 	writeState func(st *State) error // tests count the writes; default Store.Write
+	// failed, when set, is told why an input failed (a pull tells an
+	// expired export by it).
+	failed func(err error)
 }
 
 const (
@@ -92,7 +95,13 @@ func Run(ctx context.Context, m *Manifest, id string, o Options) (*State, error)
 		return nil, err
 	}
 	defer lock.Release()
-	st, err := o.begin(m, id)
+	return o.run(ctx, m, id, nil)
+}
+
+// run is Run under the import's lock; pull, when not nil, is the state of
+// the pull whose files m lists (see Pull).
+func (o Options) run(ctx context.Context, m *Manifest, id string, pull *PullState) (*State, error) {
+	st, err := o.begin(m, id, pull)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +195,7 @@ func Check(m *Manifest, id string, o Options) error {
 	if err := o.Store.mkdir(); err != nil {
 		return err
 	}
-	_, err := o.begin(m, id)
+	_, err := o.begin(m, id, nil)
 	return err
 }
 
@@ -220,7 +229,7 @@ func (e *OtherInputsError) Error() string {
 
 // begin makes the state to run: new, or the one of an import that did not
 // finish, its finished inputs kept unless their whole URL changed.
-func (o Options) begin(m *Manifest, id string) (*State, error) {
+func (o Options) begin(m *Manifest, id string, pull *PullState) (*State, error) {
 	db := o.DB
 	st := &State{
 		ID: id, Status: StatusInProgress, Type: "aidbox",
@@ -231,6 +240,7 @@ func (o Options) begin(m *Manifest, id string) (*State, error) {
 		st.Type = "fhir"
 	}
 	st.ServerErrors = m.ServerErrors
+	st.Pull = pull.clone()
 	st.Inputs = make([]InputState, 0, len(m.all())) // [] in JSON, never null
 	for i, in := range m.all() {
 		s := InputState{ResourceType: in.ResourceType, URL: source.Redact(in.URL), URLHash: HashURL(in.URL), Status: StatusPending}
@@ -249,6 +259,10 @@ func (o Options) begin(m *Manifest, id string) (*State, error) {
 		return nil, &OtherDatabaseError{ID: id, Recorded: *prev.Database, DB: o.DB, FromExport: m.FromExport}
 	case prev.Status == StatusFinished:
 		return nil, &FinishedError{ID: id}
+	case pull != nil && len(prev.Inputs) == 0:
+		// A pull whose manifest just came: its files load for the first time.
+		st.Time.Start = prev.Time.Start
+		return st, nil
 	case !sameInputs(m, prev):
 		return nil, &OtherInputsError{ID: id}
 	}
@@ -377,6 +391,9 @@ func (r *runner) worker(ctx context.Context, jobs <-chan int) {
 				s.Status = StatusPending // rolled back: loads again on resume
 			default:
 				s.fail(err)
+				if r.o.failed != nil {
+					r.o.failed(err)
+				}
 			}
 		})
 	}
@@ -526,6 +543,9 @@ func (r *runner) deletions(ctx context.Context) {
 				s.Status = StatusPending
 			default:
 				s.fail(err)
+				if r.o.failed != nil {
+					r.o.failed(err)
+				}
 			}
 		})
 		if err != nil {

@@ -54,6 +54,9 @@ type State struct {
 	// ServerErrors are the error files of the server that made the export
 	// imported: named, not loaded.
 	ServerErrors []string `json:"serverErrors,omitempty"`
+	// Pull is where an import from a server's $export stands (see Pull);
+	// nil for any other import.
+	Pull *PullState `json:"pull,omitempty"`
 }
 
 // StateTime is when the import started and ended.
@@ -131,6 +134,7 @@ func (s *State) clone() State {
 		end := *s.Time.End
 		cp.Time.End = &end
 	}
+	cp.Pull = s.Pull.clone()
 	return cp
 }
 

@@ -29,13 +29,28 @@ func withoutReferer(next func(*http.Request, []*http.Request) error) func(*http.
 }
 
 // fetchError is an HTTP failure that is not about the bytes themselves, so
-// that a gzip reader above it does not call the stream corrupt.
-type fetchError struct{ msg string }
+// that a gzip reader above it does not call the stream corrupt. code is the
+// HTTP status that ended it, when one did (see HTTPStatus).
+type fetchError struct {
+	msg  string
+	code int
+}
 
 func (e *fetchError) Error() string { return e.msg }
 
+// HTTPStatus is the HTTP status code that made a source fail for good (a
+// 404, a 410 Gone of an expired export's file, a 401), or 0 when err is
+// no such failure.
+func HTTPStatus(err error) int {
+	var fe *fetchError
+	if errors.As(err, &fe) {
+		return fe.code
+	}
+	return 0
+}
+
 func fetchErrorf(format string, args ...any) error {
-	return &fetchError{fmt.Sprintf(format, args...)}
+	return &fetchError{msg: fmt.Sprintf(format, args...)}
 }
 
 // errIdle is the cause of a request's context when its idle timer fired.
@@ -169,13 +184,13 @@ func (h *httpBody) get(off int64) (*http.Response, *request, error) {
 			return nil, nil, fmt.Errorf("%w (HTTP %s to a Range request)", ErrRestart, resp.Status)
 		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 			last = "HTTP " + resp.Status
-			if ra, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
+			if ra, ok := RetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
 				wait = ra
 			}
 			drain(resp, rq)
 		default:
 			drain(resp, rq)
-			return nil, nil, fetchErrorf("HTTP %s", resp.Status)
+			return nil, nil, &fetchError{msg: "HTTP " + resp.Status, code: resp.StatusCode}
 		}
 		if try == h.opts.Tries {
 			break
@@ -202,8 +217,9 @@ func drain(resp *http.Response, rq *request) {
 	rq.end()
 }
 
-// retryAfter reads a Retry-After header: seconds or an HTTP date.
-func retryAfter(v string) (time.Duration, bool) {
+// RetryAfter reads a Retry-After header: seconds, or an HTTP date (how
+// long from now until then, 0 if it is past).
+func RetryAfter(v string, now time.Time) (time.Duration, bool) {
 	if v == "" {
 		return 0, false
 	}
@@ -211,7 +227,7 @@ func retryAfter(v string) (time.Duration, bool) {
 		return time.Duration(s) * time.Second, true
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0), true
+		return max(t.Sub(now), 0), true
 	}
 	return 0, false
 }

@@ -13,15 +13,15 @@ import (
 )
 
 func TestRetryAfter(t *testing.T) {
-	if d, ok := retryAfter("3"); !ok || d != 3*time.Second {
+	if d, ok := RetryAfter("3", time.Now()); !ok || d != 3*time.Second {
 		t.Errorf("3 seconds: %v %v", d, ok)
 	}
-	if d, ok := retryAfter(time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat)); !ok || d != 0 {
+	if d, ok := RetryAfter(time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat), time.Now()); !ok || d != 0 {
 		t.Errorf("a past date: %v %v", d, ok)
 	}
 	for _, bad := range []string{"", "soon", "-1"} {
-		if _, ok := retryAfter(bad); ok {
-			t.Errorf("retryAfter(%q) accepted", bad)
+		if _, ok := RetryAfter(bad, time.Now()); ok {
+			t.Errorf("RetryAfter(%q) accepted", bad)
 		}
 	}
 }
