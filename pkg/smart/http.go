@@ -119,14 +119,15 @@ func retryAfter(v string, now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
-// readBounded reads a whole answer of at most maxAnswer bytes.
-func readBounded(resp *http.Response, what string) ([]byte, error) {
+// readBounded reads a whole answer of at most maxAnswer bytes; noun says
+// what it should have been.
+func readBounded(resp *http.Response, what, noun string) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading the answer: %s", what, redactText(oneLine(err.Error(), 200)))
 	}
 	if len(b) > maxAnswer {
-		return nil, fmt.Errorf("%s answered HTTP %d with over %d KiB, too much to be one", what, resp.StatusCode, maxAnswer>>10)
+		return nil, fmt.Errorf("%s answered HTTP %d with over %d KiB, too large for %s", what, resp.StatusCode, maxAnswer>>10, noun)
 	}
 	return b, nil
 }

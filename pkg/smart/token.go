@@ -229,7 +229,7 @@ func (ts *TokenSource) fetch(ctx context.Context) (*token, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	body, err := readBounded(resp, where)
+	body, err := readBounded(resp, where, "a token")
 	if err != nil {
 		return nil, err
 	}

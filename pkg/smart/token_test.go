@@ -429,7 +429,7 @@ func TestTokenErrors(t *testing.T) {
 		{"bad expires_in", 200, "application/json", `{"access_token":"tok-1","token_type":"bearer","expires_in":"soon"}`,
 			"token endpoint %s answered an expires_in that is not a number of seconds"},
 		{"huge", 200, "application/json", `{"access_token":"tok-1","token_type":"bearer","x":"` + strings.Repeat("x", 70<<10) + `"}`,
-			"token endpoint %s answered HTTP 200 with over 64 KiB, too much to be one"},
+			"token endpoint %s answered HTTP 200 with over 64 KiB, too large for a token"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newTokenServer(t, rsaKey.Public(), nil)
