@@ -259,7 +259,7 @@ func TestResumeComparesWholeURLs(t *testing.T) {
 	}
 	// Unchanged, every finished input stays finished.
 	writeState(t, s, state(true))
-	st, err := Options{Store: s}.begin(&Manifest{Inputs: old}, "x")
+	st, err := Options{Store: s}.begin(&Manifest{Inputs: old}, "x", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +270,7 @@ func TestResumeComparesWholeURLs(t *testing.T) {
 	}
 	// Another list of inputs (as redacted) is refused, as it always was.
 	other := &Manifest{Inputs: append(append([]Input(nil), old[:4]...), Input{"Basic", "https://h/other.ndjson", nil})}
-	if _, err := (Options{Store: s}).begin(other, "x"); err == nil || !strings.Contains(err.Error(), "recorded other inputs") {
+	if _, err := (Options{Store: s}).begin(other, "x", nil); err == nil || !strings.Contains(err.Error(), "recorded other inputs") {
 		t.Errorf("other inputs: %v", err)
 	}
 	// The state file holds no query, only hashes.
