@@ -84,6 +84,13 @@ func (v *importView) lines(width, n int, now time.Time) []string {
 		progress.Field{Text: fmt.Sprintf("%d/%d inputs", done, len(st.Inputs)), Drop: 1},
 		progress.Field{Text: progress.Plural(resources, "resources"), Drop: 3},
 		elapsed)}
+	if p := st.Pull; p != nil && (p.Phase == bulkimport.PhaseKickOff || p.Phase == bulkimport.PhaseExport) {
+		what := "  kicking off the export at " + printable(p.KickOff)
+		if p.Phase == bulkimport.PhaseExport {
+			what = "  the server exports: " + pullProgress(p)
+		}
+		return append(out, progress.Fit(what, width))
+	}
 
 	shown, hidden := pickInputs(st.Inputs, n-1)
 	statusW, typeW, urlW := 0, 0, 0

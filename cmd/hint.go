@@ -36,6 +36,9 @@ func flagHint(err error, force bool) string {
 	var order *bulkimport.OrderError
 	var manifest *bulkimport.ManifestError
 	var tooLong *ndjson.TooLongError
+	if h := pullHint(err); h != "" {
+		return h
+	}
 	switch {
 	case force && errors.Is(err, sink.ErrExists):
 		return " (use --force to replace it)"

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,6 +32,7 @@ type importOptions struct {
 	resume       string
 	allowOutside bool
 	noOrderCheck bool
+	pull         pullFlags
 	// Hidden: how a detached child is told what its parent decided.
 	runID        string
 	manifestDir  string
@@ -89,6 +91,12 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
   fhirbulk import --resume synthea`,
 		Args: func(c *cobra.Command, args []string) error {
 			switch {
+			case f.pull.cancel != "" && (len(args) > 0 || f.resume != ""):
+				return usagef("--cancel ID takes no URL or --resume")
+			case f.pull.cancel != "":
+				return nil
+			case f.resume == "" && len(args) == 1 && !f.pull.isPull(args[0]) && len(f.pull.given(c)) > 0:
+				return usagef("%s: only for an import from a server's $export (a URL ending in /$export, or --kick-off)", strings.Join(f.pull.given(c), ", "))
 			case f.resume != "" && len(args) > 0:
 				return usagef("give a MANIFEST or --resume ID, not both")
 			case f.resume == "" && len(args) != 1:
@@ -111,6 +119,7 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 	fl.BoolVar(&f.allowOutside, "allow-outside", false, "let the manifest name local files outside its own folder (objects outside its prefix)")
 	fl.BoolVar(&f.noOrderCheck, "no-order-check", false, "import an incremental export even if the export it follows was not imported (or a later one was)")
 	f.read.register(c)
+	f.pull.register(c)
 	fl.StringVar(&f.runID, "run-id", "", "")
 	fl.StringVar(&f.manifestDir, "manifest-dir", "", "")
 	fl.StringVar(&f.manifestPath, "manifest-path", "", "")
@@ -129,6 +138,9 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 
 // runImport imports the MANIFEST of args, or the import f.resume names.
 func (a *app) runImport(ctx context.Context, f importOptions, args []string) error {
+	if f.pull.cancel != "" {
+		return a.runCancel(ctx, f.stateDir, f.pull.cancel)
+	}
 	if f.parallel < 1 {
 		return usagef("--parallel: must be at least 1")
 	}
@@ -146,6 +158,10 @@ func (a *app) runImport(ctx context.Context, f importOptions, args []string) err
 		return usageError{err}
 	}
 	store := bulkimport.Store{Dir: dir}
+	pull := len(args) == 1 && f.pull.isPull(args[0]) || f.resume != "" && store.IsPull(f.resume)
+	if pull {
+		return a.runPullImport(ctx, f, args, store)
+	}
 	req := bulkimport.Request{Stdin: a.stdin, Resume: f.resume, RunID: f.runID,
 		ManifestDir: f.manifestDir, ManifestPath: f.manifestPath, AllowOutside: f.allowOutside}
 	if len(args) == 1 {
@@ -211,6 +227,32 @@ func (a *app) runImport(ctx context.Context, f importOptions, args []string) err
 		return ctx.Err()
 	}
 	return st.Err()
+}
+
+// runPullImport is runImport for a pull from a server.
+func (a *app) runPullImport(ctx context.Context, f importOptions, args []string, store bulkimport.Store) error {
+	if f.resume != "" && bulkimport.CheckID(f.resume) != nil {
+		return usagef("--resume %q: %v", f.resume, bulkimport.ErrBadID)
+	}
+	dsn := pg.ResolveDSN(a.db, a.getenv)
+	if _, err := pg.ParseDSN(dsn); err != nil {
+		return err
+	}
+	db, err := bulkimport.Identify(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	opts := bulkimport.Options{DSN: dsn, DB: db, Store: store, Parallel: f.parallel, FHIR: f.fhir, Aidbox: f.aidbox, Force: f.force,
+		Source: f.read.sourceOptions(a), MaxLineSize: int(f.read.maxLine), MaxErrors: f.maxErrors, PreserveMeta: f.preserveMeta,
+		FormatCheck: fhirformat.CheckLines, FormatHint: importFormatHint, Words: lineWords}
+	if f.noFmtCheck {
+		opts.FormatCheck = 0
+	}
+	raw := ""
+	if len(args) == 1 {
+		raw = args[0]
+	}
+	return a.runPull(ctx, f, raw, f.resume, opts)
 }
 
 // detach runs the import in a background process: this same program, told

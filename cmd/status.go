@@ -249,6 +249,9 @@ func describe(st *bulkimport.State) string {
 	if st.Database != nil {
 		fmt.Fprintf(&b, "  into %s\n", printable(st.Database.String()))
 	}
+	if p := st.Pull; p != nil {
+		b.WriteString(describePull(p))
+	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	for _, in := range st.Inputs {
 		detail := fmt.Sprintf("%d resources", in.Total)
@@ -288,6 +291,54 @@ func describe(st *bulkimport.State) string {
 		fmt.Fprintf(&b, "  the exporting server's errors, not loaded: %s\n", printable(e))
 	}
 	return b.String()
+}
+
+// describePull says where a pull from a server stands.
+func describePull(p *bulkimport.PullState) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "  from %s (%s)", printable(p.KickOff), printable(p.Method))
+	if len(p.Params) > 0 {
+		fmt.Fprintf(&b, " %s", printable(strings.Join(p.Params, " ")))
+	}
+	b.WriteString("\n")
+	switch p.Phase {
+	case bulkimport.PhaseKickOff:
+		b.WriteString("  kicking off the export\n")
+	case bulkimport.PhaseExport:
+		fmt.Fprintf(&b, "  the server exports: %s\n", pullProgress(p))
+	case bulkimport.PhaseExpired, bulkimport.PhaseFailed:
+		fmt.Fprintf(&b, "  %s: %s\n", p.Phase, printable(p.Error))
+	case bulkimport.PhaseCancelled:
+		b.WriteString("  cancelled at the server\n")
+	}
+	if p.TransactionTime != "" {
+		fmt.Fprintf(&b, "  transactionTime %s", printable(p.TransactionTime))
+		if p.Expires != nil {
+			fmt.Fprintf(&b, ", files kept by the server until %s", p.Expires.Local().Format("2006-01-02 15:04:05"))
+		}
+		if p.Released {
+			b.WriteString(", released (DELETE sent)")
+		}
+		b.WriteString("\n")
+	}
+	for _, e := range p.ServerErrors {
+		n := int64(0)
+		if e.Count != nil {
+			n = *e.Count
+		}
+		fmt.Fprintf(&b, "  the server's errors: %s (%d)\n", printable(e.URL), n)
+	}
+	return b.String()
+}
+
+// pullProgress is the server's progress of an export: its X-Progress, and
+// how often it was asked.
+func pullProgress(p *bulkimport.PullState) string {
+	s := "no progress said"
+	if p.Progress != "" {
+		s = printable(p.Progress)
+	}
+	return s + " (" + progress.Plural(int64(p.Polls), "polls") + ")"
 }
 
 func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }

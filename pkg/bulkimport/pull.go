@@ -60,14 +60,14 @@ const StatusCancelled = "cancelled"
 
 // PullState is what an import's state says of its pull.
 type PullState struct {
-	KickOff   string   `json:"kickOff"` // redacted
-	Method    string   `json:"method"`
-	Params    []string `json:"params,omitempty"` // name=value, as sent
-	Key       string   `json:"key"`              // what --since last matches (see selectionKey)
-	Phase     string   `json:"phase"`
-	Progress  string   `json:"progress,omitempty"` // the server's X-Progress
-	Polls     int      `json:"polls,omitempty"`
-	StatusURL string   `json:"statusUrl,omitempty"` // redacted
+	KickOff   string     `json:"kickOff"` // redacted
+	Method    string     `json:"method"`
+	Params    []string   `json:"params,omitempty"` // name=value, as sent
+	Key       string     `json:"key"`              // what --since last matches (see selectionKey)
+	Phase     string     `json:"phase"`
+	Progress  string     `json:"progress,omitempty"` // the server's X-Progress
+	Polls     int        `json:"polls,omitempty"`
+	StatusURL string     `json:"statusUrl,omitempty"` // redacted
 	KickedOff *time.Time `json:"kickedOff,omitempty"`
 	// TransactionTime is the manifest's: the next pull's _since.
 	TransactionTime string     `json:"transactionTime,omitempty"`
