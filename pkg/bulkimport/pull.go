@@ -39,7 +39,7 @@ import (
 //
 // Two files of the state folder hold it: the import's state file (ID.json,
 // what status shows; its Pull part says where the pull stands, every URL
-// redacted) and the pull's record (ID.pull.json, read only to resume it:
+// redacted) and the pull's record (ID.pull, JSON, read only to resume it:
 // the kick-off request, the status URL and the manifest as the server gave
 // them, and how to authenticate: the paths of the key or token file and
 // the client id, never a secret itself).
@@ -112,7 +112,7 @@ type PullRequest struct {
 	Timeout    time.Duration
 }
 
-// pullRecord is ID.pull.json.
+// pullRecord is ID.pull.
 type pullRecord struct {
 	Request    bulkclient.Request `json:"request"`
 	Auth       PullAuth           `json:"auth"`
@@ -137,7 +137,7 @@ type PullPlan struct {
 // it by its id.
 func (p *PullPlan) Record(s Store) error { return s.writeRecord(p.ID, p.rec) }
 
-func (s Store) recordPath(id string) string { return filepath.Join(s.Dir, id+".pull.json") }
+func (s Store) recordPath(id string) string { return filepath.Join(s.Dir, id+".pull") }
 
 func (s Store) writeRecord(id string, rec *pullRecord) error {
 	if err := s.mkdir(); err != nil {
