@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
 // WellKnown is the path, under a FHIR base URL, of its SMART configuration.
@@ -46,16 +48,16 @@ type wellKnown struct {
 func Discover(ctx context.Context, client *http.Client, base string) (Config, error) {
 	u, err := url.Parse(strings.TrimSpace(base))
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return Config{}, fmt.Errorf("%s is not an http(s) URL", redactString(base))
+		return Config{}, fmt.Errorf("%s is not an http(s) URL", source.Redact(base))
 	}
-	shownBase := redactURL(u)
+	shownBase := source.Redact(u.String())
 	u.Path = strings.TrimRight(u.Path, "/") + WellKnown
 	u.RawPath, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", "", false, "", ""
-	where := redactURL(u)
-	resp, err := doRetry(ctx, client, nil, where, func() (*http.Request, error) {
+	where := source.Redact(u.String())
+	resp, err := doRetry(ctx, client, nil, 0, where, func() (*http.Request, error) {
 		req, err := http.NewRequest(http.MethodGet, u.String(), nil)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s", where, redactText(oneLine(err.Error(), 200)))
+			return nil, fmt.Errorf("%s: %s", where, source.RedactText(oneLine(err.Error(), 200)))
 		}
 		req.Header.Set("Accept", "application/json")
 		return req, nil
@@ -84,7 +86,7 @@ func Discover(ctx context.Context, client *http.Client, base string) (Config, er
 	te := strings.TrimSpace(*w.TokenEndpoint)
 	tu, err := url.Parse(te)
 	if err != nil || (tu.Scheme != "https" && tu.Scheme != "http") || tu.Host == "" {
-		return Config{}, fmt.Errorf("%s: token_endpoint %s is not an absolute http(s) URL", where, quote(redactString(te)))
+		return Config{}, fmt.Errorf("%s: token_endpoint %s is not an absolute http(s) URL", where, quote(source.Redact(te)))
 	}
 	return Config{TokenEndpoint: te, AuthMethods: w.AuthMethods, GrantTypes: w.GrantTypes, Scopes: w.Scopes, SigningAlgs: w.SigningAlgs}, nil
 }

@@ -8,12 +8,12 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
 // maxAnswer bounds what is read of a token or configuration answer: both
@@ -28,16 +28,19 @@ const (
 	maxRetryAfter = 30 * time.Second
 )
 
-// backoff is the wait before retry n (0, 1, 2...) when the server gives no
-// Retry-After; a variable so that tests need not wait.
-var backoff = func(n int) time.Duration { return time.Duration(500<<n) * time.Millisecond }
+// defaultBackoff is the first wait before a retry when the server gives no
+// Retry-After, doubled at each retry.
+const defaultBackoff = 500 * time.Millisecond
 
 // doRetry sends the request newReq makes (a fresh one for each try: a token
 // request carries a new assertion each time, as a jti must not be reused)
 // and retries 429, 503 and network errors. It returns the last response,
 // whatever its status, or the last network error, whose text names the URL
 // redacted, after where.
-func doRetry(ctx context.Context, client *http.Client, now func() time.Time, where string, newReq func() (*http.Request, error)) (*http.Response, error) {
+func doRetry(ctx context.Context, client *http.Client, now func() time.Time, backoff time.Duration, where string, newReq func() (*http.Request, error)) (*http.Response, error) {
+	if backoff <= 0 {
+		backoff = defaultBackoff
+	}
 	if client == nil {
 		client = http.DefaultClient
 	}
@@ -59,10 +62,10 @@ func doRetry(ctx context.Context, client *http.Client, now func() time.Time, whe
 			if try >= maxRetries {
 				return nil, netError(where, err)
 			}
-			wait = backoff(try)
+			wait = backoff << try
 		case (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) && try < maxRetries:
-			wait = backoff(try)
-			if d, ok := retryAfter(resp.Header.Get("Retry-After"), now()); ok {
+			wait = backoff << try
+			if d, ok := source.RetryAfter(resp.Header.Get("Retry-After"), now()); ok {
 				wait = min(d, maxRetryAfter)
 			}
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswer))
@@ -83,7 +86,7 @@ func netError(where string, err error) error {
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
-	return fmt.Errorf("%s: %s", where, redactText(oneLine(err.Error(), 300)))
+	return fmt.Errorf("%s: %s", where, source.RedactText(oneLine(err.Error(), 300)))
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -100,31 +103,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// retryAfter reads a Retry-After header: seconds or an HTTP date (a date
-// in the past is no wait).
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.Atoi(v); err == nil {
-		if n < 0 {
-			return 0, false
-		}
-		return time.Duration(min(n, int(maxRetryAfter/time.Second))) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
-}
-
 // readBounded reads a whole answer of at most maxAnswer bytes; noun says
 // what it should have been.
 func readBounded(resp *http.Response, what, noun string) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	if err != nil {
-		return nil, fmt.Errorf("%s: reading the answer: %s", what, redactText(oneLine(err.Error(), 200)))
+		return nil, fmt.Errorf("%s: reading the answer: %s", what, source.RedactText(oneLine(err.Error(), 200)))
 	}
 	if len(b) > maxAnswer {
 		return nil, fmt.Errorf("%s answered HTTP %d with over %d KiB, too large for %s", what, resp.StatusCode, maxAnswer>>10, noun)
@@ -142,58 +126,6 @@ func mediaType(resp *http.Response) string {
 		ct = mt
 	}
 	return oneLine(ct, 60)
-}
-
-// redactURL shows u without user info, query string or fragment: the
-// places where URLs carry secrets.
-func redactURL(u *url.URL) string {
-	if u == nil {
-		return ""
-	}
-	v := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath, Opaque: u.Opaque}
-	s := v.String()
-	if u.RawQuery != "" || u.ForceQuery {
-		s += "?…"
-	}
-	if u.Fragment != "" {
-		s += "#…"
-	}
-	return s
-}
-
-// redactString is redactURL for a URL not parsed yet; what does not parse
-// loses everything up to its last '@' and from its first '?' or '#'.
-func redactString(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return redactURL(u)
-	}
-	hidden := ""
-	if i := strings.IndexAny(s, "?#"); i >= 0 {
-		hidden = s[i:i+1] + "…"
-		s = s[:i]
-	}
-	if i := strings.LastIndexByte(s, '@'); i >= 0 {
-		if j := strings.Index(s, "://"); j >= 0 && j < i {
-			s = s[:j+3] + s[i+1:]
-		} else {
-			s = s[i+1:]
-		}
-	}
-	return s + hidden
-}
-
-var urlInText = regexp.MustCompile("(?i)[a-z][a-z0-9+.-]*://[^\\s\"'<>`]*")
-
-// redactText redacts every URL in free text (a server's description, a
-// network error).
-func redactText(s string) string {
-	if !strings.Contains(s, "://") {
-		return s
-	}
-	return urlInText.ReplaceAllStringFunc(s, func(m string) string {
-		core := strings.TrimRight(m, ".,:;!)]}")
-		return redactString(core) + m[len(core):]
-	})
 }
 
 // oneLine makes text from elsewhere (a server, a file) fit for a one-line

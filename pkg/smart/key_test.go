@@ -25,11 +25,6 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
-func TestMain(m *testing.M) {
-	backoff = func(int) time.Duration { return time.Millisecond }
-	os.Exit(m.Run())
-}
-
 // Keys are made once: RSA generation takes a while.
 var (
 	keysOnce                  sync.Once

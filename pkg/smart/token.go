@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
 // DefaultScope is the scope asked for when TokenSource.Scope is empty:
@@ -46,6 +48,9 @@ type TokenSource struct {
 	Key *Key
 	// Now is the clock; nil is time.Now. For tests.
 	Now func() time.Time
+	// Backoff is the first wait before asking again after a 429, a 503 or
+	// a network error without Retry-After (doubled each time; 0: 500ms).
+	Backoff time.Duration
 
 	mu      sync.Mutex
 	cur     *token // held behind a pointer: %v of a TokenSource prints an address, not the token
@@ -155,7 +160,7 @@ func (ts *TokenSource) String() string {
 	if ts.Key != nil {
 		k = ts.Key.String()
 	}
-	return fmt.Sprintf("smart.TokenSource{%s, client %q, %s}", redactString(ts.TokenURL), ts.ClientID, k)
+	return fmt.Sprintf("smart.TokenSource{%s, client %q, %s}", source.Redact(ts.TokenURL), ts.ClientID, k)
 }
 
 // GoString is String.
@@ -197,15 +202,15 @@ func (ts *TokenSource) fetch(ctx context.Context) (*token, error) {
 	}
 	u, err := url.Parse(ts.TokenURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("token URL %s is not an http(s) URL", redactString(ts.TokenURL))
+		return nil, fmt.Errorf("token URL %s is not an http(s) URL", source.Redact(ts.TokenURL))
 	}
-	where := "token endpoint " + redactURL(u)
+	where := "token endpoint " + source.Redact(u.String())
 	scope := ts.Scope
 	if scope == "" {
 		scope = DefaultScope
 	}
 	var sent time.Time
-	resp, err := doRetry(ctx, ts.Client, ts.now, where, func() (*http.Request, error) {
+	resp, err := doRetry(ctx, ts.Client, ts.now, ts.Backoff, where, func() (*http.Request, error) {
 		sent = ts.now()
 		a, err := ts.Key.Assertion(ts.ClientID, ts.TokenURL, sent)
 		if err != nil {
@@ -219,7 +224,7 @@ func (ts *TokenSource) fetch(ctx context.Context) (*token, error) {
 		}
 		req, err := http.NewRequest(http.MethodPost, u.String(), strings.NewReader(form.Encode()))
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s", where, redactText(oneLine(err.Error(), 200)))
+			return nil, fmt.Errorf("%s: %s", where, source.RedactText(oneLine(err.Error(), 200)))
 		}
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Accept", "application/json")
@@ -238,7 +243,7 @@ func (ts *TokenSource) fetch(ctx context.Context) (*token, error) {
 		return nil, fmt.Errorf("%s answered HTTP %d (%s), not a token", where, resp.StatusCode, mediaType(resp))
 	}
 	if a.Error != "" {
-		return nil, &TokenError{URL: redactURL(u), Status: resp.StatusCode, Code: oneLine(a.Error, 80), Description: redactText(oneLine(a.Description, 200))}
+		return nil, &TokenError{URL: source.Redact(u.String()), Status: resp.StatusCode, Code: oneLine(a.Error, 80), Description: source.RedactText(oneLine(a.Description, 200))}
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s answered HTTP %d (%s), not a token", where, resp.StatusCode, mediaType(resp))

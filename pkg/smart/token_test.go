@@ -168,7 +168,7 @@ func rsaTestKey(t *testing.T) *Key {
 }
 
 func (ts *tokenServer) source(k *Key) *TokenSource {
-	src := &TokenSource{TokenURL: ts.url, ClientID: ts.clientID, Key: k}
+	src := &TokenSource{TokenURL: ts.url, ClientID: ts.clientID, Key: k, Backoff: time.Millisecond}
 	if ts.clock != nil {
 		src.Now = ts.clock.Now
 	}
@@ -532,7 +532,7 @@ func TestTokenNetworkRetry(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	src := &TokenSource{TokenURL: "http://user:hunter2@" + addr + "/token?sig=s3cret", ClientID: "c", Key: k}
+	src := &TokenSource{TokenURL: "http://user:hunter2@" + addr + "/token?sig=s3cret", ClientID: "c", Key: k, Backoff: time.Millisecond}
 	_, err = src.Token(context.Background())
 	if err == nil || !strings.HasPrefix(err.Error(), "token endpoint http://"+addr+"/token?…: ") || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("error %v", err)
