@@ -32,8 +32,8 @@ and with --watch once it ends): 0 finished or still in progress, 1 failed
 
 // statusOptions are status's flags.
 type statusOptions struct {
-	asJSON, watch bool
-	stateDir      string
+	asJSON, watch, cancel bool
+	stateDir              string
 }
 
 func (a *app) statusCmd() *cobra.Command {
@@ -59,6 +59,7 @@ func (a *app) statusCmd() *cobra.Command {
 	c.Flags().BoolVar(&opts.asJSON, "json", false, "print the state as JSON (without ID: every import's, as an array)")
 	c.Flags().BoolVar(&opts.watch, "watch", false, "follow the import until it ends")
 	c.Flags().StringVar(&opts.stateDir, "state-dir", "", "state files' `DIR` (as for import)")
+	c.Flags().BoolVar(&opts.cancel, "cancel", false, "cancel the pull from a server ID at the server (DELETE on its status URL), stopping it if it runs")
 	c.ValidArgsFunction = a.completeImportIDs(&opts.stateDir)
 	mustComplete(c, "state-dir", completeDirs)
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
@@ -69,6 +70,12 @@ func (a *app) statusCmd() *cobra.Command {
 
 // runStatus shows the imports, or the one import args name.
 func (a *app) runStatus(ctx context.Context, opts statusOptions, args []string) error {
+	if opts.cancel {
+		if len(args) != 1 || opts.watch || opts.asJSON {
+			return usagef("--cancel takes one ID, without --watch or --json")
+		}
+		return a.runCancel(ctx, opts.stateDir, args[0])
+	}
 	dir, err := bulkimport.StateDir(opts.stateDir, a.getenv)
 	if err != nil {
 		return usageError{err}
@@ -133,6 +140,8 @@ func importStatusError(st *bulkimport.State) error {
 	switch st.Status {
 	case bulkimport.StatusFailed:
 		return &exitError{code: exitFailure, err: st.Err()}
+	case bulkimport.StatusCancelled:
+		return &exitError{code: exitFailure, err: fmt.Errorf("import %s was cancelled at the server", printable(st.ID))}
 	case bulkimport.StatusInterrupted:
 		return &exitError{code: exitImportInterrupted, err: fmt.Errorf("import %s was interrupted: run it again to resume it (fhirbulk import --resume %s)", printable(st.ID), printable(st.ID))}
 	}

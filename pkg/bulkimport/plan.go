@@ -268,9 +268,13 @@ func (e *RequestIDError) Unwrap() error { return ErrBadID }
 type FailedError struct {
 	ID             string
 	Failed, Inputs int
+	Reason         string // a pull that failed as a whole: why
 }
 
 func (e *FailedError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("import %s failed: %s", e.ID, e.Reason)
+	}
 	return fmt.Sprintf("import %s failed: %d of %d inputs failed", e.ID, e.Failed, e.Inputs)
 }
 
@@ -291,5 +295,9 @@ func (st *State) Err() error {
 	if st.Status != StatusFailed {
 		return nil
 	}
-	return &FailedError{ID: st.ID, Failed: st.Failed(), Inputs: len(st.Inputs)}
+	e := &FailedError{ID: st.ID, Failed: st.Failed(), Inputs: len(st.Inputs)}
+	if st.Pull != nil && st.Pull.Error != "" {
+		e.Reason = st.Pull.Error
+	}
+	return e
 }
