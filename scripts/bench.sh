@@ -36,6 +36,9 @@
 #   buckets export --parallel 2 of the Observations to a local S3 server (scripts/s3bench)
 #           vs to a folder (and peak RSS: the upload's parts); load and load --check of
 #           an S3 object vs the same file
+#   pull    import of a Bulk Data $export from a local server (scripts/bulkbench: the
+#           Observations as two files, served from disk with a bearer token) into an empty
+#           database, vs import of the same two files from a folder (both --parallel 2)
 #   export  export --parallel 2 of what import stored, vs psql \copy (binary, to /dev/null) of
 #           every table one after another; --parallel 1 vs dump of every type one after
 #           another; --gzip vs plain; dump --parallel 2 Observation vs one psql \copy
@@ -252,6 +255,31 @@ done
 kill "$s3pid" 2>/dev/null || true
 rm -rf "$exports" "$dir/dumped.ndjson"
 
+say "pull: import of a server's \$export (scripts/bulkbench) vs import of the same files from a folder"
+pulldir="$dir/pull"
+if [ ! -s "$pulldir/Observation.2.ndjson" ]; then
+  rm -rf "$pulldir" && mkdir -p "$pulldir"
+  half=$(( (rows + 1) / 2 ))
+  head -n "$half" "$obs" > "$pulldir/Observation.1.ndjson"
+  tail -n +"$(( half + 1 ))" "$obs" > "$pulldir/Observation.2.ndjson"
+fi
+go build -o "$dir/bulkbench" ./scripts/bulkbench
+bulklog="$dir/bulkbench.out"
+"$dir/bulkbench" "$pulldir" > "$bulklog" &
+bulkpid=$!
+on_exit "kill $bulkpid 2>/dev/null"
+for _ in $(seq 50); do [ -s "$bulklog" ] && break; sleep 0.1; done
+[ -s "$bulklog" ] || die "scripts/bulkbench did not start"
+kickoff="$(head -n 1 "$bulklog")/\$export"
+printf 'bench\n' > "$dir/bench.token"
+for _ in $(seq "$runs"); do
+  fresh_db
+  measure "import of the two files from a folder" "$bin" --db "$db" -q import --parallel 2 --state-dir "$dir/state" --force "$pulldir"
+  fresh_db
+  measure "import of the server's \$export" "$bin" --db "$db" -q import --parallel 2 --state-dir "$dir/state" --bearer-token-file "$dir/bench.token" "$kickoff"
+done
+kill "$bulkpid" 2>/dev/null || true
+
 say "--max-errors 1000 on $rows lines with 1,000 bad ones spread through them, vs the clean file"
 dirty="$dir/observations-dirty.ndjson"
 [ -s "$dirty" ] || awk '(NR % 1011) == 0 { print "{\"resourceType\":\"Observation\",\"bad\":" NR "}"; next } { print }' "$obs" > "$dirty"
@@ -322,6 +350,8 @@ row 'load --check of a file (read baseline)' 'load --check of a file'
 row 'load --check of an S3 object' 'load --check of an S3 object' 'load --check of a file'
 row 'load of a file (S3 baseline)' 'load of a file'
 row 'load of an S3 object' 'load of an S3 object' 'load of a file'
+row 'import of the same files from a folder' 'import of the two files from a folder'
+row "import of a server's \$export (pull)" "import of the server's \$export" 'import of the two files from a folder'
 row 'load of the clean 1M-line file' 'load of the clean file'
 row 'load --max-errors 1000, 1,000 bad lines' 'load --max-errors 1000 of the dirty file' 'load of the clean file'
 row 'the same 20k lines as one file' 'load of the same lines as one file'
