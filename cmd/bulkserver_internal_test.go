@@ -4,8 +4,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -272,13 +277,7 @@ func TestBulkServerSMART(t *testing.T) {
 	if resp.Header.Get("Expires") == "" {
 		t.Errorf("no Expires")
 	}
-	var m struct {
-		TransactionTime     string
-		Request             string
-		RequiresAccessToken bool
-		Output, Deleted     []bulkEntry
-		Error               []bulkEntry
-	}
+	var m bulkManifest
 	if err := json.Unmarshal([]byte(body), &m); err != nil {
 		t.Fatal(err)
 	}
@@ -397,23 +396,31 @@ func TestBulkServerFaults(t *testing.T) {
 	status := resp.Header.Get("Content-Location")
 
 	tb.s.mu.Lock()
-	tb.s.pollTransientN, tb.s.pollError = 1, true
+	tb.s.pollTransientN, tb.s.pollError, tb.s.pollFailCode, tb.s.pollFailN, tb.s.held = 1, true, 500, 1, true
 	tb.s.mu.Unlock()
 	resp, body = tb.do("GET", status, "", nil, "")
 	if resp.StatusCode != 500 || !strings.Contains(body, `"code":"exception"`) || !strings.Contains(body, "export job failed: disk full") {
 		t.Errorf("poll-error: %d %s", resp.StatusCode, body)
 	}
 	resp, body = tb.do("GET", status, "", nil, "")
+	if resp.StatusCode != 500 || body != "" {
+		t.Errorf("poll-fail: %d %s", resp.StatusCode, body)
+	}
+	resp, body = tb.do("GET", status, "", nil, "")
 	if resp.StatusCode != 500 || !strings.Contains(body, `"code":"transient"`) {
 		t.Errorf("poll-transient: %d %s", resp.StatusCode, body)
 	}
 	resp, body = tb.do("GET", status, "", nil, "")
-	wantStatus(t, "poll", resp, body, 200)
-	var m struct {
-		TransactionTime     string
-		RequiresAccessToken bool
-		Output              []bulkEntry
+	wantStatus(t, "held", resp, body, 202)
+	if _, ok := resp.Header["Retry-After"]; ok {
+		t.Errorf("Retry-After without retry-after: %v", resp.Header)
 	}
+	tb.s.mu.Lock()
+	tb.s.held = false
+	tb.s.mu.Unlock()
+	resp, body = tb.do("GET", status, "", nil, "")
+	wantStatus(t, "poll", resp, body, 200)
+	var m bulkManifest
 	if err := json.Unmarshal([]byte(body), &m); err != nil {
 		t.Fatal(err)
 	}
@@ -428,6 +435,53 @@ func TestBulkServerFaults(t *testing.T) {
 	wantStatus(t, "presigned file with a token", resp, body, 200)
 	resp, body = tb.do("GET", strings.Split(u, "?")[0]+"?sig=nope", "", nil, "")
 	wantStatus(t, "bad sig", resp, body, 403)
+
+	// Not a Bulk Data server; GET refused; the export service down; an
+	// extra url in the next job.
+	for _, c := range []struct{ notBulk, ctype, body string }{
+		{"html", "text/html; charset=utf-8", "<html>"},
+		{"json", "application/json", `{"hello":"world"}`},
+	} {
+		tb.s.mu.Lock()
+		tb.s.notBulk = c.notBulk
+		tb.s.mu.Unlock()
+		resp, body = tb.do("GET", base+"/$export", "", bulkKickoffHeaders, "")
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != c.ctype || !strings.HasPrefix(body, c.body) {
+			t.Errorf("not-bulk %s: %d %v %s", c.notBulk, resp.StatusCode, resp.Header, body)
+		}
+	}
+	tb.s.mu.Lock()
+	tb.s.notBulk, tb.s.get405, tb.s.kickoffFailCode, tb.s.kickoffFailN = "", true, 500, 1
+	tb.s.fileURL = "ftp://example.com/Patient.ndjson"
+	tb.s.presigned = false
+	tb.s.mu.Unlock()
+	resp, body = tb.do("GET", base+"/$export", "", bulkKickoffHeaders, "")
+	wantStatus(t, "get405", resp, body, 405)
+	resp, body = tb.do("POST", base+"/$export", "", bulkKickoffHeaders, `{"resourceType":"Parameters"}`)
+	if resp.StatusCode != 500 || !strings.Contains(body, `"code":"exception"`) || !strings.Contains(body, "the export service is down") {
+		t.Errorf("kickoff-fail 500: %d %s", resp.StatusCode, body)
+	}
+	resp, body = tb.do("POST", base+"/$export", "", bulkKickoffHeaders, `{"resourceType":"Parameters"}`)
+	wantStatus(t, "POST kick-off", resp, body, 202)
+	resp, body = tb.do("GET", resp.Header.Get("Content-Location"), "", nil, "")
+	wantStatus(t, "poll", resp, body, 200)
+	var m2 bulkManifest
+	if err := json.Unmarshal([]byte(body), &m2); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(m2.Output); n != 4 || m2.Output[n-1].URL != "ftp://example.com/Patient.ndjson" || m2.Output[n-1].Count != nil {
+		t.Errorf("file-url: %s", body)
+	}
+
+	// A redirect to the pre-signed url.
+	tb.s.mu.Lock()
+	tb.s.redirect = true
+	tb.s.mu.Unlock()
+	resp, body = tb.do("GET", m2.Output[0].URL, "", nil, "")
+	wantStatus(t, "redirect", resp, body, 307)
+	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, tb.s.filesBase+"/files/") || !strings.Contains(loc, "?sig=") {
+		t.Errorf("redirect to %q", loc)
+	}
 
 	tb.s.mu.Lock()
 	for _, j := range tb.s.jobs {
@@ -450,6 +504,72 @@ func TestBulkServerFaults(t *testing.T) {
 	} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+// TestBulkKeysFiles: the key files are what bulkserver's doc says, and
+// the registered JWKS is their public half.
+func TestBulkKeysFiles(t *testing.T) {
+	keys, err := newBulkKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := keys.write(dir); err != nil {
+		t.Fatal(err)
+	}
+	block := func(name, typ string) []byte {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := pem.Decode(data)
+		if b == nil || b.Type != typ {
+			t.Fatalf("%s: not a PEM %s", name, typ)
+		}
+		return b.Bytes
+	}
+	if k, err := x509.ParsePKCS8PrivateKey(block("rsa.pem", "PRIVATE KEY")); err != nil || !k.(*rsa.PrivateKey).Equal(keys.rsa1) || keys.rsa1.N.BitLen() != 2048 {
+		t.Errorf("rsa.pem: %v", err)
+	}
+	if k, err := x509.ParsePKCS8PrivateKey(block("wrong.pem", "PRIVATE KEY")); err != nil || !k.(*rsa.PrivateKey).Equal(keys.wrong) {
+		t.Errorf("wrong.pem: %v", err)
+	}
+	if k, err := x509.ParseECPrivateKey(block("ec.pem", "EC PRIVATE KEY")); err != nil || k.Curve != elliptic.P384() || !k.Equal(keys.ec1) {
+		t.Errorf("ec.pem: %v", err)
+	}
+	if k, err := x509.ParseECPrivateKey(block("p256.pem", "EC PRIVATE KEY")); err != nil || k.Curve != elliptic.P256() {
+		t.Errorf("p256.pem: %v", err)
+	}
+	readJSON := func(name string, v any) {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(data, v); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	var jwk jose.JSONWebKey
+	readJSON("rsa1.jwk.json", &jwk)
+	if jwk.KeyID != "rsa1" || jwk.IsPublic() || !jwk.Key.(*rsa.PrivateKey).Equal(keys.rsa1) {
+		t.Errorf("rsa1.jwk.json: %+v", jwk)
+	}
+	var set jose.JSONWebKeySet
+	readJSON("ec.jwks.json", &set)
+	if len(set.Keys) != 2 || set.Keys[0].KeyID != "ec1" || set.Keys[1].KeyID != "rsa2" || set.Keys[0].IsPublic() || set.Keys[1].IsPublic() ||
+		!set.Keys[0].Key.(*ecdsa.PrivateKey).Equal(keys.ec1) || !set.Keys[1].Key.(*rsa.PrivateKey).Equal(keys.rsa2) {
+		t.Errorf("ec.jwks.json: %+v", set)
+	}
+	var reg jose.JSONWebKeySet
+	readJSON("registered.jwks.json", &reg)
+	if len(reg.Keys) != 3 || reg.Keys[0].KeyID != "rsa1" || reg.Keys[1].KeyID != "ec1" || reg.Keys[2].KeyID != "rsa2" {
+		t.Fatalf("registered.jwks.json: %+v", reg)
+	}
+	for _, k := range reg.Keys {
+		if !k.IsPublic() {
+			t.Errorf("registered.jwks.json: %s is private", k.KeyID)
 		}
 	}
 }

@@ -886,14 +886,14 @@ func (s *bulkServer) kickoff(w *bulkLogWriter, r *http.Request, a bulkAuth) {
 		return
 	}
 	s.mu.Lock()
-	get405 := s.get405
+	get405 := s.get405 && r.Method == http.MethodGet
 	failCode := 0
-	if s.kickoffFailN > 0 {
+	if !get405 && s.kickoffFailN > 0 {
 		s.kickoffFailN--
 		failCode = s.kickoffFailCode
 	}
 	s.mu.Unlock()
-	if get405 && r.Method == http.MethodGet {
+	if get405 {
 		w.Header().Set("Allow", "POST")
 		bulkOutcome(w, http.StatusMethodNotAllowed, "not-supported", "kick-off by GET is not supported: use POST")
 		return
@@ -1248,7 +1248,17 @@ type bulkEntry struct {
 	Count *int   `json:"count,omitempty"`
 }
 
-func (s *bulkServer) manifest(j *bulkJob, presigned bool) map[string]any {
+// bulkManifest is the manifest of a job, its fields in the IG's order.
+type bulkManifest struct {
+	TransactionTime     string      `json:"transactionTime"`
+	Request             string      `json:"request"`
+	RequiresAccessToken bool        `json:"requiresAccessToken"`
+	Output              []bulkEntry `json:"output"`
+	Deleted             []bulkEntry `json:"deleted"`
+	Error               []bulkEntry `json:"error"`
+}
+
+func (s *bulkServer) manifest(j *bulkJob, presigned bool) bulkManifest {
 	entries := func(files []*bulkFile) []bulkEntry {
 		out := []bulkEntry{}
 		for _, f := range files {
@@ -1260,18 +1270,18 @@ func (s *bulkServer) manifest(j *bulkJob, presigned bool) map[string]any {
 		}
 		return out
 	}
-	output := entries(j.outputs)
+	m := bulkManifest{
+		TransactionTime:     j.txTime,
+		Request:             j.request,
+		RequiresAccessToken: !presigned,
+		Output:              entries(j.outputs),
+		Deleted:             entries(j.deleted),
+		Error:               entries(j.errors),
+	}
 	if j.extraURL != "" {
-		output = append(output, bulkEntry{Type: "Patient", URL: j.extraURL})
+		m.Output = append(m.Output, bulkEntry{Type: "Patient", URL: j.extraURL})
 	}
-	return map[string]any{
-		"transactionTime":     j.txTime,
-		"request":             j.request,
-		"requiresAccessToken": !presigned,
-		"output":              output,
-		"deleted":             entries(j.deleted),
-		"error":               entries(j.errors),
-	}
+	return m
 }
 
 // lookupFile finds a job's file: a status and a reason when it cannot.
