@@ -497,7 +497,9 @@ func TestBulkServerFaults(t *testing.T) {
 	for _, want := range []string{
 		"POST /fhir/Group/g1/$export auth=NONE -> 202 job=",
 		" _type=Observation patient=Patient/1\n",
-		"GET /fhir/$export auth=NONE -> 503\n",
+		"GET /fhir/$export auth=NONE -> 503 kickoff-fail\n",
+		"GET /fhir/$export auth=NONE -> 405 get405\n",
+		"POST /fhir/$export auth=NONE -> 500 kickoff-fail\n",
 		" presigned auth=none -> 200\n",
 		" presigned auth=SENT -> 200\n",
 		" presigned auth=none -> 410 expired job\n",

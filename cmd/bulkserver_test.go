@@ -120,9 +120,29 @@ const (
 //
 // where AUTH is NONE (no Authorization header), bearer:tok-N (a token the
 // server issued, whatever its state), bearer:static (the -token), basic
-// (-user's), or bad (anything else). A token or an assertion is never
-// logged whole: every token issued (and the -token) is a line of
-// $WORK/bulk.tokens instead, for "! grep -rFf $WORK/bulk.tokens DIR".
+// (-user's), or bad (anything else). NOTE is, by route:
+//
+//	kick-off  job=JOBID (a POST's parameters after it, NAME=VALUE each),
+//	          not-bulk, get405, kickoff-fail, "no Prefer: respond-async",
+//	          "no Accept: application/fhir+json", "bad Parameters",
+//	          "bad _outputFormat", "bad DIR"
+//	status    in-progress, held, manifest, "manifest presigned", poll-fail,
+//	          poll-transient, poll-error, deleted (a DELETE), "unknown job",
+//	          "deleted job", "expired job"
+//	file      range=RANGE, if-range, hold (each when so), redirect,
+//	          "bad sig", "unknown job", "deleted job", "expired job",
+//	          "unknown file"
+//	token     "tok-N key=KID kid=SENTKID alg=ALG scope=SCOPE" (KID the
+//	          registered kid of the key that verified), or "ERROR: DESCRIPTION"
+//	          as answered (invalid_client: jti replayed, ...); "not smart"
+//	          (404 without -auth smart)
+//	any 401   why: "no authorization", "unknown token", "token expired",
+//	          "token revoked", "wrong user or password"
+//	else      "no such route"
+//
+// A token or an assertion is never logged whole: every token issued (and
+// the -token) is a line of $WORK/bulk.tokens instead, for
+// "! grep -rFf $WORK/bulk.tokens DIR".
 func cmdBulkServer(ts *testscript.TestScript, neg bool, args []string) {
 	usage := "usage: bulkserver DIR [-auth none|smart|bearer|basic] [-token TOKEN] [-user U:P]"
 	if neg || len(args) == 0 || strings.HasPrefix(args[0], "-") {
@@ -894,9 +914,13 @@ func (s *bulkServer) kickoff(w *bulkLogWriter, r *http.Request, a bulkAuth) {
 	}
 	s.mu.Unlock()
 	if get405 {
+		w.note = "get405"
 		w.Header().Set("Allow", "POST")
 		bulkOutcome(w, http.StatusMethodNotAllowed, "not-supported", "kick-off by GET is not supported: use POST")
 		return
+	}
+	if failCode != 0 {
+		w.note = "kickoff-fail"
 	}
 	switch failCode {
 	case 0:
