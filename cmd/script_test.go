@@ -120,6 +120,9 @@ func scriptCmds() map[string]func(ts *testscript.TestScript, neg bool, args []st
 	for name, f := range faultCmds() {
 		cmds[name] = f
 	}
+	for name, f := range bulkServerCmds() {
+		cmds[name] = f
+	}
 	return cmds
 }
 
