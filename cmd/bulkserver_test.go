@@ -66,6 +66,7 @@ const (
 //	BULK       http://127.0.0.1:PORT/fhir, the FHIR base
 //	BULKFILES  http://127.0.0.1:PORT2, a second listener for pre-signed files
 //	BULKLOG    $WORK/bulk.log
+//	BULKTOKEN  its token endpoint (with -auth smart)
 //
 // and writes the client's keys to $WORK/keys/: rsa.pem (RSA 2048, PKCS#8,
 // registered as kid rsa1), rsa1.jwk.json (that key as a private JWK, kid
@@ -209,6 +210,7 @@ func cmdBulkServer(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv("BULK", s.base+"/fhir")
 	ts.Setenv("BULKFILES", s.filesBase)
 	ts.Setenv("BULKLOG", ts.MkAbs("bulk.log"))
+	ts.Setenv("BULKTOKEN", s.base+"/auth/token")
 }
 
 // bulk SETTING [ARGS] changes the script's Bulk Data server from now on:

@@ -318,7 +318,7 @@ func pullHint(err error) string {
 		return " (the server may take a POST kick-off: add --post)"
 	case errors.As(err, &be) && be.NotBulk:
 		return " (a kick-off URL ends in /$export, /Patient/$export or /Group/ID/$export)"
-	case errors.As(err, &be) && (be.Status == 401 || be.Status == 403) && be.Op == "kick-off":
+	case errors.As(err, &be) && (be.Status == 401 || be.Status == 403) && be.Op == "kick-off" && errors.As(err, &pe) && pe.NoAuth:
 		return " (SMART: --client-id and --private-key; or --bearer-token-file)"
 	}
 	return ""

@@ -240,12 +240,15 @@ func (s Store) PlanPull(req PullRequest, db pg.Identity, now time.Time) (*PullPl
 // ResumePull is the plan of pull id as recorded (import --resume ID);
 // auth, when not zero, replaces the recorded way to authenticate.
 func (s Store) ResumePull(id string, auth PullAuth) (*PullPlan, error) {
-	st, err := s.Read(id)
+	rec, err := s.readRecord(id)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := s.readRecord(id)
-	if err != nil {
+	st, err := s.Read(id)
+	switch {
+	case errors.Is(err, ErrUnknown): // recorded, not started (a detached child's start)
+		st = &State{ID: id}
+	case err != nil:
 		return nil, err
 	}
 	switch {
@@ -374,6 +377,7 @@ type PullError struct {
 	ID      string
 	Err     error
 	Expired bool
+	NoAuth  bool // the pull sent no credentials
 }
 
 func (e *PullError) Error() string { return e.Err.Error() }
@@ -406,12 +410,15 @@ func Pull(ctx context.Context, plan *PullPlan, o Options, po PullOptions) (*Stat
 		}
 		o.DB = db
 	}
+	rec := plan.rec
+	if rec.Auth.BasicUser != "" && po.Password == "" {
+		return nil, &PasswordError{ID: plan.ID, User: rec.Auth.BasicUser}
+	}
 	lock, err := o.Store.Lock(plan.ID)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Release()
-	rec := plan.rec
 	p := &puller{o: o, po: po, plan: plan, rec: rec, write: o.Store.Write}
 	if o.writeState != nil {
 		p.write = o.writeState
@@ -429,7 +436,9 @@ func Pull(ctx context.Context, plan *PullPlan, o Options, po PullOptions) (*Stat
 
 	auth, err := plan.auth(ctx, po)
 	if err != nil {
-		return p.fail(ctx, err, PhaseFailed)
+		// The export, if kicked off, is still there: the pull can go on
+		// once the key or the token endpoint is right.
+		return p.fail(ctx, err, "")
 	}
 	client := bulkclient.New(auth, po.Transport, rec.Request.URL)
 	if rec.StatusURL != "" {
@@ -629,7 +638,8 @@ func (p *puller) show() {
 }
 
 // fail ends the pull with err: interrupted when ctx ended (it goes on when
-// run again), else failed in phase.
+// run again), else failed, in phase (PhaseFailed, PhaseExpired: for good),
+// or in the phase it was in ("": it can go on when run again).
 func (p *puller) fail(ctx context.Context, err error, phase string) (*State, error) {
 	p.mu.Lock()
 	st := p.st
@@ -638,7 +648,10 @@ func (p *puller) fail(ctx context.Context, err error, phase string) (*State, err
 	} else {
 		now := time.Now().UTC()
 		st.Status, st.Time.End = StatusFailed, &now
-		st.Pull.Phase, st.Pull.Error = phase, oneLine(err.Error())
+		st.Pull.Error = oneLine(err.Error())
+		if phase != "" {
+			st.Pull.Phase = phase
+		}
 	}
 	p.mu.Unlock()
 	p.show()
@@ -648,7 +661,7 @@ func (p *puller) fail(ctx context.Context, err error, phase string) (*State, err
 	if ctx.Err() != nil {
 		return st, nil
 	}
-	return st, &PullError{ID: p.plan.ID, Err: err, Expired: phase == PhaseExpired}
+	return st, &PullError{ID: p.plan.ID, Err: err, Expired: phase == PhaseExpired, NoAuth: p.rec.Auth == PullAuth{}}
 }
 
 // serverErrors saves the server's error files in the state folder (once)

@@ -3,6 +3,7 @@ package bulkimport
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -93,6 +94,9 @@ func ReadToken(path string) (string, error) {
 // OpenKey reads the private key a names.
 func OpenKey(a PullAuth) (*smart.Key, error) {
 	key, err := smart.LoadKey(a.PrivateKey, a.KeyID)
+	if errors.Is(err, smart.ErrKeyID) {
+		return nil, &AuthError{Flag: "key-id", Err: err}
+	}
 	if err != nil {
 		return nil, &AuthError{Flag: "private-key", Err: err}
 	}

@@ -276,7 +276,7 @@ func pickJWKS(list []json.RawMessage, keyID string) (*Key, error) {
 		case len(privs) == 0:
 			return nil, fmt.Errorf("no private key with kid %s: the JWKS has public keys only", quote(keyID))
 		}
-		return nil, fmt.Errorf("no private key with kid %s in the JWKS (kids: %s)", quote(keyID), strings.Join(kids, ", "))
+		return nil, &kidError{fmt.Sprintf("no private key with kid %s in the JWKS (kids: %s)", quote(keyID), strings.Join(kids, ", "))}
 	}
 	switch len(privs) {
 	case 0:
@@ -287,8 +287,17 @@ func pickJWKS(list []json.RawMessage, keyID string) (*Key, error) {
 	case 1:
 		return jwkKey(privs[0].raw, privs[0].r, "")
 	}
-	return nil, fmt.Errorf("%d private keys in the JWKS (kids: %s): choose one by its kid", len(privs), strings.Join(kids, ", "))
+	return nil, &kidError{fmt.Sprintf("%d private keys in the JWKS (kids: %s): choose one by its kid", len(privs), strings.Join(kids, ", "))}
 }
+
+// ErrKeyID is wrapped by LoadKey's error when the key id does not pick one
+// private key of a JWKS: none given among several, or none of that kid.
+var ErrKeyID = errors.New("the key id picks no single key")
+
+type kidError struct{ msg string }
+
+func (e *kidError) Error() string { return e.msg }
+func (e *kidError) Unwrap() error { return ErrKeyID }
 
 // jwkKey parses one private JWK with go-jose, whose errors name fields and
 // never their values.
