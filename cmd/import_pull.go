@@ -248,7 +248,7 @@ func (a *app) runPull(ctx context.Context, f importOptions, raw, resume string, 
 	case err != nil:
 		return err
 	case st.Status == bulkimport.StatusInterrupted:
-		fmt.Fprintf(a.stderr, "fhirbulk: import %s stopped; the server keeps its export: fhirbulk import --resume %s goes on (status %s --cancel releases it)\n", st.ID, st.ID, st.ID)
+		fmt.Fprintf(a.stderr, "fhirbulk: import %s stopped; the server keeps its export: fhirbulk import --resume %s goes on (fhirbulk status %s --cancel releases it)\n", st.ID, st.ID, st.ID)
 		return ctx.Err()
 	}
 	return st.Err()
