@@ -42,7 +42,7 @@ type importOptions struct {
 func (a *app) importCmd() *cobra.Command {
 	var f importOptions
 	c := &cobra.Command{
-		Use:   "import MANIFEST | import --resume ID",
+		Use:   "import MANIFEST | import URL/$export | import --resume ID",
 		Short: "Load the inputs of a manifest in parallel, resumably, tracked in a state file",
 		Long: `Load every input of a manifest, several at a time, each input in one
 transaction, with its progress in a state file that 'fhirbulk status' reads.
@@ -57,6 +57,12 @@ that did not finish load again. MANIFEST is one of:
   - the same in a bucket: a prefix (s3://b/export/, gs://, azblob://) read
     as a folder, or a manifest object (s3://b/export/manifest.json); the
     state stays local
+  - a FHIR server's Bulk Data kick-off endpoint ([base]/$export,
+    [base]/Patient/$export, [base]/Group/ID/$export): the export is kicked
+    off, polled, and its files streamed in, then released (DELETE); with
+    SMART Backend Services (--client-id, --private-key), a bearer token
+    file or basic auth; resumed without a second kick-off; --since last
+    pulls what changed since the last completed pull of the same request
 
   id: synthea                                  # optional: generated when absent
   inputFormat: application/fhir+ndjson         # FHIR; application/ndjson or none: Aidbox
@@ -88,7 +94,8 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
   fhirbulk import /exports/2026-12-01          # a bulk export folder
   fhirbulk import s3://exports/2026-12-01/     # the same in a bucket
   fhirbulk import --detach synthea.yaml && fhirbulk status synthea --watch
-  fhirbulk import --resume synthea`,
+  fhirbulk import --resume synthea
+  fhirbulk import --since last --client-id app --private-key app.pem https://ehr/fhir/Group/g1/\$export`,
 		Args: func(c *cobra.Command, args []string) error {
 			switch {
 			case f.pull.cancel != "" && (len(args) > 0 || f.resume != ""):
