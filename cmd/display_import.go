@@ -79,18 +79,20 @@ func (v *importView) lines(width, n int, now time.Time) []string {
 	if st.Time.End == nil && !st.Time.Start.IsZero() {
 		elapsed = progress.Field{Text: progress.Clock(now.Sub(st.Time.Start)) + " elapsed", Drop: 2}
 	}
+	if p := st.Pull; p != nil && (p.Phase == bulkimport.PhaseKickOff || p.Phase == bulkimport.PhaseExport) {
+		// No inputs yet: the server's export is what there is to see.
+		what := "  kicking off the export at " + printable(p.KickOff)
+		if p.Phase == bulkimport.PhaseExport {
+			what = "  the server exports: " + pullProgress(p)
+		}
+		return []string{progress.Line(width, "import ", printable(st.ID), progress.Field{Text: printable(st.Status)}, elapsed),
+			progress.Fit(what, width)}
+	}
 	out := []string{progress.Line(width, "import ", printable(st.ID),
 		progress.Field{Text: printable(st.Status)},
 		progress.Field{Text: fmt.Sprintf("%d/%d inputs", done, len(st.Inputs)), Drop: 1},
 		progress.Field{Text: progress.Plural(resources, "resources"), Drop: 3},
 		elapsed)}
-	if p := st.Pull; p != nil && (p.Phase == bulkimport.PhaseKickOff || p.Phase == bulkimport.PhaseExport) {
-		what := "  kicking off the export at " + printable(p.KickOff)
-		if p.Phase == bulkimport.PhaseExport {
-			what = "  the server exports: " + pullProgress(p)
-		}
-		return append(out, progress.Fit(what, width))
-	}
 
 	shown, hidden := pickInputs(st.Inputs, n-1)
 	statusW, typeW, urlW := 0, 0, 0
