@@ -138,6 +138,7 @@ JSON; exit status 0 when every input finished, 1 when any failed.`,
 	mustComplete(c, "resume", a.completeImportIDs(&f.stateDir))
 	mustComplete(c, "state-dir", completeDirs)
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
+		f.pull.changed(c)
 		return a.runImport(ctx, f, args)
 	})
 	return c

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkclient"
 	"github.com/fhirbulk/fhirbulk/pkg/bulkimport"
+	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
 // pullFlags are import's flags for a pull from a server's $export.
@@ -38,11 +40,15 @@ type pullFlags struct {
 	bearerFile   string
 	keepExport   bool
 	timeout      time.Duration
+	timeoutSet   bool // --export-timeout given
 	cancel       string
+	// Hidden: a detached pull reads basic auth's password on stdin.
+	passwordStdin bool
 }
 
-// passwordEnv carries basic auth's password to a detached pull: never in
-// its arguments, never in a file.
+// passwordEnv gives basic auth's password to --resume ID and --cancel ID
+// (it is never recorded); a detached pull gets it on its stdin (hidden
+// --password-stdin), never in its arguments or environment.
 const passwordEnv = "FHIRBULK_PULL_PASSWORD"
 
 func (f *pullFlags) register(c *cobra.Command) {
@@ -67,6 +73,8 @@ func (f *pullFlags) register(c *cobra.Command) {
 	fl.BoolVar(&f.keepExport, "keep-export", false, "do not release the server's export (DELETE) once every file is in")
 	fl.DurationVar(&f.timeout, "export-timeout", 24*time.Hour, "give up when the server's export has not completed `DURATION` after the kick-off")
 	fl.StringVar(&f.cancel, "cancel", "", "cancel pull `ID` at the server (DELETE) and stop it")
+	fl.BoolVar(&f.passwordStdin, "password-stdin", false, "")
+	fl.MarkHidden("password-stdin") // the flag exists
 	mustComplete(c, "private-key", completeFiles("pem", "json", "jwk", "jwks"))
 	mustComplete(c, "bearer-token-file", completeFiles())
 }
@@ -82,6 +90,9 @@ func (f *pullFlags) given(c *cobra.Command) []string {
 	}
 	return names
 }
+
+// changed notes which flags were given.
+func (f *pullFlags) changed(c *cobra.Command) { f.timeoutSet = c.Flags().Changed("export-timeout") }
 
 // request is the pull asked by the flags of URL raw.
 func (f *pullFlags) request(raw string) (bulkimport.PullRequest, string, error) {
@@ -158,8 +169,12 @@ func (f *pullFlags) auth() (bulkimport.PullAuth, error) {
 		return a, usagef("--key-id and --token-url are for SMART Backend Services: add --client-id and --private-key")
 	}
 	if f.tokenURL != "" {
-		if _, _, _, _, err := bulkclient.Split(f.tokenURL); err != nil {
+		_, _, _, userinfo, err := bulkclient.Split(f.tokenURL)
+		switch {
+		case err != nil:
 			return a, usagef("--token-url: %v", err)
+		case userinfo:
+			return a, usagef("--token-url %s: a user and password in it are not sent (SMART authenticates with the key)", source.Redact(f.tokenURL))
 		}
 	}
 	for _, p := range []*string{&f.privateKey, &f.bearerFile} {
@@ -199,12 +214,23 @@ func (a *app) runPull(ctx context.Context, f importOptions, raw, resume string, 
 	store := opts.Store
 	var plan *bulkimport.PullPlan
 	password := a.getenv(passwordEnv)
+	if f.pull.passwordStdin {
+		data, err := io.ReadAll(io.LimitReader(a.stdin, 64<<10))
+		if err != nil {
+			return err
+		}
+		password = strings.TrimSuffix(string(data), "\n")
+	}
 	if resume != "" {
 		auth, err := f.pull.auth()
 		if err != nil {
 			return err
 		}
-		if plan, err = store.ResumePull(resume, auth); err != nil {
+		timeout := time.Duration(0)
+		if f.pull.timeoutSet {
+			timeout = f.pull.timeout
+		}
+		if plan, err = store.ResumePull(resume, auth, timeout, f.pull.keepExport); err != nil {
 			return err
 		}
 	} else {
@@ -260,7 +286,7 @@ func (a *app) detachPull(ctx context.Context, store bulkimport.Store, id string,
 	if err != nil {
 		return err
 	}
-	args := []string{"import", "--resume", id, "-q", "--state-dir", store.Dir, "--parallel", strconv.Itoa(f.parallel),
+	args := []string{"import", "--resume", id, "-q", "--state-dir", store.Dir, "--password-stdin", "--parallel", strconv.Itoa(f.parallel),
 		"--max-errors", strconv.Itoa(f.maxErrors),
 		"--max-line-size", strconv.FormatInt(int64(f.read.maxLine), 10), "--http-idle-timeout", f.read.idleTimeout.String()}
 	for flag, on := range map[string]bool{"--fhir": f.fhir, "--aidbox": f.aidbox, "--preserve-meta": f.preserveMeta, "--no-format-check": f.noFmtCheck} {
@@ -269,10 +295,7 @@ func (a *app) detachPull(ctx context.Context, store bulkimport.Store, id string,
 		}
 	}
 	env := append(os.Environ(), "DATABASE_URL="+dsn)
-	if password != "" {
-		env = append(env, passwordEnv+"="+password)
-	}
-	d, err := store.Detach(ctx, id, nil, exe, args, env)
+	d, err := store.Detach(ctx, id, []byte(password), exe, args, env)
 	if err != nil {
 		return err
 	}

@@ -120,6 +120,11 @@ type Error struct {
 	NotBulk bool
 	// MethodRefused: the server refused the kick-off's method (405).
 	MethodRefused bool
+	// JobFailed: the server says the export itself failed (an error answer
+	// with an OperationOutcome that is not transient): polling it again
+	// cannot help. Any other error of a poll (a 401, a network that stays
+	// down) leaves the export where it was, to be polled again later.
+	JobFailed bool
 }
 
 func (e *Error) Error() string {
@@ -385,13 +390,15 @@ func (c *Client) Poll(ctx context.Context, statusURL string, since time.Time, pr
 	delay, fails, polls := time.Second, 0, 0
 	var last string
 	for {
-		if !c.Now().Before(deadline) {
-			return nil, &TimeoutError{After: c.Timeout, Progress: last}
-		}
+		// Asked at least once: a pull resumed after the deadline may find
+		// its export complete.
 		wait, done, err := c.poll(ctx, statusURL, shown, &fails, &last)
 		polls++
 		if err != nil || done != nil {
 			return done, err
+		}
+		if !c.Now().Before(deadline) {
+			return nil, &TimeoutError{After: c.Timeout, Progress: last}
 		}
 		if wait < 0 {
 			wait = delay
@@ -466,8 +473,10 @@ func (c *Client) poll(ctx context.Context, statusURL, shown string, fails *int, 
 		*fails = 0
 		return retry, nil, nil
 	case hasOO:
-		e := &Error{Op: "status", URL: shown, Status: code, Reason: "the server's export failed (HTTP " + resp.Status + ")", Text: oo.text()}
+		e := &Error{Op: "status", URL: shown, Status: code, Reason: "the server's export failed (HTTP " + resp.Status + ")", Text: oo.text(), JobFailed: true}
 		return 0, nil, e
+	case code >= 500 && retry >= 0:
+		return retry, nil, nil // busy, and says when to come back
 	case code >= 500:
 		if *fails++; *fails >= c.Tries {
 			return 0, nil, &Error{Op: "status", URL: shown, Status: code, Reason: fmt.Sprintf("HTTP %s (%d times in a row)", resp.Status, *fails)}

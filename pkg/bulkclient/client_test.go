@@ -207,6 +207,7 @@ func TestPollFailures(t *testing.T) {
 		expired bool
 	}{
 		{"failed job", []answer{{500, nil, failed}}, "the server's export failed (HTTP 500 Internal Server Error): export job failed: disk full", false},
+		{"failed job 400", []answer{{400, nil, failed}}, "the server's export failed (HTTP 400 Bad Request)", false},
 		{"gone", []answer{{404, nil, ""}}, "HTTP 404 Not Found", true},
 		{"410", []answer{{410, nil, ""}}, "HTTP 410 Gone", true},
 		{"bare 500s", []answer{{500, nil, ""}, {502, nil, ""}, {500, nil, ""}, {500, nil, ""}, {500, nil, ""}}, "HTTP 500 Internal Server Error (5 times in a row)", false},
@@ -223,10 +224,15 @@ func TestPollFailures(t *testing.T) {
 			if errors.Is(err, ErrExpired) != tc.expired {
 				t.Errorf("expired: %v", errors.Is(err, ErrExpired))
 			}
+			var be *Error
+			if errors.As(err, &be) && be.JobFailed != strings.HasPrefix(tc.name, "failed job") {
+				t.Errorf("JobFailed %v", be.JobFailed)
+			}
 		})
 	}
-	// The deadline.
-	srv, _ := statusServer(t, answer{202, map[string]string{"X-Progress": "half", "Retry-After": "3600"}, ""})
+	// The deadline: asked once more at it, then given up.
+	srv, polls := statusServer(t, answer{202, map[string]string{"X-Progress": "half", "Retry-After": "3600"}, ""},
+		answer{202, map[string]string{"X-Progress": "half", "Retry-After": "3600"}, ""})
 	c, _ := fastClient(nil)
 	start := time.Now()
 	now := start
@@ -235,8 +241,23 @@ func TestPollFailures(t *testing.T) {
 	c.Timeout = time.Minute
 	_, err := c.Poll(context.Background(), srv.URL+"/s", start, nil)
 	var te *TimeoutError
-	if !errors.As(err, &te) || err.Error() != "the server's export did not complete within 1m0s (last progress: half)" {
-		t.Errorf("err %v", err)
+	if !errors.As(err, &te) || err.Error() != "the server's export did not complete within 1m0s (last progress: half)" || *polls != 2 {
+		t.Errorf("err %v after %d polls", err, *polls)
+	}
+	// Resumed after its deadline, a pull polls once: the export may be complete.
+	srv, _ = statusServer(t, answer{200, nil, `{"transactionTime":"t","output":[],"error":[]}`})
+	if _, err := c.Poll(context.Background(), srv.URL+"/s", start.Add(-time.Hour), nil); err != nil {
+		t.Errorf("a complete export after the deadline: %v", err)
+	}
+	// A 503 that says when to come back is no failure, however often.
+	answers := []answer{}
+	for range 8 {
+		answers = append(answers, answer{503, map[string]string{"Retry-After": "1"}, ""})
+	}
+	srv, _ = statusServer(t, append(answers, answer{200, nil, `{"transactionTime":"t","output":[],"error":[]}`})...)
+	c, _ = fastClient(nil)
+	if _, err := c.Poll(context.Background(), srv.URL+"/s", time.Now(), nil); err != nil {
+		t.Errorf("8 busy answers: %v", err)
 	}
 }
 

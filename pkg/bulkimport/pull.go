@@ -119,6 +119,12 @@ type pullRecord struct {
 	Key        string             `json:"key"`
 	KeepExport bool               `json:"keepExport,omitempty"`
 	Timeout    time.Duration      `json:"timeout"`
+	// SinceLast: asked with --since last; only such a pull (or one of
+	// everything) moves the mark on (see mayMark).
+	SinceLast bool `json:"sinceLast,omitempty"`
+	// KickOffSent is when a kick-off was sent whose answer is not recorded
+	// yet: a pull killed in between may have left an export at the server.
+	KickOffSent time.Time `json:"kickOffSent,omitzero"`
 	KickedOff  time.Time          `json:"kickedOff,omitzero"`
 	StatusURL  string             `json:"statusUrl,omitempty"`
 	Manifest   json.RawMessage    `json:"manifest,omitempty"`
@@ -211,13 +217,15 @@ func (s Store) PlanPull(req PullRequest, db pg.Identity, now time.Time) (*PullPl
 			continue
 		}
 		rec, err := s.readRecord(st.ID)
-		if err != nil || (!req.SinceLast && !sameRequest(rec.Request, req.KickOff)) {
+		if err != nil || req.SinceLast != rec.SinceLast || (!req.SinceLast && !sameRequest(rec.Request, req.KickOff)) {
 			continue
 		}
 		if s.Running(st.ID) {
 			return nil, fmt.Errorf("import %q %w: it pulls the same export", st.ID, ErrRunning)
 		}
-		rec.Auth = req.Auth
+		// How to authenticate, how long to wait and whether to release the
+		// export are the command's that runs now.
+		rec.Auth, rec.Timeout, rec.KeepExport = req.Auth, req.Timeout, req.KeepExport
 		return &PullPlan{ID: st.ID, Resumed: true, rec: rec}, nil
 	}
 	kick := req.KickOff
@@ -233,13 +241,14 @@ func (s Store) PlanPull(req PullRequest, db pg.Identity, now time.Time) (*PullPl
 			plan.Since = last
 		}
 	}
-	plan.rec = &pullRecord{Request: kick, Auth: req.Auth, Key: key, KeepExport: req.KeepExport, Timeout: req.Timeout}
+	plan.rec = &pullRecord{Request: kick, Auth: req.Auth, Key: key, KeepExport: req.KeepExport, Timeout: req.Timeout, SinceLast: req.SinceLast}
 	return plan, nil
 }
 
 // ResumePull is the plan of pull id as recorded (import --resume ID);
-// auth, when not zero, replaces the recorded way to authenticate.
-func (s Store) ResumePull(id string, auth PullAuth) (*PullPlan, error) {
+// auth, when not zero, replaces the recorded way to authenticate, and the
+// options given (timeout when positive) replace the recorded ones.
+func (s Store) ResumePull(id string, auth PullAuth, timeout time.Duration, keepExport bool) (*PullPlan, error) {
 	rec, err := s.readRecord(id)
 	if err != nil {
 		return nil, err
@@ -260,13 +269,19 @@ func (s Store) ResumePull(id string, auth PullAuth) (*PullPlan, error) {
 	if auth != (PullAuth{}) {
 		rec.Auth = auth
 	}
+	if timeout > 0 {
+		rec.Timeout = timeout
+	}
+	rec.KeepExport = rec.KeepExport || keepExport
 	return &PullPlan{ID: id, Resumed: true, rec: rec}, nil
 }
 
 // resumable reports whether a pull's state lets it go on.
 func resumable(st *State) bool {
 	switch {
-	case st.Status == StatusFinished || st.Status == StatusCancelled:
+	case st.Status == StatusFinished:
+		return st.Pull.Phase != PhaseDone // its files are in; the release and the mark are not
+	case st.Status == StatusCancelled:
 		return false
 	case st.Pull.Phase == PhaseExpired || st.Pull.Phase == PhaseFailed || st.Pull.Phase == PhaseCancelled:
 		return false
@@ -284,6 +299,84 @@ func sameRequest(a, b bulkclient.Request) bool {
 		}
 	}
 	return true
+}
+
+// mayMark says why the finished pull st may not move the mark of its
+// selection on ("" when it may): the mark is where the next --since last
+// starts, so it moves only past what is surely in. A pull with _until
+// stops short of its transactionTime; one with a _since later than the
+// mark (or with no mark yet) leaves a gap before it; one whose files
+// skipped lines (--max-errors), or whose server listed errors (not mere
+// warnings), lacks resources it was to bring.
+func (s Store) mayMark(rec *pullRecord, st *State, doc *bulkdata.Manifest) string {
+	if doc.TransactionTime == "" {
+		return "the manifest has no transactionTime"
+	}
+	var since string
+	for _, p := range rec.Request.Params {
+		switch p.Name {
+		case "_until":
+			return "it was asked with _until"
+		case "_since":
+			since = p.Value
+		}
+	}
+	if since != "" {
+		last, err := s.lastPull(rec.Key)
+		if err != nil {
+			return err.Error()
+		}
+		at, err1 := time.Parse(time.RFC3339Nano, since)
+		mark, err2 := time.Parse(time.RFC3339Nano, last)
+		if last == "" || err1 != nil || err2 != nil || at.After(mark) {
+			return "it was asked with a _since after the last mark"
+		}
+	}
+	for _, in := range st.Inputs {
+		if in.Skipped > 0 {
+			return "lines of its files were skipped (--max-errors)"
+		}
+	}
+	if st.Pull != nil {
+		for _, f := range st.Pull.ServerErrors {
+			if failures(f.URL) {
+				return "the server's error files name resources it could not export (severity error or fatal)"
+			}
+		}
+	}
+	return ""
+}
+
+// failures reports whether a saved error file of the server holds an
+// issue of severity error or fatal (warnings and information, such as a
+// lenient server's note on a parameter it ignored, lose nothing), or
+// cannot be read.
+func failures(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	dec := json.NewDecoder(bufio.NewReaderSize(f, 64<<10))
+	for {
+		var oo struct {
+			Issue []struct {
+				Severity string `json:"severity"`
+			} `json:"issue"`
+		}
+		err := dec.Decode(&oo)
+		if err == io.EOF {
+			return false
+		}
+		if err != nil {
+			return true
+		}
+		for _, is := range oo.Issue {
+			if is.Severity != "warning" && is.Severity != "information" {
+				return true
+			}
+		}
+	}
 }
 
 // pullsFile remembers, per selection key, the last pull that finished.
@@ -368,7 +461,7 @@ type PullOptions struct {
 type PasswordError struct{ ID, User string }
 
 func (e *PasswordError) Error() string {
-	return fmt.Sprintf("import %q logs in as %q with a password, which is not kept: give the URL with it again (fhirbulk import URL goes on with the same pull)", e.ID, e.User)
+	return fmt.Sprintf("import %q logs in as %q with a password, which is not kept: give the URL with it again (fhirbulk import URL goes on with the same pull), or set FHIRBULK_PULL_PASSWORD", e.ID, e.User)
 }
 
 // PullError is a pull that failed as a whole (before its files, or its
@@ -450,14 +543,29 @@ func Pull(ctx context.Context, plan *PullPlan, o Options, po PullOptions) (*Stat
 	if po.Client != nil {
 		po.Client(client)
 	}
+	if p.finishing {
+		// Its files are in (a kill came before the rest): release, mark.
+		_, doc, err := pullManifest(rec)
+		if err != nil {
+			return p.fail(ctx, err, PhaseFailed)
+		}
+		return p.finish(ctx, client, doc, p.st)
+	}
 	if rec.StatusURL == "" {
+		if !rec.KickOffSent.IsZero() && o.Warn != nil {
+			o.Warn(fmt.Errorf("import %s: its kick-off at %s got no recorded answer (the process was killed): an export the server may have started then is left there", plan.ID, rec.KickOffSent.Format(time.RFC3339)))
+		}
 		p.phase(PhaseKickOff)
 		start := time.Now().UTC()
+		rec.KickOffSent = start
+		if err := o.Store.writeRecord(plan.ID, rec); err != nil {
+			return nil, err
+		}
 		status, err := client.KickOff(ctx, rec.Request)
 		if err != nil {
 			return p.fail(ctx, err, PhaseFailed)
 		}
-		rec.StatusURL, rec.KickedOff = status, start
+		rec.StatusURL, rec.KickedOff, rec.KickOffSent = status, start, time.Time{}
 		if err := o.Store.writeRecord(plan.ID, rec); err != nil {
 			// Unrecorded, the job could not be resumed: release it.
 			client.Cancel(context.WithoutCancel(ctx), status)
@@ -475,9 +583,16 @@ func Pull(ctx context.Context, plan *PullPlan, o Options, po PullOptions) (*Stat
 			}
 		})
 		if err != nil {
-			phase := PhaseFailed
-			if errors.Is(err, bulkclient.ErrExpired) {
+			// Only the server's word ends the export for good: expired, or
+			// failed. A refused token, a network down, a timeout leave it
+			// there, to be polled again when the pull runs again.
+			phase := ""
+			var be *bulkclient.Error
+			switch {
+			case errors.Is(err, bulkclient.ErrExpired):
 				phase = PhaseExpired
+			case errors.As(err, &be) && be.JobFailed:
+				phase = PhaseFailed
 			}
 			return p.fail(ctx, err, phase)
 		}
@@ -534,6 +649,13 @@ func Pull(ctx context.Context, plan *PullPlan, o Options, po PullOptions) (*Stat
 	case st.Status != StatusFinished:
 		return st, nil
 	}
+	return p.finish(ctx, client, doc, st)
+}
+
+// finish ends a pull whose files are all in: the server's export released
+// (unless kept), the mark for --since last moved on where it may be.
+func (p *puller) finish(ctx context.Context, client *bulkclient.Client, doc *bulkdata.Manifest, st *State) (*State, error) {
+	o, rec, plan := p.o, p.rec, p.plan
 	if !rec.KeepExport {
 		if err := client.Cancel(ctx, rec.StatusURL); err != nil {
 			if o.Warn != nil {
@@ -544,7 +666,11 @@ func Pull(ctx context.Context, plan *PullPlan, o Options, po PullOptions) (*Stat
 		}
 	}
 	st.Pull.Phase = PhaseDone
-	if err := o.Store.markPull(rec.Key, pullMark{TransactionTime: doc.TransactionTime, Import: plan.ID,
+	if why := o.Store.mayMark(rec, st, doc); why != "" {
+		if o.Warn != nil && rec.SinceLast {
+			o.Warn(fmt.Errorf("import %s: %s, so the next --since last asks again from where this one did", plan.ID, why))
+		}
+	} else if err := o.Store.markPull(rec.Key, pullMark{TransactionTime: doc.TransactionTime, Import: plan.ID,
 		KickOff: source.Redact(rec.Request.URL), Time: time.Now().UTC()}); err != nil && o.Warn != nil {
 		o.Warn(fmt.Errorf("%w (the next --since last pulls from the pull before this one)", err))
 	}
@@ -563,8 +689,9 @@ type puller struct {
 	rec   *pullRecord
 	write func(*State) error
 
-	mu sync.Mutex
-	st *State
+	mu        sync.Mutex
+	st        *State
+	finishing bool // its files are all in: only the release and the mark are left
 }
 
 // begin makes the pull's state: new, or the one it had.
@@ -593,6 +720,10 @@ func (p *puller) begin() error {
 		return err
 	case prev.Database != nil && !prev.Database.Same(p.o.DB):
 		return &OtherDatabaseError{ID: p.plan.ID, Recorded: *prev.Database, DB: p.o.DB}
+	case prev.Status == StatusFinished && prev.Pull != nil && prev.Pull.Phase != PhaseDone:
+		p.finishing = true
+		p.st = prev
+		return nil
 	case prev.Status == StatusFinished && !p.o.Force:
 		return &FinishedError{ID: p.plan.ID}
 	default:
@@ -798,6 +929,12 @@ func CancelPull(ctx context.Context, s Store, id string, po PullOptions) (*State
 	if st.Pull == nil {
 		return nil, fmt.Errorf("import %q is not a pull from a server: nothing to cancel there", id)
 	}
+	switch {
+	case st.Status == StatusCancelled:
+		return nil, fmt.Errorf("import %q was cancelled already", id)
+	case st.Status == StatusFinished && st.Pull.Released:
+		return nil, fmt.Errorf("import %q finished, and its export was released at the server: nothing to cancel", id)
+	}
 	if s.Running(id) {
 		if err := stopProcess(ctx, s, id, st.PID); err != nil {
 			return nil, err
@@ -825,6 +962,11 @@ func CancelPull(ctx context.Context, s Store, id string, po PullOptions) (*State
 		if err := client.Cancel(ctx, rec.StatusURL); err != nil {
 			return nil, err
 		}
+	}
+	if st.Status == StatusFinished {
+		// Kept (--keep-export): now released; what it loaded stays finished.
+		st.Pull.Released = true
+		return st, s.Write(st)
 	}
 	now := time.Now().UTC()
 	st.Status, st.Time.End, st.PID = StatusCancelled, &now, 0

@@ -1,9 +1,18 @@
 package bulkimport
 
 import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,5 +157,36 @@ func TestPullManifest(t *testing.T) {
 		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
 			t.Errorf("%s: %v, want %q", raw, err, want)
 		}
+	}
+}
+
+// The token request follows no redirect: a 307 would carry the client's
+// assertion (a POST body) to another host.
+func TestTokenRequestNoRedirect(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	path := filepath.Join(t.TempDir(), "k.pem")
+	os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	var leaked atomic.Bool
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), "client_assertion") {
+			leaked.Store(true)
+		}
+	}))
+	defer other.Close()
+	token := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/token", http.StatusTemporaryRedirect)
+	}))
+	defer token.Close()
+	_, err = OpenAuth(nil)(context.Background(), PullAuth{ClientID: "c", PrivateKey: path, TokenURL: token.URL + "/token"}, "http://unused")
+	if err == nil || !strings.Contains(err.Error(), "307") {
+		t.Errorf("err %v", err)
+	}
+	if leaked.Load() {
+		t.Error("the assertion went to the redirect's host")
 	}
 }

@@ -46,7 +46,10 @@ func OpenAuth(transport http.RoundTripper) func(ctx context.Context, a PullAuth,
 			}
 			tokenURL = cfg.TokenEndpoint
 		}
-		ts := &smart.TokenSource{Client: client, TokenURL: tokenURL, ClientID: a.ClientID, Scope: a.Scope, Key: key}
+		// The token request follows no redirect: a 307 would send the
+		// assertion on to whatever host it names.
+		tokenClient := &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		ts := &smart.TokenSource{Client: tokenClient, TokenURL: tokenURL, ClientID: a.ClientID, Scope: a.Scope, Key: key}
 		// The first token now: a refused client is one line before the
 		// kick-off, not a failed export.
 		if _, err := ts.Token(ctx); err != nil {
