@@ -124,11 +124,11 @@ type pullRecord struct {
 	SinceLast bool `json:"sinceLast,omitempty"`
 	// KickOffSent is when a kick-off was sent whose answer is not recorded
 	// yet: a pull killed in between may have left an export at the server.
-	KickOffSent time.Time `json:"kickOffSent,omitzero"`
-	KickedOff  time.Time          `json:"kickedOff,omitzero"`
-	StatusURL  string             `json:"statusUrl,omitempty"`
-	Manifest   json.RawMessage    `json:"manifest,omitempty"`
-	Expires    time.Time          `json:"expires,omitzero"`
+	KickOffSent time.Time       `json:"kickOffSent,omitzero"`
+	KickedOff   time.Time       `json:"kickedOff,omitzero"`
+	StatusURL   string          `json:"statusUrl,omitempty"`
+	Manifest    json.RawMessage `json:"manifest,omitempty"`
+	Expires     time.Time       `json:"expires,omitzero"`
 }
 
 // PullPlan is a pull ready to run: new, or one that did not finish.
