@@ -178,17 +178,12 @@ func (o *Order) chainKey() string {
 func (s Store) readChains() (*chains, error) {
 	c := &chains{Targets: map[string]map[string]chainLink{}}
 	path := filepath.Join(s.Dir, chainsFile)
-	f, err := openState(path, os.O_RDONLY, 0)
+	data, err := readStateFile(path, bulkdata.MaxFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return c, nil
 	}
 	if err != nil {
 		return nil, err
-	}
-	data, err := io.ReadAll(io.LimitReader(f, bulkdata.MaxFileSize))
-	f.Close()
-	if err != nil {
-		return nil, fsutil.FileError("state file", path, err)
 	}
 	if err := json.Unmarshal(data, c); err != nil {
 		return nil, fmt.Errorf("state file %s: %v (delete it to forget which exports were imported)", path, err)
@@ -197,6 +192,22 @@ func (s Store) readChains() (*chains, error) {
 		c.Targets = map[string]map[string]chainLink{}
 	}
 	return c, nil
+}
+
+// readStateFile reads a file of the state folder whole, at most limit
+// bytes (see openState); a missing one is an error wrapping
+// fs.ErrNotExist.
+func readStateFile(path string, limit int64) ([]byte, error) {
+	f, err := openState(path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit))
+	if err != nil {
+		return nil, fsutil.FileError("state file", path, err)
+	}
+	return data, nil
 }
 
 // lockChains takes the lock of chainsFile, held for a read and a write:

@@ -160,14 +160,9 @@ func (s Store) writeRecord(id string, rec *pullRecord) error {
 }
 
 func (s Store) readRecord(id string) (*pullRecord, error) {
-	f, err := openState(s.recordPath(id), os.O_RDONLY, 0)
+	data, err := readStateFile(s.recordPath(id), 4*bulkdata.MaxFileSize)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, 4*bulkdata.MaxFileSize))
-	if err != nil {
-		return nil, fsutil.FileError("state file", s.recordPath(id), err)
 	}
 	rec := &pullRecord{}
 	if err := json.Unmarshal(data, rec); err != nil {
@@ -392,17 +387,12 @@ type pullMark struct {
 func (s Store) readPulls() (map[string]pullMark, error) {
 	marks := map[string]pullMark{}
 	path := filepath.Join(s.Dir, pullsFile)
-	f, err := openState(path, os.O_RDONLY, 0)
+	data, err := readStateFile(path, bulkdata.MaxFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return marks, nil
 	}
 	if err != nil {
 		return nil, err
-	}
-	data, err := io.ReadAll(io.LimitReader(f, bulkdata.MaxFileSize))
-	f.Close()
-	if err != nil {
-		return nil, fsutil.FileError("state file", path, err)
 	}
 	if err := json.Unmarshal(data, &marks); err != nil {
 		return nil, fmt.Errorf("state file %s: %v (delete it, and the next --since last pulls everything)", path, err)
