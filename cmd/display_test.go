@@ -399,3 +399,32 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A pull waiting for its server shows the server's progress, fitted to the
+// width, not inputs it does not have yet.
+func TestImportViewPull(t *testing.T) {
+	start := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	st := &bulkimport.State{ID: "import-1", Status: bulkimport.StatusInProgress, Time: bulkimport.StateTime{Start: start},
+		Pull: &bulkimport.PullState{KickOff: "https://ehr.example.org/fhir/Group/g1/$export", Phase: bulkimport.PhaseExport,
+			Progress: "Observation: 412,000 of about 1,000,000 rows", Polls: 12}}
+	v := newImportView()
+	v.observe(st, start)
+	lines := v.lines(80, 10, start.Add(65*time.Second))
+	want := []string{
+		"import import-1  in-progress  1m05s elapsed",
+		"  the server exports: Observation: 412,000 of about 1,000,000 rows (12 polls)",
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+	for _, l := range v.lines(40, 10, start) {
+		if progress.Width(l) > 40 {
+			t.Errorf("%q is wider than 40", l)
+		}
+	}
+	st.Pull.Phase = bulkimport.PhaseKickOff
+	v.observe(st, start)
+	if l := v.lines(80, 10, start); len(l) != 2 || l[1] != "  kicking off the export at https://ehr.example.org/fhir/Group/g1/$export" {
+		t.Errorf("%q", l)
+	}
+}
