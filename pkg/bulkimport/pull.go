@@ -635,7 +635,7 @@ func Pull(ctx context.Context, plan *PullPlan, o Options, po PullOptions) (*Stat
 	p.st = st
 	switch {
 	case gone != nil && st.Status == StatusFailed:
-		return p.fail(ctx, fmt.Errorf("%w (a file answered %w)", bulkclient.ErrExpired, gone), PhaseExpired)
+		return p.fail(ctx, fmt.Errorf("%w: a file answered %w", bulkclient.ErrExpired, gone), PhaseExpired)
 	case st.Status != StatusFinished:
 		return st, nil
 	}
