@@ -30,10 +30,9 @@ func fastClient(auth Auth, trusted ...string) (*Client, *[]time.Duration) {
 
 // countingTokens is a Tokens that hands out tok-1, tok-2, ...
 type countingTokens struct {
-	mu   sync.Mutex
-	n    int
-	cur  string
-	seen []string
+	mu  sync.Mutex
+	n   int
+	cur string
 }
 
 func (t *countingTokens) Token(context.Context) (string, error) {
