@@ -110,7 +110,7 @@ func (a *app) rootCmd() *cobra.Command {
 	// listed only by the commands that use a database (dbFlag).
 	pf.StringVar(&a.db, "db", "", "")
 	pf.MarkHidden("db") // the flag exists
-	root.AddCommand(a.dumpCmd(), a.dumpSQLCmd(), a.exportCmd(), a.typesCmd(), a.loadCmd(), a.importCmd(), a.statusCmd(), a.convertCmd())
+	root.AddCommand(a.dumpCmd(), a.dumpSQLCmd(), a.exportCmd(), a.typesCmd(), a.loadCmd(), a.importCmd(), a.statusCmd(), a.convertCmd(), a.serveCmd())
 	root.AddCommand(a.completionCmd(root))
 	return root
 }

@@ -1,0 +1,157 @@
+package cmd
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/serve"
+)
+
+// serveOptions are serve's flags.
+type serveOptions struct {
+	listen          string
+	tokenFile       string
+	basicFile       string
+	insecureNoAuth  bool
+	tlsCert, tlsKey string
+	maxConcurrent   int
+	shutdownTimeout time.Duration
+	logFormat       string
+}
+
+func (a *app) serveCmd() *cobra.Command {
+	var f serveOptions
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the Aidbox Bulk API over HTTP ($dump, ...)",
+		Long: `Serve the Aidbox Bulk API over HTTP on the database of --db, on the same
+streaming core as the commands: GET /[type]/$dump (and /fhir/[type]/$dump),
+GET /health, GET /metadata.
+
+Every operation needs credentials: bearer tokens with their rights
+(--token-file: lines NAME RIGHTS TOKEN, RIGHTS read, write or read,write) or
+basic auth (--basic-file: an htpasswd file of bcrypt hashes). Without
+either, serve listens only on this machine (a loopback --listen);
+--insecure-no-auth lets it listen elsewhere without any.
+
+One access log line per request goes to stderr (never a token or a query
+string). SIGTERM or Ctrl-C stops it: no new requests, the running ones
+get --shutdown-timeout to finish, then are cancelled.`,
+		Example: `  fhirbulk serve --token-file /etc/fhirbulk/tokens --listen 0.0.0.0:8080
+  curl -H "Authorization: Bearer $TOKEN" 'http://localhost:8080/Patient/$dump' | gzip > patients.ndjson.gz
+  curl -u client:secret 'http://localhost:8080/Observation/$dump?gzip=true&_since=2026-01-01' > obs.ndjson.gz`,
+		Args: exactArgs(0, "no arguments"),
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "listen on `ADDR` (host:port; port 0 picks a free one)")
+	fl.StringVar(&f.tokenFile, "token-file", "", "bearer tokens `FILE`: lines NAME RIGHTS TOKEN (mode 0600)")
+	fl.StringVar(&f.basicFile, "basic-file", "", "basic auth users `FILE`: htpasswd -B (bcrypt) lines USER:HASH[:RIGHTS] (mode 0600)")
+	fl.BoolVar(&f.insecureNoAuth, "insecure-no-auth", false, "serve without authentication on any address (default: only on loopback)")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate `FILE` (PEM; with --tls-key)")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "the certificate's private key `FILE` (PEM)")
+	fl.IntVar(&f.maxConcurrent, "max-concurrent", 4, "run at most `N` dumps, loads and imports at once (503 with Retry-After beyond)")
+	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, let running requests finish for `DURATION`, then cancel them")
+	fl.StringVar(&f.logFormat, "log-format", "text", "access log `FORMAT`: text or json")
+	a.dbFlag(c)
+	mustComplete(c, "log-format", completeValues("text", "json"))
+	c.RunE = a.run(func(ctx context.Context, args []string) error {
+		return a.runServe(ctx, f)
+	})
+	return c
+}
+
+// runServe serves until ctx ends.
+func (a *app) runServe(ctx context.Context, f serveOptions) error {
+	if f.maxConcurrent < 1 {
+		return usagef("--max-concurrent: must be at least 1")
+	}
+	if f.shutdownTimeout < 0 {
+		return usagef("--shutdown-timeout: must not be negative")
+	}
+	var handler slog.Handler
+	switch f.logFormat {
+	case "text":
+		handler = slog.NewTextHandler(a.stderr, nil)
+	case "json":
+		handler = slog.NewJSONHandler(a.stderr, nil)
+	default:
+		return usagef("--log-format %q: text or json", f.logFormat)
+	}
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return usagef("--tls-cert and --tls-key go together")
+	}
+	auth := &serve.Auth{}
+	if f.tokenFile != "" {
+		if err := auth.LoadTokens(f.tokenFile); err != nil {
+			return usagef("--token-file: %v", err)
+		}
+	}
+	if f.basicFile != "" {
+		if err := auth.LoadUsers(f.basicFile); err != nil {
+			return usagef("--basic-file: %v", err)
+		}
+	}
+	if (f.tokenFile != "" || f.basicFile != "") && !auth.Enabled() {
+		return usagef("--token-file, --basic-file: no token or user in them")
+	}
+	host, _, err := net.SplitHostPort(f.listen)
+	if err != nil {
+		return usagef("--listen %q: %v", f.listen, err)
+	}
+	if !auth.Enabled() && !f.insecureNoAuth && !isLoopback(host) {
+		return usagef("--listen %s: without --token-file or --basic-file serve listens only on this machine (127.0.0.1, ::1, localhost); --insecure-no-auth to serve anyone", f.listen)
+	}
+	var tlsConfig *tls.Config
+	if f.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return usagef("--tls-cert, --tls-key: %v", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	dsn := pg.ResolveDSN(a.db, a.getenv)
+	conn, err := pg.Connect(ctx, dsn) // a wrong --db is one line now, not a 503 per request
+	if err != nil {
+		return err
+	}
+	conn.Close(context.Background())
+	l, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %v", f.listen, err)
+	}
+	log := slog.New(handler)
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+	}
+	kind := "no authentication (this machine only)"
+	switch {
+	case !auth.Enabled() && f.insecureNoAuth:
+		kind = "NO AUTHENTICATION (--insecure-no-auth)"
+	case auth.Enabled():
+		kind = "authentication required"
+	}
+	log.Info(fmt.Sprintf("listening on %s://%s, %s", scheme, l.Addr(), kind))
+	s := serve.New(serve.Config{DSN: dsn, Auth: auth, MaxConcurrent: f.maxConcurrent, ShutdownTimeout: f.shutdownTimeout, Log: log, TLS: tlsConfig})
+	if err := s.Run(ctx, l); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// isLoopback reports whether a listen host is this machine only.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,74 @@
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
+)
+
+// health is GET /health: 200 when the database answers, else 503. It
+// needs no credentials and says nothing of the database but that.
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	conn, err := pg.Connect(ctx, s.cfg.DSN)
+	if err == nil {
+		defer conn.Close(context.Background())
+		var one int
+		err = conn.QueryRow(ctx, "SELECT 1").Scan(&one)
+	}
+	if err != nil {
+		s.cfg.Log.Warn("health", "error", err.Error())
+		w.Header().Set("Retry-After", "10")
+		writeOutcome(w, http.StatusServiceUnavailable, "transient", "the database cannot be reached")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "database": "reachable"})
+}
+
+// operation is one line of GET /metadata.
+type operation struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	Rights string `json:"rights,omitempty"` // what the caller's token needs
+	Params string `json:"params,omitempty"`
+}
+
+// metadata is GET /metadata: the operations this server has, and what
+// each needs.
+func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"software":       "fhirbulk",
+		"authentication": s.authKinds(),
+		"operations": []operation{
+			{Method: "GET", Path: "/[type]/$dump", Rights: "read", Params: "_since, fhir, gzip"},
+			{Method: "GET", Path: "/fhir/[type]/$dump", Rights: "read", Params: "_since, gzip"},
+			{Method: "GET", Path: "/health"},
+			{Method: "GET", Path: "/metadata"},
+		},
+	})
+}
+
+func (s *Server) authKinds() []string {
+	kinds := []string{}
+	if len(s.cfg.Auth.tokens) > 0 {
+		kinds = append(kinds, "bearer")
+	}
+	if s.cfg.Auth.Basic() {
+		kinds = append(kinds, "basic")
+	}
+	if len(kinds) == 0 {
+		kinds = append(kinds, "none")
+	}
+	return kinds
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, _ := json.MarshalIndent(v, "", "  ")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}

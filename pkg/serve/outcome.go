@@ -1,0 +1,28 @@
+package serve
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// writeOutcome answers status with an OperationOutcome of one issue:
+// code is the FHIR issue type (invalid, not-found, login, forbidden,
+// throttled, transient, too-costly, exception, ...), text what went wrong,
+// in one line.
+func writeOutcome(w http.ResponseWriter, status int, code, text string) {
+	type issue struct {
+		Severity    string `json:"severity"`
+		Code        string `json:"code"`
+		Diagnostics string `json:"diagnostics"`
+	}
+	body, _ := json.Marshal(struct {
+		ResourceType string  `json:"resourceType"`
+		Issue        []issue `json:"issue"`
+	}{"OperationOutcome", []issue{{Severity: "error", Code: code, Diagnostics: text}}}) // strings
+	h := w.Header()
+	h.Del("Content-Encoding")
+	h.Set("Content-Type", "application/fhir+json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}

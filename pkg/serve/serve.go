@@ -1,0 +1,206 @@
+// Package serve is fhirbulk's HTTP server: the Aidbox Bulk API
+// (GET /[type]/$dump, ...) over the packages the commands use, a peer of
+// cmd. It is meant to be safe to expose: every operation needs
+// credentials (bearer tokens with rights, or basic auth) unless the
+// operator says otherwise, heavy operations are bounded in number (503
+// with Retry-After beyond), bodies in size, and connections in time; errors
+// are OperationOutcomes with the right status, never a stack trace; the
+// access log names the caller, never a secret.
+//
+// Streams: a dump is written as it is read from the database, chunked, with
+// flat memory; a client that goes away cancels its query at once; an error
+// after the first bytes ends the response abnormally (no final chunk), so
+// that no client takes a cut stream for a complete one.
+package serve
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// Config is a server's setup.
+type Config struct {
+	DSN  string // the database
+	Auth *Auth  // nil or empty: no authentication (see Run's address rule)
+	// MaxConcurrent bounds the heavy operations (dump, dump-sql, load,
+	// import) running at once; beyond it a request gets 503 with
+	// Retry-After. Default 4.
+	MaxConcurrent int
+	// ShutdownTimeout is how long a stopping server lets running requests
+	// finish before it cancels them. Default 30s.
+	ShutdownTimeout time.Duration
+	// Log receives the access log (one record per request) and the
+	// server's own lines; nil: discarded.
+	Log *slog.Logger
+	// TLS, when set, serves HTTPS.
+	TLS *tls.Config
+	// Now is the clock (tests); nil is time.Now.
+	Now func() time.Time
+}
+
+// Server serves the Bulk API.
+type Server struct {
+	cfg  Config
+	busy chan struct{} // a token per heavy operation under way
+	mux  *http.ServeMux
+	// stopping is set once shutdown began: new heavy work is refused.
+	stopping atomic.Bool
+}
+
+// New makes a server of cfg.
+func New(cfg Config) *Server {
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = 4
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Auth == nil {
+		cfg.Auth = &Auth{}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, busy: make(chan struct{}, cfg.MaxConcurrent), mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("/health", only(http.MethodGet, s.health))
+	s.mux.HandleFunc("/metadata", only(http.MethodGet, s.metadata))
+	s.mux.HandleFunc("/{type}/$dump", only(http.MethodGet, s.authorized(Read, s.heavy(s.dump))))
+	s.mux.HandleFunc("/fhir/{type}/$dump", only(http.MethodGet, s.authorized(Read, s.heavy(s.dump))))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeOutcome(w, http.StatusNotFound, "not-found", fmt.Sprintf("no operation %s %s", r.Method, r.URL.Path))
+	})
+}
+
+// only answers 405 (with Allow) to a request of another method than
+// method: the catch-all 404 would take it otherwise.
+func only(method string, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+			w.Header().Set("Allow", method)
+			writeOutcome(w, http.StatusMethodNotAllowed, "not-supported", fmt.Sprintf("%s %s: only %s", r.Method, r.URL.Path, method))
+			return
+		}
+		next(w, r)
+	}
+}
+
+// Handler is the server's handler, with its access log.
+func (s *Server) Handler() http.Handler { return s.logged(s.mux) }
+
+// Run serves on l until ctx ends, then stops gracefully: no new
+// connections, running requests given ShutdownTimeout to finish, then
+// cancelled.
+func (s *Server) Run(ctx context.Context, l net.Listener) error {
+	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       5 * time.Minute, // a body ($load, $import) within it
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return work },
+		ErrorLog:          slog.NewLogLogger(s.cfg.Log.Handler(), slog.LevelDebug),
+		TLSConfig:         s.cfg.TLS,
+	}
+	done := make(chan error, 1)
+	go func() {
+		if s.cfg.TLS != nil {
+			done <- srv.ServeTLS(l, "", "")
+		} else {
+			done <- srv.Serve(l)
+		}
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	s.stopping.Store(true)
+	s.cfg.Log.Info("stopping: running requests have " + s.cfg.ShutdownTimeout.String() + " to finish")
+	stop, cancelStop := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancelStop()
+	err := srv.Shutdown(stop)
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.cfg.Log.Info("stopping: cancelling the requests still running")
+		cancel() // their queries end, their responses end abnormally
+		srv.Close()
+		err = nil
+	}
+	if e := <-done; !errors.Is(e, http.ErrServerClosed) && err == nil {
+		err = e
+	}
+	return err
+}
+
+// authorized lets through requests whose caller has the rights need.
+func (s *Server) authorized(need Rights, next func(w http.ResponseWriter, r *http.Request, c Caller)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c := Caller{Name: "-", Rights: Read | Write}
+		if s.cfg.Auth.Enabled() {
+			var err error
+			if c, err = s.cfg.Auth.Check(r); err != nil {
+				s.challenge(w)
+				msg := "authentication required"
+				if errors.Is(err, errBadCredentials) {
+					msg = "the credentials are not valid"
+				}
+				writeOutcome(w, http.StatusUnauthorized, "login", msg)
+				return
+			}
+		}
+		setCaller(r, c.Name)
+		if c.Rights&need != need {
+			writeOutcome(w, http.StatusForbidden, "forbidden", fmt.Sprintf("%s may not %s (its rights: %s)", c.Name, need, c.Rights))
+			return
+		}
+		next(w, r, c)
+	}
+}
+
+func (s *Server) challenge(w http.ResponseWriter) {
+	w.Header().Add("WWW-Authenticate", `Bearer realm="fhirbulk"`)
+	if s.cfg.Auth.Basic() {
+		w.Header().Add("WWW-Authenticate", `Basic realm="fhirbulk", charset="UTF-8"`)
+	}
+}
+
+// retryBusy is what a refused heavy request is told to wait.
+const retryBusy = 5 * time.Second
+
+// heavy runs next only if fewer than MaxConcurrent heavy operations run;
+// else 503 with Retry-After.
+func (s *Server) heavy(next func(w http.ResponseWriter, r *http.Request, c Caller)) func(w http.ResponseWriter, r *http.Request, c Caller) {
+	return func(w http.ResponseWriter, r *http.Request, c Caller) {
+		if s.stopping.Load() {
+			w.Header().Set("Retry-After", fmt.Sprint(int(retryBusy.Seconds())))
+			writeOutcome(w, http.StatusServiceUnavailable, "transient", "the server is stopping")
+			return
+		}
+		select {
+		case s.busy <- struct{}{}:
+			defer func() { <-s.busy }()
+			next(w, r, c)
+		default:
+			w.Header().Set("Retry-After", fmt.Sprint(int(retryBusy.Seconds())))
+			writeOutcome(w, http.StatusServiceUnavailable, "throttled",
+				fmt.Sprintf("busy: %d operations run already (--max-concurrent); try again later", s.cfg.MaxConcurrent))
+		}
+	}
+}
