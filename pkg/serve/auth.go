@@ -245,4 +245,3 @@ func (a *Auth) Check(r *http.Request) (Caller, error) {
 	}
 	return Caller{}, errBadCredentials
 }
-
