@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -53,6 +54,10 @@ type Server struct {
 	mux  *http.ServeMux
 	// stopping is set once shutdown began: new heavy work is refused.
 	stopping atomic.Bool
+	// active counts the requests being served: a stopping server waits
+	// for those it cancelled, whose queries are cancelled at the database
+	// only while the process lives.
+	active sync.WaitGroup
 }
 
 // New makes a server of cfg.
@@ -101,7 +106,14 @@ func only(method string, next http.HandlerFunc) http.HandlerFunc {
 }
 
 // Handler is the server's handler, with its access log.
-func (s *Server) Handler() http.Handler { return s.logged(s.mux) }
+func (s *Server) Handler() http.Handler {
+	next := s.logged(s.mux)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.active.Add(1)
+		defer s.active.Done()
+		next.ServeHTTP(w, r)
+	})
+}
 
 // Run serves on l until ctx ends, then stops gracefully: no new
 // connections, running requests given ShutdownTimeout to finish, then
@@ -142,6 +154,13 @@ func (s *Server) Run(ctx context.Context, l net.Listener) error {
 		cancel() // their queries end, their responses end abnormally
 		srv.Close()
 		err = nil
+	}
+	waited := make(chan struct{})
+	go func() { s.active.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		s.cfg.Log.Warn("stopping: requests did not end within 10s of their cancellation")
 	}
 	if e := <-done; !errors.Is(e, http.ErrServerClosed) && err == nil {
 		err = e
