@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fhirbulk/fhirbulk/pkg/dumpsql"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/serve"
 )
@@ -23,6 +24,7 @@ type serveOptions struct {
 	tlsCert, tlsKey string
 	maxConcurrent   int
 	shutdownTimeout time.Duration
+	stmtTimeout     time.Duration
 	logFormat       string
 }
 
@@ -33,7 +35,7 @@ func (a *app) serveCmd() *cobra.Command {
 		Short: "Serve the Aidbox Bulk API over HTTP ($dump, ...)",
 		Long: `Serve the Aidbox Bulk API over HTTP on the database of --db, on the same
 streaming core as the commands: GET /[type]/$dump (and /fhir/[type]/$dump),
-GET /health, GET /metadata.
+POST /$dump-sql, GET /health, GET /metadata.
 
 Every operation needs credentials: bearer tokens with their rights
 (--token-file: lines NAME RIGHTS TOKEN, RIGHTS read, write or read,write) or
@@ -58,6 +60,7 @@ get --shutdown-timeout to finish, then are cancelled.`,
 	fl.StringVar(&f.tlsKey, "tls-key", "", "the certificate's private key `FILE` (PEM)")
 	fl.IntVar(&f.maxConcurrent, "max-concurrent", 4, "run at most `N` dumps, loads and imports at once (503 with Retry-After beyond)")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, let running requests finish for `DURATION`, then cancel them")
+	fl.DurationVar(&f.stmtTimeout, "statement-timeout", 5*time.Minute, "stop a $dump-sql query after `DURATION` (statement_timeout)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "access log `FORMAT`: text or json")
 	a.dbFlag(c)
 	mustComplete(c, "log-format", completeValues("text", "json"))
@@ -74,6 +77,9 @@ func (a *app) runServe(ctx context.Context, f serveOptions) error {
 	}
 	if f.shutdownTimeout < 0 {
 		return usagef("--shutdown-timeout: must not be negative")
+	}
+	if f.stmtTimeout <= 0 || f.stmtTimeout > dumpsql.MaxTimeout {
+		return usagef("--statement-timeout: between 1ms and %s", dumpsql.MaxTimeout)
 	}
 	var handler slog.Handler
 	switch f.logFormat {
@@ -139,7 +145,7 @@ func (a *app) runServe(ctx context.Context, f serveOptions) error {
 		kind = "authentication required"
 	}
 	log.Info(fmt.Sprintf("listening on %s://%s, %s", scheme, l.Addr(), kind))
-	s := serve.New(serve.Config{DSN: dsn, Auth: auth, MaxConcurrent: f.maxConcurrent, ShutdownTimeout: f.shutdownTimeout, Log: log, TLS: tlsConfig})
+	s := serve.New(serve.Config{DSN: dsn, Auth: auth, MaxConcurrent: f.maxConcurrent, ShutdownTimeout: f.shutdownTimeout, StatementTimeout: f.stmtTimeout, Log: log, TLS: tlsConfig})
 	if err := s.Run(ctx, l); err != nil {
 		return err
 	}

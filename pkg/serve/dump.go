@@ -79,7 +79,7 @@ func (s *Server) dump(w http.ResponseWriter, r *http.Request, _ Caller) {
 		return
 	}
 
-	start := &lazyHeader{w: w, gzip: gz}
+	start := &lazyHeader{w: w, gzip: gz, contentType: "application/ndjson"}
 	var out io.Writer = start
 	var zw *pgzip.Writer
 	if gz {
@@ -111,9 +111,10 @@ func (s *Server) dump(w http.ResponseWriter, r *http.Request, _ Caller) {
 // lazyHeader writes the success headers before the first byte of body, so
 // that a dump that fails before it can still answer an error status.
 type lazyHeader struct {
-	w       http.ResponseWriter
-	gzip    bool
-	started bool
+	w           http.ResponseWriter
+	contentType string
+	gzip        bool
+	started     bool
 }
 
 func (l *lazyHeader) begin() {
@@ -122,7 +123,7 @@ func (l *lazyHeader) begin() {
 	}
 	l.started = true
 	h := l.w.Header()
-	h.Set("Content-Type", "application/ndjson")
+	h.Set("Content-Type", l.contentType)
 	h.Set("X-Content-Type-Options", "nosniff")
 	if l.gzip {
 		h.Set("Content-Encoding", "gzip")

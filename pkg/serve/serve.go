@@ -38,6 +38,9 @@ type Config struct {
 	// ShutdownTimeout is how long a stopping server lets running requests
 	// finish before it cancels them. Default 30s.
 	ShutdownTimeout time.Duration
+	// StatementTimeout bounds a $dump-sql query (statement_timeout).
+	// Default 5 minutes.
+	StatementTimeout time.Duration
 	// Log receives the access log (one record per request) and the
 	// server's own lines; nil: discarded.
 	Log *slog.Logger
@@ -65,6 +68,9 @@ func New(cfg Config) *Server {
 	if cfg.MaxConcurrent <= 0 {
 		cfg.MaxConcurrent = 4
 	}
+	if cfg.StatementTimeout <= 0 {
+		cfg.StatementTimeout = defaultStatementTimeout
+	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
 	}
@@ -87,6 +93,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("/metadata", only(http.MethodGet, s.metadata))
 	s.mux.HandleFunc("/{type}/$dump", only(http.MethodGet, s.authorized(Read, s.heavy(s.dump))))
 	s.mux.HandleFunc("/fhir/{type}/$dump", only(http.MethodGet, s.authorized(Read, s.heavy(s.dump))))
+	s.mux.HandleFunc("/$dump-sql", only(http.MethodPost, s.authorized(Read, s.heavy(s.dumpSQL))))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, "not-found", fmt.Sprintf("no operation %s %s", r.Method, r.URL.Path))
 	})

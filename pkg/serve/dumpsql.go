@@ -1,0 +1,146 @@
+package serve
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/fhirbulk/fhirbulk/pkg/dumpsql"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
+)
+
+// maxBody bounds a request body that is read whole ($dump-sql's query).
+const maxBody = 1 << 20
+
+// sqlRequest is the body of POST /$dump-sql (JSON or YAML).
+type sqlRequest struct {
+	Query  string `yaml:"query"`
+	Format string `yaml:"format"` // fhirbulk's: csv, tsv, ndjson, sql, elastic-bulk
+	Table  string `yaml:"table"`  // sql
+	Index  string `yaml:"index"`  // elastic-bulk
+}
+
+// contentTypes of dump-sql's formats.
+var contentTypes = map[string]string{
+	"csv": "text/csv; charset=utf-8", "tsv": "text/tab-separated-values; charset=utf-8", "ndjson": "application/ndjson",
+	"sql": "application/sql; charset=utf-8", "elastic-bulk": "application/x-ndjson",
+}
+
+// dumpSQL is POST /$dump-sql: any read-only query's rows, streamed. The
+// format is the query parameter _format's (ndjson or json: ndjson), else
+// the body's format, else TSV without a header, as Aidbox answers.
+func (s *Server) dumpSQL(w http.ResponseWriter, r *http.Request, _ Caller) {
+	req, status, err := readSQLRequest(w, r)
+	if err != nil {
+		writeOutcome(w, status, "invalid", err.Error())
+		return
+	}
+	o := dumpsql.Options{Query: req.Query, Format: "tsv", Table: "dump", Index: "fhir", Timeout: s.cfg.StatementTimeout}
+	if req.Format != "" {
+		o.Format = req.Format
+	}
+	if req.Table != "" {
+		o.Table = req.Table
+	}
+	if req.Index != "" {
+		o.Index = req.Index
+	}
+	switch f := r.URL.Query().Get("_format"); f {
+	case "":
+	case "ndjson", "json":
+		o.Format = "ndjson"
+	default:
+		writeOutcome(w, http.StatusBadRequest, "invalid", fmt.Sprintf("_format=%q: ndjson or json (without it: the body's format, else TSV)", f))
+		return
+	}
+	for k := range r.URL.Query() {
+		if k != "_format" {
+			writeOutcome(w, http.StatusBadRequest, "invalid", fmt.Sprintf("unknown parameter %q ($dump-sql takes _format)", k))
+			return
+		}
+	}
+	if err := o.Check(); err != nil {
+		var oe *dumpsql.OptionError
+		if errors.As(err, &oe) && oe.Field != "query" {
+			err = fmt.Errorf("%s %q: %s", oe.Field, oe.Value, oe.Reason)
+		}
+		writeOutcome(w, http.StatusBadRequest, "invalid", err.Error())
+		return
+	}
+
+	ctx := r.Context()
+	conn, err := pg.Connect(ctx, s.cfg.DSN)
+	if err != nil {
+		s.databaseDown(w, r, err)
+		return
+	}
+	defer conn.Close(context.Background())
+	start := &lazyHeader{w: w, contentType: contentTypes[o.Format]}
+	bw := bufio.NewWriterSize(start, 256<<10)
+	_, err = dumpsql.Run(ctx, conn, o, bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	switch {
+	case err == nil:
+		start.begin()
+	case ctx.Err() != nil:
+		panic(http.ErrAbortHandler)
+	case start.started:
+		s.cfg.Log.Warn("dump-sql broken off", "error", err.Error())
+		panic(http.ErrAbortHandler) // no final chunk: not a complete answer
+	default:
+		// The query's own error (syntax, a missing table, a write refused
+		// in the read-only transaction, the statement timeout): the
+		// caller's to fix.
+		writeOutcome(w, http.StatusBadRequest, "invalid", firstLine(err.Error()))
+	}
+}
+
+// readSQLRequest reads a $dump-sql body: JSON or YAML as its Content-Type
+// says, at most maxBody bytes, no key but those of sqlRequest.
+func readSQLRequest(w http.ResponseWriter, r *http.Request) (sqlRequest, int, error) {
+	var req sqlRequest
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch {
+	case err != nil:
+		return req, http.StatusUnsupportedMediaType, errors.New("a Content-Type is needed: application/json or application/yaml")
+	case mt != "application/json" && mt != "application/yaml" && mt != "text/yaml" && mt != "application/x-yaml" && mt != "application/fhir+json":
+		return req, http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type %s: application/json or application/yaml", mt)
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return req, http.StatusRequestEntityTooLarge, fmt.Errorf("the body is over %d KiB", maxBody>>10)
+	}
+	if err != nil {
+		return req, http.StatusBadRequest, fmt.Errorf("reading the body: %v", err)
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&req); err != nil {
+		if errors.Is(err, io.EOF) {
+			return req, http.StatusBadRequest, errors.New("an empty body: want {query: ...}")
+		}
+		// yaml's errors span lines and name our Go type.
+		msg := strings.Join(strings.Fields(err.Error()), " ")
+		msg = strings.TrimPrefix(strings.TrimPrefix(msg, "yaml: "), "unmarshal errors: ")
+		msg = strings.ReplaceAll(msg, " in type serve.sqlRequest", "")
+		return req, http.StatusBadRequest, fmt.Errorf("the body is not %s of {query, format}: %s", map[bool]string{true: "JSON", false: "YAML"}[strings.HasSuffix(mt, "json")], msg)
+	}
+	if strings.TrimSpace(req.Query) == "" {
+		return req, http.StatusBadRequest, errors.New("no query: want {query: ...}")
+	}
+	return req, 0, nil
+}
+
+// defaultStatementTimeout bounds a $dump-sql query unless configured.
+const defaultStatementTimeout = 5 * time.Minute
