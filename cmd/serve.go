@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,6 +14,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/dumpsql"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/serve"
+	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
 // serveOptions are serve's flags.
@@ -26,6 +28,7 @@ type serveOptions struct {
 	shutdownTimeout time.Duration
 	stmtTimeout     time.Duration
 	logFormat       string
+	allowSources    []string
 }
 
 func (a *app) serveCmd() *cobra.Command {
@@ -35,7 +38,13 @@ func (a *app) serveCmd() *cobra.Command {
 		Short: "Serve the Aidbox Bulk API over HTTP ($dump, ...)",
 		Long: `Serve the Aidbox Bulk API over HTTP on the database of --db, on the same
 streaming core as the commands: GET /[type]/$dump (and /fhir/[type]/$dump),
-POST /$dump-sql, GET /health, GET /metadata.
+POST /$dump-sql, POST /$load (/[type]/$load, /fhir/...), GET /health,
+GET /metadata.
+
+$load fetches the URL its caller names: only http(s) to public addresses,
+every address a name resolves to and every redirect checked; loopback,
+link-local (the cloud metadata service), private ranges, files and buckets
+only under an --allow-source prefix.
 
 Every operation needs credentials: bearer tokens with their rights
 (--token-file: lines NAME RIGHTS TOKEN, RIGHTS read, write or read,write) or
@@ -62,6 +71,7 @@ get --shutdown-timeout to finish, then are cancelled.`,
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, let running requests finish for `DURATION`, then cancel them")
 	fl.DurationVar(&f.stmtTimeout, "statement-timeout", 5*time.Minute, "stop a $dump-sql query after `DURATION` (statement_timeout)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "access log `FORMAT`: text or json")
+	fl.StringArrayVar(&f.allowSources, "allow-source", nil, "let callers' $load name URLs starting with `PREFIX` (e.g. http://10.0.0.5:9000/, file:///data/, s3://bucket/); repeatable")
 	a.dbFlag(c)
 	mustComplete(c, "log-format", completeValues("text", "json"))
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
@@ -122,6 +132,14 @@ func (a *app) runServe(ctx context.Context, f serveOptions) error {
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	for _, p := range f.allowSources {
+		if source.URLScheme(p) == "" || !strings.Contains(p, "://") {
+			return usagef("--allow-source %q: a URL prefix, as http://10.0.0.5:9000/ or file:///data/", p)
+		}
+		if source.URLScheme(p) == "file" && !strings.HasSuffix(p, "/") {
+			return usagef("--allow-source %q: a folder ends in /", p)
+		}
+	}
 	dsn := pg.ResolveDSN(a.db, a.getenv)
 	conn, err := pg.Connect(ctx, dsn) // a wrong --db is one line now, not a 503 per request
 	if err != nil {
@@ -145,7 +163,8 @@ func (a *app) runServe(ctx context.Context, f serveOptions) error {
 		kind = "authentication required"
 	}
 	log.Info(fmt.Sprintf("listening on %s://%s, %s", scheme, l.Addr(), kind))
-	s := serve.New(serve.Config{DSN: dsn, Auth: auth, MaxConcurrent: f.maxConcurrent, ShutdownTimeout: f.shutdownTimeout, StatementTimeout: f.stmtTimeout, Log: log, TLS: tlsConfig})
+	s := serve.New(serve.Config{DSN: dsn, Auth: auth, MaxConcurrent: f.maxConcurrent, ShutdownTimeout: f.shutdownTimeout, StatementTimeout: f.stmtTimeout,
+		Sources: &serve.Sources{Allow: f.allowSources}, Log: log, TLS: tlsConfig})
 	if err := s.Run(ctx, l); err != nil {
 		return err
 	}

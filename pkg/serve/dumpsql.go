@@ -5,13 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/fhirbulk/fhirbulk/pkg/dumpsql"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
@@ -105,36 +101,11 @@ func (s *Server) dumpSQL(w http.ResponseWriter, r *http.Request, _ Caller) {
 	}
 }
 
-// readSQLRequest reads a $dump-sql body: JSON or YAML as its Content-Type
-// says, at most maxBody bytes, no key but those of sqlRequest.
+// readSQLRequest reads a $dump-sql body and checks it has a query.
 func readSQLRequest(w http.ResponseWriter, r *http.Request) (sqlRequest, int, error) {
 	var req sqlRequest
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	switch {
-	case err != nil:
-		return req, http.StatusUnsupportedMediaType, errors.New("a Content-Type is needed: application/json or application/yaml")
-	case mt != "application/json" && mt != "application/yaml" && mt != "text/yaml" && mt != "application/x-yaml" && mt != "application/fhir+json":
-		return req, http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type %s: application/json or application/yaml", mt)
-	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return req, http.StatusRequestEntityTooLarge, fmt.Errorf("the body is over %d KiB", maxBody>>10)
-	}
-	if err != nil {
-		return req, http.StatusBadRequest, fmt.Errorf("reading the body: %v", err)
-	}
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&req); err != nil {
-		if errors.Is(err, io.EOF) {
-			return req, http.StatusBadRequest, errors.New("an empty body: want {query: ...}")
-		}
-		// yaml's errors span lines and name our Go type.
-		msg := strings.Join(strings.Fields(err.Error()), " ")
-		msg = strings.TrimPrefix(strings.TrimPrefix(msg, "yaml: "), "unmarshal errors: ")
-		msg = strings.ReplaceAll(msg, " in type serve.sqlRequest", "")
-		return req, http.StatusBadRequest, fmt.Errorf("the body is not %s of {query, format}: %s", map[bool]string{true: "JSON", false: "YAML"}[strings.HasSuffix(mt, "json")], msg)
+	if status, err := readBody(w, r, &req); err != nil {
+		return req, status, err
 	}
 	if strings.TrimSpace(req.Query) == "" {
 		return req, http.StatusBadRequest, errors.New("no query: want {query: ...}")

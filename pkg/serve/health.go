@@ -47,6 +47,7 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 			{Method: "GET", Path: "/[type]/$dump", Rights: "read", Params: "_since, fhir, gzip"},
 			{Method: "GET", Path: "/fhir/[type]/$dump", Rights: "read", Params: "_since, gzip"},
 			{Method: "POST", Path: "/$dump-sql", Rights: "read", Params: "_format; body {query, format, table, index} as JSON or YAML"},
+			{Method: "POST", Path: "/$load, /[type]/$load, /fhir/$load, /fhir/[type]/$load", Rights: "write", Params: "body {source, update, strip-nulls, merge}"},
 			{Method: "GET", Path: "/health"},
 			{Method: "GET", Path: "/metadata"},
 		},

@@ -38,6 +38,9 @@ type Config struct {
 	// ShutdownTimeout is how long a stopping server lets running requests
 	// finish before it cancels them. Default 30s.
 	ShutdownTimeout time.Duration
+	// Sources decides which URLs callers may have the server fetch
+	// ($load, $import).
+	Sources *Sources
 	// StatementTimeout bounds a $dump-sql query (statement_timeout).
 	// Default 5 minutes.
 	StatementTimeout time.Duration
@@ -80,6 +83,9 @@ func New(cfg Config) *Server {
 	if cfg.Auth == nil {
 		cfg.Auth = &Auth{}
 	}
+	if cfg.Sources == nil {
+		cfg.Sources = &Sources{}
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -94,6 +100,9 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("/{type}/$dump", only(http.MethodGet, s.authorized(Read, s.heavy(s.dump))))
 	s.mux.HandleFunc("/fhir/{type}/$dump", only(http.MethodGet, s.authorized(Read, s.heavy(s.dump))))
 	s.mux.HandleFunc("/$dump-sql", only(http.MethodPost, s.authorized(Read, s.heavy(s.dumpSQL))))
+	for _, p := range []string{"/$load", "/{type}/$load", "/fhir/$load", "/fhir/{type}/$load"} {
+		s.mux.HandleFunc(p, only(http.MethodPost, s.authorized(Write, s.heavy(s.load))))
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, "not-found", fmt.Sprintf("no operation %s %s", r.Method, r.URL.Path))
 	})

@@ -32,11 +32,22 @@ func withoutReferer(next func(*http.Request, []*http.Request) error) func(*http.
 // that a gzip reader above it does not call the stream corrupt. code is the
 // HTTP status that ended it, when one did (see HTTPStatus).
 type fetchError struct {
-	msg  string
-	code int
+	msg   string
+	code  int
+	cause error // a Permanent error that ended it, kept for errors.As
 }
 
 func (e *fetchError) Error() string { return e.msg }
+func (e *fetchError) Unwrap() error { return e.cause }
+
+// Permanent is an error of the HTTP client's own (its dialer's, its
+// redirect policy's) that asking again cannot change, such as a URL the
+// client is not allowed to reach: no retry, and errors.As finds it in the
+// source's error.
+type Permanent interface {
+	error
+	Permanent() bool
+}
 
 // HTTPStatus is the HTTP status code that made a source fail for good (a
 // 404, a 410 Gone of an expired export's file, a 401), or 0 when err is
@@ -169,6 +180,10 @@ func (h *httpBody) get(off int64) (*http.Response, *request, error) {
 			rq.end()
 			if h.ctx.Err() != nil {
 				return nil, nil, h.ctx.Err()
+			}
+			var p Permanent
+			if errors.As(err, &p) && p.Permanent() {
+				return nil, nil, &fetchError{msg: netMessage(err), cause: p}
 			}
 			if rq.timedOut() {
 				last = h.noData()
