@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fhirbulk/fhirbulk/pkg/bulkimport"
 	"github.com/fhirbulk/fhirbulk/pkg/dumpsql"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/serve"
@@ -29,6 +30,7 @@ type serveOptions struct {
 	stmtTimeout     time.Duration
 	logFormat       string
 	allowSources    []string
+	stateDir        string
 }
 
 func (a *app) serveCmd() *cobra.Command {
@@ -38,8 +40,10 @@ func (a *app) serveCmd() *cobra.Command {
 		Short: "Serve the Aidbox Bulk API over HTTP ($dump, ...)",
 		Long: `Serve the Aidbox Bulk API over HTTP on the database of --db, on the same
 streaming core as the commands: GET /[type]/$dump (and /fhir/[type]/$dump),
-POST /$dump-sql, POST /$load (/[type]/$load, /fhir/...), GET /health,
-GET /metadata.
+POST /$dump-sql, POST /$load (/[type]/$load, /fhir/...), POST /$import
+(/fhir/$import) with GET /BulkImportStatus/ID, GET /health, GET /metadata.
+Imports run in the state folder (--state-dir, as import's), resumably: one a
+stop interrupted goes on when the server starts again.
 
 $load fetches the URL its caller names: only http(s) to public addresses,
 every address a name resolves to and every redirect checked; loopback,
@@ -71,6 +75,8 @@ get --shutdown-timeout to finish, then are cancelled.`,
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, let running requests finish for `DURATION`, then cancel them")
 	fl.DurationVar(&f.stmtTimeout, "statement-timeout", 5*time.Minute, "stop a $dump-sql query after `DURATION` (statement_timeout)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "access log `FORMAT`: text or json")
+	fl.StringVar(&f.stateDir, "state-dir", "", "$import's state files' `DIR` (as for import)")
+	mustComplete(c, "state-dir", completeDirs)
 	fl.StringArrayVar(&f.allowSources, "allow-source", nil, "let callers' $load name URLs starting with `PREFIX` (e.g. http://10.0.0.5:9000/, file:///data/, s3://bucket/); repeatable")
 	a.dbFlag(c)
 	mustComplete(c, "log-format", completeValues("text", "json"))
@@ -140,6 +146,10 @@ func (a *app) runServe(ctx context.Context, f serveOptions) error {
 			return usagef("--allow-source %q: a folder ends in /", p)
 		}
 	}
+	dir, err := bulkimport.StateDir(f.stateDir, a.getenv)
+	if err != nil {
+		return usageError{err}
+	}
 	dsn := pg.ResolveDSN(a.db, a.getenv)
 	conn, err := pg.Connect(ctx, dsn) // a wrong --db is one line now, not a 503 per request
 	if err != nil {
@@ -164,7 +174,7 @@ func (a *app) runServe(ctx context.Context, f serveOptions) error {
 	}
 	log.Info(fmt.Sprintf("listening on %s://%s, %s", scheme, l.Addr(), kind))
 	s := serve.New(serve.Config{DSN: dsn, Auth: auth, MaxConcurrent: f.maxConcurrent, ShutdownTimeout: f.shutdownTimeout, StatementTimeout: f.stmtTimeout,
-		Sources: &serve.Sources{Allow: f.allowSources}, Log: log, TLS: tlsConfig})
+		Sources: &serve.Sources{Allow: f.allowSources}, Store: &bulkimport.Store{Dir: dir, Live: &bulkimport.Live{}}, Log: log, TLS: tlsConfig})
 	if err := s.Run(ctx, l); err != nil {
 		return err
 	}

@@ -95,6 +95,10 @@ func Run(ctx context.Context, m *Manifest, id string, o Options) (*State, error)
 		return nil, err
 	}
 	defer lock.Release()
+	if o.Store.Live != nil {
+		o.Store.Live.ids.Store(id, true)
+		defer o.Store.Live.ids.Delete(id)
+	}
 	return o.run(ctx, m, id, nil)
 }
 

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
@@ -182,7 +183,10 @@ func StateDir(flag string, getenv func(string) string) (string, error) {
 // while the import runs) and ID.log (a detached import's messages). None of
 // them is opened through a symbolic link: one planted in the folder would
 // have us write to, or show, whatever file it names.
-type Store struct{ Dir string }
+type Store struct {
+	Dir  string
+	Live *Live // when set, Run records here the imports it runs (see Live)
+}
 
 func (s Store) path(id string) string { return filepath.Join(s.Dir, id+".json") }
 
@@ -304,7 +308,7 @@ func (s Store) Read(id string) (*State, error) {
 	if err := json.Unmarshal(data, st); err != nil {
 		return nil, fmt.Errorf("state file %s: %v", s.path(id), err)
 	}
-	if st.Status == StatusInProgress && !s.Running(id) {
+	if st.Status == StatusInProgress && !s.Running(id) && !s.runsHere(id) {
 		st.Status = StatusInterrupted
 		for i := range st.Inputs {
 			if st.Inputs[i].Status == StatusInProgress {
@@ -314,6 +318,20 @@ func (s Store) Read(id string) (*State, error) {
 	}
 	return st, nil
 }
+
+// runsHere reports whether this process runs import id (see Live).
+func (s Store) runsHere(id string) bool {
+	if s.Live == nil {
+		return false
+	}
+	_, ok := s.Live.ids.Load(id)
+	return ok
+}
+
+// Live is the imports a process runs itself, for a process that also reads
+// their states (fhirbulk serve): a lock the process holds may not show to
+// its own test (POSIX record locks are per process).
+type Live struct{ ids sync.Map }
 
 // List loads every import's state, oldest first.
 func (s Store) List() ([]*State, error) {

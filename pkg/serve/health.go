@@ -48,6 +48,8 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 			{Method: "GET", Path: "/fhir/[type]/$dump", Rights: "read", Params: "_since, gzip"},
 			{Method: "POST", Path: "/$dump-sql", Rights: "read", Params: "_format; body {query, format, table, index} as JSON or YAML"},
 			{Method: "POST", Path: "/$load, /[type]/$load, /fhir/$load, /fhir/[type]/$load", Rights: "write", Params: "body {source, update, strip-nulls, merge}"},
+			{Method: "POST", Path: "/$import, /fhir/$import", Rights: "write", Params: "body {id, inputs: [{resourceType, url}], contentEncoding, update, inputFormat, mode}"},
+			{Method: "GET", Path: "/BulkImportStatus/[id]", Rights: "read"},
 			{Method: "GET", Path: "/health"},
 			{Method: "GET", Path: "/metadata"},
 		},

@@ -106,21 +106,11 @@ func loadFormatHint(found fhirformat.Format) string {
 // readBody reads a JSON or YAML body (as its Content-Type says) of at most
 // maxBody bytes into v, refusing keys v does not have.
 func readBody(w http.ResponseWriter, r *http.Request, v any) (int, error) {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	switch {
-	case err != nil:
-		return http.StatusUnsupportedMediaType, errors.New("a Content-Type is needed: application/json or application/yaml")
-	case mt != "application/json" && mt != "application/yaml" && mt != "text/yaml" && mt != "application/x-yaml" && mt != "application/fhir+json":
-		return http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type %s: application/json or application/yaml", mt)
-	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return http.StatusRequestEntityTooLarge, fmt.Errorf("the body is over %d KiB", maxBody>>10)
-	}
+	data, status, err := readRaw(w, r)
 	if err != nil {
-		return http.StatusBadRequest, fmt.Errorf("reading the body: %v", err)
+		return status, err
 	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil {
@@ -134,6 +124,18 @@ func readBody(w http.ResponseWriter, r *http.Request, v any) (int, error) {
 			msg = msg[:i]
 		}
 		return http.StatusBadRequest, fmt.Errorf("the body is not %s as expected: %s", map[bool]string{true: "JSON", false: "YAML"}[strings.HasSuffix(mt, "json")], msg)
+	}
+	return 0, nil
+}
+
+// checkContentType refuses a body that says it is neither JSON nor YAML.
+func checkContentType(r *http.Request) (int, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch {
+	case err != nil:
+		return http.StatusUnsupportedMediaType, errors.New("a Content-Type is needed: application/json or application/yaml")
+	case mt != "application/json" && mt != "application/yaml" && mt != "text/yaml" && mt != "application/x-yaml" && mt != "application/fhir+json":
+		return http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type %s: application/json or application/yaml", mt)
 	}
 	return 0, nil
 }

@@ -25,6 +25,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/fhirbulk/fhirbulk/pkg/bulkimport"
 )
 
 // Config is a server's setup.
@@ -38,6 +40,8 @@ type Config struct {
 	// ShutdownTimeout is how long a stopping server lets running requests
 	// finish before it cancels them. Default 30s.
 	ShutdownTimeout time.Duration
+	// Store is the state folder of $import (nil: no $import).
+	Store *bulkimport.Store
 	// Sources decides which URLs callers may have the server fetch
 	// ($load, $import).
 	Sources *Sources
@@ -60,7 +64,11 @@ type Server struct {
 	mux  *http.ServeMux
 	// stopping is set once shutdown began: new heavy work is refused.
 	stopping atomic.Bool
-	// active counts the requests being served: a stopping server waits
+	// imports is the context of background imports: cancelled when the
+	// server begins to stop, so that they stop resumable at once.
+	imports     context.Context
+	stopImports context.CancelFunc
+	// active counts the requests being served (and the imports running): a stopping server waits
 	// for those it cancelled, whose queries are cancelled at the database
 	// only while the process lives.
 	active sync.WaitGroup
@@ -90,6 +98,7 @@ func New(cfg Config) *Server {
 		cfg.Now = time.Now
 	}
 	s := &Server{cfg: cfg, busy: make(chan struct{}, cfg.MaxConcurrent), mux: http.NewServeMux()}
+	s.imports, s.stopImports = context.WithCancel(context.Background())
 	s.routes()
 	return s
 }
@@ -97,15 +106,48 @@ func New(cfg Config) *Server {
 func (s *Server) routes() {
 	s.mux.HandleFunc("/health", only(http.MethodGet, s.health))
 	s.mux.HandleFunc("/metadata", only(http.MethodGet, s.metadata))
-	s.mux.HandleFunc("/{type}/$dump", only(http.MethodGet, s.authorized(Read, s.heavy(s.dump))))
-	s.mux.HandleFunc("/fhir/{type}/$dump", only(http.MethodGet, s.authorized(Read, s.heavy(s.dump))))
 	s.mux.HandleFunc("/$dump-sql", only(http.MethodPost, s.authorized(Read, s.heavy(s.dumpSQL))))
-	for _, p := range []string{"/$load", "/{type}/$load", "/fhir/$load", "/fhir/{type}/$load"} {
-		s.mux.HandleFunc(p, only(http.MethodPost, s.authorized(Write, s.heavy(s.load))))
-	}
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeOutcome(w, http.StatusNotFound, "not-found", fmt.Sprintf("no operation %s %s", r.Method, r.URL.Path))
+	load := only(http.MethodPost, s.authorized(Write, s.heavy(s.load)))
+	s.mux.HandleFunc("/$load", load)
+	s.mux.HandleFunc("/fhir/$load", load)
+	imp := only(http.MethodPost, s.authorized(Write, s.importStart))
+	s.mux.HandleFunc("/$import", imp)
+	s.mux.HandleFunc("/fhir/$import", imp)
+	// Two segments are told apart here: a pattern per operation would
+	// conflict with /BulkImportStatus/ID (neither more specific).
+	dump := only(http.MethodGet, s.authorized(Read, s.heavy(s.dump)))
+	status := only(http.MethodGet, s.authorized(Read, s.importStatus))
+	s.mux.HandleFunc("/{first}/{second}", func(w http.ResponseWriter, r *http.Request) {
+		first, second := r.PathValue("first"), r.PathValue("second")
+		switch {
+		case first == "BulkImportStatus":
+			r.SetPathValue("id", second)
+			status(w, r)
+		case second == "$dump":
+			r.SetPathValue("type", first)
+			dump(w, r)
+		case second == "$load":
+			r.SetPathValue("type", first)
+			load(w, r)
+		default:
+			notFound(w, r)
+		}
 	})
+	s.mux.HandleFunc("/fhir/{type}/{op}", func(w http.ResponseWriter, r *http.Request) {
+		switch r.PathValue("op") {
+		case "$dump":
+			dump(w, r)
+		case "$load":
+			load(w, r)
+		default:
+			notFound(w, r)
+		}
+	})
+	s.mux.HandleFunc("/", notFound)
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) {
+	writeOutcome(w, http.StatusNotFound, "not-found", fmt.Sprintf("no operation %s %s", r.Method, r.URL.Path))
 }
 
 // only answers 405 (with Allow) to a request of another method than
@@ -155,12 +197,15 @@ func (s *Server) Run(ctx context.Context, l net.Listener) error {
 			done <- srv.Serve(l)
 		}
 	}()
+	s.resumeImports()
 	select {
 	case err := <-done:
+		s.stopImports()
 		return err
 	case <-ctx.Done():
 	}
 	s.stopping.Store(true)
+	s.stopImports() // they stop resumable, and go on when the server starts again
 	s.cfg.Log.Info("stopping: running requests have " + s.cfg.ShutdownTimeout.String() + " to finish")
 	stop, cancelStop := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancelStop()
