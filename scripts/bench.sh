@@ -39,6 +39,9 @@
 #   pull    import of a Bulk Data $export from a local server (scripts/bulkbench: the
 #           Observations as two files, served from disk with a bearer token) into an empty
 #           database, vs import of the same two files from a folder (both --parallel 2)
+#   serve   fhirbulk serve: curl of GET /Observation/$dump (1M rows) vs fhirbulk dump to a file;
+#           8 concurrent curls of it (the server's peak RSS); POST /Observation/$load of the
+#           file (served by scripts/bulkbench) vs fhirbulk load of it
 #   export  export --parallel 2 of what import stored, vs psql \copy (binary, to /dev/null) of
 #           every table one after another; --parallel 1 vs dump of every type one after
 #           another; --gzip vs plain; dump --parallel 2 Observation vs one psql \copy
@@ -280,6 +283,39 @@ for _ in $(seq "$runs"); do
 done
 kill "$bulkpid" 2>/dev/null || true
 
+say "serve: \$dump over HTTP vs dump to a file; 8 at once; \$load over HTTP vs load"
+fresh_db
+"$bin" --db "$db" -q load --no-format-check --type Observation "$obs" > /dev/null
+"$dir/bulkbench" "$pulldir" > "$bulklog" &
+bulkpid=$!
+on_exit "kill $bulkpid 2>/dev/null"
+for _ in $(seq 50); do [ -s "$bulklog" ] && break; sleep 0.1; done
+filebase="$(head -n 1 "$bulklog" | sed 's,/fhir$,,')/open"
+servelog="$dir/serve.log"
+"$bin" --db "$db" serve --listen 127.0.0.1:0 --max-concurrent 8 --state-dir "$dir/state" --allow-source "$filebase/" 2> "$servelog" &
+servepid=$!
+on_exit "kill $servepid 2>/dev/null"
+for _ in $(seq 50); do grep -q 'listening on' "$servelog" 2>/dev/null && break; sleep 0.1; done
+serveurl=$(sed -n 's/.*listening on \(http:[^,]*\),.*/\1/p' "$servelog")
+[ -n "$serveurl" ] || die "fhirbulk serve did not start"
+many_dumps() { for i in $(seq 8); do curl -sS --fail -o /dev/null "$serveurl/Observation/\$dump" & done; wait; }
+for _ in $(seq "$runs"); do
+  measure "fhirbulk dump Observation to a file" "$bin" --db "$db" -q dump Observation -o "$dir/served.ndjson" --force
+  measure "curl GET /Observation/\$dump" curl -sS --fail -o "$dir/served-http.ndjson" "$serveurl/Observation/\$dump"
+done
+cmp -s "$dir/served.ndjson" "$dir/served-http.ndjson" || die "GET /Observation/\$dump differs from fhirbulk dump"
+measure "8 curls of GET /Observation/\$dump at once" bash -c "$(declare -f many_dumps); serveurl='$serveurl'; many_dumps"
+serve_rss=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$servepid/status")
+for _ in $(seq "$runs"); do
+  q -c 'DROP TABLE IF EXISTS observation, observation_history' > /dev/null
+  measure "fhirbulk load of the file over HTTP" "$bin" --db "$db" -q load --fhir --no-format-check --type Observation "$filebase/Observation.1.ndjson"
+  q -c 'DROP TABLE IF EXISTS observation, observation_history' > /dev/null
+  measure "POST /fhir/Observation/\$load of it" curl -sS --fail -o /dev/null -H 'Content-Type: application/json' \
+    -d "{\"source\": \"$filebase/Observation.1.ndjson\"}" "$serveurl/fhir/Observation/\$load"
+done
+kill "$servepid" "$bulkpid" 2>/dev/null || true
+rm -f "$dir/served.ndjson" "$dir/served-http.ndjson"
+
 say "--max-errors 1000 on $rows lines with 1,000 bad ones spread through them, vs the clean file"
 dirty="$dir/observations-dirty.ndjson"
 [ -s "$dirty" ] || awk '(NR % 1011) == 0 { print "{\"resourceType\":\"Observation\",\"bad\":" NR "}"; next } { print }' "$obs" > "$dirty"
@@ -352,9 +388,15 @@ row 'load of a file (S3 baseline)' 'load of a file'
 row 'load of an S3 object' 'load of an S3 object' 'load of a file'
 row 'import of the same files from a folder' 'import of the two files from a folder'
 row "import of a server's \$export (pull)" "import of the server's \$export" 'import of the two files from a folder'
+row 'fhirbulk dump Observation to a file' 'fhirbulk dump Observation to a file'
+row 'curl GET /Observation/$dump (serve)' 'curl GET /Observation/\$dump' 'fhirbulk dump Observation to a file'
+row '8 curls of it at once (wall)' '8 curls of GET /Observation/\$dump at once'
+row 'fhirbulk load of a file over HTTP' 'fhirbulk load of the file over HTTP'
+row 'POST /fhir/Observation/$load of it (serve)' 'POST /fhir/Observation/\$load of it' 'fhirbulk load of the file over HTTP'
 row 'load of the clean 1M-line file' 'load of the clean file'
 row 'load --max-errors 1000, 1,000 bad lines' 'load --max-errors 1000 of the dirty file' 'load of the clean file'
 row 'the same 20k lines as one file' 'load of the same lines as one file'
 row 'the same 20k lines as 20k sources' 'load of 20,000 one-line sources' 'load of the same lines as one file'
+printf "fhirbulk serve's peak RSS after 8 concurrent dumps of the 1M Observations: %s MiB\n" "$(( serve_rss / 1024 ))"
 printf 'the system catalogs grew by %s KiB during the load of 20,000 sources\n' "$cat_growth"
 printf 'convert --to aidbox: %s; convert --to fhir: %s\n' "$(rate 'convert --to aidbox' "$mb")" "$(rate 'convert --to fhir' "$amb")"

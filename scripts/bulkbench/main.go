@@ -3,7 +3,7 @@
 // status URL the manifest (every *.ndjson of the folder, its type the part
 // of its name before the first dot), and the files are served from disk
 // (http.ServeContent: Range, ETag) to a request with the bearer token
-// "bench", as requiresAccessToken says. It measures fhirbulk's side of a
+// "bench", as requiresAccessToken says (and without it under /open/). It measures fhirbulk's side of a
 // pull: the protocol is a few requests, the files are the work. It prints
 // its FHIR base on stdout, then serves until killed.
 // Usage: go run ./scripts/bulkbench DIR
@@ -76,10 +76,7 @@ func main() {
 			w.WriteHeader(http.StatusAccepted)
 		}
 	})
-	mux.HandleFunc("GET /files/{name}", func(w http.ResponseWriter, r *http.Request) {
-		if !authorized(w, r) {
-			return
-		}
+	files := func(w http.ResponseWriter, r *http.Request) {
 		f, err := os.Open(filepath.Join(dir, filepath.Base(r.PathValue("name"))))
 		if err != nil {
 			http.NotFound(w, r)
@@ -90,7 +87,15 @@ func main() {
 		w.Header().Set("Content-Type", "application/fhir+ndjson")
 		w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), fi.Size()))
 		http.ServeContent(w, r, "", fi.ModTime(), f)
+	}
+	mux.HandleFunc("GET /files/{name}", func(w http.ResponseWriter, r *http.Request) {
+		if authorized(w, r) {
+			files(w, r)
+		}
 	})
+	// The same files without a token: what a plain file server is, for
+	// load and serve's $load.
+	mux.HandleFunc("GET /open/{name}", files)
 	fmt.Println(base + "/fhir")
 	os.Stdout.Sync()
 	if err := http.Serve(l, mux); err != nil {
