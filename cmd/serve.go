@@ -77,7 +77,7 @@ get --shutdown-timeout to finish, then are cancelled.`,
 	fl.StringVar(&f.logFormat, "log-format", "text", "access log `FORMAT`: text or json")
 	fl.StringVar(&f.stateDir, "state-dir", "", "$import's state files' `DIR` (as for import)")
 	mustComplete(c, "state-dir", completeDirs)
-	fl.StringArrayVar(&f.allowSources, "allow-source", nil, "let callers' $load name URLs starting with `PREFIX` (e.g. http://10.0.0.5:9000/, file:///data/, s3://bucket/); repeatable")
+	fl.StringArrayVar(&f.allowSources, "allow-source", nil, "let callers' $load and $import name URLs starting with `PREFIX` (e.g. http://10.0.0.5:9000/, file:///data/, s3://bucket/; ending in /); repeatable")
 	a.dbFlag(c)
 	mustComplete(c, "log-format", completeValues("text", "json"))
 	c.RunE = a.run(func(ctx context.Context, args []string) error {
@@ -142,8 +142,8 @@ func (a *app) runServe(ctx context.Context, f serveOptions) error {
 		if source.URLScheme(p) == "" || !strings.Contains(p, "://") {
 			return usagef("--allow-source %q: a URL prefix, as http://10.0.0.5:9000/ or file:///data/", p)
 		}
-		if source.URLScheme(p) == "file" && !strings.HasSuffix(p, "/") {
-			return usagef("--allow-source %q: a folder ends in /", p)
+		if !strings.HasSuffix(p, "/") {
+			return usagef("--allow-source %q: a prefix ends in / (a folder, a host's root: s3://exports/ does not open s3://exports-secrets/)", p)
 		}
 	}
 	dir, err := bulkimport.StateDir(f.stateDir, a.getenv)

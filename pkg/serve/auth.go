@@ -10,7 +10,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
+	"sync"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -65,6 +68,19 @@ type Auth struct {
 	// decoy is compared with the password of an unknown user, so that an
 	// unknown user takes as long to refuse as a wrong password.
 	decoy []byte
+	// bcrypts bounds the bcrypt comparisons under way (each costs some
+	// 50 ms of a core): beyond it a request is refused as busy, so that
+	// nobody can keep the cores busy with wrong passwords.
+	bcrypts chan struct{}
+	// good caches the basic credentials that passed, by their SHA-256,
+	// for a minute: a script's requests cost one bcrypt, not one each.
+	mu   sync.Mutex
+	good map[[32]byte]goodEntry
+}
+
+type goodEntry struct {
+	caller Caller
+	until  time.Time
 }
 
 type token struct {
@@ -136,6 +152,8 @@ func (a *Auth) LoadUsers(path string) error {
 	if a.users == nil {
 		a.users = map[string]user{}
 	}
+	a.bcrypts = make(chan struct{}, max(runtime.GOMAXPROCS(0), 1))
+	a.good = map[[32]byte]goodEntry{}
 	if a.decoy, err = bcrypt.GenerateFromPassword([]byte("fhirbulk decoy password"), bcrypt.DefaultCost); err != nil {
 		return err
 	}
@@ -202,10 +220,12 @@ func eachLine(data []byte, f func(n int, fields []string) error) error {
 	return sc.Err()
 }
 
-// errNoCredentials and errBadCredentials are why a request is refused.
+// errNoCredentials and errBadCredentials are why a request is refused;
+// errAuthBusy says to come back (too many passwords being checked).
 var (
 	errNoCredentials  = errors.New("no credentials")
 	errBadCredentials = errors.New("wrong credentials")
+	errAuthBusy       = errors.New("too many passwords being checked")
 )
 
 // Check returns the caller a request's credentials name. Every token is
@@ -234,13 +254,34 @@ func (a *Auth) Check(r *http.Request) (Caller, error) {
 		if !ok {
 			return Caller{}, errBadCredentials
 		}
+		key := sha256.Sum256([]byte(name + "\x00" + password))
+		a.mu.Lock()
+		g, cached := a.good[key]
+		a.mu.Unlock()
+		if cached && time.Now().Before(g.until) {
+			return g.caller, nil
+		}
+		select {
+		case a.bcrypts <- struct{}{}:
+		default:
+			return Caller{}, errAuthBusy
+		}
 		u, known := a.users[name]
 		hash := u.hash
 		if !known {
 			hash = a.decoy
 		}
-		if bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && known {
-			return Caller{Name: name, Rights: u.rights}, nil
+		match := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && known
+		<-a.bcrypts
+		if match {
+			c := Caller{Name: name, Rights: u.rights}
+			a.mu.Lock()
+			if len(a.good) > 1024 {
+				clear(a.good)
+			}
+			a.good[key] = goodEntry{caller: c, until: time.Now().Add(time.Minute)}
+			a.mu.Unlock()
+			return c, nil
 		}
 	}
 	return Caller{}, errBadCredentials

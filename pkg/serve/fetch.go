@@ -62,8 +62,11 @@ func (s *Sources) allowed(raw string) bool {
 }
 
 // CheckURL refuses a URL a caller may not name: another scheme than
-// http(s), or user info, unless an --allow-source prefix allows it.
-// Addresses are checked when connecting (see Client).
+// http(s) unless an --allow-source prefix allows it (a bucket URL never
+// with parameters such as endpoint=, which would send the server's
+// credentials to any host); an http(s) URL on the host:port of a prefix
+// but outside its path. Addresses are checked when connecting (see
+// Client).
 func (s *Sources) CheckURL(raw string) error {
 	if source.URLScheme(raw) == "file" {
 		// A file's path is checked as it really is: no .. or link out of
@@ -76,11 +79,14 @@ func (s *Sources) CheckURL(raw string) error {
 		}
 		return &ForbiddenError{URL: source.Redact(raw), Reason: "files on the server are not read for a caller"}
 	}
+	shown := source.Redact(raw)
+	u, err := url.Parse(raw)
+	if err == nil && u.Scheme != "http" && u.Scheme != "https" && u.RawQuery != "" {
+		return &ForbiddenError{URL: shown, Reason: "a bucket URL with parameters (endpoint=, region=) is not fetched for a caller"}
+	}
 	if s.allowed(raw) {
 		return nil
 	}
-	shown := source.Redact(raw)
-	u, err := url.Parse(raw)
 	switch {
 	case err != nil || u.Host == "" && (u.Scheme == "http" || u.Scheme == "https"):
 		return &ForbiddenError{URL: shown, Reason: "not an absolute http(s) URL"}
@@ -90,6 +96,13 @@ func (s *Sources) CheckURL(raw string) error {
 			what = "paths on the server"
 		}
 		return &ForbiddenError{URL: shown, Reason: what + " are not fetched for a caller"}
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	if s.allowedHostPort(net.JoinHostPort(u.Hostname(), port)) {
+		return &ForbiddenError{URL: shown, Reason: "outside the --allow-source prefix of its host"}
 	}
 	return nil
 }
@@ -113,9 +126,45 @@ func (s *Sources) allowedHostPort(hp string) bool {
 	return false
 }
 
+// reserved are ranges no caller's URL has business with besides those
+// netip tells (RFC 6890 and friends).
+var reserved = []netip.Prefix{
+	netip.MustParsePrefix("192.0.0.0/24"), netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.0/24"),
+	netip.MustParsePrefix("fec0::/10"), netip.MustParsePrefix("100::/64"), netip.MustParsePrefix("2001:db8::/32"),
+}
+
+// embedded is the IPv4 address an IPv6 one carries to a gateway that
+// reaches it (NAT64 64:ff9b::/96, 6to4 2002::/16, IPv4-compatible ::a.b.c.d).
+func embedded(a netip.Addr) (netip.Addr, bool) {
+	if !a.Is6() || a.Is4In6() {
+		return netip.Addr{}, false
+	}
+	b := a.As16()
+	switch {
+	case netip.MustParsePrefix("64:ff9b::/96").Contains(a), netip.MustParsePrefix("64:ff9b:1::/48").Contains(a):
+		return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), true
+	case netip.MustParsePrefix("2002::/16").Contains(a):
+		return netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}), true
+	case netip.MustParsePrefix("::/96").Contains(a) && !a.IsLoopback() && !a.IsUnspecified():
+		return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), true
+	}
+	return netip.Addr{}, false
+}
+
 // forbiddenAddr says why an address is not for callers ("" when it is).
 func forbiddenAddr(a netip.Addr) string {
 	a = a.Unmap()
+	if v4, ok := embedded(a); ok {
+		if why := forbiddenAddr(v4); why != "" {
+			return why + " (carried in " + a.String() + ")"
+		}
+	}
+	for _, p := range reserved {
+		if p.Contains(a) {
+			return "a reserved address"
+		}
+	}
 	switch {
 	case a.IsLoopback():
 		return "a loopback address"

@@ -80,7 +80,7 @@ func TestSourcesCheckURL(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "data", "p.ndjson"), nil, 0o644)
 	os.WriteFile(filepath.Join(dir, "secret"), nil, 0o644)
 	os.Symlink(filepath.Join(dir, "secret"), filepath.Join(dir, "data", "link"))
-	s := &Sources{Allow: []string{"file://" + dir + "/data/", "s3://ok/"}}
+	s := &Sources{Allow: []string{"file://" + dir + "/data/", "s3://ok/", "http://10.0.0.5:9000/public/"}}
 	for raw, ok := range map[string]bool{
 		"https://example.org/x.ndjson":      true,
 		"http://u:p@example.org/x":          true, // user info is the caller's own; the dialer checks the host
@@ -97,6 +97,28 @@ func TestSourcesCheckURL(t *testing.T) {
 	} {
 		if err := s.CheckURL(raw); (err == nil) != ok {
 			t.Errorf("%s: %v", raw, err)
+		}
+	}
+}
+
+func TestForbiddenAddr(t *testing.T) {
+	for addr, want := range map[string]string{
+		"8.8.8.8": "", "2606:4700::1111": "",
+		"64:ff9b::a00:1":     "a private address (carried in 64:ff9b::a00:1)",
+		"64:ff9b::7f00:1":    "a loopback address",
+		"2002:a9fe:a9fe::1":  "link-local",
+		"::10.0.0.1":         "a private address",
+		"198.18.0.1":         "a reserved address",
+		"240.0.0.1":          "a reserved address",
+		"255.255.255.255":    "a reserved address",
+		"192.0.0.8":          "a reserved address",
+		"fec0::1":            "a reserved address",
+		"0.1.2.3":            "a this-network address",
+		"::ffff:169.254.1.1": "link-local",
+	} {
+		got := forbiddenAddr(netip.MustParseAddr(addr))
+		if (want == "") != (got == "") || !strings.Contains(got, want) {
+			t.Errorf("%s: %q, want %q", addr, got, want)
 		}
 	}
 }

@@ -12,15 +12,7 @@ import (
 // health is GET /health: 200 when the database answers, else 503. It
 // needs no credentials and says nothing of the database but that.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
-	conn, err := pg.Connect(ctx, s.cfg.DSN)
-	if err == nil {
-		defer conn.Close(context.Background())
-		var one int
-		err = conn.QueryRow(ctx, "SELECT 1").Scan(&one)
-	}
-	if err != nil {
+	if err := s.checkHealth(r.Context()); err != nil {
 		s.cfg.Log.Warn("health", "error", err.Error())
 		w.Header().Set("Retry-After", "10")
 		writeOutcome(w, http.StatusServiceUnavailable, "transient", "the database cannot be reached")
@@ -75,4 +67,29 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(append(body, '\n'))
+}
+
+// healthEvery is how long a health check's answer is reused: /health needs
+// no credentials, and a connection per request would let anyone fill the
+// database's connections.
+const healthEvery = 2 * time.Second
+
+// checkHealth reaches the database, one check at a time, reusing the last
+// answer for healthEvery.
+func (s *Server) checkHealth(ctx context.Context) error {
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	if !s.healthAt.IsZero() && time.Since(s.healthAt) < healthEvery {
+		return s.healthErr
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	conn, err := pg.Connect(ctx, s.cfg.DSN)
+	if err == nil {
+		var one int
+		err = conn.QueryRow(ctx, "SELECT 1").Scan(&one)
+		conn.Close(context.Background())
+	}
+	s.healthAt, s.healthErr = time.Now(), err
+	return err
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/bulkimport"
 	"github.com/fhirbulk/fhirbulk/pkg/fhirformat"
 	"github.com/fhirbulk/fhirbulk/pkg/fsutil"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/source"
 )
 
@@ -32,6 +33,11 @@ const requestSuffix = ".request"
 func (s *Server) importStart(w http.ResponseWriter, r *http.Request, _ Caller) {
 	if s.cfg.Store == nil {
 		writeOutcome(w, http.StatusNotImplemented, "not-supported", "this server has no state folder for imports")
+		return
+	}
+	if s.stopping.Load() {
+		w.Header().Set("Retry-After", fmt.Sprint(int(retryBusy.Seconds())))
+		writeOutcome(w, http.StatusServiceUnavailable, "transient", "the server is stopping")
 		return
 	}
 	data, status, err := readRaw(w, r)
@@ -86,6 +92,11 @@ func (s *Server) importStart(w http.ResponseWriter, r *http.Request, _ Caller) {
 	if err != nil {
 		os.Remove(path)
 		var busy *busyError
+		var down *pg.ConnectError
+		if errors.As(err, &down) {
+			s.databaseDown(w, r, err)
+			return
+		}
 		if errors.As(err, &busy) {
 			w.Header().Set("Retry-After", fmt.Sprint(int(retryBusy.Seconds())))
 			writeOutcome(w, http.StatusServiceUnavailable, "throttled", err.Error())
@@ -171,6 +182,19 @@ func (s *Server) resumeImports() {
 			continue
 		}
 		plan, err := s.cfg.Store.Plan(s.imports, bulkimport.Request{Resume: st.ID}, s.cfg.Now())
+		if err == nil {
+			// What --allow-source allows now, not when it was asked.
+			for i, in := range plan.Manifest.Inputs {
+				u := in.URL
+				if !source.IsURL(u) {
+					u = "file://" + u
+				}
+				if cerr := s.cfg.Sources.CheckURL(u); cerr != nil {
+					err = fmt.Errorf("inputs[%d]: %w", i, cerr)
+					break
+				}
+			}
+		}
 		if err == nil {
 			_, err = s.startImport(plan.Manifest, plan.ID)
 		}

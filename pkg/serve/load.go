@@ -81,6 +81,11 @@ func (s *Server) load(w http.ResponseWriter, r *http.Request, _ Caller) {
 		if ctx.Err() != nil {
 			panic(http.ErrAbortHandler) // rolled back: the client went away
 		}
+		var down *pg.ConnectError
+		if errors.As(err, &down) {
+			s.databaseDown(w, r, err)
+			return
+		}
 		var fe *ForbiddenError
 		status, code := http.StatusUnprocessableEntity, "processing"
 		if errors.As(err, &fe) {

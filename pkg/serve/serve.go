@@ -14,6 +14,7 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -72,6 +73,10 @@ type Server struct {
 	// for those it cancelled, whose queries are cancelled at the database
 	// only while the process lives.
 	active sync.WaitGroup
+
+	healthMu  sync.Mutex // one database check of /health at a time
+	healthAt  time.Time
+	healthErr error
 }
 
 // New makes a server of cfg.
@@ -235,7 +240,11 @@ func (s *Server) authorized(need Rights, next func(w http.ResponseWriter, r *htt
 		c := Caller{Name: "-", Rights: Read | Write}
 		if s.cfg.Auth.Enabled() {
 			var err error
-			if c, err = s.cfg.Auth.Check(r); err != nil {
+			if c, err = s.cfg.Auth.Check(r); errors.Is(err, errAuthBusy) {
+				w.Header().Set("Retry-After", "1")
+				writeOutcome(w, http.StatusServiceUnavailable, "throttled", "too many passwords being checked; try again")
+				return
+			} else if err != nil {
 				s.challenge(w)
 				msg := "authentication required"
 				if errors.Is(err, errBadCredentials) {
@@ -268,6 +277,14 @@ const retryBusy = 5 * time.Second
 // else 503 with Retry-After.
 func (s *Server) heavy(next func(w http.ResponseWriter, r *http.Request, c Caller)) func(w http.ResponseWriter, r *http.Request, c Caller) {
 	return func(w http.ResponseWriter, r *http.Request, c Caller) {
+		// The body is read before a slot is taken, within its own
+		// deadline: a caller that sends it slowly holds no slot.
+		if r.Body != nil && r.Method == http.MethodPost {
+			if err := bufferBody(w, r); err != nil {
+				writeOutcome(w, http.StatusRequestTimeout, "timeout", err.Error())
+				return
+			}
+		}
 		if s.stopping.Load() {
 			w.Header().Set("Retry-After", fmt.Sprint(int(retryBusy.Seconds())))
 			writeOutcome(w, http.StatusServiceUnavailable, "transient", "the server is stopping")
@@ -283,4 +300,21 @@ func (s *Server) heavy(next func(w http.ResponseWriter, r *http.Request, c Calle
 				fmt.Sprintf("busy: %d operations run already (--max-concurrent); try again later", s.cfg.MaxConcurrent))
 		}
 	}
+}
+
+// bodyTimeout bounds the reading of a request body.
+const bodyTimeout = 30 * time.Second
+
+// bufferBody reads r's body (up to maxBody+1 bytes, within bodyTimeout)
+// into memory, for the handler to read again.
+func bufferBody(w http.ResponseWriter, r *http.Request) error {
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(bodyTimeout)) // a recorder without it: the server's ReadTimeout holds
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	rc.SetReadDeadline(time.Time{})
+	if err != nil {
+		return fmt.Errorf("the body did not come within %s", bodyTimeout)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(data))
+	return nil
 }
