@@ -31,6 +31,7 @@ type serveOptions struct {
 	logFormat       string
 	allowSources    []string
 	stateDir        string
+	smartClients    string
 }
 
 func (a *app) serveCmd() *cobra.Command {
@@ -75,6 +76,7 @@ get --shutdown-timeout to finish, then are cancelled.`,
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, let running requests finish for `DURATION`, then cancel them")
 	fl.DurationVar(&f.stmtTimeout, "statement-timeout", 5*time.Minute, "stop a $dump-sql query after `DURATION` (statement_timeout)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "access log `FORMAT`: text or json")
+	fl.StringVar(&f.smartClients, "smart-clients", "", "SMART Backend Services clients `FILE`: a JSON array of {clientId, jwks, scope}; serves /auth/token and .well-known/smart-configuration")
 	fl.StringVar(&f.stateDir, "state-dir", "", "$import's state files' `DIR` (as for import)")
 	mustComplete(c, "state-dir", completeDirs)
 	fl.StringArrayVar(&f.allowSources, "allow-source", nil, "let callers' $load and $import name URLs starting with `PREFIX` (e.g. http://10.0.0.5:9000/, file:///data/, s3://bucket/; ending in /); repeatable")
@@ -146,6 +148,12 @@ func (a *app) runServe(ctx context.Context, f serveOptions) error {
 			return usagef("--allow-source %q: a prefix ends in / (a folder, a host's root: s3://exports/ does not open s3://exports-secrets/)", p)
 		}
 	}
+	var smartClients *serve.SMART
+	if f.smartClients != "" {
+		if smartClients, err = serve.LoadClients(f.smartClients); err != nil {
+			return usagef("--smart-clients: %v", err)
+		}
+	}
 	dir, err := bulkimport.StateDir(f.stateDir, a.getenv)
 	if err != nil {
 		return usageError{err}
@@ -174,7 +182,7 @@ func (a *app) runServe(ctx context.Context, f serveOptions) error {
 	}
 	log.Info(fmt.Sprintf("listening on %s://%s, %s", scheme, l.Addr(), kind))
 	s := serve.New(serve.Config{DSN: dsn, Auth: auth, MaxConcurrent: f.maxConcurrent, ShutdownTimeout: f.shutdownTimeout, StatementTimeout: f.stmtTimeout,
-		Sources: &serve.Sources{Allow: f.allowSources}, Store: &bulkimport.Store{Dir: dir, Live: &bulkimport.Live{}}, Log: log, TLS: tlsConfig})
+		Sources: &serve.Sources{Allow: f.allowSources}, Store: &bulkimport.Store{Dir: dir, Live: &bulkimport.Live{}}, SMART: smartClients, Log: log, TLS: tlsConfig})
 	if err := s.Run(ctx, l); err != nil {
 		return err
 	}

@@ -42,6 +42,8 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 			{Method: "POST", Path: "/$load, /[type]/$load, /fhir/$load, /fhir/[type]/$load", Rights: "write", Params: "body {source, update, strip-nulls, merge}"},
 			{Method: "POST", Path: "/$import, /fhir/$import", Rights: "write", Params: "body {id, inputs: [{resourceType, url}], contentEncoding, update, inputFormat, mode}"},
 			{Method: "GET", Path: "/BulkImportStatus/[id]", Rights: "read"},
+			{Method: "POST", Path: "/auth/token", Params: "SMART Backend Services (with --smart-clients): client_credentials with a JWT client assertion"},
+			{Method: "GET", Path: "/.well-known/smart-configuration, /fhir/.well-known/smart-configuration"},
 			{Method: "GET", Path: "/health"},
 			{Method: "GET", Path: "/metadata"},
 		},

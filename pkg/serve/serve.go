@@ -41,6 +41,9 @@ type Config struct {
 	// ShutdownTimeout is how long a stopping server lets running requests
 	// finish before it cancels them. Default 30s.
 	ShutdownTimeout time.Duration
+	// SMART, when set, registers SMART Backend Services clients: the
+	// token endpoint and .well-known/smart-configuration are served.
+	SMART *SMART
 	// Store is the state folder of $import (nil: no $import).
 	Store *bulkimport.Store
 	// Sources decides which URLs callers may have the server fetch
@@ -110,6 +113,9 @@ func New(cfg Config) *Server {
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("/health", only(http.MethodGet, s.health))
+	s.mux.HandleFunc("/auth/token", only(http.MethodPost, s.token))
+	s.mux.HandleFunc("/.well-known/smart-configuration", only(http.MethodGet, s.smartConfiguration))
+	s.mux.HandleFunc("/fhir/.well-known/smart-configuration", only(http.MethodGet, s.smartConfiguration))
 	s.mux.HandleFunc("/metadata", only(http.MethodGet, s.metadata))
 	s.mux.HandleFunc("/$dump-sql", only(http.MethodPost, s.authorized(Read, s.heavy(s.dumpSQL))))
 	load := only(http.MethodPost, s.authorized(Write, s.heavy(s.load)))

@@ -37,12 +37,10 @@ func (e *OAuthError) Error() string { return e.Code + ": " + e.Description }
 // clockSkew is how far a client's clock may run ahead of ours.
 const clockSkew = 10 * time.Second
 
-// Verifier checks client assertions for one token endpoint. Safe for
-// concurrent use.
+// Verifier checks client assertions. Safe for concurrent use.
 type Verifier struct {
-	TokenURL string            // what aud must be
-	Clients  map[string]Client // by id
-	Now      func() time.Time  // nil: time.Now
+	Clients map[string]Client // by id
+	Now     func() time.Time  // nil: time.Now
 
 	mu   sync.Mutex
 	seen map[string]time.Time // jti (per client) → until when it is remembered
@@ -57,11 +55,12 @@ func (v *Verifier) now() time.Time {
 
 // Verify checks a client assertion: signed RS384 or ES384 by a key of the
 // client's JWKS (named by the header's kid, or its RFC 7638 thumbprint),
-// iss = sub = a registered client id, aud = the token URL, exp not past and
+// iss = sub = a registered client id, aud = tokenURL (the endpoint as the
+// client reached it), exp not past and
 // no more than 5 minutes ahead, a jti not seen before within its lifetime.
 // It returns the client, or an *OAuthError of code invalid_client saying
 // what failed (never the assertion itself).
-func (v *Verifier) Verify(assertion string) (Client, error) {
+func (v *Verifier) Verify(assertion, tokenURL string) (Client, error) {
 	refuse := func(format string, args ...any) (Client, error) {
 		return Client{}, &OAuthError{Code: "invalid_client", Description: fmt.Sprintf(format, args...)}
 	}
@@ -96,8 +95,8 @@ func (v *Verifier) Verify(assertion string) (Client, error) {
 	switch {
 	case claims.Subject != c.ID:
 		return refuse("sub is not the client id (iss)")
-	case len(claims.Audience) != 1 || claims.Audience[0] != v.TokenURL:
-		return refuse("aud is not the token URL %s", v.TokenURL)
+	case len(claims.Audience) != 1 || claims.Audience[0] != tokenURL:
+		return refuse("aud is not the token URL %s", tokenURL)
 	case claims.Expiry == nil:
 		return refuse("no exp")
 	case !now.Before(claims.Expiry.Time().Add(clockSkew)):

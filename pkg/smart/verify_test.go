@@ -32,7 +32,7 @@ func TestVerify(t *testing.T) {
 	}
 	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 	url := "https://fhir.example/auth/token"
-	v := &Verifier{TokenURL: url, Now: func() time.Time { return now }, Clients: map[string]Client{
+	v := &Verifier{Now: func() time.Time { return now }, Clients: map[string]Client{
 		"app": {ID: "app", Scope: "system/*.read system/*.rs", JWKS: jose.JSONWebKeySet{Keys: []jose.JSONWebKey{rsa.Public(), ec.Public()}}},
 	}}
 	for name, k := range map[string]*Key{"RS384 with kid": rsa, "ES384 by thumbprint": ec} {
@@ -40,10 +40,10 @@ func TestVerify(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c, err := v.Verify(a); err != nil || c.ID != "app" {
+		if c, err := v.Verify(a, url); err != nil || c.ID != "app" {
 			t.Errorf("%s: %v", name, err)
 		}
-		if _, err := v.Verify(a); err == nil || !strings.Contains(err.Error(), "jti replayed") {
+		if _, err := v.Verify(a, url); err == nil || !strings.Contains(err.Error(), "jti replayed") {
 			t.Errorf("%s replayed: %v", name, err)
 		}
 	}
@@ -83,7 +83,7 @@ func TestVerify(t *testing.T) {
 		"unsigned": {"eyJhbGciOiJub25lIn0.eyJpc3MiOiJhcHAifQ.", "not a JWT signed RS384 or ES384"},
 	}
 	for name, tc := range cases {
-		_, err := v.Verify(tc.assertion)
+		_, err := v.Verify(tc.assertion, url)
 		var oe *OAuthError
 		if !errors.As(err, &oe) || oe.Code != "invalid_client" || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", name, err, tc.want)
@@ -95,18 +95,18 @@ func TestVerify(t *testing.T) {
 	// An HS256 assertion keyed with the public key's bytes is no RS384.
 	hs, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte("0123456789abcdef0123456789abcdef")}, (&jose.SignerOptions{}).WithHeader("kid", "r1"))
 	a, _ := jwt.Signed(hs).Claims(good()).Serialize()
-	if _, err := v.Verify(a); err == nil {
+	if _, err := v.Verify(a, url); err == nil {
 		t.Error("HS256 taken")
 	}
 	// A jti is forgotten once its assertion could not be used any more.
 	c := good()
 	c.ID = "once"
 	a = sign(rsa, c)
-	if _, err := v.Verify(a); err != nil {
+	if _, err := v.Verify(a, url); err != nil {
 		t.Fatal(err)
 	}
 	now = now.Add(6 * time.Minute)
-	v.Verify(sign(rsa, good()))
+	v.Verify(sign(rsa, good()), url)
 	v.mu.Lock()
 	_, kept := v.seen["app\x00once"]
 	v.mu.Unlock()
@@ -119,14 +119,14 @@ func TestVerifyConcurrentReplay(t *testing.T) {
 	keys(t)
 	rsa, _ := newKey(rsaKey, "", "r1")
 	now := time.Now()
-	v := &Verifier{TokenURL: "u", Clients: map[string]Client{"app": {ID: "app", JWKS: jose.JSONWebKeySet{Keys: []jose.JSONWebKey{rsa.Public()}}}}}
+	v := &Verifier{Clients: map[string]Client{"app": {ID: "app", JWKS: jose.JSONWebKeySet{Keys: []jose.JSONWebKey{rsa.Public()}}}}}
 	a, _ := rsa.Assertion("app", "u", now)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	ok := 0
 	for range 20 {
 		wg.Go(func() {
-			if _, err := v.Verify(a); err == nil {
+			if _, err := v.Verify(a, "u"); err == nil {
 				mu.Lock()
 				ok++
 				mu.Unlock()

@@ -1,0 +1,145 @@
+package serve
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/fhirbulk/fhirbulk/pkg/smart"
+)
+
+// writePEM writes a private key as PKCS#8 PEM and loads it as a client key.
+func writePEM(t *testing.T, dir, name string, key any) *smart.Key {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	k, err := smart.LoadKey(path, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// Our own SMART client (pkg/smart) against the server's token endpoint:
+// discovery, a token for an RS384 and an ES384 key, and OAuth2's refusals.
+func TestTokenEndpoint(t *testing.T) {
+	dir := t.TempDir()
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	ek, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	wk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	rsaKey, ecKey, wrong := writePEM(t, dir, "r1", rk), writePEM(t, dir, "e1", ek), writePEM(t, dir, "r1-wrong", wk)
+	clients := []map[string]any{{"clientId": "app", "scope": "system/*.read", "jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{rsaKey.Public(), ecKey.Public()}}}}
+	data, _ := json.Marshal(clients)
+	path := filepath.Join(dir, "clients.json")
+	os.WriteFile(path, data, 0o600)
+	m, err := LoadClients(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(Config{DSN: "postgres://unused", SMART: m}).Handler())
+	defer srv.Close()
+
+	cfg, err := smart.Discover(context.Background(), srv.Client(), srv.URL+"/fhir")
+	if err != nil || cfg.TokenEndpoint != srv.URL+"/auth/token" {
+		t.Fatalf("discover: %+v %v", cfg, err)
+	}
+	for _, k := range []*smart.Key{rsaKey, ecKey} {
+		ts := &smart.TokenSource{Client: srv.Client(), TokenURL: cfg.TokenEndpoint, ClientID: "app", Key: k}
+		tok, err := ts.Token(context.Background())
+		if err != nil || len(tok) != 64 {
+			t.Errorf("%s: %q %v", k.Alg(), tok, err)
+		}
+	}
+	refused := func(ts *smart.TokenSource, code string) {
+		t.Helper()
+		_, err := ts.Token(context.Background())
+		var te *smart.TokenError
+		if !errors.As(err, &te) || te.Code != code {
+			t.Errorf("want %s: %v", code, err)
+		}
+	}
+	refused(&smart.TokenSource{Client: srv.Client(), TokenURL: cfg.TokenEndpoint, ClientID: "app", Key: wrong}, "invalid_client")
+	refused(&smart.TokenSource{Client: srv.Client(), TokenURL: cfg.TokenEndpoint, ClientID: "nobody", Key: rsaKey}, "invalid_client")
+	refused(&smart.TokenSource{Client: srv.Client(), TokenURL: cfg.TokenEndpoint, ClientID: "app", Key: rsaKey, Scope: "system/*.write"}, "invalid_scope")
+
+	// A replayed assertion; a form without the grant or the assertion type.
+	a, _ := rsaKey.Assertion("app", cfg.TokenEndpoint, time.Now())
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"system/*.read"},
+		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}}
+	for i, want := range []int{200, 401} {
+		resp, err := srv.Client().PostForm(cfg.TokenEndpoint, form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("try %d: %s, Cache-Control %q", i, resp.Status, resp.Header.Get("Cache-Control"))
+		}
+	}
+	for field, code := range map[string]string{"grant_type": "unsupported_grant_type", "client_assertion_type": "invalid_request", "client_assertion": "invalid_request"} {
+		f := url.Values{}
+		for k, v := range form {
+			f[k] = v
+		}
+		f.Set(field, "x")
+		if field == "client_assertion" {
+			f.Del(field)
+		}
+		resp, _ := srv.Client().PostForm(cfg.TokenEndpoint, f)
+		var body map[string]string
+		json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if body["error"] != code {
+			t.Errorf("%s: %v", field, body)
+		}
+	}
+	if resp, _ := srv.Client().Get(cfg.TokenEndpoint); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET token: %s", resp.Status)
+	}
+}
+
+func TestLoadClientsRefusals(t *testing.T) {
+	dir := t.TempDir()
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	priv := jose.JSONWebKey{Key: rk, KeyID: "p", Algorithm: "RS384"}
+	pub := priv.Public()
+	for name, tc := range map[string]struct {
+		body any
+		want string
+	}{
+		"private key":  {[]map[string]any{{"clientId": "a", "scope": "system/*.read", "jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{priv}}}}, "holds a private key"},
+		"jwksUrl":      {[]map[string]any{{"clientId": "a", "scope": "system/*.read", "jwksUrl": "https://x/jwks"}}, "jwksUrl is not supported yet"},
+		"no scope":     {[]map[string]any{{"clientId": "a", "jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}}}}, "has no scope"},
+		"no id":        {[]map[string]any{{"scope": "s", "jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}}}}, "has no clientId"},
+		"twice":        {[]map[string]any{{"clientId": "a", "scope": "s", "jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}}}, {"clientId": "a", "scope": "s", "jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}}}}, "is there twice"},
+		"empty":        {[]any{}, "no clients"},
+		"not an array": {map[string]any{"clientId": "a"}, "not a JSON array"},
+	} {
+		data, _ := json.Marshal(tc.body)
+		path := filepath.Join(dir, name)
+		os.WriteFile(path, data, 0o600)
+		if _, err := LoadClients(path); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
