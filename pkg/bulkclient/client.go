@@ -225,7 +225,7 @@ func (c *Client) KickOff(ctx context.Context, req Request) (string, error) {
 				return "", ctx.Err()
 			}
 			if try >= c.Tries {
-				return "", &Error{Op: "kick-off", URL: shown, Reason: netMessage(err) + fmt.Sprintf(" (gave up after %d tries)", try)}
+				return "", &Error{Op: "kick-off", URL: shown, Reason: source.NetMessage(err) + fmt.Sprintf(" (gave up after %d tries)", try)}
 			}
 		} else {
 			status, ok, err := c.kickOffAnswer(req, resp, shown)
@@ -269,7 +269,7 @@ func (c *Client) kickOffRequest(ctx context.Context, req Request) (*http.Request
 		hr, err = http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	}
 	if err != nil {
-		return nil, &Error{Op: "kick-off", URL: source.Redact(req.URL), Reason: netMessage(err)}
+		return nil, &Error{Op: "kick-off", URL: source.Redact(req.URL), Reason: source.NetMessage(err)}
 	}
 	hr.Header.Set("Accept", "application/fhir+json")
 	prefer := "respond-async"
@@ -422,7 +422,7 @@ func (c *Client) poll(ctx context.Context, statusURL, shown string, fails *int, 
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodGet, statusURL, nil)
 	if err != nil {
-		return 0, nil, &Error{Op: "status", URL: shown, Reason: netMessage(err)}
+		return 0, nil, &Error{Op: "status", URL: shown, Reason: source.NetMessage(err)}
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.HTTP.Do(req)
@@ -431,7 +431,7 @@ func (c *Client) poll(ctx context.Context, statusURL, shown string, fails *int, 
 			return 0, nil, ctx.Err()
 		}
 		if *fails++; *fails >= c.Tries {
-			return 0, nil, &Error{Op: "status", URL: shown, Reason: netMessage(err) + fmt.Sprintf(" (%d times in a row)", *fails)}
+			return 0, nil, &Error{Op: "status", URL: shown, Reason: source.NetMessage(err) + fmt.Sprintf(" (%d times in a row)", *fails)}
 		}
 		return -1, nil, nil
 	}
@@ -517,7 +517,7 @@ func (c *Client) page(ctx context.Context, pageURL string) (*bulkdata.Manifest, 
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodGet, pageURL, nil)
 	if err != nil {
-		return nil, "", &Error{Op: "manifest", URL: shown, Reason: netMessage(err)}
+		return nil, "", &Error{Op: "manifest", URL: shown, Reason: source.NetMessage(err)}
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.HTTP.Do(req)
@@ -525,7 +525,7 @@ func (c *Client) page(ctx context.Context, pageURL string) (*bulkdata.Manifest, 
 		if ctx.Err() != nil {
 			return nil, "", ctx.Err()
 		}
-		return nil, "", &Error{Op: "manifest", URL: shown, Reason: netMessage(err)}
+		return nil, "", &Error{Op: "manifest", URL: shown, Reason: source.NetMessage(err)}
 	}
 	defer drainClose(resp)
 	if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone {
@@ -542,7 +542,7 @@ func (c *Client) page(ctx context.Context, pageURL string) (*bulkdata.Manifest, 
 func readPage(resp *http.Response, shown string) (*bulkdata.Manifest, string, error) {
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return nil, "", &Error{Op: "manifest", URL: shown, Reason: netMessage(err)}
+		return nil, "", &Error{Op: "manifest", URL: shown, Reason: source.NetMessage(err)}
 	}
 	if len(data) > maxBody {
 		return nil, "", &Error{Op: "manifest", URL: shown, Reason: fmt.Sprintf("over %d MiB", maxBody>>20)}
@@ -583,7 +583,7 @@ func (c *Client) Cancel(ctx context.Context, statusURL string) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodDelete, statusURL, nil)
 	if err != nil {
-		return &Error{Op: "cancel", URL: shown, Reason: netMessage(err)}
+		return &Error{Op: "cancel", URL: shown, Reason: source.NetMessage(err)}
 	}
 	req.Header.Set("Accept", "application/fhir+json")
 	resp, err := c.HTTP.Do(req)
@@ -591,7 +591,7 @@ func (c *Client) Cancel(ctx context.Context, statusURL string) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return &Error{Op: "cancel", URL: shown, Reason: netMessage(err)}
+		return &Error{Op: "cancel", URL: shown, Reason: source.NetMessage(err)}
 	}
 	defer drainClose(resp)
 	switch code := resp.StatusCode; {
@@ -684,13 +684,4 @@ func isJSON(resp *http.Response) bool {
 func drainClose(resp *http.Response) {
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-}
-
-// netMessage is a network error without the URL that net/http puts in it.
-func netMessage(err error) string {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	return source.RedactText(err.Error())
 }

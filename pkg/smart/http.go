@@ -2,12 +2,10 @@ package smart
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 	"unicode"
@@ -82,11 +80,7 @@ func doRetry(ctx context.Context, client *http.Client, now func() time.Time, bac
 // netError says a request's network error without the URL's secrets: Go's
 // *url.Error quotes the whole URL.
 func netError(where string, err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	return fmt.Errorf("%s: %s", where, source.RedactText(oneLine(err.Error(), 300)))
+	return fmt.Errorf("%s: %s", where, oneLine(source.NetMessage(err), 300))
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

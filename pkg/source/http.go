@@ -166,7 +166,7 @@ func (h *httpBody) get(off int64) (*http.Response, *request, error) {
 		req, err := http.NewRequestWithContext(rq.ctx, http.MethodGet, h.url, nil)
 		if err != nil {
 			rq.end()
-			return nil, nil, fetchErrorf("bad URL: %s", netMessage(err))
+			return nil, nil, fetchErrorf("bad URL: %s", NetMessage(err))
 		}
 		if off > 0 {
 			req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-")
@@ -183,12 +183,12 @@ func (h *httpBody) get(off int64) (*http.Response, *request, error) {
 			}
 			var p Permanent
 			if errors.As(err, &p) && p.Permanent() {
-				return nil, nil, &fetchError{msg: netMessage(err), cause: p}
+				return nil, nil, &fetchError{msg: NetMessage(err), cause: p}
 			}
 			if rq.timedOut() {
 				last = h.noData()
 			} else {
-				last = netMessage(err)
+				last = NetMessage(err)
 			}
 		case resp.StatusCode == http.StatusOK && off == 0, resp.StatusCode == http.StatusPartialContent && off > 0:
 			return resp, rq, nil
@@ -247,10 +247,10 @@ func RetryAfter(v string, now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
-// netMessage is a network error without the URL that net/http puts in it
+// NetMessage is a network error without the URL that net/http puts in it
 // (with its query string); what is left may still quote one (a bad Location
 // header), hence RedactText.
-func netMessage(err error) string {
+func NetMessage(err error) string {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err

@@ -62,7 +62,7 @@ func (s *stream) read(p []byte, again func(reason string) error) (int, error) {
 		if s.cause != nil {
 			err = s.cause(err)
 		}
-		reason := netMessage(err)
+		reason := NetMessage(err)
 		if req.timedOut() {
 			reason = s.noData()
 		}
