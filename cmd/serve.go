@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -32,6 +34,11 @@ type serveOptions struct {
 	allowSources    []string
 	stateDir        string
 	smartClients    string
+	fhirBase        string
+	exportDir       string
+	exportTTL       time.Duration
+	maxExports      int
+	exportParallel  int
 }
 
 func (a *app) serveCmd() *cobra.Command {
@@ -46,6 +53,15 @@ POST /$dump-sql, POST /$load (/[type]/$load, /fhir/...), POST /$import
 Imports run in the state folder (--state-dir, as import's), resumably: one a
 stop interrupted goes on when the server starts again.
 
+HL7 Bulk Data Access under --fhir-base (/fhir): kick-off at $export,
+Patient/$export and Group/ID/$export; status and DELETE at
+$export-status/ID; files at $export-files/ID/NAME. Each job is an export
+at one snapshot (--export-parallel connections) into --export-dir, kept
+--export-ttl; a job a stop or a crash cut is failed, never served half.
+SMART Backend Services clients (--smart-clients) get access tokens at
+/auth/token; their scopes (system/*.read, system/Patient.rs, ...) limit
+the types they export.
+
 $load fetches the URL its caller names: only http(s) to public addresses,
 every address a name resolves to and every redirect checked; loopback,
 link-local (the cloud metadata service), private ranges, files and buckets
@@ -53,8 +69,8 @@ only under an --allow-source prefix.
 
 Every operation needs credentials: bearer tokens with their rights
 (--token-file: lines NAME RIGHTS TOKEN, RIGHTS read, write or read,write) or
-basic auth (--basic-file: an htpasswd file of bcrypt hashes). Without
-either, serve listens only on this machine (a loopback --listen);
+basic auth (--basic-file: an htpasswd file of bcrypt hashes); SMART
+clients for $export only. Without any, serve listens only on this machine (a loopback --listen);
 --insecure-no-auth lets it listen elsewhere without any.
 
 One access log line per request goes to stderr (never a token or a query
@@ -77,6 +93,12 @@ get --shutdown-timeout to finish, then are cancelled.`,
 	fl.DurationVar(&f.stmtTimeout, "statement-timeout", 5*time.Minute, "stop a $dump-sql query after `DURATION` (statement_timeout)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "access log `FORMAT`: text or json")
 	fl.StringVar(&f.smartClients, "smart-clients", "", "SMART Backend Services clients `FILE`: a JSON array of {clientId, jwks, scope}; serves /auth/token and .well-known/smart-configuration")
+	fl.StringVar(&f.fhirBase, "fhir-base", "/fhir", "serve HL7 Bulk Data $export under this `PATH` ([PATH]/$export, [PATH]/Patient/$export, [PATH]/Group/ID/$export)")
+	fl.StringVar(&f.exportDir, "export-dir", "", "keep $export jobs' files in `DIR`, the server's own (default: exports in --state-dir)")
+	mustComplete(c, "export-dir", completeDirs)
+	fl.DurationVar(&f.exportTTL, "export-ttl", 24*time.Hour, "remove a finished $export's files `DURATION` after it finished")
+	fl.IntVar(&f.maxExports, "max-exports", 2, "run at most `N` $export jobs at once (429 with Retry-After beyond)")
+	fl.IntVar(&f.exportParallel, "export-parallel", 2, "read each $export over `N` connections, as export --parallel")
 	fl.StringVar(&f.stateDir, "state-dir", "", "$import's state files' `DIR` (as for import)")
 	mustComplete(c, "state-dir", completeDirs)
 	fl.StringArrayVar(&f.allowSources, "allow-source", nil, "let callers' $load and $import name URLs starting with `PREFIX` (e.g. http://10.0.0.5:9000/, file:///data/, s3://bucket/; ending in /); repeatable")
@@ -129,8 +151,27 @@ func (a *app) runServe(ctx context.Context, f serveOptions) error {
 	if err != nil {
 		return usagef("--listen %q: %v", f.listen, err)
 	}
-	if !auth.Enabled() && !f.insecureNoAuth && !isLoopback(host) {
-		return usagef("--listen %s: without --token-file or --basic-file serve listens only on this machine (127.0.0.1, ::1, localhost); --insecure-no-auth to serve anyone", f.listen)
+	if f.maxExports < 1 {
+		return usagef("--max-exports: must be at least 1")
+	}
+	if f.exportParallel < 1 {
+		return usagef("--export-parallel: must be at least 1")
+	}
+	if f.exportTTL <= 0 {
+		return usagef("--export-ttl: must be more than 0")
+	}
+	if !fhirBase.MatchString(f.fhirBase) {
+		return usagef("--fhir-base %q: a path as /fhir or /fhir/r4 (letters, digits, . _ -; no / at the end)", f.fhirBase)
+	}
+	var smartClients *serve.SMART
+	if f.smartClients != "" {
+		if smartClients, err = serve.LoadClients(f.smartClients); err != nil {
+			return usagef("--smart-clients: %v", err)
+		}
+	}
+	authEnabled := auth.Enabled() || smartClients != nil
+	if !authEnabled && !f.insecureNoAuth && !isLoopback(host) {
+		return usagef("--listen %s: without --token-file, --basic-file or --smart-clients serve listens only on this machine (127.0.0.1, ::1, localhost); --insecure-no-auth to serve anyone", f.listen)
 	}
 	var tlsConfig *tls.Config
 	if f.tlsCert != "" {
@@ -148,15 +189,12 @@ func (a *app) runServe(ctx context.Context, f serveOptions) error {
 			return usagef("--allow-source %q: a prefix ends in / (a folder, a host's root: s3://exports/ does not open s3://exports-secrets/)", p)
 		}
 	}
-	var smartClients *serve.SMART
-	if f.smartClients != "" {
-		if smartClients, err = serve.LoadClients(f.smartClients); err != nil {
-			return usagef("--smart-clients: %v", err)
-		}
-	}
 	dir, err := bulkimport.StateDir(f.stateDir, a.getenv)
 	if err != nil {
 		return usageError{err}
+	}
+	if f.exportDir == "" {
+		f.exportDir = filepath.Join(dir, "exports")
 	}
 	dsn := pg.ResolveDSN(a.db, a.getenv)
 	conn, err := pg.Connect(ctx, dsn) // a wrong --db is one line now, not a 503 per request
@@ -164,31 +202,39 @@ func (a *app) runServe(ctx context.Context, f serveOptions) error {
 		return err
 	}
 	conn.Close(context.Background())
+	log := slog.New(handler)
+	exports, err := serve.OpenExports(serve.ExportConfig{Dir: f.exportDir, TTL: f.exportTTL, Max: f.maxExports, Parallel: f.exportParallel, Base: f.fhirBase}, log)
+	if err != nil {
+		return fmt.Errorf("--export-dir: %v", err)
+	}
+	defer exports.Close()
 	l, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return fmt.Errorf("--listen %s: %v", f.listen, err)
 	}
-	log := slog.New(handler)
 	scheme := "http"
 	if tlsConfig != nil {
 		scheme = "https"
 	}
 	kind := "no authentication (this machine only)"
 	switch {
-	case !auth.Enabled() && f.insecureNoAuth:
+	case !authEnabled && f.insecureNoAuth:
 		kind = "NO AUTHENTICATION (--insecure-no-auth)"
-	case auth.Enabled():
+	case authEnabled:
 		kind = "authentication required"
 	}
 	log.Info(fmt.Sprintf("listening on %s://%s, %s", scheme, l.Addr(), kind))
 	s := serve.New(serve.Config{DSN: dsn, Auth: auth, MaxConcurrent: f.maxConcurrent, ShutdownTimeout: f.shutdownTimeout, StatementTimeout: f.stmtTimeout,
-		Sources: &serve.Sources{Allow: f.allowSources}, Store: &bulkimport.Store{Dir: dir, Live: &bulkimport.Live{}}, SMART: smartClients, Log: log, TLS: tlsConfig})
+		Sources: &serve.Sources{Allow: f.allowSources}, Store: &bulkimport.Store{Dir: dir, Live: &bulkimport.Live{}}, SMART: smartClients, Exports: exports, Log: log, TLS: tlsConfig})
 	if err := s.Run(ctx, l); err != nil {
 		return err
 	}
 	log.Info("stopped")
 	return nil
 }
+
+// fhirBase is what --fhir-base may be.
+var fhirBase = regexp.MustCompile(`^(/[A-Za-z0-9._-]+)+$`)
 
 // isLoopback reports whether a listen host is this machine only.
 func isLoopback(host string) bool {

@@ -9,6 +9,7 @@ package export
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -30,6 +31,10 @@ import (
 type Options struct {
 	DSN       string
 	Types     []string // nil: every type that has resources
+	// SkipMissing leaves out a type of Types that has no table (nothing of
+	// it to export) instead of refusing it: the server's $export, whose
+	// callers name types of FHIR, not tables.
+	SkipMissing bool
 	FHIR      bool     // FHIR format, as dump --fhir
 	Gzip      bool
 	SplitSize int64 // uncompressed bytes per file; 0: one file per type
@@ -154,7 +159,7 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 			return nil, err
 		}
 	}
-	types, err := selectTypes(ctx, snap.Tx(), o.Types, func(tables []string) error {
+	types, err := selectTypes(ctx, snap.Tx(), o.Types, o.SkipMissing, func(tables []string) error {
 		return lockTables(ctx, snap.Tx(), tables, !o.Since.IsZero(), o.Wait)
 	})
 	if err != nil {
@@ -229,7 +234,7 @@ func signURLs(m *bulkdata.Manifest, s sink.Signer, ttl time.Duration) error {
 // selectTypes lists the types to export: those asked for (each must have a
 // table), else every type; lock is called with their tables before any of
 // them is read.
-func selectTypes(ctx context.Context, tx pgx.Tx, want []string, lock func([]string) error) ([]store.TypeInfo, error) {
+func selectTypes(ctx context.Context, tx pgx.Tx, want []string, skipMissing bool, lock func([]string) error) ([]store.TypeInfo, error) {
 	var keep func(string) bool
 	if len(want) > 0 {
 		keep = func(table string) bool {
@@ -248,6 +253,9 @@ func selectTypes(ctx context.Context, tx pgx.Tx, want []string, lock func([]stri
 		i := slices.IndexFunc(all, func(t store.TypeInfo) bool { return t.Type == w })
 		if i < 0 {
 			if err := store.CheckTable(ctx, tx, w); err != nil {
+				if skipMissing && errors.Is(err, store.ErrNoTable) {
+					continue
+				}
 				return nil, &NoTableError{err}
 			}
 			var parent *string

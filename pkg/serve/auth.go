@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"slices"
 	"bufio"
 	"bytes"
 	"crypto/sha256"
@@ -59,6 +60,26 @@ func parseRights(s string) (Rights, error) {
 type Caller struct {
 	Name   string
 	Rights Rights
+	// SMART is set for a SMART Backend Services access token: it opens
+	// the Bulk Data endpoints only, for the types its scope reads (all of
+	// them when AllTypes).
+	SMART    bool
+	AllTypes bool
+	Types    []string
+}
+
+// owner is who a job belongs to: a token's or user's name, or a SMART
+// client's id (apart, so that a client named as a token is not it).
+func (c Caller) owner() string {
+	if c.SMART {
+		return "smart/" + c.Name
+	}
+	return c.Name
+}
+
+// mayRead reports whether the caller may export resources of type t.
+func (c Caller) mayRead(t string) bool {
+	return !c.SMART || c.AllTypes || slices.Contains(c.Types, t)
 }
 
 // Auth checks a request's credentials. The zero value takes nobody.

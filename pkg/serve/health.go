@@ -32,6 +32,10 @@ type operation struct {
 // metadata is GET /metadata: the operations this server has, and what
 // each needs.
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
+	base := "/fhir"
+	if s.cfg.Exports != nil {
+		base = s.cfg.Exports.cfg.Base
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"software":       "fhirbulk",
 		"authentication": s.authKinds(),
@@ -42,6 +46,9 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 			{Method: "POST", Path: "/$load, /[type]/$load, /fhir/$load, /fhir/[type]/$load", Rights: "write", Params: "body {source, update, strip-nulls, merge}"},
 			{Method: "POST", Path: "/$import, /fhir/$import", Rights: "write", Params: "body {id, inputs: [{resourceType, url}], contentEncoding, update, inputFormat, mode}"},
 			{Method: "GET", Path: "/BulkImportStatus/[id]", Rights: "read"},
+			{Method: "GET, POST", Path: base + "/$export, " + base + "/Patient/$export, " + base + "/Group/[id]/$export", Rights: "read", Params: "HL7 Bulk Data kick-off (Prefer: respond-async): _outputFormat, _type, _since, _until, _elements; patient (POST)"},
+			{Method: "GET, DELETE", Path: base + "/$export-status/[id]", Rights: "read"},
+			{Method: "GET", Path: base + "/$export-files/[id]/[name]", Rights: "read"},
 			{Method: "POST", Path: "/auth/token", Params: "SMART Backend Services (with --smart-clients): client_credentials with a JWT client assertion"},
 			{Method: "GET", Path: "/.well-known/smart-configuration, /fhir/.well-known/smart-configuration"},
 			{Method: "GET", Path: "/health"},
@@ -57,6 +64,9 @@ func (s *Server) authKinds() []string {
 	}
 	if s.cfg.Auth.Basic() {
 		kinds = append(kinds, "basic")
+	}
+	if s.cfg.SMART != nil {
+		kinds = append(kinds, "smart")
 	}
 	if len(kinds) == 0 {
 		kinds = append(kinds, "none")

@@ -10,6 +10,12 @@ import (
 // throttled, transient, too-costly, exception, ...), text what went wrong,
 // in one line.
 func writeOutcome(w http.ResponseWriter, status int, code, text string) {
+	writeOutcomeSeverity(w, status, "error", code, text)
+}
+
+// writeOutcomeSeverity is writeOutcome with another severity (fatal,
+// error, warning, information).
+func writeOutcomeSeverity(w http.ResponseWriter, status int, severity, code, text string) {
 	type issue struct {
 		Severity    string `json:"severity"`
 		Code        string `json:"code"`
@@ -18,7 +24,7 @@ func writeOutcome(w http.ResponseWriter, status int, code, text string) {
 	body, _ := json.Marshal(struct {
 		ResourceType string  `json:"resourceType"`
 		Issue        []issue `json:"issue"`
-	}{"OperationOutcome", []issue{{Severity: "error", Code: code, Diagnostics: text}}}) // strings
+	}{"OperationOutcome", []issue{{Severity: severity, Code: code, Diagnostics: text}}}) // strings
 	h := w.Header()
 	h.Del("Content-Encoding")
 	h.Set("Content-Type", "application/fhir+json")

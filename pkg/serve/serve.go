@@ -44,6 +44,8 @@ type Config struct {
 	// SMART, when set, registers SMART Backend Services clients: the
 	// token endpoint and .well-known/smart-configuration are served.
 	SMART *SMART
+	// Exports, when set, serves HL7 Bulk Data $export under its Base.
+	Exports *Exports
 	// Store is the state folder of $import (nil: no $import).
 	Store *bulkimport.Store
 	// Sources decides which URLs callers may have the server fetch
@@ -176,7 +178,14 @@ func only(method string, next http.HandlerFunc) http.HandlerFunc {
 
 // Handler is the server's handler, with its access log.
 func (s *Server) Handler() http.Handler {
-	next := s.logged(s.mux)
+	next := s.logged(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The Bulk Data paths are told apart before the mux: patterns
+		// under a base of the operator's choice would conflict with
+		// /{first}/{second}.
+		if !s.bulkRoute(w, r) {
+			s.mux.ServeHTTP(w, r)
+		}
+	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.active.Add(1)
 		defer s.active.Done()
@@ -209,6 +218,9 @@ func (s *Server) Run(ctx context.Context, l net.Listener) error {
 		}
 	}()
 	s.resumeImports()
+	if s.cfg.Exports != nil {
+		go s.cfg.Exports.Sweep(work)
+	}
 	select {
 	case err := <-done:
 		s.stopImports()
@@ -228,7 +240,13 @@ func (s *Server) Run(ctx context.Context, l net.Listener) error {
 		err = nil
 	}
 	waited := make(chan struct{})
-	go func() { s.active.Wait(); close(waited) }()
+	go func() {
+		s.active.Wait()
+		if s.cfg.Exports != nil {
+			s.cfg.Exports.Wait() // cancelled with the imports: recorded as failed
+		}
+		close(waited)
+	}()
 	select {
 	case <-waited:
 	case <-time.After(10 * time.Second):
@@ -244,11 +262,14 @@ func (s *Server) Run(ctx context.Context, l net.Listener) error {
 func (s *Server) authorized(need Rights, next func(w http.ResponseWriter, r *http.Request, c Caller)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		c := Caller{Name: "-", Rights: Read | Write}
-		if s.cfg.Auth.Enabled() {
+		if s.authEnabled() {
 			var err error
 			if c, err = s.cfg.Auth.Check(r); errors.Is(err, errAuthBusy) {
 				w.Header().Set("Retry-After", "1")
 				writeOutcome(w, http.StatusServiceUnavailable, "throttled", "too many passwords being checked; try again")
+				return
+			} else if err != nil && s.smartToken(r) != tokenUnknown {
+				writeOutcome(w, http.StatusForbidden, "forbidden", "a SMART access token opens the Bulk Data $export endpoints only")
 				return
 			} else if err != nil {
 				s.challenge(w)
@@ -266,6 +287,50 @@ func (s *Server) authorized(need Rights, next func(w http.ResponseWriter, r *htt
 			return
 		}
 		next(w, r, c)
+	}
+}
+
+// authEnabled reports whether callers must authenticate: with tokens,
+// users, or as SMART clients (who then open the Bulk Data endpoints only).
+func (s *Server) authEnabled() bool { return s.cfg.Auth.Enabled() || s.cfg.SMART != nil }
+
+// smartToken is what r's bearer token is to the SMART clients' tokens.
+func (s *Server) smartToken(r *http.Request) tokenState {
+	if s.cfg.SMART == nil {
+		return tokenUnknown
+	}
+	tok, ok := bearer(r)
+	if !ok {
+		return tokenUnknown
+	}
+	_, st := s.cfg.SMART.lookup(tok, s.cfg.Now())
+	return st
+}
+
+// bulkAuthorized lets through the callers of the Bulk Data endpoints:
+// SMART clients with a live access token, and, as authorized(Read) does,
+// the server's tokens and users. An expired SMART token is a 401 that says
+// so, as RFC 6750 words it.
+func (s *Server) bulkAuthorized(next func(w http.ResponseWriter, r *http.Request, c Caller)) http.HandlerFunc {
+	plain := s.authorized(Read, next)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.SMART != nil {
+			if tok, ok := bearer(r); ok {
+				switch is, st := s.cfg.SMART.lookup(tok, s.cfg.Now()); st {
+				case tokenExpired:
+					setCaller(r, is.client)
+					w.Header().Set("WWW-Authenticate", `Bearer realm="fhirbulk", error="invalid_token", error_description="the access token expired"`)
+					writeOutcome(w, http.StatusUnauthorized, "expired", "the access token expired: get a new one from the token endpoint")
+					return
+				case tokenLive:
+					c := is.caller()
+					setCaller(r, c.Name)
+					next(w, r, c)
+					return
+				}
+			}
+		}
+		plain(w, r)
 	}
 }
 

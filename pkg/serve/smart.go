@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,8 +20,8 @@ import (
 
 // SMART Backend Services, the server side: registered clients get short
 // access tokens from POST /auth/token for a client assertion;
-// .well-known/smart-configuration says where and how. (The Bulk Data
-// $export endpoints that take these tokens come next.)
+// .well-known/smart-configuration says where and how; the Bulk Data
+// $export endpoints take these tokens (bulkAuthorized), no other.
 
 // TokenLifetime is how long an access token lives.
 const TokenLifetime = 5 * time.Minute
@@ -172,6 +173,45 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, map[string]any{"access_token": tok, "token_type": "bearer", "expires_in": int(TokenLifetime.Seconds()), "scope": scope})
+}
+
+// tokenState is what a bearer token is to the SMART clients' tokens.
+type tokenState int
+
+const (
+	tokenUnknown tokenState = iota
+	tokenLive
+	tokenExpired
+)
+
+// lookup finds an access token issued here.
+func (m *SMART) lookup(tok string, now time.Time) (issued, tokenState) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	is, ok := m.tokens[tok]
+	switch {
+	case !ok:
+		return issued{}, tokenUnknown
+	case now.After(is.until):
+		return is, tokenExpired
+	}
+	return is, tokenLive
+}
+
+// caller is the Caller of a live SMART access token.
+func (is issued) caller() Caller {
+	c := Caller{Name: is.client, Rights: Read, SMART: true}
+	c.AllTypes, c.Types = smart.Readable(is.scope)
+	return c
+}
+
+// bearer is the token of r's Authorization: Bearer header, if any.
+func bearer(r *http.Request) (string, bool) {
+	scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(cred) == "" {
+		return "", false
+	}
+	return strings.TrimSpace(cred), true
 }
 
 // issue makes an access token for client with scope, living TokenLifetime.

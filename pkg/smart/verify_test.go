@@ -158,3 +158,28 @@ func TestGrantScope(t *testing.T) {
 		}
 	}
 }
+
+func TestReadable(t *testing.T) {
+	for _, c := range []struct {
+		scope string
+		all   bool
+		types string
+	}{
+		{"system/*.read", true, ""},
+		{"system/*.rs", true, ""},
+		{"system/*.r", true, ""},
+		{"system/*.*", true, ""},
+		{"system/Patient.read system/Observation.rs", false, "Patient,Observation"},
+		{"system/Patient.cruds", false, "Patient"},
+		{"system/Patient.write system/Patient.c system/Patient.sr", false, ""},
+		{"patient/*.read user/*.read", false, ""},
+		{"system/Observation.rs?category=laboratory", false, ""},
+		{"system/.read system/*", false, ""},
+		{"", false, ""},
+	} {
+		all, types := Readable(c.scope)
+		if all != c.all || strings.Join(types, ",") != c.types {
+			t.Errorf("Readable(%q) = %v %q, want %v %q", c.scope, all, strings.Join(types, ","), c.all, c.types)
+		}
+	}
+}
