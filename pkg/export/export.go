@@ -29,16 +29,16 @@ import (
 
 // Options say what Export writes, and how.
 type Options struct {
-	DSN       string
-	Types     []string // nil: every type that has resources
+	DSN   string
+	Types []string // nil: every type that has resources
 	// SkipMissing leaves out a type of Types that has no table (nothing of
 	// it to export) instead of refusing it: the server's $export, whose
 	// callers name types of FHIR, not tables.
 	SkipMissing bool
-	FHIR      bool     // FHIR format, as dump --fhir
-	Gzip      bool
-	SplitSize int64 // uncompressed bytes per file; 0: one file per type
-	Parallel  int   // connections (default 2)
+	FHIR        bool // FHIR format, as dump --fhir
+	Gzip        bool
+	SplitSize   int64 // uncompressed bytes per file; 0: one file per type
+	Parallel    int   // connections (default 2)
 	// Since and Until, when not zero, keep the resources changed in
 	// [Since, Until] (ts); with Since the deletions since then are listed
 	// too.

@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"slices"
 	"bufio"
 	"bytes"
 	"crypto/sha256"
@@ -12,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"

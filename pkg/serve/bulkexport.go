@@ -170,12 +170,12 @@ func readParams(w http.ResponseWriter, r *http.Request) ([]param, *badRequest) {
 	var body struct {
 		ResourceType string `json:"resourceType"`
 		Parameter    []struct {
-			Name           string           `json:"name"`
-			ValueString    *string          `json:"valueString"`
-			ValueCode      *string          `json:"valueCode"`
-			ValueInstant   *string          `json:"valueInstant"`
-			ValueDateTime  *string          `json:"valueDateTime"`
-			ValueBoolean   *bool            `json:"valueBoolean"`
+			Name           string                      `json:"name"`
+			ValueString    *string                     `json:"valueString"`
+			ValueCode      *string                     `json:"valueCode"`
+			ValueInstant   *string                     `json:"valueInstant"`
+			ValueDateTime  *string                     `json:"valueDateTime"`
+			ValueBoolean   *bool                       `json:"valueBoolean"`
 			ValueReference *struct{ Reference string } `json:"valueReference"`
 		} `json:"parameter"`
 	}
@@ -482,4 +482,3 @@ func (s *Server) exportFile(w http.ResponseWriter, r *http.Request, c Caller) {
 	}
 	http.ServeContent(w, r, "", st.ModTime(), f)
 }
-
