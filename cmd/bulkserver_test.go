@@ -39,7 +39,29 @@ func bulkServerCmds() map[string]func(ts *testscript.TestScript, neg bool, args 
 	return map[string]func(ts *testscript.TestScript, neg bool, args []string){
 		"bulkserver": cmdBulkServer,
 		"bulk":       cmdBulk,
+		"smartkeys":  cmdSMARTKeys,
 	}
+}
+
+// smartkeys DIR writes the test client's keys to DIR as bulkserver does
+// (rsa.pem, ec.jwks.json, wrong.pem, ...) and DIR/clients.json, a serve
+// --smart-clients file registering them as client fhirbulk-test (scope
+// system/*.read) and as client patients-only (system/Patient.read).
+func cmdSMARTKeys(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: smartkeys DIR")
+	}
+	keys, err := newBulkKeys()
+	ts.Check(err)
+	dir := ts.MkAbs(args[0])
+	ts.Check(keys.write(dir))
+	jwks := jose.JSONWebKeySet{Keys: keys.registered()}
+	clients, err := json.MarshalIndent([]map[string]any{
+		{"clientId": "fhirbulk-test", "jwks": jwks, "scope": "system/*.read"},
+		{"clientId": "patients-only", "jwks": jwks, "scope": "system/Patient.read"},
+	}, "", "  ")
+	ts.Check(err)
+	ts.Check(os.WriteFile(filepath.Join(dir, "clients.json"), clients, 0o600))
 }
 
 // bulkServers holds each running script's Bulk Data server (a script

@@ -9,6 +9,7 @@
 package bulkdata
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -68,7 +69,13 @@ func (m Manifest) MarshalJSON() ([]byte, error) {
 		}
 	}
 	type plain Manifest // without this method
-	return json.Marshal(plain(m))
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // a request URL's & stays &
+	if err := enc.Encode(plain(m)); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // Marshal writes m as the manifest.json of an export: indented JSON and a

@@ -327,10 +327,15 @@ const notesName = "notes.ndjson"
 func writeNotes(dir string, notes []string) error {
 	var b []byte
 	for _, n := range notes {
-		line, _ := json.Marshal(map[string]any{
-			"resourceType": "OperationOutcome",
-			"issue":        []map[string]string{{"severity": "information", "code": "not-supported", "diagnostics": n}},
-		})
+		type issue struct {
+			Severity    string `json:"severity"`
+			Code        string `json:"code"`
+			Diagnostics string `json:"diagnostics"`
+		}
+		line, _ := json.Marshal(struct {
+			ResourceType string  `json:"resourceType"`
+			Issue        []issue `json:"issue"`
+		}{"OperationOutcome", []issue{{"information", "not-supported", n}}})
 		b = append(append(b, line...), '\n')
 	}
 	if err := fsutil.WriteFile(filepath.Join(dir, notesName), b, 0o600); err != nil {

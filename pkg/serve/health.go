@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -75,10 +76,14 @@ func (s *Server) authKinds() []string {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, _ := json.MarshalIndent(v, "", "  ")
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	enc.SetEscapeHTML(false) // a URL's & stays &, as clients compare them
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	w.Write(append(body, '\n'))
+	w.Write(body.Bytes())
 }
 
 // healthEvery is how long a health check's answer is reused: /health needs
