@@ -31,6 +31,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/fhirbulk/fhirbulk/pkg/smart"
 )
 
 // bulkServerCmds are the script commands of the Bulk Data test server: an
@@ -40,7 +42,32 @@ func bulkServerCmds() map[string]func(ts *testscript.TestScript, neg bool, args 
 		"bulkserver": cmdBulkServer,
 		"bulk":       cmdBulk,
 		"smartkeys":  cmdSMARTKeys,
+		"smarttoken": cmdSMARTToken,
 	}
+}
+
+// smarttoken FILE CLIENT KEY URLFILE SCOPE gets an access token from the
+// token endpoint whose URL URLFILE holds, as a SMART backend client does,
+// with our own smart package, and writes it to FILE for curl -H @FILE.
+// With !, the request must be refused; the refusal goes to stdout.
+func cmdSMARTToken(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 5 {
+		ts.Fatalf("usage: smarttoken FILE CLIENT KEY URLFILE SCOPE")
+	}
+	key, err := smart.LoadKey(ts.MkAbs(args[2]), "")
+	ts.Check(err)
+	src := &smart.TokenSource{TokenURL: ts.ReadFile(args[3]), ClientID: args[1], Scope: args[4], Key: key}
+	src.TokenURL = strings.TrimSpace(src.TokenURL)
+	tok, err := src.Token(context.Background())
+	if neg {
+		if err == nil {
+			ts.Fatalf("smarttoken: got a token")
+		}
+		ts.Stdout().Write([]byte(err.Error() + "\n"))
+		return
+	}
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), []byte("Authorization: Bearer "+tok+"\n"), 0o600))
 }
 
 // smartkeys DIR writes the test client's keys to DIR as bulkserver does

@@ -143,3 +143,60 @@ func TestLoadClientsRefusals(t *testing.T) {
 		}
 	}
 }
+
+// A SMART access token opens $export for TokenLifetime: after it, the
+// kick-off, status and files are a 401 saying the token expired
+// (invalid_token, as RFC 6750 words it), and no job starts.
+func TestExportTokenExpires(t *testing.T) {
+	dir := t.TempDir()
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	key := writePEM(t, dir, "r1", rk)
+	data, _ := json.Marshal([]map[string]any{{"clientId": "app", "scope": "system/Patient.read", "jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{key.Public()}}}})
+	os.WriteFile(filepath.Join(dir, "clients.json"), data, 0o600)
+	m, err := LoadClients(filepath.Join(dir, "clients.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := OpenExports(ExportConfig{Dir: filepath.Join(dir, "exports")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	now := time.Now()
+	clock := func() time.Time { return now }
+	srv := httptest.NewServer(New(Config{DSN: "postgres://unused", SMART: m, Exports: x, Now: clock}).Handler())
+	defer srv.Close()
+	ts := &smart.TokenSource{Client: srv.Client(), TokenURL: srv.URL + "/auth/token", ClientID: "app", Scope: "system/Patient.read", Key: key}
+	tok, err := ts.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Prefer", "respond-async")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	// Live: a type outside its scope is a 403 (before any job).
+	if resp := get("/fhir/$export?_type=Observation"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("Observation with system/Patient.read: %d", resp.StatusCode)
+	}
+	now = now.Add(TokenLifetime + time.Second)
+	for _, p := range []string{"/fhir/$export", "/fhir/$export-status/0123456789abcdef0123456789abcdef", "/fhir/$export-files/0123456789abcdef0123456789abcdef/Patient.ndjson"} {
+		resp := get(p)
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+			t.Errorf("%s after expiry: %d %q", p, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	x.mu.Lock()
+	n := len(x.jobs)
+	x.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d jobs started", n)
+	}
+}
