@@ -17,6 +17,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/bucket"
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
 	"github.com/fhirbulk/fhirbulk/pkg/dump"
+	"github.com/fhirbulk/fhirbulk/pkg/compartment"
 	"github.com/fhirbulk/fhirbulk/pkg/export"
 	"github.com/fhirbulk/fhirbulk/pkg/fsutil"
 	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
@@ -30,6 +31,7 @@ import (
 type exportOptions struct {
 	export                      export.Options // the flags that are export's options as they are
 	types                       []string
+	patients                    []string
 	since, until, sinceManifest string
 	split                       sizeValue
 	force                       bool
@@ -54,6 +56,14 @@ changed since then, and deleted.TYPE.ndjson files listing those deleted
 an earlier export's watermark and misses no change, even one whose
 transaction began before that export and committed after it.
 
+With --patient or --group the export keeps the Patient compartments of
+those patients (FHIR R4's CompartmentDefinition: each resource that
+refers to one of them by the elements R4 names, as Observation.subject or
+.performer, in Aidbox's {resourceType, id} or FHIR's "Patient/ID" form),
+and their Patient resources; types outside the compartment (Organization,
+Practitioner, Medication, ...) are not exported. A Group's members are
+read at the export's snapshot.
+
 The tables read are locked IN ACCESS SHARE MODE until the export ends, as
 pg_dump locks them: a TRUNCATE or a table rewrite waits for it. A role
 without pg_read_all_stats cannot see when other roles' transactions began:
@@ -61,11 +71,14 @@ the export then waits (--wait) for those open at its start to end, or
 refuses; grant it pg_read_all_stats to spare the wait.`,
 		Example: `  fhirbulk export /exports/full
   fhirbulk export --type Patient,Observation --gzip --split-size 1GiB /exports/clinical
-  fhirbulk export --since-manifest /exports/last/manifest.json /exports/$(date +%F)`,
+  fhirbulk export --since-manifest /exports/last/manifest.json /exports/$(date +%F)
+  fhirbulk export --group diabetes-cohort --fhir /exports/cohort`,
 		Args: exactArgs(1, "the export folder DIR"),
 	}
 	f := c.Flags()
 	f.StringSliceVar(&opts.types, "type", nil, "export only `TYPE`s (comma-separated or repeated)")
+	f.StringArrayVar(&opts.patients, "patient", nil, "export only the Patient compartment of patient `ID` (repeatable; HL7's Patient-level export)")
+	f.StringVar(&o.Group, "group", "", "export only the Patient compartments of the patients that are members of Group `ID` (HL7's Group-level export)")
 	f.BoolVar(&o.FHIR, "fhir", false, "write FHIR format (as dump --fhir)")
 	f.BoolVar(&o.Gzip, "gzip", false, "gzip every file (.ndjson.gz)")
 	f.Var(&opts.split, "split-size", "cut each type into numbered files of about `SIZE` of ndjson (e.g. 500MB, 1GiB)")
@@ -101,6 +114,27 @@ func (a *app) runExport(ctx context.Context, opts exportOptions, dir, request st
 		}
 	}
 	o.Types = opts.types
+	if len(opts.patients) > 0 && o.Group != "" {
+		return usagef("give --patient or --group, not both")
+	}
+	for _, id := range opts.patients {
+		if !compartment.ID.MatchString(id) {
+			return usagef("--patient %q: not a FHIR id (letters, digits, - and ., at most 64)", printable(id))
+		}
+	}
+	if o.Group != "" && !compartment.ID.MatchString(o.Group) {
+		return usagef("--group %q: not a FHIR id (letters, digits, - and ., at most 64)", printable(o.Group))
+	}
+	if len(opts.patients) > 0 {
+		o.Patients = &compartment.Selection{IDs: opts.patients}
+	}
+	if o.Patients != nil || o.Group != "" {
+		for _, t := range o.Types {
+			if !compartment.In(t) {
+				return usagef("--type %s: not in the Patient compartment (--patient, --group export none of it)", t)
+			}
+		}
+	}
 	if o.Parallel < 1 {
 		return usagef("--parallel: must be at least 1")
 	}
@@ -190,7 +224,7 @@ func (a *app) runExport(ctx context.Context, opts exportOptions, dir, request st
 	var locked *export.LockError
 	var chain *export.ChainError
 	switch {
-	case errors.As(err, &chain) && chain.Kind == "types":
+	case errors.As(err, &chain) && (chain.Kind == "types" || chain.Kind == "compartment"):
 		return usagef("--since-manifest %s: %v (--force-since to go on anyway)", printable(source.Redact(opts.sinceManifest)), err)
 	case errors.As(err, &chain):
 		return fmt.Errorf("--since-manifest %s: %w (--force-since to go on anyway)", printable(source.Redact(opts.sinceManifest)), err)

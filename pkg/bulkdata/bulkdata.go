@@ -115,6 +115,10 @@ type Ext struct {
 	Database *Database `json:"database,omitempty"`
 	// Types are the types asked for (--type), sorted; none: every type.
 	Types []string `json:"types,omitempty"`
+	// Compartment is the Patient compartments a Patient- or Group-level
+	// export kept: "patients" (every patient's), "patients:ID,ID" or
+	// "group:ID"; none: the whole database.
+	Compartment string `json:"compartment,omitempty"`
 	// Follows is the manifest an incremental export went on from
 	// (--since-manifest), as an absolute path with its symbolic links
 	// resolved (a "last" link moves on), when known: import names it when

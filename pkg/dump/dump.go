@@ -33,6 +33,11 @@ type Options struct {
 	// several connections share one table.
 	Blocks *BlockRange
 	FHIR   bool // FHIR format instead of Aidbox format
+	// Filter, when not "", is an SQL condition on the row (its columns
+	// id, ts, resource, ...) that keeps it: trusted text, built by the
+	// caller from checked values (a compartment's, pkg/compartment),
+	// never a user's text.
+	Filter string
 	// ByID sorts the lines by id, in byte order (COLLATE "C"): the same
 	// order on every server whatever its collation, as LC_ALL=C sort.
 	ByID bool
@@ -150,6 +155,9 @@ func (o Options) where() string {
 	}
 	if !o.ChangedUntil.IsZero() {
 		conds = append(conds, "ts <= "+lit(o.ChangedUntil))
+	}
+	if o.Filter != "" {
+		conds = append(conds, o.Filter)
 	}
 	if b := o.Blocks; b != nil {
 		if b.From > 0 {

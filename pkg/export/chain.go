@@ -24,7 +24,10 @@ func (e *ChainError) Error() string { return e.Msg }
 // id, at a snapshot taken at, can go on from the manifest extension from,
 // whose watermark is since. A manifest written before fhirbulk recorded
 // the database (and the types) is taken as it is.
-func checkChain(from bulkdata.Ext, id pg.Identity, want []string, since, at time.Time) error {
+func checkChain(from bulkdata.Ext, id pg.Identity, want []string, compartment string, since, at time.Time) error {
+	if from.Compartment != compartment {
+		return &ChainError{"compartment", fmt.Sprintf("it was made of %s, this export of %s: a resource not in it would miss its earlier changes", compartmentText(from.Compartment), compartmentText(compartment))}
+	}
 	if from.Database != nil {
 		was := identityOf(*from.Database)
 		if !was.Same(id) {
@@ -39,6 +42,13 @@ func checkChain(from bulkdata.Ext, id pg.Identity, want []string, since, at time
 			bulkdata.FormatTime(since), bulkdata.FormatTime(at))}
 	}
 	return nil
+}
+
+func compartmentText(c string) string {
+	if c == "" {
+		return "the whole database"
+	}
+	return "the compartments of " + c
 }
 
 func typesText(types []string) string {

@@ -15,12 +15,14 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
+	"github.com/fhirbulk/fhirbulk/pkg/compartment"
 	"github.com/fhirbulk/fhirbulk/pkg/dump"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/sink"
@@ -31,6 +33,14 @@ import (
 type Options struct {
 	DSN   string
 	Types []string // nil: every type that has resources
+	// Patients, when set, keeps the Patient compartments it selects
+	// (HL7's Patient-level export): the types of the compartment only, and
+	// of them the rows in it. Group, when not "", keeps those of the
+	// Patients that are the Group's members, read at the export's
+	// snapshot (HL7's Group-level export); with Patients too, of those
+	// members that Patients names.
+	Patients *compartment.Selection
+	Group    string
 	// SkipMissing leaves out a type of Types that has no table (nothing of
 	// it to export) instead of refusing it: the server's $export, whose
 	// callers name types of FHIR, not tables.
@@ -78,6 +88,88 @@ type Options struct {
 	Progress func(Progress)
 }
 
+// compartment is what the manifest's extension records of Patients and
+// Group (bulkdata.Ext.Compartment).
+func (o Options) compartment() string {
+	switch {
+	case o.Group != "":
+		return "group:" + o.Group
+	case o.Patients == nil:
+		return ""
+	case o.Patients.All:
+		return "patients"
+	}
+	ids := slices.Clone(o.Patients.IDs)
+	slices.Sort(ids)
+	return "patients:" + strings.Join(slices.Compact(ids), ",")
+}
+
+// NotInCompartmentError is a type asked of a Patient- or Group-level
+// export that is not in the Patient compartment (Organization,
+// Practitioner, Medication, ...).
+type NotInCompartmentError struct{ Type string }
+
+func (e *NotInCompartmentError) Error() string {
+	return fmt.Sprintf("%s is not in the Patient compartment: a Patient- or Group-level export has none of it", e.Type)
+}
+
+// NoGroupError is a Group-level export of a Group that is not there.
+type NoGroupError struct{ ID string }
+
+func (e *NoGroupError) Error() string { return fmt.Sprintf("no Group %q", e.ID) }
+
+// groupMembers are the ids of the Patients that are members of Group id
+// (member.entity, not inactive), as the export's snapshot sees them;
+// members of other types are not patients, and are left out.
+func groupMembers(ctx context.Context, tx pgx.Tx, id string) ([]string, error) {
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, store.Table("Group")).Scan(&exists); err != nil {
+		return nil, pg.Wrap(err)
+	}
+	if !exists {
+		return nil, &NoGroupError{id}
+	}
+	rows, err := tx.Query(ctx, `SELECT m.v->'entity'->>'resourceType', m.v->'entity'->>'id', m.v->'entity'->>'reference'
+		FROM `+store.Table("Group")+` g
+		LEFT JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(g.resource->'member') = 'array' THEN g.resource->'member' ELSE '[]' END) m(v)
+			ON coalesce(m.v->>'inactive', 'false') <> 'true'
+		WHERE g.id = $1`, id)
+	if err != nil {
+		return nil, pg.Wrap(err)
+	}
+	defer rows.Close()
+	found := false
+	var ids []string
+	for rows.Next() {
+		found = true
+		var typ, mid, ref *string
+		if err := rows.Scan(&typ, &mid, &ref); err != nil {
+			return nil, pg.Wrap(err)
+		}
+		var pid string
+		switch {
+		case typ != nil && *typ == "Patient" && mid != nil:
+			pid = *mid
+		case ref != nil && strings.HasPrefix(*ref, "Patient/"):
+			pid = strings.TrimPrefix(*ref, "Patient/")
+		default:
+			continue // no member, or not a Patient
+		}
+		if !compartment.ID.MatchString(pid) {
+			return nil, fmt.Errorf("Group %s: member Patient %q: not a FHIR id", id, pid)
+		}
+		ids = append(ids, pid)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, pg.Wrap(err)
+	}
+	if !found {
+		return nil, &NoGroupError{id}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
+}
+
 // After is the Since that keeps the resources changed after t (not at t):
 // ts is kept to the microsecond, so the first instant after t is the next
 // whole microsecond.
@@ -104,6 +196,13 @@ func (e *NoTableError) Unwrap() error { return e.Err }
 // its manifest, which is also dir/manifest.json.
 func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.Manifest, error) {
 	o.Parallel = max(o.Parallel, 1)
+	if o.Patients != nil || o.Group != "" {
+		for _, t := range o.Types {
+			if !compartment.In(t) {
+				return nil, &NotInCompartmentError{t}
+			}
+		}
+	}
 	folder, err := sink.OpenFolder(dir, sink.FolderOptions{Force: force, Context: ctx, Upload: o.Upload})
 	if err != nil {
 		return nil, err
@@ -155,9 +254,20 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 	}
 	defer snap.Close()
 	if o.From != nil && !o.ForceSince {
-		if err := checkChain(*o.From, id, typeSet(o.Types), o.Since, snap.At); err != nil {
+		if err := checkChain(*o.From, id, typeSet(o.Types), o.compartment(), o.Since, snap.At); err != nil {
 			return nil, err
 		}
+	}
+	sel := o.Patients
+	if o.Group != "" {
+		ids, err := groupMembers(ctx, snap.Tx(), o.Group)
+		if err != nil {
+			return nil, err
+		}
+		if o.Patients != nil && !o.Patients.All { // those of the Group's members asked for
+			ids = slices.DeleteFunc(ids, func(id string) bool { return !slices.Contains(o.Patients.IDs, id) })
+		}
+		sel = &compartment.Selection{IDs: ids}
 	}
 	types, err := selectTypes(ctx, snap.Tx(), o.Types, o.SkipMissing, func(tables []string) error {
 		return lockTables(ctx, snap.Tx(), tables, !o.Since.IsZero(), o.Wait)
@@ -167,7 +277,32 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 	}
 	e := &exporter{o: o, folder: folder, coord: snap.Tx(), outputs: map[string]*output{}, deleted: map[string]*output{},
 		errs: &output{folder: folder, file: bulkdata.Name{Kind: bulkdata.Errors, Gzip: o.Gzip}, pending: 1}}
-	tasks := plan(types, o.Parallel)
+	var tasks []task
+	if sel != nil {
+		e.filters = map[string]string{}
+		kept := types[:0]
+		for _, t := range types {
+			f, ok, err := sel.Filter(t.Type)
+			switch {
+			case err != nil:
+				return nil, err
+			case !compartment.In(t.Type):
+				continue // every type of the database, less those outside
+			case !ok:
+				f = "false" // nobody selected
+			}
+			e.filters[t.Type] = f
+			kept = append(kept, t)
+		}
+		types = kept
+	}
+	if sel != nil && !sel.All {
+		// A few patients' rows: one task per type, each one query (an index
+		// on the reference serves it whole; ranges would repeat it).
+		tasks = plan(types, 1)
+	} else {
+		tasks = plan(types, o.Parallel)
+	}
 	for _, t := range types {
 		e.estimate += max(t.Estimate, 0)
 		e.outputs[t.Type] = &output{folder: folder, file: bulkdata.Name{Type: t.Type, Split: o.SplitSize > 0, Gzip: o.Gzip}, splitSize: o.SplitSize}
@@ -283,6 +418,7 @@ type exporter struct {
 	deleted  map[string]*output
 	errs     *output // the rows that cannot be exported, as OperationOutcomes
 	estimate int64
+	filters  map[string]string // by type: the compartment's condition (Patients, Group)
 
 	mu          sync.Mutex // for the progress counters and the callback
 	rows, bytes int64
@@ -306,7 +442,7 @@ func (e *exporter) run(ctx context.Context, tx pgx.Tx, t task) error {
 	b := &batch{out: out}
 	counted := &countingWriter{w: b}
 	var lastRows, lastBytes int64
-	opts := dump.Options{Type: t.typ, FHIR: e.o.FHIR, ChangedFrom: e.o.Since, ChangedUntil: e.o.Until, Blocks: t.blocks, Bad: e.bad,
+	opts := dump.Options{Type: t.typ, FHIR: e.o.FHIR, ChangedFrom: e.o.Since, ChangedUntil: e.o.Until, Blocks: t.blocks, Bad: e.bad, Filter: e.filters[t.typ],
 		Progress: func(rows int64) {
 			e.add(rows-lastRows, counted.n-lastBytes)
 			lastRows, lastBytes = rows, counted.n
@@ -357,7 +493,7 @@ func (e *exporter) report(done bool) {
 func (e *exporter) deletions(ctx context.Context, tx pgx.Tx, t string, out *output) error {
 	b := &batch{out: out}
 	var line []byte
-	err := store.DeletedSince(ctx, tx, t, e.o.Since, e.o.Until, func(id string, txid int64, at time.Time) error {
+	err := store.DeletedSince(ctx, tx, t, e.o.Since, e.o.Until, e.filters[t], func(id string, txid int64, at time.Time) error {
 		line = bulkdata.AppendDeleted(line[:0], t, id, txid, at)
 		_, err := b.Write(line)
 		return err
@@ -420,7 +556,7 @@ func (e *exporter) manifest(snap *pg.Snapshot, id pg.Identity) *bulkdata.Manifes
 	}
 	m.Error = append(m.Error, e.errs.files...)
 	ext := bulkdata.Ext{Format: "aidbox", Snapshot: bulkdata.FormatTime(snap.At), Watermark: bulkdata.FormatTime(watermark), Version: e.o.Version,
-		Database: databaseOf(id), Types: typeSet(e.o.Types), Follows: e.o.FromPath}
+		Database: databaseOf(id), Types: typeSet(e.o.Types), Compartment: e.o.compartment(), Follows: e.o.FromPath}
 	if e.o.FHIR {
 		ext.Format = "fhir"
 	}

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"context"
 	"compress/gzip"
 	"encoding/json"
 	"errors"
@@ -11,7 +12,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,8 +19,10 @@ import (
 
 	"github.com/fhirbulk/fhirbulk/pkg/bulkclient"
 	"github.com/fhirbulk/fhirbulk/pkg/bulkdata"
+	"github.com/fhirbulk/fhirbulk/pkg/compartment"
 	"github.com/fhirbulk/fhirbulk/pkg/dump"
 	"github.com/fhirbulk/fhirbulk/pkg/export"
+	"github.com/fhirbulk/fhirbulk/pkg/pg"
 	"github.com/fhirbulk/fhirbulk/pkg/progress"
 	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
@@ -105,9 +107,6 @@ func (e *badRequest) Error() string { return e.msg }
 func invalid(format string, args ...any) *badRequest {
 	return &badRequest{http.StatusBadRequest, "invalid", fmt.Sprintf(format, args...)}
 }
-
-// fhirID is what a FHIR id may be.
-var fhirID = regexp.MustCompile(`^[A-Za-z0-9.-]{1,64}$`)
 
 // printable is a caller's text made fit for one line of a message.
 func printable(s string) string { return bulkclient.Printable(s, 80) }
@@ -265,7 +264,7 @@ func parseKickOff(params []param, level string, lenient bool) (kickoffParams, *b
 				return k, invalid("patient: only in a POST kick-off's Parameters (valueReference)")
 			}
 			id, ok := strings.CutPrefix(p.value, "Patient/")
-			if !ok || !fhirID.MatchString(id) {
+			if !ok || !compartment.ID.MatchString(id) {
 				return k, invalid("patient %q: a reference as Patient/ID", printable(p.value))
 			}
 			k.patients = append(k.patients, id)
@@ -345,12 +344,41 @@ func (s *Server) startExport(w http.ResponseWriter, r *http.Request, c Caller, l
 	if len(types) == 0 && c.SMART && !c.AllTypes {
 		types = c.Types
 	}
-	if level != "system" || len(k.elements) > 0 {
-		return &badRequest{http.StatusNotImplemented, "not-supported", "not yet"}
+	o := export.Options{DSN: s.cfg.DSN, Until: k.until, Wait: time.Minute}
+	if level != "system" {
+		for _, t := range k.types {
+			if !compartment.In(t) {
+				return invalid("_type %s: not in the Patient compartment: a %s-level export has none of it", t, map[string]string{"patient": "Patient", "group": "Group"}[level])
+			}
+		}
+		if len(types) > 0 && len(k.types) == 0 { // a scope's types: those of the compartment
+			types = slices.DeleteFunc(slices.Clone(types), func(t string) bool { return !compartment.In(t) })
+			if len(types) == 0 {
+				return &badRequest{http.StatusForbidden, "forbidden", fmt.Sprintf("the scope of %s reads no type of the Patient compartment", c.Name)}
+			}
+		}
+		switch {
+		case len(k.patients) > 0:
+			o.Patients = &compartment.Selection{IDs: k.patients}
+		case level == "patient":
+			o.Patients = &compartment.Selection{All: true}
+		}
 	}
+	if level == "group" {
+		if !compartment.ID.MatchString(group) {
+			return &badRequest{http.StatusNotFound, "not-found", fmt.Sprintf("no Group %q", printable(group))}
+		}
+		if found, err := s.groupExists(r.Context(), group); err != nil {
+			s.cfg.Log.Error("Group not looked up", "error", err.Error())
+			return &badRequest{http.StatusServiceUnavailable, "transient", "the database cannot be reached"}
+		} else if !found {
+			return &badRequest{http.StatusNotFound, "not-found", fmt.Sprintf("no Group %q", group)}
+		}
+		o.Group = group
+	}
+	o.Types = types
 	rec := record{Owner: c.owner(), Request: origin(r) + r.URL.RequestURI(), Level: level, Group: group, Patients: k.patients,
 		Types: types, Elements: k.elements, Notes: k.notes}
-	o := export.Options{DSN: s.cfg.DSN, Types: types, Until: k.until, Wait: time.Minute}
 	if !k.since.IsZero() {
 		o.Since = export.After(k.since) // _since is exclusive
 		rec.Since = bulkdata.FormatTime(k.since)
@@ -370,6 +398,21 @@ func (s *Server) startExport(w http.ResponseWriter, r *http.Request, c Caller, l
 	w.Header().Set("Content-Location", origin(r)+x.cfg.Base+"/$export-status/"+j.ID)
 	writeOutcomeSeverity(w, http.StatusAccepted, "information", "informational", "the export started; poll the Content-Location")
 	return nil
+}
+
+// groupExists reports whether Group id is there.
+func (s *Server) groupExists(ctx context.Context, id string) (bool, error) {
+	conn, err := pg.Connect(ctx, s.cfg.DSN)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(context.Background())
+	var found bool
+	err = conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, store.Table("Group")).Scan(&found)
+	if err == nil && found {
+		err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM `+store.Table("Group")+` WHERE id = $1)`, id).Scan(&found)
+	}
+	return found, err
 }
 
 // exportStatus is GET|DELETE [base]/$export-status/ID.

@@ -44,9 +44,11 @@ func DeleteRequested(ctx context.Context, tx pgx.Tx, t, requests string) (int64,
 // DeletedSince calls found, in id order, with each resource of type t
 // deleted in [since, until] (ts; a zero until: no bound) and not there
 // any more: its id and the txid and ts of its latest 'deleted' version. A
-// resource deleted and created again is not deleted. An error of found's
-// ends the walk and is returned as it is.
-func DeletedSince(ctx context.Context, tx pgx.Tx, t string, since, until time.Time, found func(id string, txid int64, at time.Time) error) error {
+// resource deleted and created again is not deleted. filter, when not "",
+// is an SQL condition on the deleted version's id and resource (trusted
+// text, as dump.Options.Filter) that the deletion must meet. An error of
+// found's ends the walk and is returned as it is.
+func DeletedSince(ctx context.Context, tx pgx.Tx, t string, since, until time.Time, filter string, found func(id string, txid int64, at time.Time) error) error {
 	var exists bool
 	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, HistoryTable(t)).Scan(&exists); err != nil || !exists {
 		return pg.Wrap(err)
@@ -54,8 +56,11 @@ func DeletedSince(ctx context.Context, tx pgx.Tx, t string, since, until time.Ti
 	if until.IsZero() {
 		until = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 	}
+	if filter == "" {
+		filter = "true"
+	}
 	rows, err := tx.Query(ctx, `SELECT DISTINCT ON (h.id) h.id, h.txid, h.ts FROM `+HistoryTable(t)+` h
-		WHERE h.status = 'deleted' AND h.ts >= $1 AND h.ts <= $2
+		WHERE h.status = 'deleted' AND h.ts >= $1 AND h.ts <= $2 AND `+filter+`
 		AND NOT EXISTS (SELECT FROM `+Table(t)+` r WHERE r.id = h.id)
 		ORDER BY h.id, h.ts DESC, h.txid DESC`, since, until)
 	if err != nil {
