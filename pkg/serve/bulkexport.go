@@ -1,8 +1,8 @@
 package serve
 
 import (
-	"context"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"

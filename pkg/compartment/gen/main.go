@@ -186,4 +186,3 @@ func generate(dir string) ([]byte, error) {
 	b.WriteString("`\n")
 	return b.Bytes(), nil
 }
-
