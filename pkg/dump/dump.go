@@ -38,6 +38,11 @@ type Options struct {
 	// caller from checked values (a compartment's, pkg/compartment),
 	// never a user's text.
 	Filter string
+	// Elements, when not nil, are the top-level elements kept of each
+	// resource (HL7's _elements; "value[x]" or "value" keeps a choice in
+	// either format); id and meta always stay, and meta gets the tag
+	// SUBSETTED. The caller adds the elements the type requires.
+	Elements []string
 	// ByID sorts the lines by id, in byte order (COLLATE "C"): the same
 	// order on every server whatever its collation, as LC_ALL=C sort.
 	ByID bool
@@ -108,7 +113,7 @@ func Dump(ctx context.Context, tx pgx.Tx, opts Options, w io.Writer) (int64, err
 	if opts.ByID {
 		query += ` ORDER BY id COLLATE "C"`
 	}
-	sp := &splicer{w: w, progress: opts.Progress, typ: opts.Type, bad: opts.Bad, enc: store.NewEncoder(opts.Type, opts.FHIR)}
+	sp := &splicer{w: w, progress: opts.Progress, typ: opts.Type, bad: opts.Bad, enc: store.NewEncoder(opts.Type, opts.FHIR), elements: opts.Elements}
 	if opts.FHIR {
 		sp.conv = fhirformat.New(fhirformat.ToFHIR)
 	}
@@ -190,6 +195,11 @@ type splicer struct {
 	conv    *fhirformat.Converter // nil for Aidbox format
 	fhirIn  []byte
 	fhirOut []byte
+
+	// _elements
+	elements []string
+	subset   []byte
+	members  []ndjson.Member
 }
 
 func (s *splicer) row(f [][]byte) error {
@@ -225,6 +235,18 @@ func (s *splicer) row(f [][]byte) error {
 			return badRow(err.Error())
 		}
 		raw = s.fhirOut
+	}
+	if s.elements != nil {
+		if s.conv == nil {
+			if s.fhirIn, err = ndjson.CompactObject(s.fhirIn[:0], raw, nil, nil); err != nil {
+				return badRow(err.Error())
+			}
+			raw = s.fhirIn
+		}
+		if s.subset, err = subset(s.subset[:0], raw, s.elements, &s.members); err != nil {
+			return badRow(err.Error())
+		}
+		raw = s.subset
 	}
 	b, err := s.enc.AppendLine(s.line[:0], store.Row{ID: f[0], Txid: txid, TS: f[2], CTS: f[3], Resource: raw})
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/fhirbulk/fhirbulk/pkg/compartment"
 	"github.com/fhirbulk/fhirbulk/pkg/dump"
 	"github.com/fhirbulk/fhirbulk/pkg/pg"
+	"github.com/fhirbulk/fhirbulk/pkg/r4types"
 	"github.com/fhirbulk/fhirbulk/pkg/sink"
 	"github.com/fhirbulk/fhirbulk/pkg/store"
 )
@@ -41,6 +42,11 @@ type Options struct {
 	// members that Patients names.
 	Patients *compartment.Selection
 	Group    string
+	// Elements, when not nil, keep only these top-level elements of each
+	// resource (HL7's _elements: "code" for every type, "Observation.code"
+	// for one), and those its type requires; id and meta stay, meta
+	// tagged SUBSETTED. A type no element names is exported whole.
+	Elements []string
 	// SkipMissing leaves out a type of Types that has no table (nothing of
 	// it to export) instead of refusing it: the server's $export, whose
 	// callers name types of FHIR, not tables.
@@ -168,6 +174,24 @@ func groupMembers(ctx context.Context, tx pgx.Tx, id string) ([]string, error) {
 	}
 	slices.Sort(ids)
 	return slices.Compact(ids), nil
+}
+
+// elementsOf are the elements of type t that Elements keeps (those
+// named for it or for every type, and those it requires); nil when none
+// is named for it: all of them.
+func elementsOf(t string, elements []string) []string {
+	var out []string
+	for _, e := range elements {
+		if typ, el, ok := strings.Cut(e, "."); !ok {
+			out = append(out, e)
+		} else if typ == t {
+			out = append(out, el)
+		}
+	}
+	if out == nil {
+		return nil
+	}
+	return append(out, r4types.Required(t)...)
 }
 
 // After is the Since that keeps the resources changed after t (not at t):
@@ -443,6 +467,7 @@ func (e *exporter) run(ctx context.Context, tx pgx.Tx, t task) error {
 	counted := &countingWriter{w: b}
 	var lastRows, lastBytes int64
 	opts := dump.Options{Type: t.typ, FHIR: e.o.FHIR, ChangedFrom: e.o.Since, ChangedUntil: e.o.Until, Blocks: t.blocks, Bad: e.bad, Filter: e.filters[t.typ],
+		Elements: elementsOf(t.typ, e.o.Elements),
 		Progress: func(rows int64) {
 			e.add(rows-lastRows, counted.n-lastBytes)
 			lastRows, lastBytes = rows, counted.n

@@ -38,3 +38,8 @@ func Is(name string) bool {
 	s, ok := Spelling(name)
 	return ok && s == name
 }
+
+// Required are the top-level elements R4 requires of type name (min 1 or
+// more; a choice as value[x]), in definition order; nil for none or an
+// unknown type.
+func Required(name string) []string { return required[name] }

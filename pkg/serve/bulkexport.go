@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -110,6 +111,10 @@ func invalid(format string, args ...any) *badRequest {
 
 // printable is a caller's text made fit for one line of a message.
 func printable(s string) string { return bulkclient.Printable(s, 80) }
+
+// elementName is what an _elements entry may be: a top-level element,
+// of every type or of one.
+var elementName = regexp.MustCompile(`^([A-Z][A-Za-z0-9]*\.)?[a-z][A-Za-z0-9]*(\[x\])?$`)
 
 // outputFormats are the _outputFormat values of ndjson (the IG's three).
 var outputFormats = []string{"application/fhir+ndjson", "application/ndjson", "ndjson"}
@@ -251,8 +256,8 @@ func parseKickOff(params []param, level string, lenient bool) (kickoffParams, *b
 		case "_elements":
 			for _, e := range strings.Split(p.value, ",") {
 				e = strings.TrimSpace(e)
-				if e == "" {
-					return k, invalid("_elements %q: an empty element", printable(p.value))
+				if !elementName.MatchString(e) {
+					return k, invalid("_elements %q: not an element (as code, or Observation.code)", printable(e))
 				}
 				k.elements = append(k.elements, e)
 			}
@@ -344,7 +349,7 @@ func (s *Server) startExport(w http.ResponseWriter, r *http.Request, c Caller, l
 	if len(types) == 0 && c.SMART && !c.AllTypes {
 		types = c.Types
 	}
-	o := export.Options{DSN: s.cfg.DSN, Until: k.until, Wait: time.Minute}
+	o := export.Options{DSN: s.cfg.DSN, Until: k.until, Wait: time.Minute, Elements: k.elements}
 	if level != "system" {
 		for _, t := range k.types {
 			if !compartment.In(t) {

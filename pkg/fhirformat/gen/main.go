@@ -5,7 +5,7 @@
 // With -names it writes pkg/r4types/names.go instead, the names of the
 // concrete resource types, from the same definitions (`go generate
 // ./pkg/r4types`): a leaf package that the storage layer and the converter
-// both use.
+// both use; with them each type's required (min 1) top-level elements.
 //
 // The table has one line per element that conversion cares about, tab
 // separated: CONTEXT, KEY, KIND, ARG. A context is a type (Observation,
@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"go/format"
 	"io"
 	"os"
 	"sort"
@@ -68,6 +69,7 @@ type structureDefinition struct {
 			ID               string `json:"id"`
 			Path             string `json:"path"`
 			ContentReference string `json:"contentReference"`
+			Min              int    `json:"min"`
 			Type             []struct {
 				Code string `json:"code"`
 			} `json:"type"`
@@ -125,7 +127,33 @@ func GenerateNames(r io.Reader) ([]byte, error) {
 		fmt.Fprintf(&b, "\t%q,\n", r)
 	}
 	b.WriteString("}\n")
-	return b.Bytes(), nil
+	b.WriteString("\n// required are, by type, its elements of min 1 or more (a choice as value[x]).\n")
+	b.WriteString("var required = map[string][]string{\n")
+	for _, sd := range sds {
+		if sd.Kind != "resource" || sd.Abstract {
+			continue
+		}
+		var req []string
+		for _, e := range sd.Snapshot.Element {
+			rest, ok := strings.CutPrefix(e.Path, sd.Type+".")
+			if ok && !strings.Contains(rest, ".") && e.Min > 0 {
+				req = append(req, rest)
+			}
+		}
+		if len(req) > 0 {
+			fmt.Fprintf(&b, "\t%q: {%s},\n", sd.Type, quoteAll(req))
+		}
+	}
+	b.WriteString("}\n")
+	return format.Source(b.Bytes())
+}
+
+func quoteAll(list []string) string {
+	q := make([]string, len(list))
+	for i, s := range list {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return strings.Join(q, ", ")
 }
 
 // Generate reads gzip ndjson StructureDefinitions and returns table.go.

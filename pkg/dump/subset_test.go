@@ -1,0 +1,41 @@
+package dump
+
+import (
+	"testing"
+
+	"github.com/fhirbulk/fhirbulk/pkg/ndjson"
+)
+
+func TestSubset(t *testing.T) {
+	const tag = `{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue","code":"SUBSETTED"}`
+	for _, c := range []struct {
+		in       string
+		elements []string
+		want     string
+	}{
+		{`{"status":"final","code":{"text":"x"},"subject":{"reference":"Patient/1"},"valueQuantity":{"value":1}}`, []string{"status", "code"},
+			`{"status":"final","code":{"text":"x"},"meta":{"tag":[` + tag + `]}}`},
+		{`{"status":"final","valueQuantity":{"value":1},"valueSet":1}`, []string{"value[x]"},
+			`{"valueQuantity":{"value":1},"valueSet":1,"meta":{"tag":[` + tag + `]}}`},
+		{`{"status":"final","value":{"Quantity":{"value":1}}}`, []string{"value"},
+			`{"value":{"Quantity":{"value":1}},"meta":{"tag":[` + tag + `]}}`},
+		{`{"meta":{"profile":["p"]},"status":"final"}`, []string{"status"},
+			`{"status":"final","meta":{"profile":["p"],"tag":[` + tag + `]}}`},
+		{`{"meta":{"tag":[{"code":"a"}]},"b":1}`, []string{"x"},
+			`{"meta":{"tag":[{"code":"a"},` + tag + `]}}`},
+		{`{"meta":{"tag":[]}}`, []string{"x"},
+			`{"meta":{"tag":[` + tag + `]}}`},
+		{`{"id":"1","resourceType":"Patient","name":[]}`, []string{"gender"},
+			`{"id":"1","resourceType":"Patient","meta":{"tag":[` + tag + `]}}`},
+	} {
+		var ms []ndjson.Member
+		got, err := subset(nil, []byte(c.in), c.elements, &ms)
+		if err != nil || string(got) != c.want {
+			t.Errorf("subset(%s, %q)\n got %s %v\nwant %s", c.in, c.elements, got, err, c.want)
+		}
+	}
+	var ms []ndjson.Member
+	if _, err := subset(nil, []byte(`[1]`), []string{"a"}, &ms); err == nil {
+		t.Error("an array subset")
+	}
+}
