@@ -92,7 +92,7 @@ get --shutdown-timeout to finish, then are cancelled.`,
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, let running requests finish for `DURATION`, then cancel them")
 	fl.DurationVar(&f.stmtTimeout, "statement-timeout", 5*time.Minute, "stop a $dump-sql query after `DURATION` (statement_timeout)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "access log `FORMAT`: text or json")
-	fl.StringVar(&f.smartClients, "smart-clients", "", "SMART Backend Services clients `FILE`: a JSON array of {clientId, jwks, scope}; serves /auth/token and .well-known/smart-configuration")
+	fl.StringVar(&f.smartClients, "smart-clients", "", "SMART Backend Services clients `FILE`: a JSON array of {clientId, jwks or jwksUrl, scope}; serves /auth/token and .well-known/smart-configuration")
 	fl.StringVar(&f.fhirBase, "fhir-base", "/fhir", "serve HL7 Bulk Data $export under this `PATH` ([PATH]/$export, [PATH]/Patient/$export, [PATH]/Group/ID/$export)")
 	fl.StringVar(&f.exportDir, "export-dir", "", "keep $export jobs' files in `DIR`, the server's own (default: exports in --state-dir)")
 	mustComplete(c, "export-dir", completeDirs)

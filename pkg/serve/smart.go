@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -43,7 +45,7 @@ type issued struct {
 }
 
 // LoadClients reads a --smart-clients file: a JSON array of
-// {"clientId", "jwks": {"keys": [...]}, "scope"}.
+// {"clientId", "jwks": {"keys": [...]} or "jwksUrl": "https://...", "scope"}.
 func LoadClients(path string) (*SMART, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -71,14 +73,22 @@ func LoadClients(path string) (*SMART, error) {
 		switch {
 		case c.ClientID == "":
 			return nil, fmt.Errorf("%s: client %d has no clientId", path, i)
+		case c.JWKSURL != "" && c.JWKS != nil:
+			return nil, fmt.Errorf("%s: client %q: give jwks or jwksUrl, not both", path, c.ClientID)
 		case c.JWKSURL != "":
-			return nil, fmt.Errorf("%s: client %q: jwksUrl is not supported yet: give its JWKS inline (jwks)", path, c.ClientID)
+			if err := checkJWKSURL(c.JWKSURL); err != nil {
+				return nil, fmt.Errorf("%s: client %q: jwksUrl %s", path, c.ClientID, err)
+			}
 		case c.JWKS == nil || len(c.JWKS.Keys) == 0:
-			return nil, fmt.Errorf("%s: client %q has no jwks keys", path, c.ClientID)
+			return nil, fmt.Errorf("%s: client %q has no jwks keys (or a jwksUrl)", path, c.ClientID)
 		case c.Scope == "":
 			return nil, fmt.Errorf("%s: client %q has no scope (as system/*.read)", path, c.ClientID)
 		}
-		for _, k := range c.JWKS.Keys {
+		var keys []jose.JSONWebKey
+		if c.JWKS != nil {
+			keys = c.JWKS.Keys
+		}
+		for _, k := range keys {
 			if !k.IsPublic() {
 				return nil, fmt.Errorf("%s: client %q: its jwks holds a private key: register the public key only", path, c.ClientID)
 			}
@@ -86,13 +96,37 @@ func LoadClients(path string) (*SMART, error) {
 		if _, dup := s.clients[c.ClientID]; dup {
 			return nil, fmt.Errorf("%s: client %q is there twice", path, c.ClientID)
 		}
-		s.clients[c.ClientID] = smart.Client{ID: c.ClientID, JWKS: *c.JWKS, Scope: c.Scope}
+		sc := smart.Client{ID: c.ClientID, JWKSURL: c.JWKSURL, Scope: c.Scope}
+		if c.JWKS != nil {
+			sc.JWKS = *c.JWKS
+		}
+		s.clients[c.ClientID] = sc
 	}
 	if len(s.clients) == 0 {
 		return nil, fmt.Errorf("%s: no clients", path)
 	}
 	s.verifier = &smart.Verifier{Clients: s.clients}
 	return s, nil
+}
+
+// checkJWKSURL refuses a jwksUrl the server should not fetch: https only,
+// but for this machine (http://127.0.0.1, localhost: a key service beside
+// the server); no user info.
+func checkJWKSURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q: not an absolute URL", printable(raw))
+	}
+	if u.User != nil {
+		return fmt.Errorf("%q: no user info in it", printable(u.Redacted()))
+	}
+	host := u.Hostname()
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || ip != nil && ip.IsLoopback()
+	if u.Scheme != "https" && !(u.Scheme == "http" && loopback) {
+		return fmt.Errorf("%q: https only (http only on this machine)", printable(raw))
+	}
+	return nil
 }
 
 // tokenURL is the token endpoint's URL as the client reached it: what its
@@ -150,7 +184,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		oauth(http.StatusBadRequest, "invalid_request", "no client_assertion")
 		return
 	}
-	c, err := s.cfg.SMART.verifier.Verify(f.Get("client_assertion"), tokenURL(r))
+	c, err := s.cfg.SMART.verifier.Verify(r.Context(), f.Get("client_assertion"), tokenURL(r))
 	var oe *smart.OAuthError
 	if errors.As(err, &oe) {
 		setCaller(r, "-")

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -128,7 +129,10 @@ func TestLoadClientsRefusals(t *testing.T) {
 		want string
 	}{
 		"private key":  {[]map[string]any{{"clientId": "a", "scope": "system/*.read", "jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{priv}}}}, "holds a private key"},
-		"jwksUrl":      {[]map[string]any{{"clientId": "a", "scope": "system/*.read", "jwksUrl": "https://x/jwks"}}, "jwksUrl is not supported yet"},
+		"jwksUrl http": {[]map[string]any{{"clientId": "a", "scope": "system/*.read", "jwksUrl": "http://keys.example/jwks"}}, "https only (http only on this machine)"},
+		"jwksUrl user": {[]map[string]any{{"clientId": "a", "scope": "system/*.read", "jwksUrl": "https://u:secret@keys.example/jwks"}}, "no user info"},
+		"jwksUrl rel":  {[]map[string]any{{"clientId": "a", "scope": "system/*.read", "jwksUrl": "/jwks"}}, "not an absolute URL"},
+		"jwks and url": {[]map[string]any{{"clientId": "a", "scope": "system/*.read", "jwksUrl": "https://k/jwks", "jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}}}}, "not both"},
 		"no scope":     {[]map[string]any{{"clientId": "a", "jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}}}}, "has no scope"},
 		"no id":        {[]map[string]any{{"scope": "s", "jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}}}}, "has no clientId"},
 		"twice":        {[]map[string]any{{"clientId": "a", "scope": "s", "jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}}}, {"clientId": "a", "scope": "s", "jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}}}}, "is there twice"},
@@ -198,5 +202,79 @@ func TestExportTokenExpires(t *testing.T) {
 	x.mu.Unlock()
 	if n != 0 {
 		t.Errorf("%d jobs started", n)
+	}
+}
+
+// A client registered by jwksUrl: its JWKS is fetched when a token is
+// asked, kept, and fetched again for a kid it lacks (a rotated key), but
+// not more than every smart.JWKSRefetch for forged kids; an unreachable or
+// broken JWKS refuses the client.
+func TestTokenJWKSURL(t *testing.T) {
+	dir := t.TempDir()
+	k1, _ := rsa.GenerateKey(rand.Reader, 2048)
+	k2, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	key1, key2 := writePEM(t, dir, "k1", k1), writePEM(t, dir, "k2", k2)
+	var mu sync.Mutex
+	published := []jose.JSONWebKey{key1.Public()}
+	broken := false
+	keys := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if broken {
+			w.Write([]byte("<html>"))
+			return
+		}
+		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: published})
+	}))
+	defer keys.Close()
+	data, _ := json.Marshal([]map[string]any{{"clientId": "app", "scope": "system/*.read", "jwksUrl": keys.URL + "/jwks"}})
+	os.WriteFile(filepath.Join(dir, "clients.json"), data, 0o600)
+	m, err := LoadClients(filepath.Join(dir, "clients.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	m.verifier.Now = func() time.Time { return now }
+	srv := httptest.NewServer(New(Config{DSN: "postgres://unused", SMART: m}).Handler())
+	defer srv.Close()
+	token := func(k *smart.Key) error {
+		ts := &smart.TokenSource{Client: srv.Client(), TokenURL: srv.URL + "/auth/token", ClientID: "app", Key: k}
+		_, err := ts.Token(context.Background())
+		return err
+	}
+	if err := token(key1); err != nil || m.verifier.Fetches() != 1 {
+		t.Fatalf("key 1: %v, %d fetches", err, m.verifier.Fetches())
+	}
+	if err := token(key1); err != nil || m.verifier.Fetches() != 1 {
+		t.Fatalf("key 1 again: %v, %d fetches (kept)", err, m.verifier.Fetches())
+	}
+	// Key 2 within JWKSRefetch of the fetch: refused without a fetch (a
+	// forged kid costs nothing); later, fetched again, still refused (not
+	// published yet); asked again at once, no new fetch.
+	if err := token(key2); err == nil || m.verifier.Fetches() != 1 {
+		t.Fatalf("key 2 at once: %v, %d fetches", err, m.verifier.Fetches())
+	}
+	now = now.Add(smart.JWKSRefetch + time.Second)
+	if err := token(key2); err == nil || m.verifier.Fetches() != 2 {
+		t.Fatalf("key 2 unpublished: %v, %d fetches", err, m.verifier.Fetches())
+	}
+	if err := token(key2); err == nil || m.verifier.Fetches() != 2 {
+		t.Fatalf("key 2 again at once: %v, %d fetches (not refetched)", err, m.verifier.Fetches())
+	}
+	// Published (rotated), and later than smart.JWKSRefetch: fetched, taken.
+	mu.Lock()
+	published = []jose.JSONWebKey{key2.Public()}
+	mu.Unlock()
+	now = now.Add(smart.JWKSRefetch + time.Second)
+	if err := token(key2); err != nil || m.verifier.Fetches() != 3 {
+		t.Fatalf("key 2 published: %v, %d fetches", err, m.verifier.Fetches())
+	}
+	// After smart.JWKSLifetime a broken JWKS: refused, saying so.
+	mu.Lock()
+	broken = true
+	mu.Unlock()
+	now = now.Add(smart.JWKSLifetime + time.Second)
+	if err := token(key2); err == nil || !strings.Contains(err.Error(), "jwksUrl of client app could not be read: not a JWKS") {
+		t.Fatalf("broken JWKS: %v", err)
 	}
 }

@@ -1,9 +1,14 @@
 package smart
 
 import (
+	"context"
 	"crypto"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -20,9 +25,13 @@ import (
 // Client is a registered client: its id, the public keys it signs with,
 // and the scopes it may be given.
 type Client struct {
-	ID    string
-	JWKS  jose.JSONWebKeySet
-	Scope string // space-separated, e.g. "system/*.read"
+	ID   string
+	JWKS jose.JSONWebKeySet
+	// JWKSURL, when not "", is where the client publishes its JWKS
+	// instead (SMART's jwks_url): fetched when needed, kept for JWKSLifetime,
+	// fetched again for a kid it does not hold (a key rotated).
+	JWKSURL string
+	Scope   string // space-separated, e.g. "system/*.read"
 }
 
 // OAuthError is a refusal of the token endpoint, as OAuth2 words it:
@@ -41,10 +50,31 @@ const clockSkew = 10 * time.Second
 type Verifier struct {
 	Clients map[string]Client // by id
 	Now     func() time.Time  // nil: time.Now
+	// HTTP fetches the clients' jwksUrl; nil: a client with a 10 s
+	// timeout.
+	HTTP *http.Client
 
 	mu   sync.Mutex
 	seen map[string]time.Time // jti (per client) → until when it is remembered
+
+	fetchMu sync.Mutex // one JWKS fetch at a time
+	jwks    map[string]fetchedJWKS
+	fetches int
 }
+
+type fetchedJWKS struct {
+	keys jose.JSONWebKeySet
+	at   time.Time
+}
+
+// JWKSLifetime is how long a fetched JWKS is used; JWKSRefetch how soon a
+// kid it lacks may have it fetched again (so that forged kids cannot make
+// the server fetch on each request).
+const (
+	JWKSLifetime = 5 * time.Minute
+	JWKSRefetch  = 10 * time.Second
+	maxJWKS      = 256 << 10
+)
 
 func (v *Verifier) now() time.Time {
 	if v.Now != nil {
@@ -60,7 +90,7 @@ func (v *Verifier) now() time.Time {
 // no more than 5 minutes ahead, a jti not seen before within its lifetime.
 // It returns the client, or an *OAuthError of code invalid_client saying
 // what failed (never the assertion itself).
-func (v *Verifier) Verify(assertion, tokenURL string) (Client, error) {
+func (v *Verifier) Verify(ctx context.Context, assertion, tokenURL string) (Client, error) {
 	refuse := func(format string, args ...any) (Client, error) {
 		return Client{}, &OAuthError{Code: "invalid_client", Description: fmt.Sprintf(format, args...)}
 	}
@@ -83,7 +113,14 @@ func (v *Verifier) Verify(assertion, tokenURL string) (Client, error) {
 	if kid == "" {
 		return refuse("the client assertion's header has no kid")
 	}
-	key, ok := findKey(c.JWKS, kid)
+	jwks := c.JWKS
+	if c.JWKSURL != "" {
+		var err error
+		if jwks, err = v.fetched(ctx, c.JWKSURL, kid); err != nil {
+			return refuse("the JWKS at the jwksUrl of client %s could not be read: %v", c.ID, err)
+		}
+	}
+	key, ok := findKey(jwks, kid)
 	if !ok {
 		return refuse("kid %q is not a key of client %s", printable(kid), c.ID)
 	}
@@ -122,6 +159,70 @@ func (v *Verifier) Verify(assertion, tokenURL string) (Client, error) {
 	}
 	v.seen[id] = claims.Expiry.Time().Add(clockSkew)
 	return c, nil
+}
+
+// fetched is the JWKS at url: the one fetched within JWKSLifetime, unless it
+// lacks kid and was fetched over JWKSRefetch ago.
+func (v *Verifier) fetched(ctx context.Context, url, kid string) (jose.JSONWebKeySet, error) {
+	v.fetchMu.Lock()
+	defer v.fetchMu.Unlock()
+	now := v.now()
+	if f, ok := v.jwks[url]; ok && now.Sub(f.at) < JWKSLifetime {
+		if _, has := findKey(f.keys, kid); has || now.Sub(f.at) < JWKSRefetch {
+			return f.keys, nil
+		}
+	}
+	keys, err := v.fetch(ctx, url)
+	if err != nil {
+		return jose.JSONWebKeySet{}, err
+	}
+	if v.jwks == nil {
+		v.jwks = map[string]fetchedJWKS{}
+	}
+	v.jwks[url] = fetchedJWKS{keys: keys, at: now}
+	v.fetches++
+	return keys, nil
+}
+
+// Fetches is how many times a JWKS was fetched (for tests).
+func (v *Verifier) Fetches() int {
+	v.fetchMu.Lock()
+	defer v.fetchMu.Unlock()
+	return v.fetches
+}
+
+func (v *Verifier) fetch(ctx context.Context, url string) (jose.JSONWebKeySet, error) {
+	client := v.HTTP
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return jose.JSONWebKeySet{}, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return jose.JSONWebKeySet{}, errors.New("the request failed")
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return jose.JSONWebKeySet{}, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKS+1))
+	if err != nil {
+		return jose.JSONWebKeySet{}, errors.New("the body could not be read")
+	}
+	if len(data) > maxJWKS {
+		return jose.JSONWebKeySet{}, fmt.Errorf("over %d KiB", maxJWKS>>10)
+	}
+	var keys jose.JSONWebKeySet
+	if err := json.Unmarshal(data, &keys); err != nil || len(keys.Keys) == 0 {
+		return jose.JSONWebKeySet{}, errors.New("not a JWKS with keys")
+	}
+	return keys, nil
 }
 
 // findKey is the public key of jwks that kid names: by its kid, or by its

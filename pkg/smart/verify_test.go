@@ -1,6 +1,7 @@
 package smart
 
 import (
+	"context"
 	"crypto"
 	"encoding/base64"
 	"errors"
@@ -40,10 +41,10 @@ func TestVerify(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c, err := v.Verify(a, url); err != nil || c.ID != "app" {
+		if c, err := v.Verify(context.Background(), a, url); err != nil || c.ID != "app" {
 			t.Errorf("%s: %v", name, err)
 		}
-		if _, err := v.Verify(a, url); err == nil || !strings.Contains(err.Error(), "jti replayed") {
+		if _, err := v.Verify(context.Background(), a, url); err == nil || !strings.Contains(err.Error(), "jti replayed") {
 			t.Errorf("%s replayed: %v", name, err)
 		}
 	}
@@ -83,7 +84,7 @@ func TestVerify(t *testing.T) {
 		"unsigned": {"eyJhbGciOiJub25lIn0.eyJpc3MiOiJhcHAifQ.", "not a JWT signed RS384 or ES384"},
 	}
 	for name, tc := range cases {
-		_, err := v.Verify(tc.assertion, url)
+		_, err := v.Verify(context.Background(), tc.assertion, url)
 		var oe *OAuthError
 		if !errors.As(err, &oe) || oe.Code != "invalid_client" || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", name, err, tc.want)
@@ -95,18 +96,18 @@ func TestVerify(t *testing.T) {
 	// An HS256 assertion keyed with the public key's bytes is no RS384.
 	hs, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte("0123456789abcdef0123456789abcdef")}, (&jose.SignerOptions{}).WithHeader("kid", "r1"))
 	a, _ := jwt.Signed(hs).Claims(good()).Serialize()
-	if _, err := v.Verify(a, url); err == nil {
+	if _, err := v.Verify(context.Background(), a, url); err == nil {
 		t.Error("HS256 taken")
 	}
 	// A jti is forgotten once its assertion could not be used any more.
 	c := good()
 	c.ID = "once"
 	a = sign(rsa, c)
-	if _, err := v.Verify(a, url); err != nil {
+	if _, err := v.Verify(context.Background(), a, url); err != nil {
 		t.Fatal(err)
 	}
 	now = now.Add(6 * time.Minute)
-	v.Verify(sign(rsa, good()), url)
+	v.Verify(context.Background(), sign(rsa, good()), url)
 	v.mu.Lock()
 	_, kept := v.seen["app\x00once"]
 	v.mu.Unlock()
@@ -126,7 +127,7 @@ func TestVerifyConcurrentReplay(t *testing.T) {
 	ok := 0
 	for range 20 {
 		wg.Go(func() {
-			if _, err := v.Verify(a, "u"); err == nil {
+			if _, err := v.Verify(context.Background(), a, "u"); err == nil {
 				mu.Lock()
 				ok++
 				mu.Unlock()
