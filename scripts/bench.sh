@@ -42,10 +42,16 @@
 #   serve   fhirbulk serve: curl of GET /Observation/$dump (1M rows) vs fhirbulk dump to a file;
 #           8 concurrent curls of it (the server's peak RSS); POST /Observation/$load of the
 #           file (served by scripts/bulkbench) vs fhirbulk load of it
+#   $export fhirbulk serve's HL7 $export: a system-level export of the 1M Observations
+#           (their subjects made Patient/ID references) and their 60 Patients, kick-off to
+#           last byte fetched with curl, vs fhirbulk export --fhir --parallel 2 to a folder;
+#           a Group-level export of 10% of the patients, without and with an index on
+#           (resource #>> '{subject,id}'), vs the system-level one (and the query plans)
 #   export  export --parallel 2 of what import stored, vs psql \copy (binary, to /dev/null) of
 #           every table one after another; --parallel 1 vs dump of every type one after
 #           another; --gzip vs plain; dump --parallel 2 Observation vs one psql \copy
 # Usage: scripts/bench.sh [RUNS]   (each measurement runs RUNS times, default 3, interleaved; medians shown)
+#        FHIRBULK_BENCH_ONLY='$export' scripts/bench.sh [RUNS]   (that section alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/pg.sh
@@ -100,6 +106,90 @@ copyopts="with (format csv, quote e'\\x01', delimiter e'\\x02')"
 final="$dir/observations-final.csv"
 fresh() { q -c 'TRUNCATE observation' -c 'CHECKPOINT'; }
 settle() { q -c 'VACUUM observation' -c 'CHECKPOINT'; } # dead versions of the last update reused, not grown
+
+# hl7_fetch KICKOFF OUTDIR: an HL7 Bulk Data client in curl: kick-off,
+# polls as Retry-After says, every file of the manifest, then DELETE.
+hl7_fetch() {
+  local loc code out=$2
+  rm -rf "$out" && mkdir -p "$out"
+  loc=$(curl -sS --fail -D - -o /dev/null -H 'Prefer: respond-async' -H 'Accept: application/fhir+json' "$1" | sed -n 's/^Content-Location: //Ip' | tr -d '\r')
+  [ -n "$loc" ] || return 1
+  while :; do
+    code=$(curl -sS -o "$out/manifest.json" -D "$out/headers" -w '%{http_code}' "$loc")
+    [ "$code" = 200 ] && break
+    [ "$code" = 202 ] || return 1
+    sleep "$(sed -n 's/^Retry-After: //Ip' "$out/headers" | tr -d '\r')"
+  done
+  grep -o '"url": "[^"]*"' "$out/manifest.json" | sed 's/^"url": "//; s/"$//' | while read -r u; do
+    curl -sS --fail -o "$out/${u##*/}" "$u" || return 1
+  done
+  curl -sS --fail -X DELETE -o /dev/null "$loc"
+}
+
+bench_hl7_export() {
+  say "\$export: serve's HL7 \$export (system and Group level) vs export to a folder"
+  local pobs="$dir/observations-patients.ndjson" out="$dir/hl7" log="$dir/serve-hl7.log" url pid
+  # The Observations' subjects are urn:uuid: references (a transaction
+  # Bundle's); made Patient/ID, as a server stores them, so that they are in
+  # their patients' compartments.
+  [ -s "$pobs" ] || sed 's/"subject":{"reference":"urn:uuid:/"subject":{"reference":"Patient\//' "$obs" > "$pobs"
+  fresh_db
+  "$bin" --db "$db" -q load --fhir --no-format-check --type Observation "$pobs" > /dev/null
+  "$bin" --db "$db" -q load --fhir --type Patient "$shared/data/synthea-hiv/Patient.ndjson.gz" > /dev/null
+  # A Group of 10% of the patients (6 of 60), chosen by the md5 of their ids.
+  q -c "CREATE TABLE IF NOT EXISTS \"group\" (LIKE patient INCLUDING ALL)" \
+    -c "INSERT INTO \"group\" (id, txid, status, resource_type, resource) SELECT 'tenth', nextval('transaction_id_seq'), 'created', 'Group',
+          jsonb_build_object('type', 'person', 'actual', true, 'member', jsonb_agg(jsonb_build_object('entity', jsonb_build_object('resourceType', 'Patient', 'id', id))))
+        FROM (SELECT id FROM patient ORDER BY md5(id) LIMIT (SELECT count(*) / 10 FROM patient)) p"
+  q -c 'VACUUM ANALYZE' -c 'CHECKPOINT'
+  hl7_rows=$(q -At -c "select count(*) from observation o where o.resource #>> '{subject,id}' in (select m->'entity'->>'id' from \"group\" g, jsonb_array_elements(g.resource->'member') m)")
+  "$bin" --db "$db" serve --listen 127.0.0.1:0 --state-dir "$dir/state" --export-dir "$dir/hl7-jobs" --export-parallel 2 2> "$log" &
+  pid=$!
+  on_exit "kill $pid 2>/dev/null"
+  for _ in $(seq 50); do grep -q 'listening on' "$log" 2>/dev/null && break; sleep 0.1; done
+  url=$(sed -n 's/.*listening on \(http:[^,]*\),.*/\1/p' "$log")
+  [ -n "$url" ] || die "fhirbulk serve did not start"
+  mkdir -p "$out"
+  for _ in $(seq "$runs"); do
+    measure "export --fhir --parallel 2 to a folder" "$bin" --db "$db" -q export --fhir --parallel 2 --force "$out/folder"
+    measure "system-level \$export over HTTP (curl)" bash -c "$(declare -f hl7_fetch); hl7_fetch '$url/fhir/\$export' '$out/http'"
+    measure "Group-level \$export of 10% of the patients" bash -c "$(declare -f hl7_fetch); hl7_fetch '$url/fhir/Group/tenth/\$export' '$out/group'"
+  done
+  cmp -s <(sort "$out/folder/Observation.ndjson") <(sort "$out/http/Observation.ndjson") || die "the served Observations differ from export's"
+  hl7_plan=$(q -At -c "EXPLAIN SELECT id, txid, ts, cts, resource FROM observation WHERE (resource #>> '{subject,id}' = ANY(ARRAY(SELECT m->'entity'->>'id' FROM \"group\" g, jsonb_array_elements(g.resource->'member') m)) AND resource #>> '{subject,resourceType}' = 'Patient')" | head -n 3)
+  q -c "CREATE INDEX observation_subject_id ON observation ((resource #>> '{subject,id}'))" -c 'ANALYZE observation'
+  for _ in $(seq "$runs"); do
+    measure "Group-level \$export, with an index on the subject" bash -c "$(declare -f hl7_fetch); hl7_fetch '$url/fhir/Group/tenth/\$export' '$out/group'"
+  done
+  hl7_plan_indexed=$(q -At -c "EXPLAIN SELECT id, txid, ts, cts, resource FROM observation WHERE (resource #>> '{subject,id}' = ANY(ARRAY['a','b']) AND resource #>> '{subject,resourceType}' = 'Patient')" | head -n 3)
+  hl7_rss=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$pid/status")
+  kill "$pid" 2>/dev/null || true
+  rm -rf "$out" "$dir/hl7-jobs"
+}
+
+hl7_summary() {
+  row 'export --fhir --parallel 2 to a folder' 'export --fhir --parallel 2 to a folder'
+  row 'system-level $export over HTTP (serve)' "system-level \$export over HTTP (curl)" 'export --fhir --parallel 2 to a folder'
+  row 'Group-level $export, 10% of patients' "Group-level \$export of 10% of the patients" "system-level \$export over HTTP (curl)"
+  row '... with an index on the subject' "Group-level \$export, with an index on the subject" "system-level \$export over HTTP (curl)"
+  printf 'the Group holds %s of the %s Observations (%s%%); fhirbulk serve peak RSS %s MiB\n' "$hl7_rows" "$rows" "$(( hl7_rows * 100 / rows ))" "$(( hl7_rss / 1024 ))"
+  printf 'plan without the index:\n%s\nplan with it:\n%s\n' "$hl7_plan" "$hl7_plan_indexed"
+}
+
+if [ "${FHIRBULK_BENCH_ONLY:-}" = '$export' ]; then
+  fresh_db() { psql_admin -c "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)" -c "CREATE DATABASE $bench_db"; }
+  row() { # label name baseline
+    local w b
+    w=$(median "${wall[$2]}")
+    if [ -n "${3:-}" ]; then b=$(median "${wall[$3]}"); ratio=$(awk -v a="$w" -v b="$b" 'BEGIN {printf "%.2fx", a / b}'); else ratio=""; fi
+    printf '%-46s %9s %12s %8s\n' "$1" "$w" "$(( $(maxof "${rss[$2]}") / 1024 ))" "$ratio"
+  }
+  bench_hl7_export
+  printf '\n%s Observations (%s MB ndjson); PostgreSQL %s; %s cores\n' "$rows" "$mb" "$(q -At -c 'show server_version')" "$(nproc)"
+  printf '%-46s %9s %12s %8s\n' "what" "wall s" "peak RSS MiB" "ratio"
+  hl7_summary
+  exit 0
+fi
 
 say "load: $rows Observations, $mb MB; $runs rounds"
 # The first load makes the table (and the baseline's file, once).
@@ -316,6 +406,8 @@ done
 kill "$servepid" "$bulkpid" 2>/dev/null || true
 rm -f "$dir/served.ndjson" "$dir/served-http.ndjson"
 
+bench_hl7_export
+
 say "--max-errors 1000 on $rows lines with 1,000 bad ones spread through them, vs the clean file"
 dirty="$dir/observations-dirty.ndjson"
 [ -s "$dirty" ] || awk '(NR % 1011) == 0 { print "{\"resourceType\":\"Observation\",\"bad\":" NR "}"; next } { print }' "$obs" > "$dirty"
@@ -397,6 +489,7 @@ row 'load of the clean 1M-line file' 'load of the clean file'
 row 'load --max-errors 1000, 1,000 bad lines' 'load --max-errors 1000 of the dirty file' 'load of the clean file'
 row 'the same 20k lines as one file' 'load of the same lines as one file'
 row 'the same 20k lines as 20k sources' 'load of 20,000 one-line sources' 'load of the same lines as one file'
+hl7_summary
 printf "fhirbulk serve's peak RSS after 8 concurrent dumps of the 1M Observations: %s MiB\n" "$(( serve_rss / 1024 ))"
 printf 'the system catalogs grew by %s KiB during the load of 20,000 sources\n' "$cat_growth"
 printf 'convert --to aidbox: %s; convert --to fhir: %s\n' "$(rate 'convert --to aidbox' "$mb")" "$(rate 'convert --to fhir' "$amb")"

@@ -441,9 +441,14 @@ func (s *Server) exportStatus(w http.ResponseWriter, r *http.Request, c Caller) 
 	switch rec.Status {
 	case jobRunning:
 		w.Header().Set("X-Progress", progressText(j.rows.Load(), j.estimate.Load()))
+		// Polls cost a read of memory: often while a job is young (a client
+		// that waits longer than the job is the cost), less after.
 		retry := 1
-		if time.Since(rec.Created) > 30*time.Second {
+		switch age := time.Since(rec.Created); {
+		case age > 10*time.Minute:
 			retry = 5
+		case age > 2*time.Minute:
+			retry = 2
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(retry))
 		w.Header().Set("Cache-Control", "no-store")
