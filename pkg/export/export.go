@@ -328,7 +328,9 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 		tasks = plan(types, o.Parallel)
 	}
 	for _, t := range types {
-		e.estimate += max(t.Estimate, 0)
+		if sel == nil { // a compartment's rows are not the table's: no estimate
+			e.estimate += max(t.Estimate, 0)
+		}
 		e.outputs[t.Type] = &output{folder: folder, file: bulkdata.Name{Type: t.Type, Split: o.SplitSize > 0, Gzip: o.Gzip}, splitSize: o.SplitSize}
 		if !o.Since.IsZero() {
 			e.deleted[t.Type] = &output{folder: folder, file: bulkdata.Name{Kind: bulkdata.Deleted, Type: t.Type, Gzip: o.Gzip}, pending: 1}

@@ -438,6 +438,17 @@ func (s *Server) exportStatus(w http.ResponseWriter, r *http.Request, c Caller) 
 		return
 	}
 	rec, m := x.snapshot(j)
+	if rec.Status == jobRunning && nearlyDone(j.rows.Load(), j.estimate.Load()) {
+		// A poll near the end waits for it (a while): the client gets the
+		// manifest when it is there, not a Retry-After later.
+		select {
+		case <-j.done:
+			rec, m = x.snapshot(j)
+		case <-time.After(holdNearlyDone):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	switch rec.Status {
 	case jobRunning:
 		w.Header().Set("X-Progress", progressText(j.rows.Load(), j.estimate.Load()))
@@ -461,6 +472,13 @@ func (s *Server) exportStatus(w http.ResponseWriter, r *http.Request, c Caller) 
 		writeJSON(w, http.StatusOK, s.servedManifest(r, rec, m))
 	}
 }
+
+// holdNearlyDone is how long a poll of a nearly done job waits for its end.
+const holdNearlyDone = 5 * time.Second
+
+// nearlyDone reports whether a job has written 90% of the rows the planner
+// expects.
+func nearlyDone(rows, estimate int64) bool { return estimate > 0 && rows*10 >= estimate*9 }
 
 // progressText is X-Progress: under 100 characters.
 func progressText(rows, estimate int64) string {

@@ -203,10 +203,12 @@ func (x *Exports) save(r *record) error {
 	return fsutil.WriteFile(x.recordPath(r.ID), append(data, '\n'), 0o600)
 }
 
-// remove deletes a job's files, then its record.
+// remove deletes a job's record, then its files (a crash between leaves
+// files without a record, which the next start removes: never a record of
+// a job that was removed).
 func (x *Exports) remove(id string) {
-	os.RemoveAll(x.jobDir(id))
 	os.Remove(x.recordPath(id))
+	os.RemoveAll(x.jobDir(id))
 }
 
 // load reads a finished job's manifest, and the names it may serve.
@@ -399,8 +401,14 @@ func (x *Exports) cancel(j *job) {
 	x.mu.Lock()
 	delete(x.jobs, j.ID)
 	x.mu.Unlock()
-	x.remove(j.ID)
-	x.log.Info("export removed", "id", j.ID, "owner", j.Owner, "was", map[bool]string{true: "running", false: "finished"}[running])
+	// Gone for every request from now; the files (a GB takes a while to
+	// unlink) go after the answer.
+	x.wg.Add(1)
+	go func() {
+		defer x.wg.Done()
+		x.remove(j.ID)
+		x.log.Info("export removed", "id", j.ID, "owner", j.Owner, "was", map[bool]string{true: "running", false: "finished"}[running])
+	}()
 }
 
 // sweep removes the jobs that expired.

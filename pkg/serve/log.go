@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"io"
 	"context"
 	"log/slog"
 	"net/http"
@@ -74,6 +75,17 @@ func (r *recorder) Write(p []byte) (int, error) {
 	}
 	n, err := r.ResponseWriter.Write(p)
 	r.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom lets a file be sent as the server sends it (sendfile, for a
+// $export file), counted.
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := io.Copy(r.ResponseWriter, src) // the ResponseWriter's own ReadFrom
+	r.bytes += n
 	return n, err
 }
 
