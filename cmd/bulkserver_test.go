@@ -73,7 +73,9 @@ func cmdSMARTToken(ts *testscript.TestScript, neg bool, args []string) {
 // smartkeys DIR writes the test client's keys to DIR as bulkserver does
 // (rsa.pem, ec.jwks.json, wrong.pem, ...) and DIR/clients.json, a serve
 // --smart-clients file registering them as client fhirbulk-test (scope
-// system/*.read) and as client patients-only (system/Patient.read).
+// system/*.read), as client patients-only (system/Patient.read) and as
+// client writer-only (system/Observation.write patient/*.read: no type a
+// bulk export reads).
 func cmdSMARTKeys(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
 		ts.Fatalf("usage: smartkeys DIR")
@@ -86,6 +88,7 @@ func cmdSMARTKeys(ts *testscript.TestScript, neg bool, args []string) {
 	clients, err := json.MarshalIndent([]map[string]any{
 		{"clientId": "fhirbulk-test", "jwks": jwks, "scope": "system/*.read"},
 		{"clientId": "patients-only", "jwks": jwks, "scope": "system/Patient.read"},
+		{"clientId": "writer-only", "jwks": jwks, "scope": "system/Observation.write patient/*.read"},
 	}, "", "  ")
 	ts.Check(err)
 	ts.Check(os.WriteFile(filepath.Join(dir, "clients.json"), clients, 0o600))

@@ -141,7 +141,12 @@ bench_hl7_export() {
     -c "INSERT INTO \"group\" (id, txid, status, resource_type, resource) SELECT 'tenth', nextval('transaction_id_seq'), 'created', 'Group',
           jsonb_build_object('type', 'person', 'actual', true, 'member', jsonb_agg(jsonb_build_object('entity', jsonb_build_object('resourceType', 'Patient', 'id', id))))
         FROM (SELECT id FROM patient ORDER BY md5(id) LIMIT (SELECT count(*) / 10 FROM patient)) p"
+  # And a Group of one of them.
+  q -c "INSERT INTO \"group\" (id, txid, status, resource_type, resource) SELECT 'one', nextval('transaction_id_seq'), 'created', 'Group',
+          jsonb_build_object('type', 'person', 'actual', true, 'member', jsonb_build_array(jsonb_build_object('entity', jsonb_build_object('resourceType', 'Patient', 'id', id))))
+        FROM (SELECT id FROM patient ORDER BY md5(id) LIMIT 1) p"
   q -c 'VACUUM ANALYZE' -c 'CHECKPOINT'
+  hl7_one_rows=$(q -At -c "select count(*) from observation o where o.resource #>> '{subject,id}' = (select id from patient order by md5(id) limit 1)")
   hl7_rows=$(q -At -c "select count(*) from observation o where o.resource #>> '{subject,id}' in (select m->'entity'->>'id' from \"group\" g, jsonb_array_elements(g.resource->'member') m)")
   "$bin" --db "$db" serve --listen 127.0.0.1:0 --state-dir "$dir/state" --export-dir "$dir/hl7-jobs" --export-parallel 2 2> "$log" &
   pid=$!
@@ -154,14 +159,26 @@ bench_hl7_export() {
     measure "export --fhir --parallel 2 to a folder" "$bin" --db "$db" -q export --fhir --parallel 2 --force "$out/folder"
     measure "system-level \$export over HTTP (curl)" bash -c "$(declare -f hl7_fetch); hl7_fetch '$url/fhir/\$export' '$out/http'"
     measure "Group-level \$export of 10% of the patients" bash -c "$(declare -f hl7_fetch); hl7_fetch '$url/fhir/Group/tenth/\$export' '$out/group'"
+    measure "Group-level \$export of one patient" bash -c "$(declare -f hl7_fetch); hl7_fetch '$url/fhir/Group/one/\$export' '$out/group'"
   done
   cmp -s <(sort "$out/folder/Observation.ndjson") <(sort "$out/http/Observation.ndjson") || die "the served Observations differ from export's"
-  hl7_plan=$(q -At -c "EXPLAIN SELECT id, txid, ts, cts, resource FROM observation WHERE (resource #>> '{subject,id}' = ANY(ARRAY(SELECT m->'entity'->>'id' FROM \"group\" g, jsonb_array_elements(g.resource->'member') m)) AND resource #>> '{subject,resourceType}' = 'Patient')" | head -n 3)
-  q -c "CREATE INDEX observation_subject_id ON observation ((resource #>> '{subject,id}'))" -c 'ANALYZE observation'
+  # The plan of the Group's Observations, as the export reads them.
+  go build -o "$dir/compartmentsql" ./scripts/compartmentsql
+  local filter
+  filter=$("$dir/compartmentsql" Observation $(q -At -c "select m->'entity'->>'id' from \"group\" g, jsonb_array_elements(g.resource->'member') m"))
+  hl7_plan=$(q -At -c "EXPLAIN SELECT id, txid, ts, cts, resource FROM observation WHERE $filter" | grep -v '^ *Filter:' | head -n 6)
+  # With the indexes fhirbulk types --compartment-indexes prints.
+  "$bin" --db "$db" types --compartment-indexes | grep ' ON "observation" ' | q
+  q -c 'ANALYZE observation'
   for _ in $(seq "$runs"); do
-    measure "Group-level \$export, with an index on the subject" bash -c "$(declare -f hl7_fetch); hl7_fetch '$url/fhir/Group/tenth/\$export' '$out/group'"
+    measure "Group-level \$export, with the compartment's indexes" bash -c "$(declare -f hl7_fetch); hl7_fetch '$url/fhir/Group/tenth/\$export' '$out/group'"
+    measure "Group-level \$export of one patient, with the indexes" bash -c "$(declare -f hl7_fetch); hl7_fetch '$url/fhir/Group/one/\$export' '$out/group'"
   done
-  hl7_plan_indexed=$(q -At -c "EXPLAIN SELECT id, txid, ts, cts, resource FROM observation WHERE (resource #>> '{subject,id}' = ANY(ARRAY['a','b']) AND resource #>> '{subject,resourceType}' = 'Patient')" | head -n 3)
+  hl7_plan_indexed=$(q -At -c "EXPLAIN SELECT id, txid, ts, cts, resource FROM observation WHERE $filter" | grep -v '^ *\(Filter\|Recheck Cond\|Index Cond\):' | head -n 8)
+  hl7_one=$("$dir/compartmentsql" Observation $(q -At -c "select m->'entity'->>'id' from \"group\" g, jsonb_array_elements(g.resource->'member') m limit 1"))
+  hl7_plan_one=$(q -At -c "EXPLAIN SELECT id, txid, ts, cts, resource FROM observation WHERE $hl7_one" | grep -v '^ *\(Filter\|Recheck Cond\|Index Cond\):' | head -n 6)
+  hl7_jobs=$(sed -n 's/.*msg="export done".* rows=\([0-9]*\) took=\([0-9.]*m*s\).*/\1 \2/p' "$log" |
+    awk '{t = $2; if (t ~ /ms$/) {sub(/ms$/, "", t); t /= 1000} else sub(/s$/, "", t); print $1, t}')
   hl7_rss=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$pid/status")
   kill "$pid" 2>/dev/null || true
   rm -rf "$out" "$dir/hl7-jobs"
@@ -171,9 +188,16 @@ hl7_summary() {
   row 'export --fhir --parallel 2 to a folder' 'export --fhir --parallel 2 to a folder'
   row 'system-level $export over HTTP (serve)' "system-level \$export over HTTP (curl)" 'export --fhir --parallel 2 to a folder'
   row 'Group-level $export, 10% of patients' "Group-level \$export of 10% of the patients" "system-level \$export over HTTP (curl)"
-  row '... with an index on the subject' "Group-level \$export, with an index on the subject" "system-level \$export over HTTP (curl)"
-  printf 'the Group holds %s of the %s Observations (%s%%); fhirbulk serve peak RSS %s MiB\n' "$hl7_rows" "$rows" "$(( hl7_rows * 100 / rows ))" "$(( hl7_rss / 1024 ))"
-  printf 'plan without the index:\n%s\nplan with it:\n%s\n' "$hl7_plan" "$hl7_plan_indexed"
+  row "... with the compartment's indexes" "Group-level \$export, with the compartment's indexes" "system-level \$export over HTTP (curl)"
+  row 'Group-level $export, one patient' "Group-level \$export of one patient" "system-level \$export over HTTP (curl)"
+  row "... with the compartment's indexes" "Group-level \$export of one patient, with the indexes" "system-level \$export over HTTP (curl)"
+  printf 'the Group of 10%% holds %s of the %s Observations (%s%%), the one patient %s; fhirbulk serve peak RSS %s MiB\n' \
+    "$hl7_rows" "$rows" "$(( hl7_rows * 100 / rows ))" "$hl7_one_rows" "$(( hl7_rss / 1024 ))"
+  printf 'the jobs in the server (median seconds): system-level %s, Group of 10%% %s, Group of one %s\n' \
+    "$(median "$(awk -v n="$rows" '$1 > n / 2 {print $2}' <<<"$hl7_jobs" | paste -sd' ')")" \
+    "$(median "$(awk -v n="$hl7_rows" '$1 > n - 1000 && $1 < n + 1000 {print $2}' <<<"$hl7_jobs" | paste -sd' ')")" \
+    "$(median "$(awk -v n="$hl7_rows" '$1 < n - 1000 {print $2}' <<<"$hl7_jobs" | paste -sd' ')")"
+  printf 'the Group'"'"'s Observations, plan without indexes:\n%s\nwith them:\n%s\none patient of it, with them:\n%s\n' "$hl7_plan" "$hl7_plan_indexed" "$hl7_plan_one"
 }
 
 if [ "${FHIRBULK_BENCH_ONLY:-}" = '$export' ]; then

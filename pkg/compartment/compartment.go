@@ -78,9 +78,9 @@ type Selection struct {
 // and written as literals (COPY takes no parameters): nothing else of a
 // caller's gets in.
 //
-// A single-valued path is tested as resource #>> '{subject,id}', which an
-// expression index on exactly that serves (= ANY of the ids); a path that
-// may meet arrays by a jsonpath.
+// A single-valued path is tested as PatientOf(path) = ANY(ids), a path
+// that may meet arrays as PatientsOf(path) ?| ids: the indexes IndexSQL
+// makes serve them (all of a type's, or the planner scans the table).
 func (s Selection) Filter(t string) (string, bool, error) {
 	if !In(t) {
 		return "", false, nil
@@ -106,35 +106,63 @@ func (s Selection) Filter(t string) (string, bool, error) {
 	return "(" + strings.Join(conds, " OR ") + ")", true, nil
 }
 
+// refPattern matches a reference string to a Patient (the id its first
+// group), plain or versioned: Patient/p1, Patient/p1/_history/2.
+const refPattern = `^Patient/([A-Za-z0-9.-]{1,64})(/_history/[^/]*)?$`
+
+// PatientOf is the SQL expression of the id of the Patient the reference
+// at the single-valued path p refers to, in any of the forms a stored
+// resource holds one (Aidbox's {"resourceType": "Patient", "id": ID};
+// {"reference": "Patient/ID"}, versioned or not; {"uri": "Patient/ID"},
+// as fhirbulk load stores a reference it does not read), else NULL. It is
+// immutable: an expression index on it serves Filter.
+func PatientOf(p Path) string {
+	at := func(last string) string {
+		return "(resource #>> '{" + strings.Join(append(slices.Clone(p.Elements), last), ",") + "}')"
+	}
+	return "(CASE WHEN " + at("resourceType") + " = 'Patient' THEN " + at("id") +
+		" ELSE substring(coalesce(" + at("reference") + ", " + at("uri") + ") FROM '" + refPattern + "') END)"
+}
+
+// PatientsOf is the SQL expression, for a path p that may meet arrays, of
+// the jsonb array of what its references hold: the ids of those in
+// Aidbox's form to a Patient, and the reference (or uri) strings of the
+// others. Filter tests it with ?| against the ids and Patient/ID: a GIN
+// index on it serves that. A versioned reference string
+// (Patient/p1/_history/2) on such a path is not matched.
+func PatientsOf(p Path) string {
+	path := "lax $." + strings.Join(p.Elements, ".")
+	return "(jsonb_path_query_array(resource, '" + path + ` ? (@.resourceType == "Patient").id')` +
+		" || jsonb_path_query_array(resource, '" + path + ".reference')" +
+		" || jsonb_path_query_array(resource, '" + path + ".uri'))"
+}
+
+// IndexSQL is the statement that makes the index serving path p in table
+// (as quoted), named name: a btree on PatientOf for a single-valued path,
+// a GIN on PatientsOf for another.
+func IndexSQL(table, name string, p Path) string {
+	if p.Single {
+		return "CREATE INDEX CONCURRENTLY IF NOT EXISTS " + name + " ON " + table + " (" + PatientOf(p) + ")"
+	}
+	return "CREATE INDEX CONCURRENTLY IF NOT EXISTS " + name + " ON " + table + " USING gin (" + PatientsOf(p) + ")"
+}
+
 func (s Selection) pathCondition(p Path) string {
 	if p.Single {
-		at := func(last string) string {
-			return "resource #>> '{" + strings.Join(append(slices.Clone(p.Elements), last), ",") + "}'"
-		}
 		if s.All {
-			return "(" + at("resourceType") + " = 'Patient' OR " + at("reference") + " LIKE 'Patient/%')"
+			return PatientOf(p) + " IS NOT NULL"
 		}
-		refs := make([]string, len(s.IDs))
-		for i, id := range s.IDs {
-			refs[i] = "Patient/" + id
-		}
-		return "((" + at("id") + " = ANY(" + textArray(s.IDs) + ") AND " + at("resourceType") + " = 'Patient') OR " +
-			at("reference") + " = ANY(" + textArray(refs) + "))"
+		return PatientOf(p) + " = ANY(" + textArray(s.IDs) + ")"
 	}
-	path := "lax $." + strings.Join(p.Elements, ".")
 	if s.All {
-		return "jsonb_path_exists(resource, '" + path + ` ? (@.resourceType == "Patient" || @.reference starts with "Patient/")')`
+		path := "lax $." + strings.Join(p.Elements, ".")
+		return "jsonb_path_exists(resource, '" + path + ` ? (@.resourceType == "Patient" || @.reference like_regex "` + refPattern + `" || @.uri like_regex "` + refPattern + `")')`
 	}
-	refs := make([]string, len(s.IDs))
-	for i, id := range s.IDs {
-		refs[i] = `"Patient/` + id + `"`
+	keys := slices.Clone(s.IDs)
+	for _, id := range s.IDs {
+		keys = append(keys, "Patient/"+id)
 	}
-	ids := make([]string, len(s.IDs))
-	for i, id := range s.IDs {
-		ids[i] = `"` + id + `"`
-	}
-	vars := `{"ids": [` + strings.Join(ids, ",") + `], "refs": [` + strings.Join(refs, ",") + `]}`
-	return "jsonb_path_exists(resource, '" + path + ` ? ((@.resourceType == "Patient" && @.id == $ids[*]) || @.reference == $refs[*])', '` + vars + "')"
+	return PatientsOf(p) + " ?| " + textArray(keys)
 }
 
 // textArray is a text[] literal of checked ids (letters, digits, . and -:
@@ -142,3 +170,15 @@ func (s Selection) pathCondition(p Path) string {
 func textArray(ids []string) string {
 	return "ARRAY['" + strings.Join(ids, "','") + "']::text[]"
 }
+
+// RefPatient is the id of the Patient a reference string names
+// (Patient/ID, versioned or not), and whether it names one.
+func RefPatient(ref string) (string, bool) {
+	m := refRE.FindStringSubmatch(ref)
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
+}
+
+var refRE = regexp.MustCompile(refPattern)

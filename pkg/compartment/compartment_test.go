@@ -42,18 +42,17 @@ func TestFilter(t *testing.T) {
 		t.Fatal(ok, err)
 	}
 	for _, want := range []string{
-		`resource #>> '{subject,id}' = ANY(ARRAY['p1','p-2.x']::text[]) AND resource #>> '{subject,resourceType}' = 'Patient'`,
-		`resource #>> '{subject,reference}' = ANY(ARRAY['Patient/p1','Patient/p-2.x']::text[])`,
-		`jsonb_path_exists(resource, 'lax $.performer ? ((@.resourceType == "Patient" && @.id == $ids[*]) || @.reference == $refs[*])', '{"ids": ["p1","p-2.x"], "refs": ["Patient/p1","Patient/p-2.x"]}')`,
+		`(CASE WHEN (resource #>> '{subject,resourceType}') = 'Patient' THEN (resource #>> '{subject,id}') ELSE substring(coalesce((resource #>> '{subject,reference}'), (resource #>> '{subject,uri}')) FROM '^Patient/([A-Za-z0-9.-]{1,64})(/_history/[^/]*)?$') END) = ANY(ARRAY['p1','p-2.x']::text[])`,
+		`(jsonb_path_query_array(resource, 'lax $.performer ? (@.resourceType == "Patient").id') || jsonb_path_query_array(resource, 'lax $.performer.reference') || jsonb_path_query_array(resource, 'lax $.performer.uri')) ?| ARRAY['p1','p-2.x','Patient/p1','Patient/p-2.x']::text[]`,
 	} {
 		if !strings.Contains(f, want) {
-			t.Errorf("no %s in %s", want, f)
+			t.Errorf("no\n%s\nin\n%s", want, f)
 		}
 	}
 	if f, ok, _ := (Selection{All: true}).Filter("Patient"); !ok || f != "true" {
 		t.Errorf("every Patient: %q", f)
 	}
-	if f, _, _ := (Selection{IDs: []string{"a"}}).Filter("Patient"); !strings.HasPrefix(f, "(id = ANY(ARRAY['a']::text[]) OR jsonb_path_exists(resource, 'lax $.link.other") {
+	if f, _, _ := (Selection{IDs: []string{"a"}}).Filter("Patient"); !strings.HasPrefix(f, "(id = ANY(ARRAY['a']::text[]) OR (jsonb_path_query_array(resource, 'lax $.link.other") {
 		t.Errorf("Patient: %s", f)
 	}
 	if _, ok, _ := (Selection{All: true}).Filter("Organization"); ok {
@@ -62,9 +61,27 @@ func TestFilter(t *testing.T) {
 	if _, ok, _ := (Selection{}).Filter("Observation"); ok {
 		t.Error("nobody selected: nothing")
 	}
-	for _, bad := range []string{"a'b", `a"b`, "a b", "", strings.Repeat("x", 65), "a\\b", "Patient/1"} {
+	for _, bad := range []string{"a'b", `a"b`, "a b", "", strings.Repeat("x", 65), "a\\b", "Patient/1", "a|b", "a)"} {
 		if _, _, err := (Selection{IDs: []string{bad}}).Filter("Observation"); err == nil {
 			t.Errorf("%q taken", bad)
+		}
+	}
+}
+
+func TestRefPatient(t *testing.T) {
+	for ref, want := range map[string]string{
+		"Patient/p1":               "p1",
+		"Patient/p-1.2/_history/3": "p-1.2",
+		"Patient/p1/_history/":     "p1",
+		"Practitioner/p1":          "",
+		"http://x/Patient/p1":      "",
+		"Patient/":                 "",
+		"Patient/a/b":              "",
+		"urn:uuid:123":             "",
+	} {
+		got, ok := RefPatient(ref)
+		if got != want || ok != (want != "") {
+			t.Errorf("%s: %q %v, want %q", ref, got, ok, want)
 		}
 	}
 }

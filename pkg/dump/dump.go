@@ -39,9 +39,10 @@ type Options struct {
 	// never a user's text.
 	Filter string
 	// Elements, when not nil, are the top-level elements kept of each
-	// resource (HL7's _elements; "value[x]" or "value" keeps a choice in
-	// either format); id and meta always stay, and meta gets the tag
-	// SUBSETTED. The caller adds the elements the type requires.
+	// resource (HL7's _elements; "value[x]" keeps a choice in either
+	// format), with their primitive extensions (_status); id and meta
+	// always stay, and meta gets the tag SUBSETTED. The caller adds the
+	// elements the type requires, and names choices as value[x].
 	Elements []string
 	// ByID sorts the lines by id, in byte order (COLLATE "C"): the same
 	// order on every server whatever its collation, as LC_ALL=C sort.

@@ -46,12 +46,16 @@ func subset(dst, obj []byte, elements []string, members *[]ndjson.Member) ([]byt
 }
 
 // kept reports whether the top-level key is one of elements: the same
-// name, or a choice's (value[x] or value keep valueQuantity, FHIR's
-// spelling; Aidbox's is value itself).
+// name, or its primitive extension (_status beside status); a choice
+// (value[x]) keeps FHIR's valueQuantity (_valueString) and Aidbox's value.
 func kept(key string, elements []string) bool {
+	name := strings.TrimPrefix(key, "_")
 	for _, e := range elements {
-		e = strings.TrimSuffix(e, "[x]")
-		if key == e || len(key) > len(e) && strings.HasPrefix(key, e) && key[len(e)] >= 'A' && key[len(e)] <= 'Z' {
+		if name == e {
+			return true
+		}
+		if base, choice := strings.CutSuffix(e, "[x]"); choice &&
+			(name == base || len(name) > len(base) && strings.HasPrefix(name, base) && name[len(base)] >= 'A' && name[len(base)] <= 'Z') {
 			return true
 		}
 	}
@@ -74,7 +78,13 @@ func appendTagged(dst, meta []byte) ([]byte, error) {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		if string(m.Key) == "tag" && len(m.Value) >= 2 && m.Value[0] == '[' {
+		if string(m.Key) == "tag" && (len(m.Value) < 2 || m.Value[0] != '[') {
+			// Not a list, as FHIR wants it: replaced, not doubled.
+			tagged = true
+			dst = append(ndjson.AppendKey(dst, m.Key), "["+subsettedTag+"]"...)
+			continue
+		}
+		if string(m.Key) == "tag" {
 			tagged = true
 			dst = ndjson.AppendKey(dst, m.Key)
 			dst = append(dst, m.Value[:len(m.Value)-1]...)

@@ -125,8 +125,9 @@ type NoGroupError struct{ ID string }
 func (e *NoGroupError) Error() string { return fmt.Sprintf("no Group %q", e.ID) }
 
 // groupMembers are the ids of the Patients that are members of Group id
-// (member.entity, not inactive), as the export's snapshot sees them;
-// members of other types are not patients, and are left out.
+// (member.entity, not inactive; a reference in any form PatientOf reads),
+// as the export's snapshot sees them; members of other types are not
+// patients, and are left out.
 func groupMembers(ctx context.Context, tx pgx.Tx, id string) ([]string, error) {
 	var exists bool
 	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, store.Table("Group")).Scan(&exists); err != nil {
@@ -135,7 +136,7 @@ func groupMembers(ctx context.Context, tx pgx.Tx, id string) ([]string, error) {
 	if !exists {
 		return nil, &NoGroupError{id}
 	}
-	rows, err := tx.Query(ctx, `SELECT m.v->'entity'->>'resourceType', m.v->'entity'->>'id', m.v->'entity'->>'reference'
+	rows, err := tx.Query(ctx, `SELECT m.v->'entity'->>'resourceType', m.v->'entity'->>'id', coalesce(m.v->'entity'->>'reference', m.v->'entity'->>'uri')
 		FROM `+store.Table("Group")+` g
 		LEFT JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(g.resource->'member') = 'array' THEN g.resource->'member' ELSE '[]' END) m(v)
 			ON coalesce(m.v->>'inactive', 'false') <> 'true'
@@ -156,13 +157,11 @@ func groupMembers(ctx context.Context, tx pgx.Tx, id string) ([]string, error) {
 		switch {
 		case typ != nil && *typ == "Patient" && mid != nil:
 			pid = *mid
-		case ref != nil && strings.HasPrefix(*ref, "Patient/"):
-			pid = strings.TrimPrefix(*ref, "Patient/")
-		default:
-			continue // no member, or not a Patient
+		case ref != nil:
+			pid, _ = compartment.RefPatient(*ref) // Patient/ID, versioned or not
 		}
 		if !compartment.ID.MatchString(pid) {
-			return nil, fmt.Errorf("Group %s: member Patient %q: not a FHIR id", id, pid)
+			continue // no member, not a Patient, or no id a reference can name
 		}
 		ids = append(ids, pid)
 	}
@@ -191,7 +190,13 @@ func elementsOf(t string, elements []string) []string {
 	if out == nil {
 		return nil
 	}
-	return append(out, r4types.Required(t)...)
+	out = append(out, r4types.Required(t)...)
+	for i, e := range out { // a choice, named as value or value[x]: value[x]
+		if base := strings.TrimSuffix(e, "[x]"); slices.Contains(r4types.Choices(t), base) {
+			out[i] = base + "[x]"
+		}
+	}
+	return out
 }
 
 // After is the Since that keeps the resources changed after t (not at t):
@@ -289,11 +294,21 @@ func Export(ctx context.Context, dir string, force bool, o Options) (*bulkdata.M
 			return nil, err
 		}
 		if o.Patients != nil && !o.Patients.All { // those of the Group's members asked for
-			ids = slices.DeleteFunc(ids, func(id string) bool { return !slices.Contains(o.Patients.IDs, id) })
+			asked := map[string]bool{}
+			for _, id := range o.Patients.IDs {
+				asked[id] = true
+			}
+			ids = slices.DeleteFunc(ids, func(id string) bool { return !asked[id] })
 		}
 		sel = &compartment.Selection{IDs: ids}
 	}
-	types, err := selectTypes(ctx, snap.Tx(), o.Types, o.SkipMissing, func(tables []string) error {
+	want, skipMissing := o.Types, o.SkipMissing
+	if sel != nil && len(want) == 0 {
+		// The compartment's types that have a table: only they are read,
+		// and locked.
+		want, skipMissing = compartment.Types(), true
+	}
+	types, err := selectTypes(ctx, snap.Tx(), want, skipMissing, func(tables []string) error {
 		return lockTables(ctx, snap.Tx(), tables, !o.Since.IsZero(), o.Wait)
 	})
 	if err != nil {

@@ -43,3 +43,7 @@ func Is(name string) bool {
 // more; a choice as value[x]), in definition order; nil for none or an
 // unknown type.
 func Required(name string) []string { return required[name] }
+
+// Choices are the top-level choice elements of type name, as their base
+// names (value for value[x]); nil for none or an unknown type.
+func Choices(name string) []string { return choices[name] }

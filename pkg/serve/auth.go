@@ -66,13 +66,19 @@ type Caller struct {
 	SMART    bool
 	AllTypes bool
 	Types    []string
+	// kind is "token" or "user" for the server's own credentials, "" for
+	// SMART clients and for no authentication.
+	kind string
 }
 
-// owner is who a job belongs to: a token's or user's name, or a SMART
-// client's id (apart, so that a client named as a token is not it).
+// owner is who a job belongs to: a token's, a user's or a SMART client's
+// name, each kind apart (a token named as a client is not it).
 func (c Caller) owner() string {
-	if c.SMART {
+	switch {
+	case c.SMART:
 		return "smart/" + c.Name
+	case c.kind != "":
+		return c.kind + "/" + c.Name
 	}
 	return c.Name
 }
@@ -264,7 +270,7 @@ func (a *Auth) Check(r *http.Request) (Caller, error) {
 		match := 0
 		for _, t := range a.tokens {
 			if subtle.ConstantTimeCompare(sum[:], t.hash[:]) == 1 {
-				found, match = Caller{Name: t.name, Rights: t.rights}, 1
+				found, match = Caller{Name: t.name, Rights: t.rights, kind: "token"}, 1
 			}
 		}
 		if match == 1 {
@@ -295,7 +301,7 @@ func (a *Auth) Check(r *http.Request) (Caller, error) {
 		match := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && known
 		<-a.bcrypts
 		if match {
-			c := Caller{Name: name, Rights: u.rights}
+			c := Caller{Name: name, Rights: u.rights, kind: "user"}
 			a.mu.Lock()
 			if len(a.good) > 1024 {
 				clear(a.good)

@@ -272,7 +272,12 @@ func parseKickOff(params []param, level string, lenient bool) (kickoffParams, *b
 			if !ok || !compartment.ID.MatchString(id) {
 				return k, invalid("patient %q: a reference as Patient/ID", printable(p.value))
 			}
-			k.patients = append(k.patients, id)
+			if !slices.Contains(k.patients, id) {
+				if len(k.patients) == maxPatients {
+					return k, invalid("patient: more than %d (a Group holds more)", maxPatients)
+				}
+				k.patients = append(k.patients, id)
+			}
 		default:
 			what := fmt.Sprintf("%s: not supported by this server", printable(p.name))
 			if !lenient {
@@ -286,6 +291,10 @@ func parseKickOff(params []param, level string, lenient bool) (kickoffParams, *b
 	}
 	return k, nil
 }
+
+// maxPatients bounds the patient parameters of a kick-off: each row is
+// tested against them.
+const maxPatients = 1000
 
 // retryAfterBusy is what a kick-off beyond --max-exports is told to wait.
 const retryAfterBusy = 10 * time.Second
@@ -345,6 +354,9 @@ func (s *Server) startExport(w http.ResponseWriter, r *http.Request, c Caller, l
 			return &badRequest{http.StatusForbidden, "forbidden", fmt.Sprintf("the scope of %s does not read %s", c.Name, t)}
 		}
 	}
+	if c.SMART && !c.AllTypes && len(c.Types) == 0 {
+		return &badRequest{http.StatusForbidden, "forbidden", fmt.Sprintf("the scope of %s reads no type (as system/*.read, system/Patient.rs)", c.Name)}
+	}
 	types := k.types
 	if len(types) == 0 && c.SMART && !c.AllTypes {
 		types = c.Types
@@ -373,7 +385,15 @@ func (s *Server) startExport(w http.ResponseWriter, r *http.Request, c Caller, l
 		if !compartment.ID.MatchString(group) {
 			return &badRequest{http.StatusNotFound, "not-found", fmt.Sprintf("no Group %q", printable(group))}
 		}
-		if found, err := s.groupExists(r.Context(), group); err != nil {
+		select {
+		case s.busy <- struct{}{}: // a connection: one of --max-concurrent
+		default:
+			w.Header().Set("Retry-After", fmt.Sprint(int(retryBusy.Seconds())))
+			return &badRequest{http.StatusServiceUnavailable, "throttled", fmt.Sprintf("busy: %d operations run already (--max-concurrent); try again later", s.cfg.MaxConcurrent)}
+		}
+		found, err := s.groupExists(r.Context(), group)
+		<-s.busy
+		if err != nil {
 			s.cfg.Log.Error("Group not looked up", "error", err.Error())
 			return &badRequest{http.StatusServiceUnavailable, "transient", "the database cannot be reached"}
 		} else if !found {
@@ -395,6 +415,8 @@ func (s *Server) startExport(w http.ResponseWriter, r *http.Request, c Caller, l
 	if errors.Is(err, errTooMany) {
 		w.Header().Set("Retry-After", fmt.Sprint(int(retryAfterBusy.Seconds())))
 		return &badRequest{http.StatusTooManyRequests, "throttled", fmt.Sprintf("%d exports run already (--max-exports): try again later", x.cfg.Max)}
+	} else if errors.Is(err, errTooManyKept) {
+		return &badRequest{http.StatusTooManyRequests, "throttled", fmt.Sprintf("%s keeps %d exports already: DELETE those fetched", c.Name, MaxKeptPerCaller)}
 	} else if err != nil {
 		s.cfg.Log.Error("export not started", "error", err.Error())
 		return &badRequest{http.StatusInternalServerError, "exception", "the export could not be started"}
@@ -423,7 +445,7 @@ func (s *Server) groupExists(ctx context.Context, id string) (bool, error) {
 // exportStatus is GET|DELETE [base]/$export-status/ID.
 func (s *Server) exportStatus(w http.ResponseWriter, r *http.Request, c Caller) {
 	x := s.cfg.Exports
-	j := x.get(r.PathValue("id"), c.owner())
+	j, rec, m := x.get(r.PathValue("id"), c.owner())
 	switch {
 	case r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodDelete:
 		w.Header().Set("Allow", "GET, DELETE")
@@ -437,8 +459,7 @@ func (s *Server) exportStatus(w http.ResponseWriter, r *http.Request, c Caller) 
 		writeOutcomeSeverity(w, http.StatusAccepted, "information", "informational", "the export is cancelled and its files removed")
 		return
 	}
-	rec, m := x.snapshot(j)
-	if rec.Status == jobRunning && nearlyDone(j.rows.Load(), j.estimate.Load()) {
+	if rec.Status == jobRunning && nearlyDone(j.rows.Load(), j.estimate.Load(), time.Since(rec.Created)) {
 		// A poll near the end waits for it (a while): the client gets the
 		// manifest when it is there, not a Retry-After later.
 		select {
@@ -450,6 +471,8 @@ func (s *Server) exportStatus(w http.ResponseWriter, r *http.Request, c Caller) 
 		}
 	}
 	switch rec.Status {
+	case jobCancelled: // deleted while this request looked
+		writeOutcome(w, http.StatusNotFound, "not-found", "no such export (it may have expired or been deleted)")
 	case jobRunning:
 		w.Header().Set("X-Progress", progressText(j.rows.Load(), j.estimate.Load()))
 		// Polls cost a read of memory: often while a job is young (a client
@@ -466,19 +489,29 @@ func (s *Server) exportStatus(w http.ResponseWriter, r *http.Request, c Caller) 
 		w.WriteHeader(http.StatusAccepted)
 	case jobFailed:
 		writeOutcome(w, http.StatusInternalServerError, "exception", "the export failed: "+rec.Error)
-	default:
+	case jobDone:
 		w.Header().Set("Expires", rec.Expires.UTC().Format(http.TimeFormat))
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, http.StatusOK, s.servedManifest(r, rec, m))
 	}
 }
 
-// holdNearlyDone is how long a poll of a nearly done job waits for its end.
+// holdNearlyDone is how long a poll of a job near its end waits for it.
 const holdNearlyDone = 5 * time.Second
 
-// nearlyDone reports whether a job has written 90% of the rows the planner
-// expects.
-func nearlyDone(rows, estimate int64) bool { return estimate > 0 && rows*10 >= estimate*9 }
+// nearlyDone reports whether a job that has written rows in elapsed may end
+// within holdNearlyDone, at the rate it goes, of the rows the planner
+// expects (estimate; without one, a job under way may).
+func nearlyDone(rows, estimate int64, elapsed time.Duration) bool {
+	switch {
+	case rows <= 0:
+		return false // not started (waiting for a lock, say)
+	case estimate <= 0:
+		return true
+	}
+	left := time.Duration(float64(max(estimate-rows, 0)) / float64(rows) * float64(elapsed))
+	return left <= holdNearlyDone
+}
 
 // progressText is X-Progress: under 100 characters.
 func progressText(rows, estimate int64) string {
@@ -514,12 +547,8 @@ func (s *Server) servedManifest(r *http.Request, rec record, m *bulkdata.Manifes
 // no range).
 func (s *Server) exportFile(w http.ResponseWriter, r *http.Request, c Caller) {
 	x := s.cfg.Exports
-	j := x.get(r.PathValue("id"), c.owner())
+	j, rec, _ := x.get(r.PathValue("id"), c.owner())
 	name := r.PathValue("name")
-	var rec record
-	if j != nil {
-		rec, _ = x.snapshot(j)
-	}
 	if j == nil || rec.Status != jobDone || !j.names[name] {
 		writeOutcome(w, http.StatusNotFound, "not-found", "no such file (its export may have expired or been deleted)")
 		return

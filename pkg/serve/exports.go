@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -239,22 +238,38 @@ func newID() (string, error) {
 	return hex.EncodeToString(b[:]), nil
 }
 
-// errTooMany is a kick-off beyond Max running exports.
-var errTooMany = errors.New("too many exports running")
+// errTooMany is a kick-off beyond Max running exports; errTooManyKept one
+// of a caller who keeps MaxKeptPerCaller exports already.
+var (
+	errTooMany     = errors.New("too many exports running")
+	errTooManyKept = errors.New("too many exports kept")
+)
+
+// MaxKeptPerCaller bounds the exports one caller keeps (running or
+// finished, until DELETE or expiry): the disk one caller may take.
+const MaxKeptPerCaller = 10
 
 // start begins a job of rec with o (Types, Since, Until, Select set),
 // unless Max run already.
 func (x *Exports) start(ctx context.Context, rec record, o export.Options) (*job, error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	running := 0
+	running, kept := 0, 0
 	for _, j := range x.jobs {
-		if j.Status == jobRunning {
+		select {
+		case <-j.done:
+		default: // running, or cancelled and not yet ended
 			running++
+		}
+		if j.Owner == rec.Owner {
+			kept++
 		}
 	}
 	if running >= x.cfg.Max {
 		return nil, errTooMany
+	}
+	if kept >= MaxKeptPerCaller {
+		return nil, errTooManyKept
 	}
 	id, err := newID()
 	if err != nil {
@@ -308,14 +323,16 @@ func (x *Exports) run(ctx context.Context, j *job, o export.Options) {
 			j.Status = jobDone
 			x.log.Info("export done", "id", j.ID, "owner", j.Owner, "rows", j.rows.Load(), "took", time.Since(started).Round(time.Millisecond).String())
 		}
-	case ctx.Err() != nil:
-		err = errors.New("the server stopped while this export ran: kick it off again")
 	}
 	if err != nil {
 		os.RemoveAll(x.jobDir(j.ID))
-		// The client is not told where the server keeps its files.
-		j.Status, j.Error = jobFailed, strings.ReplaceAll(err.Error(), x.filesDir(j.ID), "the export's folder")
-		x.log.Warn("export failed", "id", j.ID, "owner", j.Owner, "error", j.Error)
+		// The client is not told the server's folders or database: the
+		// log has the detail.
+		x.log.Warn("export failed", "id", j.ID, "owner", j.Owner, "error", err.Error())
+		j.Status, j.Error = jobFailed, "the server's log has why (export "+j.ID+")"
+		if ctx.Err() != nil {
+			j.Error = "the server stopped while this export ran: kick it off again"
+		}
 	}
 	if err := x.save(&j.record); err != nil {
 		x.log.Warn("export record not written", "id", j.ID, "error", err.Error())
@@ -360,27 +377,28 @@ func writeNotes(dir string, notes []string) error {
 	return fsutil.WriteFile(filepath.Join(dir, bulkdata.ManifestName), data, 0o600)
 }
 
-// get returns the job id of owner (nil when there is none, it is
-// another's, or it expired: then it is removed).
-func (x *Exports) get(id, owner string) *job {
+// get returns the job id of owner, with its record and manifest as they
+// are now (nil when there is none, it is another's, it was deleted, or it
+// expired: then it is removed).
+func (x *Exports) get(id, owner string) (*job, record, *bulkdata.Manifest) {
 	if !jobID.MatchString(id) {
-		return nil
+		return nil, record{}, nil
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	j := x.jobs[id]
 	if j == nil || j.Owner != owner || j.Status == jobCancelled {
-		return nil
+		return nil, record{}, nil
 	}
 	if !j.Expires.IsZero() && time.Now().After(j.Expires) {
 		delete(x.jobs, id)
 		x.remove(id)
-		return nil
+		return nil, record{}, nil
 	}
-	return j
+	return j, j.record, j.manifest
 }
 
-// snapshot is a job's record and files, read under the lock.
+// snapshot is a job's record and manifest, read under the lock.
 func (x *Exports) snapshot(j *job) (record, *bulkdata.Manifest) {
 	x.mu.Lock()
 	defer x.mu.Unlock()

@@ -1,8 +1,8 @@
 package serve
 
 import (
-	"io"
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"

@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -25,8 +25,12 @@ import (
 // .well-known/smart-configuration says where and how; the Bulk Data
 // $export endpoints take these tokens (bulkAuthorized), no other.
 
-// TokenLifetime is how long an access token lives.
-const TokenLifetime = 5 * time.Minute
+// TokenLifetime is how long an access token lives; expiredKept how long
+// one is known after it expired, to be told expired (not unknown).
+const (
+	TokenLifetime = 5 * time.Minute
+	expiredKept   = time.Hour
+)
 
 // SMART holds the registered clients and the tokens issued to them.
 type SMART struct {
@@ -73,6 +77,8 @@ func LoadClients(path string) (*SMART, error) {
 		switch {
 		case c.ClientID == "":
 			return nil, fmt.Errorf("%s: client %d has no clientId", path, i)
+		case c.Scope == "":
+			return nil, fmt.Errorf("%s: client %q has no scope (as system/*.read)", path, c.ClientID)
 		case c.JWKSURL != "" && c.JWKS != nil:
 			return nil, fmt.Errorf("%s: client %q: give jwks or jwksUrl, not both", path, c.ClientID)
 		case c.JWKSURL != "":
@@ -81,8 +87,6 @@ func LoadClients(path string) (*SMART, error) {
 			}
 		case c.JWKS == nil || len(c.JWKS.Keys) == 0:
 			return nil, fmt.Errorf("%s: client %q has no jwks keys (or a jwksUrl)", path, c.ClientID)
-		case c.Scope == "":
-			return nil, fmt.Errorf("%s: client %q has no scope (as system/*.read)", path, c.ClientID)
 		}
 		var keys []jose.JSONWebKey
 		if c.JWKS != nil {
@@ -258,7 +262,7 @@ func (m *SMART) issue(client, scope string, now time.Time) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for t, is := range m.tokens {
-		if now.After(is.until) {
+		if now.After(is.until.Add(expiredKept)) {
 			delete(m.tokens, t)
 		}
 	}

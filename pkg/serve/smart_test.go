@@ -274,7 +274,15 @@ func TestTokenJWKSURL(t *testing.T) {
 	broken = true
 	mu.Unlock()
 	now = now.Add(smart.JWKSLifetime + time.Second)
-	if err := token(key2); err == nil || !strings.Contains(err.Error(), "jwksUrl of client app could not be read: not a JWKS") {
+	if err := token(key2); err == nil || !strings.Contains(err.Error(), "jwksUrl of client app could not be read (HTTP 401)") {
 		t.Fatalf("broken JWKS: %v", err)
+	}
+	// A failure is kept too: forged assertions at once fetch nothing more.
+	n := m.verifier.Fetches()
+	for range 5 {
+		token(key2)
+	}
+	if m.verifier.Fetches() != n {
+		t.Errorf("%d fetches after a failure, want none", m.verifier.Fetches()-n)
 	}
 }

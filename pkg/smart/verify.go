@@ -64,6 +64,7 @@ type Verifier struct {
 
 type fetchedJWKS struct {
 	keys jose.JSONWebKeySet
+	err  error
 	at   time.Time
 }
 
@@ -117,7 +118,7 @@ func (v *Verifier) Verify(ctx context.Context, assertion, tokenURL string) (Clie
 	if c.JWKSURL != "" {
 		var err error
 		if jwks, err = v.fetched(ctx, c.JWKSURL, kid); err != nil {
-			return refuse("the JWKS at the jwksUrl of client %s could not be read: %v", c.ID, err)
+			return refuse("the JWKS at the jwksUrl of client %s could not be read", c.ID)
 		}
 	}
 	key, ok := findKey(jwks, kid)
@@ -169,19 +170,16 @@ func (v *Verifier) fetched(ctx context.Context, url, kid string) (jose.JSONWebKe
 	now := v.now()
 	if f, ok := v.jwks[url]; ok && now.Sub(f.at) < JWKSLifetime {
 		if _, has := findKey(f.keys, kid); has || now.Sub(f.at) < JWKSRefetch {
-			return f.keys, nil
+			return f.keys, f.err // a failure too is kept JWKSRefetch
 		}
 	}
 	keys, err := v.fetch(ctx, url)
-	if err != nil {
-		return jose.JSONWebKeySet{}, err
-	}
 	if v.jwks == nil {
 		v.jwks = map[string]fetchedJWKS{}
 	}
-	v.jwks[url] = fetchedJWKS{keys: keys, at: now}
+	v.jwks[url] = fetchedJWKS{keys: keys, err: err, at: now}
 	v.fetches++
-	return keys, nil
+	return keys, err
 }
 
 // Fetches is how many times a JWKS was fetched (for tests).
@@ -196,6 +194,10 @@ func (v *Verifier) fetch(ctx context.Context, url string) (jose.JSONWebKeySet, e
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
 	}
+	// No redirects: the URL the operator registered is the one read.
+	c := *client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	client = &c
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

@@ -145,6 +145,24 @@ func GenerateNames(r io.Reader) ([]byte, error) {
 		}
 	}
 	b.WriteString("}\n")
+	b.WriteString("\n// choices are, by type, its top-level choice elements (value for value[x]).\n")
+	b.WriteString("var choices = map[string][]string{\n")
+	for _, sd := range sds {
+		if sd.Kind != "resource" || sd.Abstract {
+			continue
+		}
+		var list []string
+		for _, e := range sd.Snapshot.Element {
+			rest, ok := strings.CutPrefix(e.Path, sd.Type+".")
+			if base, choice := strings.CutSuffix(rest, "[x]"); ok && choice && !strings.Contains(base, ".") {
+				list = append(list, base)
+			}
+		}
+		if len(list) > 0 {
+			fmt.Fprintf(&b, "\t%q: {%s},\n", sd.Type, quoteAll(list))
+		}
+	}
+	b.WriteString("}\n")
 	return format.Source(b.Bytes())
 }
 
