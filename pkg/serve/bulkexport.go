@@ -459,13 +459,13 @@ func (s *Server) exportStatus(w http.ResponseWriter, r *http.Request, c Caller) 
 		writeOutcomeSeverity(w, http.StatusAccepted, "information", "informational", "the export is cancelled and its files removed")
 		return
 	}
-	if rec.Status == jobRunning && nearlyDone(j.rows.Load(), j.estimate.Load(), time.Since(rec.Created)) {
+	if hold := holdFor(j.rows.Load(), j.estimate.Load(), time.Since(rec.Created)); rec.Status == jobRunning && hold > 0 {
 		// A poll near the end waits for it (a while): the client gets the
 		// manifest when it is there, not a Retry-After later.
 		select {
 		case <-j.done:
 			rec, m = x.snapshot(j)
-		case <-time.After(holdNearlyDone):
+		case <-time.After(hold):
 		case <-r.Context().Done():
 			return
 		}
@@ -496,21 +496,32 @@ func (s *Server) exportStatus(w http.ResponseWriter, r *http.Request, c Caller) 
 	}
 }
 
-// holdNearlyDone is how long a poll of a job near its end waits for it.
-const holdNearlyDone = 5 * time.Second
+// holdNearlyDone is how long a poll of a job near its end waits for it;
+// holdYoung how long from its start a poll of a job waits in any case (a
+// small export is done by then).
+const (
+	holdNearlyDone = 5 * time.Second
+	holdYoung      = 2 * time.Second
+)
 
-// nearlyDone reports whether a job that has written rows in elapsed may end
-// within holdNearlyDone, at the rate it goes, of the rows the planner
-// expects (estimate; without one, a job under way may).
-func nearlyDone(rows, estimate int64, elapsed time.Duration) bool {
+// holdFor is how long a poll of a job that has written rows in elapsed
+// waits for its end: up to holdYoung from its start, or holdNearlyDone
+// when, at the rate it goes, it may end by then (of the rows the planner
+// expects, estimate; without one, any job under way may); else none.
+func holdFor(rows, estimate int64, elapsed time.Duration) time.Duration {
 	switch {
+	case elapsed < holdYoung:
+		return holdYoung - elapsed
 	case rows <= 0:
-		return false // not started (waiting for a lock, say)
+		return 0 // not started (waiting for a lock, say)
 	case estimate <= 0:
-		return true
+		return holdNearlyDone
 	}
 	left := time.Duration(float64(max(estimate-rows, 0)) / float64(rows) * float64(elapsed))
-	return left <= holdNearlyDone
+	if left <= holdNearlyDone {
+		return holdNearlyDone
+	}
+	return 0
 }
 
 // progressText is X-Progress: under 100 characters.
@@ -568,7 +579,18 @@ func (s *Server) exportFile(w http.ResponseWriter, r *http.Request, c Caller) {
 	h.Set("Content-Type", "application/fhir+ndjson")
 	h.Set("Vary", "Accept-Encoding")
 	h.Set("Cache-Control", "private, no-store")
+	gzipSlot := false
 	if r.Header.Get("Range") == "" && acceptsGzip(r) && r.Method == http.MethodGet {
+		// Compressing costs a core: one of --max-concurrent; when none is
+		// free the file goes as it is.
+		select {
+		case s.busy <- struct{}{}:
+			gzipSlot = true
+			defer func() { <-s.busy }()
+		default:
+		}
+	}
+	if gzipSlot {
 		h.Set("Content-Encoding", "gzip")
 		w.WriteHeader(http.StatusOK)
 		zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)

@@ -80,3 +80,22 @@ func TestStatusDuringDelete(t *testing.T) {
 		t.Errorf("left in the folder: %v", entries)
 	}
 }
+
+func TestHoldFor(t *testing.T) {
+	for _, c := range []struct {
+		rows, estimate int64
+		elapsed        time.Duration
+		want           time.Duration
+	}{
+		{0, 1000, 500 * time.Millisecond, 1500 * time.Millisecond}, // young: up to 2 s from the start
+		{0, 1000, 3 * time.Second, 0},                              // waiting for a lock
+		{100, 1000, 3 * time.Second, 0},                            // 27 s to go
+		{900, 1000, 30 * time.Second, holdNearlyDone},              // 3.3 s to go
+		{100, -1, 3 * time.Second, holdNearlyDone},                 // no estimate, under way
+		{2000, 1000, 3 * time.Second, holdNearlyDone},              // past the estimate
+	} {
+		if got := holdFor(c.rows, c.estimate, c.elapsed); got != c.want {
+			t.Errorf("holdFor(%d, %d, %s) = %s, want %s", c.rows, c.estimate, c.elapsed, got, c.want)
+		}
+	}
+}
