@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -96,6 +97,38 @@ func TestHoldFor(t *testing.T) {
 	} {
 		if got := holdFor(c.rows, c.estimate, c.elapsed); got != c.want {
 			t.Errorf("holdFor(%d, %d, %s) = %s, want %s", c.rows, c.estimate, c.elapsed, got, c.want)
+		}
+	}
+}
+
+// The Bulk Data endpoints are where --fhir-base puts them, and only there;
+// the Aidbox API beside them is unchanged.
+func TestFHIRBase(t *testing.T) {
+	x, err := OpenExports(ExportConfig{Dir: t.TempDir(), Base: "/api/r4"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	h := New(Config{DSN: "postgres://unused", Exports: x}).Handler()
+	for _, c := range []struct {
+		method, path string
+		status       int
+		says         string
+	}{
+		{"GET", "/api/r4/$export", http.StatusBadRequest, "needs the header Prefer: respond-async"},
+		{"GET", "/api/r4/Patient/$export", http.StatusBadRequest, "needs the header Prefer: respond-async"},
+		{"GET", "/api/r4/Group/g1/$export", http.StatusBadRequest, "needs the header Prefer: respond-async"},
+		{"GET", "/api/r4/$export-status/0123456789abcdef0123456789abcdef", http.StatusNotFound, "no such export"},
+		{"PUT", "/api/r4/$export-status/0123456789abcdef0123456789abcdef", http.StatusMethodNotAllowed, "GET or DELETE"},
+		{"GET", "/api/r4/$export-files/0123456789abcdef0123456789abcdef/Patient.ndjson", http.StatusNotFound, "no such file"},
+		{"GET", "/api/r4/../r4/$export", http.StatusTemporaryRedirect, "/api/r4/$export"}, // the mux sends it to the clean path first
+		{"GET", "/fhir/$export", http.StatusNotFound, "no operation GET /fhir/$export"},
+		{"GET", "/api/r4/Observation/$everything", http.StatusNotFound, "no operation"},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(c.method, c.path, nil))
+		if rec.Code != c.status || !strings.Contains(rec.Body.String(), c.says) {
+			t.Errorf("%s %s: %d %s", c.method, c.path, rec.Code, rec.Body.String())
 		}
 	}
 }
