@@ -212,11 +212,7 @@ func (x *Exports) remove(id string) {
 
 // load reads a finished job's manifest, and the names it may serve.
 func (j *job) load(dir string) error {
-	data, err := os.ReadFile(filepath.Join(dir, bulkdata.ManifestName))
-	if err != nil {
-		return err
-	}
-	m, err := bulkdata.ParseManifest(data)
+	m, err := readManifest(dir)
 	if err != nil {
 		return err
 	}
@@ -227,6 +223,15 @@ func (j *job) load(dir string) error {
 		}
 	}
 	return nil
+}
+
+// readManifest reads the manifest of the export in dir.
+func readManifest(dir string) (*bulkdata.Manifest, error) {
+	data, err := os.ReadFile(filepath.Join(dir, bulkdata.ManifestName))
+	if err != nil {
+		return nil, err
+	}
+	return bulkdata.ParseManifest(data)
 }
 
 // newID is a job's id: 128 random bits, which nobody guesses.
@@ -346,31 +351,18 @@ const notesName = "notes.ndjson"
 func writeNotes(dir string, notes []string) error {
 	var b []byte
 	for _, n := range notes {
-		type issue struct {
-			Severity    string `json:"severity"`
-			Code        string `json:"code"`
-			Diagnostics string `json:"diagnostics"`
-		}
-		line, _ := json.Marshal(struct {
-			ResourceType string  `json:"resourceType"`
-			Issue        []issue `json:"issue"`
-		}{"OperationOutcome", []issue{{"information", "not-supported", n}}})
-		b = append(append(b, line...), '\n')
+		b = append(b, outcomeLine("information", "not-supported", n)...)
 	}
 	if err := fsutil.WriteFile(filepath.Join(dir, notesName), b, 0o600); err != nil {
 		return err
 	}
-	data, err := os.ReadFile(filepath.Join(dir, bulkdata.ManifestName))
-	if err != nil {
-		return err
-	}
-	m, err := bulkdata.ParseManifest(data)
+	m, err := readManifest(dir)
 	if err != nil {
 		return err
 	}
 	count := int64(len(notes))
 	m.Error = append(m.Error, bulkdata.File{Type: "OperationOutcome", URL: notesName, Count: &count})
-	data, err = m.Marshal()
+	data, err := m.Marshal()
 	if err != nil {
 		return err
 	}

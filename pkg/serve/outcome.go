@@ -16,6 +16,17 @@ func writeOutcome(w http.ResponseWriter, status int, code, text string) {
 // writeOutcomeSeverity is writeOutcome with another severity (fatal,
 // error, warning, information).
 func writeOutcomeSeverity(w http.ResponseWriter, status int, severity, code, text string) {
+	h := w.Header()
+	h.Del("Content-Encoding")
+	h.Set("Content-Type", "application/fhir+json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(outcomeLine(severity, code, text))
+}
+
+// outcomeLine is an OperationOutcome of one issue, as one line of JSON
+// with its newline.
+func outcomeLine(severity, code, text string) []byte {
 	type issue struct {
 		Severity    string `json:"severity"`
 		Code        string `json:"code"`
@@ -25,10 +36,5 @@ func writeOutcomeSeverity(w http.ResponseWriter, status int, severity, code, tex
 		ResourceType string  `json:"resourceType"`
 		Issue        []issue `json:"issue"`
 	}{"OperationOutcome", []issue{{Severity: severity, Code: code, Diagnostics: text}}}) // strings
-	h := w.Header()
-	h.Del("Content-Encoding")
-	h.Set("Content-Type", "application/fhir+json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	w.Write(append(body, '\n'))
+	return append(body, '\n')
 }
