@@ -144,6 +144,9 @@ func setupDatabase(env *testscript.Env, admin string, cfg *pgx.ConnConfig) error
 		return err
 	}
 	env.Setenv("SAMPLE", sample)
+	// The default state folder (import's, serve's exports) inside the
+	// script's own folder, not under HOME (testscript's /no-home).
+	env.Setenv("XDG_STATE_HOME", filepath.Join(env.WorkDir, ".state"))
 	// The real data sets beside the repository, when present (scripts skip without them).
 	if shared, err := filepath.Abs("../../shared/data"); err == nil {
 		if _, err := os.Stat(shared); err == nil {

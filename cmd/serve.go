@@ -2,7 +2,9 @@ package cmd
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -94,7 +96,7 @@ get --shutdown-timeout to finish, then are cancelled.`,
 	fl.StringVar(&f.logFormat, "log-format", "text", "access log `FORMAT`: text or json")
 	fl.StringVar(&f.smartClients, "smart-clients", "", "SMART Backend Services clients `FILE`: a JSON array of {clientId, jwks or jwksUrl, scope}; serves /auth/token and .well-known/smart-configuration")
 	fl.StringVar(&f.fhirBase, "fhir-base", "/fhir", "serve HL7 Bulk Data $export under this `PATH` ([PATH]/$export, [PATH]/Patient/$export, [PATH]/Group/ID/$export)")
-	fl.StringVar(&f.exportDir, "export-dir", "", "keep $export jobs' files in `DIR`, the server's own (default: exports in --state-dir)")
+	fl.StringVar(&f.exportDir, "export-dir", "", "keep $export jobs' files in `DIR`, the server's own (default: exports/DATABASE-HASH in --state-dir, one per database)")
 	mustComplete(c, "export-dir", completeDirs)
 	fl.DurationVar(&f.exportTTL, "export-ttl", 24*time.Hour, "remove a finished $export's files `DURATION` after it finished")
 	fl.IntVar(&f.maxExports, "max-exports", 2, "run at most `N` $export jobs at once (429 with Retry-After beyond)")
@@ -193,15 +195,21 @@ func (a *app) runServe(ctx context.Context, f serveOptions) error {
 	if err != nil {
 		return usageError{err}
 	}
-	if f.exportDir == "" {
-		f.exportDir = filepath.Join(dir, "exports")
-	}
 	dsn := pg.ResolveDSN(a.db, a.getenv)
 	conn, err := pg.Connect(ctx, dsn) // a wrong --db is one line now, not a 503 per request
 	if err != nil {
 		return err
 	}
+	id, err := pg.ReadIdentity(ctx, conn)
 	conn.Close(context.Background())
+	if err != nil {
+		return err
+	}
+	if f.exportDir == "" {
+		// One folder per database: servers of other databases never meet.
+		sum := sha256.Sum256([]byte(id.Key()))
+		f.exportDir = filepath.Join(dir, "exports", unsafeChars.ReplaceAllString(id.Database, "_")+"-"+hex.EncodeToString(sum[:6]))
+	}
 	log := slog.New(handler)
 	exports, err := serve.OpenExports(serve.ExportConfig{Dir: f.exportDir, TTL: f.exportTTL, Max: f.maxExports, Parallel: f.exportParallel, Base: f.fhirBase}, log)
 	if err != nil {
@@ -232,6 +240,9 @@ func (a *app) runServe(ctx context.Context, f serveOptions) error {
 	log.Info("stopped")
 	return nil
 }
+
+// unsafeChars are those a database's name loses in a folder's name.
+var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
 
 // fhirBase is what --fhir-base may be.
 var fhirBase = regexp.MustCompile(`^(/[A-Za-z0-9._-]+)+$`)

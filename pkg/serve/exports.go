@@ -115,7 +115,7 @@ func OpenExports(cfg ExportConfig, log *slog.Logger) (*Exports, error) {
 	lock, err := fsutil.LockFile(filepath.Join(cfg.Dir, ".lock"))
 	if err != nil {
 		if errors.Is(err, fsutil.ErrLocked) {
-			return nil, fmt.Errorf("%s: another fhirbulk serve keeps its exports there", cfg.Dir)
+			return nil, fmt.Errorf("%s: another fhirbulk serve keeps its exports there (give this one its own --export-dir)", cfg.Dir)
 		}
 		return nil, err
 	}
