@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -41,6 +42,7 @@ type serveOptions struct {
 	exportTTL       time.Duration
 	maxExports      int
 	exportParallel  int
+	publicURL       string
 }
 
 func (a *app) serveCmd() *cobra.Command {
@@ -96,6 +98,7 @@ get --shutdown-timeout to finish, then are cancelled.`,
 	fl.StringVar(&f.logFormat, "log-format", "text", "access log `FORMAT`: text or json")
 	fl.StringVar(&f.smartClients, "smart-clients", "", "SMART Backend Services clients `FILE`: a JSON array of {clientId, jwks or jwksUrl, scope}; serves /auth/token and .well-known/smart-configuration")
 	fl.StringVar(&f.fhirBase, "fhir-base", "/fhir", "serve HL7 Bulk Data $export under this `PATH` ([PATH]/$export, [PATH]/Patient/$export, [PATH]/Group/ID/$export)")
+	fl.StringVar(&f.publicURL, "public-url", "", "the `URL` (scheme://host[:port]) clients reach the server at, behind a proxy that ends TLS: in the URLs it gives and the aud of SMART assertions (default: as each request came)")
 	fl.StringVar(&f.exportDir, "export-dir", "", "keep $export jobs' files in `DIR`, the server's own (default: exports/DATABASE-HASH in --state-dir, one per database)")
 	mustComplete(c, "export-dir", completeDirs)
 	fl.DurationVar(&f.exportTTL, "export-ttl", 24*time.Hour, "remove a finished $export's files `DURATION` after it finished")
@@ -161,6 +164,13 @@ func (a *app) runServe(ctx context.Context, f serveOptions) error {
 	}
 	if f.exportTTL <= 0 {
 		return usagef("--export-ttl: must be more than 0")
+	}
+	if f.publicURL != "" {
+		u, err := url.Parse(f.publicURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
+			return usagef("--public-url %q: scheme://host[:port], as https://fhir.example.org (no path, no user info)", printable(f.publicURL))
+		}
+		f.publicURL = u.Scheme + "://" + u.Host
 	}
 	if !fhirBase.MatchString(f.fhirBase) {
 		return usagef("--fhir-base %q: a path as /fhir or /fhir/r4 (letters, digits, . _ -; no / at the end)", f.fhirBase)
@@ -233,7 +243,7 @@ func (a *app) runServe(ctx context.Context, f serveOptions) error {
 	}
 	log.Info(fmt.Sprintf("listening on %s://%s, %s", scheme, l.Addr(), kind))
 	s := serve.New(serve.Config{DSN: dsn, Auth: auth, MaxConcurrent: f.maxConcurrent, ShutdownTimeout: f.shutdownTimeout, StatementTimeout: f.stmtTimeout,
-		Sources: &serve.Sources{Allow: f.allowSources}, Store: &bulkimport.Store{Dir: dir, Live: &bulkimport.Live{}}, SMART: smartClients, Exports: exports, Log: log, TLS: tlsConfig})
+		Sources: &serve.Sources{Allow: f.allowSources}, Store: &bulkimport.Store{Dir: dir, Live: &bulkimport.Live{}}, SMART: smartClients, Exports: exports, PublicURL: f.publicURL, Log: log, TLS: tlsConfig})
 	if err := s.Run(ctx, l); err != nil {
 		return err
 	}

@@ -77,8 +77,13 @@ func (s *Server) bulkRoute(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// origin is the scheme and host the client reached the server at.
-func origin(r *http.Request) string {
+// origin is the scheme and host clients reach the server at: PublicURL
+// when set (a server behind a proxy that ends TLS), else as this request
+// came.
+func (s *Server) origin(r *http.Request) string {
+	if s.cfg.PublicURL != "" {
+		return s.cfg.PublicURL
+	}
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
@@ -402,7 +407,7 @@ func (s *Server) startExport(w http.ResponseWriter, r *http.Request, c Caller, l
 		o.Group = group
 	}
 	o.Types = types
-	rec := record{Owner: c.owner(), Request: origin(r) + r.URL.RequestURI(), Level: level, Group: group, Patients: k.patients,
+	rec := record{Owner: c.owner(), Request: s.origin(r) + r.URL.RequestURI(), Level: level, Group: group, Patients: k.patients,
 		Types: types, Elements: k.elements, Notes: k.notes}
 	if !k.since.IsZero() {
 		o.Since = export.After(k.since) // _since is exclusive
@@ -422,7 +427,7 @@ func (s *Server) startExport(w http.ResponseWriter, r *http.Request, c Caller, l
 		return &badRequest{http.StatusInternalServerError, "exception", "the export could not be started"}
 	}
 	s.cfg.Log.Info("export started", "id", j.ID, "owner", j.Owner, "level", level)
-	w.Header().Set("Content-Location", origin(r)+x.cfg.Base+"/$export-status/"+j.ID)
+	w.Header().Set("Content-Location", s.origin(r)+x.cfg.Base+"/$export-status/"+j.ID)
 	writeOutcomeSeverity(w, http.StatusAccepted, "information", "informational", "the export started; poll the Content-Location")
 	return nil
 }
@@ -537,7 +542,7 @@ func progressText(rows, estimate int64) string {
 // files' URLs absolute, under $export-files, the request as it came.
 func (s *Server) servedManifest(r *http.Request, rec record, m *bulkdata.Manifest) bulkdata.Manifest {
 	out := bulkdata.Manifest{TransactionTime: m.TransactionTime, Request: rec.Request, RequiresAccessToken: s.authEnabled()}
-	prefix := origin(r) + s.cfg.Exports.cfg.Base + "/$export-files/" + rec.ID + "/"
+	prefix := s.origin(r) + s.cfg.Exports.cfg.Base + "/$export-files/" + rec.ID + "/"
 	abs := func(list []bulkdata.File) []bulkdata.File {
 		out := make([]bulkdata.File, len(list))
 		for i, f := range list {

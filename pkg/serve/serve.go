@@ -59,6 +59,12 @@ type Config struct {
 	Log *slog.Logger
 	// TLS, when set, serves HTTPS.
 	TLS *tls.Config
+	// PublicURL, when set, is the scheme and host clients reach the
+	// server at (https://fhir.example.org, behind a proxy that ends TLS):
+	// the URLs the server gives (Content-Location, a manifest's files, the
+	// token endpoint) and the aud a client assertion must name. Else as
+	// each request came.
+	PublicURL string
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
 }

@@ -135,13 +135,7 @@ func checkJWKSURL(raw string) error {
 
 // tokenURL is the token endpoint's URL as the client reached it: what its
 // assertion's aud must be.
-func tokenURL(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host + "/auth/token"
-}
+func (s *Server) tokenURL(r *http.Request) string { return s.origin(r) + "/auth/token" }
 
 // smartConfiguration is GET /.well-known/smart-configuration (also under
 // /fhir/).
@@ -151,7 +145,7 @@ func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"token_endpoint":                                   tokenURL(r),
+		"token_endpoint":                                   s.tokenURL(r),
 		"token_endpoint_auth_methods_supported":            []string{"private_key_jwt"},
 		"token_endpoint_auth_signing_alg_values_supported": []string{"RS384", "ES384"},
 		"grant_types_supported":                            []string{"client_credentials"},
@@ -188,7 +182,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		oauth(http.StatusBadRequest, "invalid_request", "no client_assertion")
 		return
 	}
-	c, err := s.cfg.SMART.verifier.Verify(r.Context(), f.Get("client_assertion"), tokenURL(r))
+	c, err := s.cfg.SMART.verifier.Verify(r.Context(), f.Get("client_assertion"), s.tokenURL(r))
 	var oe *smart.OAuthError
 	if errors.As(err, &oe) {
 		setCaller(r, "-")

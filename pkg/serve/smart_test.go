@@ -286,3 +286,39 @@ func TestTokenJWKSURL(t *testing.T) {
 		t.Errorf("%d fetches after a failure, want none", m.verifier.Fetches()-n)
 	}
 }
+
+// Behind a proxy that ends TLS, --public-url is what the client sees: the
+// token endpoint it is told, and the aud its assertion names.
+func TestPublicURL(t *testing.T) {
+	dir := t.TempDir()
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	key := writePEM(t, dir, "r1", rk)
+	data, _ := json.Marshal([]map[string]any{{"clientId": "app", "scope": "system/*.read", "jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{key.Public()}}}})
+	os.WriteFile(filepath.Join(dir, "clients.json"), data, 0o600)
+	m, err := LoadClients(filepath.Join(dir, "clients.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(Config{DSN: "postgres://unused", SMART: m, PublicURL: "https://fhir.example.org"}).Handler())
+	defer srv.Close()
+	cfg, err := smart.Discover(context.Background(), srv.Client(), srv.URL+"/fhir")
+	if err != nil || cfg.TokenEndpoint != "https://fhir.example.org/auth/token" {
+		t.Fatalf("discover: %+v %v", cfg, err)
+	}
+	// The proxy's public URL is the aud; the address the request came to is not.
+	for aud, ok := range map[string]bool{"https://fhir.example.org/auth/token": true, srv.URL + "/auth/token": false} {
+		a, err := key.Assertion("app", aud, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := srv.Client().PostForm(srv.URL+"/auth/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"system/*.read"},
+			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if (resp.StatusCode == http.StatusOK) != ok {
+			t.Errorf("aud %s: %s", aud, resp.Status)
+		}
+	}
+}
