@@ -57,9 +57,10 @@ type Verifier struct {
 	mu   sync.Mutex
 	seen map[string]time.Time // jti (per client) → until when it is remembered
 
-	fetchMu sync.Mutex // one JWKS fetch at a time
-	jwks    map[string]fetchedJWKS
-	fetches int
+	fetchMu  sync.Mutex // guards the three below
+	jwks     map[string]fetchedJWKS
+	fetches  int
+	urlLocks map[string]*sync.Mutex // one fetch at a time per URL (a slow key host delays its own clients only)
 }
 
 type fetchedJWKS struct {
@@ -166,19 +167,31 @@ func (v *Verifier) Verify(ctx context.Context, assertion, tokenURL string) (Clie
 // lacks kid and was fetched over JWKSRefetch ago.
 func (v *Verifier) fetched(ctx context.Context, url, kid string) (jose.JSONWebKeySet, error) {
 	v.fetchMu.Lock()
-	defer v.fetchMu.Unlock()
+	if v.urlLocks == nil {
+		v.urlLocks, v.jwks = map[string]*sync.Mutex{}, map[string]fetchedJWKS{}
+	}
+	l := v.urlLocks[url]
+	if l == nil {
+		l = &sync.Mutex{}
+		v.urlLocks[url] = l
+	}
+	v.fetchMu.Unlock()
+	l.Lock()
+	defer l.Unlock()
+	v.fetchMu.Lock()
+	f, ok := v.jwks[url]
+	v.fetchMu.Unlock()
 	now := v.now()
-	if f, ok := v.jwks[url]; ok && now.Sub(f.at) < JWKSLifetime {
+	if ok && now.Sub(f.at) < JWKSLifetime {
 		if _, has := findKey(f.keys, kid); has || now.Sub(f.at) < JWKSRefetch {
 			return f.keys, f.err // a failure too is kept JWKSRefetch
 		}
 	}
 	keys, err := v.fetch(ctx, url)
-	if v.jwks == nil {
-		v.jwks = map[string]fetchedJWKS{}
-	}
+	v.fetchMu.Lock()
 	v.jwks[url] = fetchedJWKS{keys: keys, err: err, at: now}
 	v.fetches++
+	v.fetchMu.Unlock()
 	return keys, err
 }
 

@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -182,5 +185,50 @@ func TestReadable(t *testing.T) {
 		if all != c.all || strings.Join(types, ",") != c.types {
 			t.Errorf("Readable(%q) = %v %q, want %v %q", c.scope, all, strings.Join(types, ","), c.all, c.types)
 		}
+	}
+}
+
+// A key host that does not answer delays its own client only: another
+// client's jwksUrl is fetched, and its assertion checked, meanwhile.
+func TestJWKSFetchPerURL(t *testing.T) {
+	keys(t)
+	rsa, err := newKey(rsaKey, "", "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{rsa.Public()}})
+	}))
+	defer slow.Close()
+	defer close(release)
+	fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{rsa.Public()}})
+	}))
+	defer fast.Close()
+	url := "https://fhir.example/auth/token"
+	v := &Verifier{Clients: map[string]Client{
+		"slow": {ID: "slow", Scope: "system/*.read", JWKSURL: slow.URL},
+		"fast": {ID: "fast", Scope: "system/*.read", JWKSURL: fast.URL},
+	}}
+	slowDone := make(chan error, 1)
+	go func() {
+		a, _ := rsa.Assertion("slow", url, time.Now())
+		_, err := v.Verify(context.Background(), a, url)
+		slowDone <- err
+	}()
+	a, _ := rsa.Assertion("fast", url, time.Now())
+	if _, err := v.Verify(context.Background(), a, url); err != nil {
+		t.Fatalf("fast client while the slow key host holds: %v", err)
+	}
+	select {
+	case err := <-slowDone:
+		t.Fatalf("the slow client ended first: %v", err)
+	default:
+	}
+	release <- struct{}{}
+	if err := <-slowDone; err != nil {
+		t.Errorf("slow client: %v", err)
 	}
 }
