@@ -308,8 +308,8 @@ func cmdBulkServer(ts *testscript.TestScript, neg bool, args []string) {
 //	                       release-file (or the client to go away)
 //	release-file           lets the held file requests go on and ends hold-file
 //	wait-held              waits (up to 30 s) until a file request is held
-//	wait-polls N           waits (up to 30 s) until N status polls were
-//	                       answered in all
+//	wait-polls N|+N        waits (up to 30 s) until N status polls were
+//	                       answered in all (+N: since the last hold)
 //	wait-tokens N          waits (up to 30 s) until N tokens were issued
 //	txtime TIME            the transactionTime of jobs kicked off from now on
 //	                       (as it is; default the kick-off's time, RFC 3339
@@ -352,8 +352,17 @@ func cmdBulk(ts *testscript.TestScript, neg bool, args []string) {
 		s.wait(ts, "a held file request", func() bool { return s.heldNow > 0 })
 		return
 	case "wait-polls":
-		want(1, "N")
-		n := num(1)
+		want(1, "N|+N")
+		// +N: N polls since the last hold (earlier pulls of the script
+		// polled too: N alone could be met before this kick-off).
+		since := 0
+		if rest, ok := strings.CutPrefix(args[1], "+"); ok {
+			args[1] = rest
+			s.mu.Lock()
+			since = s.heldAtPolls
+			s.mu.Unlock()
+		}
+		n := since + num(1)
 		s.wait(ts, fmt.Sprintf("%d status polls", n), func() bool { return s.counts["polls"] >= n })
 		return
 	case "wait-tokens":
@@ -383,6 +392,7 @@ func cmdBulk(ts *testscript.TestScript, neg bool, args []string) {
 	case "hold":
 		want(0, "")
 		s.held = true
+		s.heldAtPolls = s.counts["polls"]
 	case "release":
 		want(0, "")
 		s.held = false
@@ -488,6 +498,7 @@ type bulkServer struct {
 	progress        string
 	nextPolls       int
 	held            bool
+	heldAtPolls     int // the polls counted when held was set (wait-polls +N)
 	kickoffFailCode int
 	kickoffFailN    int
 	pollFailCode    int
