@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -172,7 +173,7 @@ func (a *app) runServe(ctx context.Context, f serveOptions) error {
 		}
 		f.publicURL = u.Scheme + "://" + u.Host
 	}
-	if !fhirBase.MatchString(f.fhirBase) {
+	if !fhirBase.MatchString(f.fhirBase) || path.Clean(f.fhirBase) != f.fhirBase {
 		return usagef("--fhir-base %q: a path as /fhir or /fhir/r4 (letters, digits, . _ -; no / at the end)", f.fhirBase)
 	}
 	var smartClients *serve.SMART
