@@ -183,7 +183,7 @@ func (a *app) runServe(ctx context.Context, f serveOptions) error {
 		}
 	}
 	authEnabled := auth.Enabled() || smartClients != nil
-	if !authEnabled && !f.insecureNoAuth && !isLoopback(host) {
+	if !authEnabled && !f.insecureNoAuth && !serve.IsLoopback(host) {
 		return usagef("--listen %s: without --token-file, --basic-file or --smart-clients serve listens only on this machine (127.0.0.1, ::1, localhost); --insecure-no-auth to serve anyone", f.listen)
 	}
 	var tlsConfig *tls.Config
@@ -257,12 +257,3 @@ var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
 
 // fhirBase is what --fhir-base may be.
 var fhirBase = regexp.MustCompile(`^(/[A-Za-z0-9._-]+)+$`)
-
-// isLoopback reports whether a listen host is this machine only.
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}

@@ -38,7 +38,7 @@ func subset(dst, obj []byte, elements []string, members *[]ndjson.Member) ([]byt
 		dst = append(dst, ',')
 	}
 	dst = append(dst, `"meta":`...)
-	dst, err = appendTagged(dst, meta)
+	dst, err = appendTagged(dst, meta, members) // obj's members are done with: the buffer is meta's
 	if err != nil {
 		return dst, err
 	}
@@ -63,12 +63,13 @@ func kept(key string, elements []string) bool {
 }
 
 // appendTagged appends meta (a compact object, or nil) with the tag
-// SUBSETTED added to its tag list.
-func appendTagged(dst, meta []byte) ([]byte, error) {
+// SUBSETTED added to its tag list; members is a buffer to reuse.
+func appendTagged(dst, meta []byte, members *[]ndjson.Member) ([]byte, error) {
 	if meta == nil {
 		return append(dst, `{"tag":[`+subsettedTag+`]}`...), nil
 	}
-	ms, err := ndjson.SplitMembers(nil, meta)
+	ms, err := ndjson.SplitMembers((*members)[:0], meta)
+	*members = ms
 	if err != nil {
 		return dst, err
 	}

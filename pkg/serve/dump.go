@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/klauspost/pgzip"
 
 	"github.com/fhirbulk/fhirbulk/pkg/dump"
@@ -57,9 +58,8 @@ func (s *Server) dump(w http.ResponseWriter, r *http.Request, _ Caller) {
 	}
 
 	ctx := r.Context()
-	conn, err := pg.Connect(ctx, s.cfg.DSN)
-	if err != nil {
-		s.databaseDown(w, r, err)
+	conn := s.connect(w, r)
+	if conn == nil {
 		return
 	}
 	defer conn.Close(context.Background())
@@ -166,6 +166,17 @@ func acceptsGzip(r *http.Request) bool {
 		return q > 0
 	}
 	return false
+}
+
+// connect opens a connection to the database for r, or answers 503
+// (databaseDown) and returns nil.
+func (s *Server) connect(w http.ResponseWriter, r *http.Request) *pgx.Conn {
+	conn, err := pg.Connect(r.Context(), s.cfg.DSN)
+	if err != nil {
+		s.databaseDown(w, r, err)
+		return nil
+	}
+	return conn
 }
 
 // databaseDown answers 503: the database cannot be reached (the reason

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/fhirbulk/fhirbulk/pkg/dumpsql"
-	"github.com/fhirbulk/fhirbulk/pkg/pg"
 )
 
 // maxBody bounds a request body that is read whole ($dump-sql's query).
@@ -73,9 +72,8 @@ func (s *Server) dumpSQL(w http.ResponseWriter, r *http.Request, _ Caller) {
 	}
 
 	ctx := r.Context()
-	conn, err := pg.Connect(ctx, s.cfg.DSN)
-	if err != nil {
-		s.databaseDown(w, r, err)
+	conn := s.connect(w, r)
+	if conn == nil {
 		return
 	}
 	defer conn.Close(context.Background())

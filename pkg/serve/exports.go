@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -128,7 +129,7 @@ func OpenExports(cfg ExportConfig, log *slog.Logger) (*Exports, error) {
 	now := time.Now()
 	for _, e := range entries {
 		name := e.Name()
-		id, isRecord := trimSuffix(name, ".json")
+		id, isRecord := strings.CutSuffix(name, ".json")
 		switch {
 		case isRecord && jobID.MatchString(id):
 			x.recover(id, now)
@@ -139,13 +140,6 @@ func OpenExports(cfg ExportConfig, log *slog.Logger) (*Exports, error) {
 		}
 	}
 	return x, nil
-}
-
-func trimSuffix(s, suffix string) (string, bool) {
-	if len(s) > len(suffix) && s[len(s)-len(suffix):] == suffix {
-		return s[:len(s)-len(suffix)], true
-	}
-	return s, false
 }
 
 // recover reads one job's record at start.

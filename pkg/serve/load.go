@@ -67,9 +67,8 @@ func (s *Server) load(w http.ResponseWriter, r *http.Request, _ Caller) {
 		opts.Merge = m
 	}
 	ctx := r.Context()
-	conn, err := pg.Connect(ctx, s.cfg.DSN)
-	if err != nil {
-		s.databaseDown(w, r, err)
+	conn := s.connect(w, r)
+	if conn == nil {
 		return
 	}
 	defer conn.Close(context.Background())

@@ -124,13 +124,20 @@ func checkJWKSURL(raw string) error {
 	if u.User != nil {
 		return fmt.Errorf("%q: no user info in it", printable(u.Redacted()))
 	}
-	host := u.Hostname()
-	ip := net.ParseIP(host)
-	loopback := host == "localhost" || ip != nil && ip.IsLoopback()
-	if u.Scheme != "https" && !(u.Scheme == "http" && loopback) {
+	if u.Scheme != "https" && !(u.Scheme == "http" && IsLoopback(u.Hostname())) {
 		return fmt.Errorf("%q: https only (http only on this machine)", printable(raw))
 	}
 	return nil
+}
+
+// IsLoopback reports whether a host (a name or an address) is this
+// machine only: localhost, 127.0.0.0/8, ::1.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // tokenURL is the token endpoint's URL as the client reached it: what its

@@ -41,6 +41,30 @@ func writePEM(t *testing.T, dir, name string, key any) *smart.Key {
 	return k
 }
 
+// registered writes a --smart-clients file of clients in dir and loads it.
+func registered(t *testing.T, dir string, clients ...map[string]any) *SMART {
+	t.Helper()
+	data, _ := json.Marshal(clients)
+	path := filepath.Join(dir, "clients.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadClients(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// jwksOf is the JWKS of public keys.
+func jwksOf(keys ...*smart.Key) jose.JSONWebKeySet {
+	var set jose.JSONWebKeySet
+	for _, k := range keys {
+		set.Keys = append(set.Keys, k.Public())
+	}
+	return set
+}
+
 // Our own SMART client (pkg/smart) against the server's token endpoint:
 // discovery, a token for an RS384 and an ES384 key, and OAuth2's refusals.
 func TestTokenEndpoint(t *testing.T) {
@@ -49,14 +73,7 @@ func TestTokenEndpoint(t *testing.T) {
 	ek, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	wk, _ := rsa.GenerateKey(rand.Reader, 2048)
 	rsaKey, ecKey, wrong := writePEM(t, dir, "r1", rk), writePEM(t, dir, "e1", ek), writePEM(t, dir, "r1-wrong", wk)
-	clients := []map[string]any{{"clientId": "app", "scope": "system/*.read", "jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{rsaKey.Public(), ecKey.Public()}}}}
-	data, _ := json.Marshal(clients)
-	path := filepath.Join(dir, "clients.json")
-	os.WriteFile(path, data, 0o600)
-	m, err := LoadClients(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := registered(t, dir, map[string]any{"clientId": "app", "scope": "system/*.read", "jwks": jwksOf(rsaKey, ecKey)})
 	srv := httptest.NewServer(New(Config{DSN: "postgres://unused", SMART: m}).Handler())
 	defer srv.Close()
 
@@ -155,12 +172,7 @@ func TestExportTokenExpires(t *testing.T) {
 	dir := t.TempDir()
 	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
 	key := writePEM(t, dir, "r1", rk)
-	data, _ := json.Marshal([]map[string]any{{"clientId": "app", "scope": "system/Patient.read", "jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{key.Public()}}}})
-	os.WriteFile(filepath.Join(dir, "clients.json"), data, 0o600)
-	m, err := LoadClients(filepath.Join(dir, "clients.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := registered(t, dir, map[string]any{"clientId": "app", "scope": "system/Patient.read", "jwks": jwksOf(key)})
 	x, err := OpenExports(ExportConfig{Dir: filepath.Join(dir, "exports")}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -227,12 +239,7 @@ func TestTokenJWKSURL(t *testing.T) {
 		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: published})
 	}))
 	defer keys.Close()
-	data, _ := json.Marshal([]map[string]any{{"clientId": "app", "scope": "system/*.read", "jwksUrl": keys.URL + "/jwks"}})
-	os.WriteFile(filepath.Join(dir, "clients.json"), data, 0o600)
-	m, err := LoadClients(filepath.Join(dir, "clients.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := registered(t, dir, map[string]any{"clientId": "app", "scope": "system/*.read", "jwksUrl": keys.URL + "/jwks"})
 	now := time.Now()
 	m.verifier.Now = func() time.Time { return now }
 	srv := httptest.NewServer(New(Config{DSN: "postgres://unused", SMART: m}).Handler())
@@ -293,12 +300,7 @@ func TestPublicURL(t *testing.T) {
 	dir := t.TempDir()
 	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
 	key := writePEM(t, dir, "r1", rk)
-	data, _ := json.Marshal([]map[string]any{{"clientId": "app", "scope": "system/*.read", "jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{key.Public()}}}})
-	os.WriteFile(filepath.Join(dir, "clients.json"), data, 0o600)
-	m, err := LoadClients(filepath.Join(dir, "clients.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := registered(t, dir, map[string]any{"clientId": "app", "scope": "system/*.read", "jwks": jwksOf(key)})
 	srv := httptest.NewServer(New(Config{DSN: "postgres://unused", SMART: m, PublicURL: "https://fhir.example.org"}).Handler())
 	defer srv.Close()
 	cfg, err := smart.Discover(context.Background(), srv.Client(), srv.URL+"/fhir")

@@ -127,42 +127,34 @@ func GenerateNames(r io.Reader) ([]byte, error) {
 		fmt.Fprintf(&b, "\t%q,\n", r)
 	}
 	b.WriteString("}\n")
-	b.WriteString("\n// required are, by type, its elements of min 1 or more (a choice as value[x]).\n")
-	b.WriteString("var required = map[string][]string{\n")
-	for _, sd := range sds {
-		if sd.Kind != "resource" || sd.Abstract {
-			continue
-		}
-		var req []string
-		for _, e := range sd.Snapshot.Element {
-			rest, ok := strings.CutPrefix(e.Path, sd.Type+".")
-			if ok && !strings.Contains(rest, ".") && e.Min > 0 {
-				req = append(req, rest)
+	// Per concrete resource type, what of its top-level elements (name,
+	// as value[x]; min) a table keeps.
+	perType := func(doc, name string, keep func(element string, min int) (string, bool)) {
+		fmt.Fprintf(&b, "\n// %s\nvar %s = map[string][]string{\n", doc, name)
+		for _, sd := range sds {
+			if sd.Kind != "resource" || sd.Abstract {
+				continue
+			}
+			var list []string
+			for _, e := range sd.Snapshot.Element {
+				rest, ok := strings.CutPrefix(e.Path, sd.Type+".")
+				if !ok || strings.Contains(rest, ".") {
+					continue
+				}
+				if v, ok := keep(rest, e.Min); ok {
+					list = append(list, v)
+				}
+			}
+			if len(list) > 0 {
+				fmt.Fprintf(&b, "\t%q: {%s},\n", sd.Type, quoteAll(list))
 			}
 		}
-		if len(req) > 0 {
-			fmt.Fprintf(&b, "\t%q: {%s},\n", sd.Type, quoteAll(req))
-		}
+		b.WriteString("}\n")
 	}
-	b.WriteString("}\n")
-	b.WriteString("\n// choices are, by type, its top-level choice elements (value for value[x]).\n")
-	b.WriteString("var choices = map[string][]string{\n")
-	for _, sd := range sds {
-		if sd.Kind != "resource" || sd.Abstract {
-			continue
-		}
-		var list []string
-		for _, e := range sd.Snapshot.Element {
-			rest, ok := strings.CutPrefix(e.Path, sd.Type+".")
-			if base, choice := strings.CutSuffix(rest, "[x]"); ok && choice && !strings.Contains(base, ".") {
-				list = append(list, base)
-			}
-		}
-		if len(list) > 0 {
-			fmt.Fprintf(&b, "\t%q: {%s},\n", sd.Type, quoteAll(list))
-		}
-	}
-	b.WriteString("}\n")
+	perType("required are, by type, its elements of min 1 or more (a choice as value[x]).", "required",
+		func(element string, min int) (string, bool) { return element, min > 0 })
+	perType("choices are, by type, its top-level choice elements (value for value[x]).", "choices",
+		func(element string, _ int) (string, bool) { return strings.CutSuffix(element, "[x]") })
 	return format.Source(b.Bytes())
 }
 
